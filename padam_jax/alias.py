@@ -1,0 +1,188 @@
+"""Ready-made optimizers (Padam and the paper's baselines) with PyTorch conventions.
+
+Every optimizer here is an ``optax.chain`` of small pieces and matches its PyTorch
+counterpart (the authors' ``Padam``, ``torch.optim.SGD``/``Adam``/``AdamW``) to
+round-off in float64. ``OPTIMIZERS`` maps names to factories.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import optax
+
+from padam_jax.transform import (ScalarOrSchedule, check_hyperparameter,
+                                 check_non_negative, scale_by_amsgrad_torch,
+                                 scale_by_padam)
+
+MaskOrFn = Optional[Any]
+
+
+def _weight_decay(weight_decay, mask: MaskOrFn) -> optax.GradientTransformation:
+  """Adds ``weight_decay * params`` to the updates on the leaves ``mask`` selects.
+
+  Placed before the moments it is PyTorch's coupled L2 (``weight_decay=``), after
+  them it is AdamW's decoupled decay.
+  """
+  check_non_negative('weight_decay', weight_decay)
+  return optax.add_decayed_weights(weight_decay, mask)
+
+
+def _learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
+  check_non_negative('learning_rate', learning_rate)
+  return optax.scale_by_learning_rate(learning_rate)
+
+
+def padam(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    partial: ScalarOrSchedule = 0.125,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    *,
+    amsgrad: bool = True,
+    exact_bias_correction: bool = False,
+    mu_dtype: Optional[Any] = None,
+    mask: MaskOrFn = None,
+) -> optax.GradientTransformation:
+  """Padam (Chen & Gu, arXiv:1806.06763) exactly as the authors' PyTorch code.
+
+  ``chain(coupled L2, scale_by_padam, -learning_rate)``: the weight decay is added
+  to the gradient before the moments, as in the reference, on every leaf that
+  ``mask`` selects (all by default). ``learning_rate`` and ``partial`` accept a
+  number or an optax schedule; all numbers work under ``optax.inject_hyperparams``.
+
+  Example:
+    >>> import jax.numpy as jnp, padam_jax
+    >>> tx = padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4)
+    >>> params = {'w': jnp.ones(3)}
+    >>> updates, state = tx.update({'w': jnp.ones(3)}, tx.init(params), params)
+
+  See :func:`padam_jax.scale_by_padam` for the update and the options.
+  """
+  return optax.chain(
+      _weight_decay(weight_decay, mask),
+      scale_by_padam(b1, b2, partial, eps, amsgrad,
+                     exact_bias_correction=exact_bias_correction,
+                     mu_dtype=mu_dtype),
+      _learning_rate(learning_rate),
+  )
+
+
+def padamw(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    partial: ScalarOrSchedule = 0.125,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    *,
+    amsgrad: bool = True,
+    exact_bias_correction: bool = False,
+    mu_dtype: Optional[Any] = None,
+    mask: MaskOrFn = None,
+) -> optax.GradientTransformation:
+  """Padam with decoupled weight decay: ``theta -= lr * (padam_dir + wd * theta)``.
+
+  The decay bypasses the partially adaptive scaling (as ``torch.optim.AdamW``),
+  so it acts with the same strength on every coordinate.
+  """
+  return optax.chain(
+      scale_by_padam(b1, b2, partial, eps, amsgrad,
+                     exact_bias_correction=exact_bias_correction,
+                     mu_dtype=mu_dtype),
+      _weight_decay(weight_decay, mask),
+      _learning_rate(learning_rate),
+  )
+
+
+def sgdm(
+    learning_rate: ScalarOrSchedule,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    *,
+    nesterov: bool = False,
+    mask: MaskOrFn = None,
+) -> optax.GradientTransformation:
+  """SGD with momentum as ``torch.optim.SGD``: ``buf = momentum * buf + g``."""
+  check_hyperparameter('momentum', momentum, 0.0, 1.0, high_inclusive=False)
+  return optax.chain(
+      _weight_decay(weight_decay, mask),
+      optax.trace(decay=momentum, nesterov=nesterov),
+      _learning_rate(learning_rate),
+  )
+
+
+def adam(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    *,
+    mu_dtype: Optional[Any] = None,
+    mask: MaskOrFn = None,
+) -> optax.GradientTransformation:
+  """Adam as ``torch.optim.Adam`` (coupled L2 weight decay)."""
+  return optax.chain(
+      _weight_decay(weight_decay, mask),
+      scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
+      _learning_rate(learning_rate),
+  )
+
+
+def amsgrad(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    *,
+    mu_dtype: Optional[Any] = None,
+    mask: MaskOrFn = None,
+) -> optax.GradientTransformation:
+  """AMSGrad as ``torch.optim.Adam(amsgrad=True)``: maximum of the raw ``nu``."""
+  return optax.chain(
+      _weight_decay(weight_decay, mask),
+      scale_by_amsgrad_torch(b1, b2, eps, amsgrad=True, mu_dtype=mu_dtype),
+      _learning_rate(learning_rate),
+  )
+
+
+def adamw(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.01,
+    *,
+    mu_dtype: Optional[Any] = None,
+    mask: MaskOrFn = None,
+) -> optax.GradientTransformation:
+  """AdamW as ``torch.optim.AdamW``: ``theta -= lr * (adam_dir + wd * theta)``."""
+  return optax.chain(
+      scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
+      _weight_decay(weight_decay, mask),
+      _learning_rate(learning_rate),
+  )
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    'padam': padam,
+    'padamw': padamw,
+    'sgdm': sgdm,
+    'adam': adam,
+    'amsgrad': amsgrad,
+    'adamw': adamw,
+}
+
+
+def get_optimizer(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
+  """Builds the optimizer registered as ``name`` (see ``OPTIMIZERS``)."""
+  try:
+    factory = OPTIMIZERS[name]
+  except KeyError:
+    raise ValueError(f'unknown optimizer {name!r}; choose one of '
+                     f'{", ".join(sorted(OPTIMIZERS))}') from None
+  return factory(**hyperparameters)

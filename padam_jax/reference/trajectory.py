@@ -1,0 +1,217 @@
+"""Optimizer trajectories on a small deterministic problem, in JAX and in PyTorch.
+
+A multi-leaf parameter tree follows gradients that depend on the parameters
+(``a * cos(theta) + b * theta + noise_t``) for a few hundred steps; the same
+problem runs under our optax optimizers and under PyTorch oracles (the authors'
+Padam as re-written in :mod:`padam_jax.reference.optim`, ``torch.optim`` and
+``pytorch_optimizer.PAdam``), and the trajectories are compared in float64.
+torch is imported only by the functions that run it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import padam_jax
+
+LEAF_SHAPES = {'kernel': (4, 3), 'bias': (5,), 'conv': (2, 3, 2)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+  """Initial parameters, gradient coefficients and per-step noise (float64)."""
+
+  init: dict[str, np.ndarray]
+  a: dict[str, np.ndarray]
+  b: dict[str, np.ndarray]
+  noise: dict[str, np.ndarray]  # leaf -> (steps, *shape)
+
+  @property
+  def steps(self) -> int:
+    return next(iter(self.noise.values())).shape[0]
+
+  def to_arrays(self) -> dict[str, np.ndarray]:
+    """Flat ``{'init/kernel': ...}`` dict, e.g. for ``np.savez``."""
+    return {f'{field.name}/{leaf}': value
+            for field in dataclasses.fields(self)
+            for leaf, value in getattr(self, field.name).items()}
+
+  @classmethod
+  def from_arrays(cls, arrays) -> 'Problem':
+    fields = {field.name: {} for field in dataclasses.fields(cls)}
+    for key in arrays.keys():
+      if '/' in key and key.split('/')[0] in fields:
+        field, leaf = key.split('/', 1)
+        fields[field][leaf] = np.asarray(arrays[key], np.float64)
+    return cls(**fields)
+
+
+def make_problem(steps: int = 250, seed: int = 0) -> Problem:
+  """A reproducible problem; ``b > 0`` keeps it bounded, ``a`` makes it curved."""
+  rng = np.random.default_rng(seed)
+  draw = lambda fn: {k: fn(s) for k, s in LEAF_SHAPES.items()}  # noqa: E731
+  return Problem(
+      init=draw(lambda s: rng.normal(0.0, 1.0, s)),
+      a=draw(lambda s: rng.uniform(0.5, 2.0, s)),
+      b=draw(lambda s: rng.uniform(0.05, 0.5, s)),
+      noise=draw(lambda s: rng.normal(0.0, 0.3, (steps,) + s)),
+  )
+
+
+# Settings checked against the authors' Padam: (name, hyperparameters).
+# Keys: lr, b1, b2, eps, weight_decay, partial, amsgrad, exact_bias_correction.
+PADAM_SETTINGS: dict[str, dict[str, Any]] = {
+    'default_p1/8': dict(lr=0.1, partial=0.125),
+    'p1/8_wd5e-4': dict(lr=0.1, partial=0.125, weight_decay=5e-4),
+    'p1/4_betas0.8,0.99_wd5e-3': dict(lr=0.02, partial=0.25, b1=0.8, b2=0.99,
+                                      weight_decay=5e-3),
+    'p1/16_no_amsgrad': dict(lr=0.1, partial=0.0625, amsgrad=False),
+    'p0.3_betas0.95,0.9999_wd1e-4': dict(lr=0.05, partial=0.3, b1=0.95,
+                                         b2=0.9999, weight_decay=1e-4),
+    'p1/2_lr1e-3': dict(lr=1e-3, partial=0.5),
+    'p0_heavy_ball': dict(lr=0.05, partial=0.0, weight_decay=1e-3),
+    'p1/8_exact_bias_eps1e-3': dict(lr=0.1, partial=0.125, eps=1e-3,
+                                    exact_bias_correction=True),
+}
+
+_PADAM_DEFAULTS = dict(lr=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
+                       partial=0.125, amsgrad=True, exact_bias_correction=False)
+
+
+def padam_kwargs(setting: dict[str, Any]) -> dict[str, Any]:
+  """Our ``padam_jax.padam`` keyword arguments for a setting."""
+  s = {**_PADAM_DEFAULTS, **setting}
+  return dict(learning_rate=s['lr'], b1=s['b1'], b2=s['b2'], eps=s['eps'],
+              weight_decay=s['weight_decay'], partial=s['partial'],
+              amsgrad=s['amsgrad'],
+              exact_bias_correction=s['exact_bias_correction'])
+
+
+def jax_trajectory(problem: Problem, optimizer) -> np.ndarray:
+  """Parameters after every step, ``(steps, n)`` float64, under ``optimizer``.
+
+  Runs under ``jax.enable_x64`` and ``jax.jit`` with a ``lax.scan`` over steps.
+  """
+  with jax.enable_x64(True):
+    params = jax.tree.map(jnp.asarray, problem.init)
+    a, b = jax.tree.map(jnp.asarray, problem.a), jax.tree.map(jnp.asarray, problem.b)
+    noise = jax.tree.map(jnp.asarray, problem.noise)
+
+    def step(carry, noise_t):
+      params, state = carry
+      grads = jax.tree.map(lambda p, a_, b_, n: a_ * jnp.cos(p) + b_ * p + n,
+                           params, a, b, noise_t)
+      updates, state = optimizer.update(grads, state, params)
+      params = jax.tree.map(jnp.add, params, updates)
+      return (params, state), _flatten(params, jnp)
+
+    run = jax.jit(lambda p: jax.lax.scan(step, (p, optimizer.init(p)), noise)[1])
+    return np.asarray(run(params))
+
+
+def torch_trajectory(problem: Problem, make_optimizer) -> np.ndarray:
+  """Parameters after every step, ``(steps, n)`` float64, under a torch optimizer.
+
+  ``make_optimizer(list_of_tensors)`` builds the ``torch.optim.Optimizer``.
+  """
+  import torch  # pylint: disable=import-outside-toplevel
+
+  params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+            for k, v in problem.init.items()}
+  as_t = lambda tree: {k: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+                       for k, v in tree.items()}
+  a, b = as_t(problem.a), as_t(problem.b)
+  optimizer = make_optimizer(list(params.values()))
+  rows = []
+  for t in range(problem.steps):
+    with torch.no_grad():
+      for k, p in params.items():
+        noise_t = torch.tensor(problem.noise[k][t], dtype=torch.float64)
+        p.grad = a[k] * torch.cos(p) + b[k] * p + noise_t
+    optimizer.step()
+    rows.append(_flatten({k: p.detach().numpy() for k, p in params.items()}, np))
+  return np.stack(rows)
+
+
+def torch_reference_padam(setting: dict[str, Any]):
+  """A ``make_optimizer`` for the re-written authors' Padam under ``setting``."""
+  from padam_jax.reference import optim  # pylint: disable=import-outside-toplevel
+
+  s = {**_PADAM_DEFAULTS, **setting}
+  return lambda params: optim.Padam(
+      params, lr=s['lr'], betas=(s['b1'], s['b2']), eps=s['eps'],
+      weight_decay=s['weight_decay'], amsgrad=s['amsgrad'],
+      partial=s['partial'], exact_bias_correction=s['exact_bias_correction'])
+
+
+def _torch_optim(name: str, **kwargs):
+  def make(params):
+    import torch  # pylint: disable=import-outside-toplevel
+    return getattr(torch.optim, name)(params, **kwargs)
+  return make
+
+
+def _pytorch_optimizer_padam(**kwargs):
+  def make(params):
+    from pytorch_optimizer import PAdam  # pylint: disable=import-outside-toplevel
+    return PAdam(params, foreach=False, **kwargs)
+  return make
+
+
+# Oracles written by others: name -> (our optimizer, a torch make_optimizer).
+ORACLES: dict[str, tuple[Any, Any]] = {
+    'padam p=1/2 eps=0 vs torch Adam(amsgrad=True)': (
+        lambda: padam_jax.padam(0.01, partial=0.5, eps=0.0, weight_decay=1e-3),
+        _torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True)),
+    'padam amsgrad=False vs pytorch_optimizer PAdam': (
+        lambda: padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4,
+                                amsgrad=False),
+        _pytorch_optimizer_padam(lr=0.1, partial=0.125, weight_decay=5e-4)),
+    'padamw amsgrad=False vs PAdam(weight_decouple)': (
+        lambda: padam_jax.padamw(0.1, partial=0.25, weight_decay=1e-2,
+                                 amsgrad=False),
+        _pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2,
+                                 weight_decouple=True)),
+    'sgdm vs torch SGD(momentum=0.9)': (
+        lambda: padam_jax.sgdm(0.1, momentum=0.9, weight_decay=5e-3),
+        _torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3)),
+    'sgdm nesterov vs torch SGD(nesterov)': (
+        lambda: padam_jax.sgdm(0.05, momentum=0.8, weight_decay=5e-4,
+                               nesterov=True),
+        _torch_optim('SGD', lr=0.05, momentum=0.8, weight_decay=5e-4,
+                     nesterov=True)),
+    'adam vs torch Adam': (
+        lambda: padam_jax.adam(1e-2, weight_decay=5e-3),
+        _torch_optim('Adam', lr=1e-2, weight_decay=5e-3)),
+    'amsgrad vs torch Adam(amsgrad=True)': (
+        lambda: padam_jax.amsgrad(1e-2, b1=0.8, b2=0.99, eps=1e-6,
+                                  weight_decay=5e-3),
+        _torch_optim('Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6,
+                     weight_decay=5e-3, amsgrad=True)),
+    'adamw vs torch AdamW': (
+        lambda: padam_jax.adamw(1e-2, weight_decay=0.05),
+        _torch_optim('AdamW', lr=1e-2, weight_decay=0.05)),
+}
+
+
+def max_relative_deviation(ours: np.ndarray, reference: np.ndarray) -> float:
+  """max over steps of ``|ours - ref|_inf / |ref|_inf``."""
+  ours, reference = np.asarray(ours), np.asarray(reference)
+  if ours.shape != reference.shape:
+    raise ValueError(f'shapes differ: {ours.shape} vs {reference.shape}')
+  scale = np.maximum(np.abs(reference).max(axis=1), np.finfo(np.float64).tiny)
+  return float((np.abs(ours - reference).max(axis=1) / scale).max())
+
+
+def _flatten(tree: dict, xp):
+  return xp.concatenate([xp.ravel(tree[k]) for k in sorted(tree)])
+
+
+def padam_jax_optimizer(setting: dict[str, Any]):
+  """Our ``padam`` for a setting (a convenience for the fixture and tests)."""
+  return padam_jax.padam(**padam_kwargs(setting))

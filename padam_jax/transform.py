@@ -1,0 +1,277 @@
+"""The Padam gradient transformation and its torch-convention AMSGrad sibling.
+
+Both keep Adam's moments (``mu``, ``nu``) and, with ``amsgrad=True``, the running
+maximum of the raw (not bias-corrected) second moment (``nu_max``), exactly as the
+authors' PyTorch ``Padam`` and ``torch.optim.Adam(amsgrad=True)`` do.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+ScalarOrSchedule = Union[float, jax.Array, optax.Schedule]
+
+# Exponents 2**-k up to this k are computed with square roots: XLA's CPU `pow`
+# costs several times a whole AMSGrad update, a chain of sqrt costs almost nothing.
+_MAX_SQRT_CHAIN = 6
+
+
+class ScaleByPadamState(NamedTuple):
+  """State of :func:`scale_by_padam` (and :func:`scale_by_amsgrad_torch`).
+
+  Attributes:
+    count: number of updates applied so far (int32 scalar).
+    mu: first moment, in ``mu_dtype`` or the parameters' dtype.
+    nu: raw second moment (at least float32).
+    nu_max: running elementwise maximum of ``nu``; ``None`` when amsgrad is off.
+  """
+
+  count: chex.Array
+  mu: optax.Updates
+  nu: optax.Updates
+  nu_max: Optional[optax.Updates]
+
+
+def _is_traced(value: Any) -> bool:
+  return isinstance(value, jax.core.Tracer)
+
+
+def check_hyperparameter(name: str, value: Any, low: float, high: float,
+                         *, high_inclusive: bool) -> None:
+  """Raises ``ValueError`` naming ``name`` if a concrete ``value`` is out of range.
+
+  Schedules (callables) and traced values are not checked.
+  """
+  if value is None or callable(value) or _is_traced(value):
+    return
+  array = np.asarray(value, dtype=np.float64)
+  above = array > high if high_inclusive else array >= high
+  if np.any(np.isnan(array)) or np.any(array < low) or np.any(above):
+    bracket = ']' if high_inclusive else ')'
+    raise ValueError(
+        f'{name} must lie in [{low}, {high}{bracket}, got {value!r}.')
+
+
+def check_non_negative(name: str, value: Any) -> None:
+  """Raises ``ValueError`` naming ``name`` if a concrete ``value`` is negative."""
+  check_hyperparameter(name, value, 0.0, np.inf, high_inclusive=True)
+
+
+def _check_moment_hyperparameters(b1, b2, eps) -> None:
+  check_hyperparameter('b1', b1, 0.0, 1.0, high_inclusive=False)
+  check_hyperparameter('b2', b2, 0.0, 1.0, high_inclusive=False)
+  check_non_negative('eps', eps)
+
+
+def _sqrt_chain_depth(exponent: Any) -> Optional[int]:
+  """k if ``exponent`` is a concrete 2**-k (k <= _MAX_SQRT_CHAIN), else None."""
+  if callable(exponent) or _is_traced(exponent) or np.ndim(exponent) != 0:
+    return None
+  exponent = float(exponent)
+  for depth in range(_MAX_SQRT_CHAIN + 1):
+    if exponent == 2.0 ** -depth:
+      return depth
+  return None
+
+
+def fractional_power(x: jax.Array, exponent: Any) -> jax.Array:
+  """``x ** exponent`` for ``x > 0``, fast on every backend.
+
+  A concrete exponent 0 or 2**-k (k <= 6) uses ones or a chain of square roots;
+  any other exponent, traced ones included, uses ``exp(exponent * log(x))``.
+  """
+  if not callable(exponent) and not _is_traced(exponent) and np.ndim(exponent) == 0:
+    if float(exponent) == 0.0:
+      return jnp.ones_like(x)
+  depth = _sqrt_chain_depth(exponent)
+  if depth is None:
+    wide = _second_moment_dtype(x.dtype)  # log/exp in >= float32
+    y = jnp.exp(jnp.asarray(exponent, wide) * jnp.log(x.astype(wide)))
+    return y.astype(x.dtype)
+  for _ in range(depth):
+    x = jnp.sqrt(x)
+  return x
+
+
+def _float_dtype():
+  """The default float dtype: float64 under ``jax_enable_x64``, else float32."""
+  return jnp.result_type(float)
+
+
+def _one_minus_power(b, t: jax.Array) -> jax.Array:
+  """``1 - b**t`` without float32 cancellation (``-expm1(t * log b)``).
+
+  ``log b`` is taken in Python double precision when ``b`` is concrete, so the
+  bias corrections stay accurate to float32 round-off even for ``b2 = 0.999``.
+  """
+  if _is_traced(b) or np.ndim(b) != 0:
+    log_b = jnp.log(jnp.asarray(b, t.dtype))
+  else:
+    log_b = math.log(float(b)) if float(b) > 0 else -math.inf
+  return -jnp.expm1(t * log_b)
+
+
+def _second_moment_dtype(dtype) -> jnp.dtype:
+  # bf16/fp16 cannot represent b2 = 0.999 (it rounds to 1): keep nu in >= float32.
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _init_moments(params, mu_dtype, amsgrad: bool) -> ScaleByPadamState:
+  def zeros(dtype_fn):
+    return jax.tree.map(lambda p: jnp.zeros(p.shape, dtype_fn(p.dtype)), params)
+
+  mu = zeros(lambda d: mu_dtype if mu_dtype is not None else d)
+  nu = zeros(_second_moment_dtype)
+  nu_max = zeros(_second_moment_dtype) if amsgrad else None
+  return ScaleByPadamState(
+      count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
+
+
+def _moment_step(updates, state: ScaleByPadamState, b1, b2, amsgrad: bool,
+                 direction: Callable[[jax.Array, jax.Array], jax.Array],
+                 mu_dtype) -> tuple[optax.Updates, ScaleByPadamState]:
+  """Advances the moments and maps ``direction(mu, second)`` over the leaves.
+
+  ``second`` is ``nu_max`` with amsgrad and ``nu`` without; the direction is cast
+  back to each update's dtype. ``None`` leaves pass through untouched.
+  """
+
+  def leaf(g, m, v, v_max):
+    compute = _second_moment_dtype(g.dtype)
+    g32 = g.astype(compute)
+    m = (b1 * m.astype(compute) + (1 - b1) * g32)
+    v = b2 * v + (1 - b2) * g32 * g32
+    v_max = jnp.maximum(v_max, v) if amsgrad else None
+    d = direction(m, v_max if amsgrad else v).astype(g.dtype)
+    new_mu_dtype = mu_dtype if mu_dtype is not None else g.dtype
+    return d, m.astype(new_mu_dtype), v, v_max
+
+  flat_g, treedef = jax.tree.flatten(updates)
+  flat_nu_max = (treedef.flatten_up_to(state.nu_max) if amsgrad
+                 else [None] * len(flat_g))
+  flat = [leaf(*leaves) for leaves in zip(
+      flat_g, treedef.flatten_up_to(state.mu), treedef.flatten_up_to(state.nu),
+      flat_nu_max)]
+  unflatten = lambda i: treedef.unflatten([f[i] for f in flat])  # noqa: E731
+  count = optax.safe_increment(state.count)
+  new_state = ScaleByPadamState(
+      count=count, mu=unflatten(1), nu=unflatten(2),
+      nu_max=unflatten(3) if amsgrad else None)
+  return unflatten(0), new_state
+
+
+def scale_by_padam(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    partial: ScalarOrSchedule = 0.125,
+    eps: float = 1e-8,
+    amsgrad: bool = True,
+    *,
+    exact_bias_correction: bool = False,
+    mu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformation:
+  r"""Rescales updates with partially adaptive momentum (Padam).
+
+  Per leaf, with ``t`` the 1-based step::
+
+    mu    = b1 * mu + (1 - b1) * g
+    nu    = b2 * nu + (1 - b2) * g**2
+    nu_max = max(nu_max, nu)                      # raw nu; nu itself if not amsgrad
+    out   = c_t * mu / (sqrt(nu_max) + eps) ** (2 * partial)
+    c_t   = sqrt(1 - b2**t) / (1 - b1**t)         # the authors' code
+    c_t   = (1 - b2**t) ** partial / (1 - b1**t)  # exact_bias_correction=True
+
+  The default equals the authors' PyTorch ``Padam`` (Chen & Gu, 2018,
+  arXiv:1806.06763). ``partial`` -> 0 gives bias-corrected heavy-ball momentum,
+  ``partial = 1/2`` AMSGrad. Chain it with a (negative) learning rate, or use
+  :func:`padam_jax.padam`.
+
+  Args:
+    b1: decay of the first moment, in [0, 1).
+    b2: decay of the second moment, in [0, 1).
+    partial: the partial power p in [0, 1/2], a number or an optax schedule of
+      the step count (the seed's proposed p schedule).
+    eps: added to ``sqrt(nu_max)`` *inside* the power: the denominator never
+      drops below ``eps ** (2 * partial)``.
+    amsgrad: keep the running maximum of ``nu`` (the authors' default).
+    exact_bias_correction: use ``(1 - b2**t) ** partial`` instead of the
+      reference's ``sqrt(1 - b2**t)``, which acts as a warm-up for p < 1/2.
+    mu_dtype: optional dtype of the first moment (e.g. ``jnp.bfloat16``).
+
+  Returns:
+    An ``optax.GradientTransformation`` with state :class:`ScaleByPadamState`.
+
+  Example:
+    >>> import optax, jax.numpy as jnp, padam_jax
+    >>> tx = optax.chain(padam_jax.scale_by_padam(partial=0.125),
+    ...                  optax.scale_by_learning_rate(0.1))
+    >>> state = tx.init({'w': jnp.ones(3)})
+  """
+  _check_moment_hyperparameters(b1, b2, eps)
+  check_hyperparameter('partial', partial, 0.0, 0.5, high_inclusive=True)
+  mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
+
+  def init_fn(params):
+    return _init_moments(params, mu_dtype, amsgrad)
+
+  def update_fn(updates, state, params=None):
+    del params
+    p = partial(state.count) if callable(partial) else partial
+    t = optax.safe_increment(state.count).astype(_float_dtype())
+    bias1 = _one_minus_power(b1, t)
+    bias2 = _one_minus_power(b2, t)
+    if exact_bias_correction:
+      scale = fractional_power(bias2, p) / bias1
+    else:
+      scale = jnp.sqrt(bias2) / bias1
+    exponent = 2 * p
+
+    def direction(m, second):
+      denom = fractional_power(jnp.sqrt(second) + eps, exponent)
+      return scale.astype(m.dtype) * (m / denom)
+
+    return _moment_step(updates, state, b1, b2, amsgrad, direction, mu_dtype)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def scale_by_amsgrad_torch(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    amsgrad: bool = True,
+    *,
+    mu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformation:
+  """Rescales updates as ``torch.optim.Adam`` does (``amsgrad`` selects AMSGrad).
+
+  ``out = (mu / (1 - b1**t)) / (sqrt(nu_max / (1 - b2**t)) + eps)`` with the
+  maximum over the *raw* ``nu``, as PyTorch keeps it. ``optax.scale_by_amsgrad``
+  instead takes the maximum of the bias-corrected ``nu``, which differs.
+  """
+  _check_moment_hyperparameters(b1, b2, eps)
+  mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
+
+  def init_fn(params):
+    return _init_moments(params, mu_dtype, amsgrad)
+
+  def update_fn(updates, state, params=None):
+    del params
+    t = optax.safe_increment(state.count).astype(_float_dtype())
+    bias1 = _one_minus_power(b1, t)
+    sqrt_bias2 = jnp.sqrt(_one_minus_power(b2, t))
+
+    def direction(m, second):
+      denom = jnp.sqrt(second) / sqrt_bias2.astype(m.dtype) + eps
+      return (m / bias1.astype(m.dtype)) / denom
+
+    return _moment_step(updates, state, b1, b2, amsgrad, direction, mu_dtype)
+
+  return optax.GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,78 @@
+"""Our optimizers against PyTorch oracles, float64, hundreds of steps."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from padam_jax.reference import trajectory
+
+FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'padam_reference.npz'
+TOLERANCE = 1e-10
+
+
+def _fixture():
+  return np.load(FIXTURE)
+
+
+def _settings():
+  return json.loads(str(_fixture()['settings_json']))
+
+
+def test_fixture_is_current():
+  """The committed fixture covers every setting with >= 200 steps."""
+  fixture = _fixture()
+  assert _settings() == trajectory.PADAM_SETTINGS
+  assert trajectory.Problem.from_arrays(fixture).steps >= 200
+
+
+@pytest.mark.parametrize('name', sorted(trajectory.PADAM_SETTINGS))
+def test_padam_matches_committed_reference(name):
+  fixture = _fixture()
+  problem = trajectory.Problem.from_arrays(fixture)
+  reference = fixture[f'trajectory/{name}']
+  ours = trajectory.jax_trajectory(
+      problem, trajectory.padam_jax_optimizer(_settings()[name]))
+  # The parameters must travel, or agreement would prove nothing.
+  assert np.abs(reference[-1] - reference[0]).max() > 0.1
+  assert trajectory.max_relative_deviation(ours, reference) <= TOLERANCE
+
+
+def test_settings_give_distinct_trajectories():
+  fixture = _fixture()
+  finals = [fixture[f'trajectory/{n}'][-1] for n in trajectory.PADAM_SETTINGS]
+  for i in range(len(finals)):
+    for j in range(i):
+      assert np.abs(finals[i] - finals[j]).max() > 1e-4
+
+
+def test_deviation_measure_detects_a_wrong_optimizer():
+  fixture = _fixture()
+  problem = trajectory.Problem.from_arrays(fixture)
+  setting = dict(trajectory.PADAM_SETTINGS['default_p1/8'], partial=0.25)
+  ours = trajectory.jax_trajectory(problem, trajectory.padam_jax_optimizer(setting))
+  assert trajectory.max_relative_deviation(
+      ours, fixture['trajectory/default_p1/8']) > 1e-3
+
+
+@pytest.mark.parametrize('name', sorted(trajectory.PADAM_SETTINGS))
+def test_padam_matches_live_reference(name):
+  pytest.importorskip('torch')
+  problem = trajectory.make_problem()
+  setting = trajectory.PADAM_SETTINGS[name]
+  ours = trajectory.jax_trajectory(problem, trajectory.padam_jax_optimizer(setting))
+  live = trajectory.torch_trajectory(problem, trajectory.torch_reference_padam(setting))
+  assert trajectory.max_relative_deviation(ours, live) <= TOLERANCE
+
+
+@pytest.mark.parametrize('name', sorted(trajectory.ORACLES))
+def test_matches_oracles_written_by_others(name):
+  pytest.importorskip('torch')
+  pytest.importorskip('pytorch_optimizer')
+  ours_fn, torch_fn = trajectory.ORACLES[name]
+  problem = trajectory.make_problem()
+  ours = trajectory.jax_trajectory(problem, ours_fn())
+  reference = trajectory.torch_trajectory(problem, torch_fn)
+  assert np.abs(reference[-1] - reference[0]).max() > 0.1
+  assert trajectory.max_relative_deviation(ours, reference) <= TOLERANCE
