@@ -70,34 +70,37 @@ def _check_moment_hyperparameters(b1, b2, eps) -> None:
   check_non_negative('eps', eps)
 
 
-def _sqrt_chain_depth(exponent: Any) -> Optional[int]:
-  """k if ``exponent`` is a concrete 2**-k (k <= _MAX_SQRT_CHAIN), else None."""
-  if callable(exponent) or _is_traced(exponent) or np.ndim(exponent) != 0:
+def _concrete_scalar(value: Any) -> Optional[float]:
+  """``float(value)`` for a concrete scalar, ``None`` for traced or callable."""
+  if callable(value) or _is_traced(value) or np.ndim(value) != 0:
     return None
-  exponent = float(exponent)
-  for depth in range(_MAX_SQRT_CHAIN + 1):
-    if exponent == 2.0 ** -depth:
-      return depth
-  return None
+  return float(value)
 
 
 def fractional_power(x: jax.Array, exponent: Any) -> jax.Array:
   """``x ** exponent`` for ``x > 0``, fast on every backend.
 
-  A concrete exponent 0 or 2**-k (k <= 6) uses ones or a chain of square roots;
-  any other exponent, traced ones included, uses ``exp(exponent * log(x))``.
+  A concrete exponent 0, +-2**-k (k <= 6) or -1 uses ones, a chain of square
+  roots ending in ``rsqrt`` for negative exponents, or a reciprocal; any other
+  exponent, traced ones included, uses ``exp(exponent * log(x))`` in at least
+  float32. XLA's ``pow`` costs several times a whole AMSGrad update on CPU.
   """
-  if not callable(exponent) and not _is_traced(exponent) and np.ndim(exponent) == 0:
-    if float(exponent) == 0.0:
-      return jnp.ones_like(x)
-  depth = _sqrt_chain_depth(exponent)
-  if depth is None:
-    wide = _second_moment_dtype(x.dtype)  # log/exp in >= float32
+  value = _concrete_scalar(exponent)
+  if value == 0.0:
+    return jnp.ones_like(x)
+  if value == -1.0:
+    return 1 / x
+  depth = None if value is None else next(
+      (k for k in range(_MAX_SQRT_CHAIN + 1) if abs(value) == 2.0 ** -k), None)
+  if depth is None or depth == 0:
+    if value == 1.0:
+      return x
+    wide = _second_moment_dtype(x.dtype)
     y = jnp.exp(jnp.asarray(exponent, wide) * jnp.log(x.astype(wide)))
     return y.astype(x.dtype)
-  for _ in range(depth):
+  for _ in range(depth - 1):
     x = jnp.sqrt(x)
-  return x
+  return jax.lax.rsqrt(x) if value < 0 else jnp.sqrt(x)
 
 
 def _float_dtype():
@@ -231,11 +234,12 @@ def scale_by_padam(
       scale = fractional_power(bias2, p) / bias1
     else:
       scale = jnp.sqrt(bias2) / bias1
-    exponent = 2 * p
+    exponent = -2 * p
 
     def direction(m, second):
-      denom = fractional_power(jnp.sqrt(second) + eps, exponent)
-      return scale.astype(m.dtype) * (m / denom)
+      # m * d**(-2p) rather than m / d**(2p): a multiply is cheaper than a divide.
+      inverse_denom = fractional_power(jnp.sqrt(second) + eps, exponent)
+      return scale.astype(m.dtype) * (m * inverse_denom)
 
     return _moment_step(updates, state, b1, b2, amsgrad, direction, mu_dtype)
 

@@ -32,7 +32,8 @@ def _run(tx, params, steps=5):
 
 # --- numerics of single pieces ---------------------------------------------
 
-@pytest.mark.parametrize('exponent', [0.0, 1.0, 0.5, 0.25, 0.125, 1 / 64, 0.3, 0.7])
+@pytest.mark.parametrize('exponent', [0.0, 1.0, 0.5, 0.25, 0.125, 1 / 64, 0.3, 0.7,
+                                      -1.0, -0.5, -0.25, -1 / 64, -0.3])
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 def test_fractional_power_matches_pow(exponent, dtype):
   x = jnp.geomspace(1e-6, 1e3, 101).astype(dtype)
