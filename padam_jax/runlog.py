@@ -1,0 +1,68 @@
+"""A run directory's human-readable files: ``config.json`` and ``metrics.jsonl``.
+
+``metrics.jsonl`` holds one JSON object per finished epoch and is the only
+source that plots and tables read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+METRICS_FILE = 'metrics.jsonl'
+CONFIG_FILE = 'config.json'
+
+
+def append_metrics(workdir: str, record: dict[str, Any]) -> None:
+  """Appends one epoch's record (flushed and fsynced: survives a kill)."""
+  with open(os.path.join(workdir, METRICS_FILE), 'a', encoding='utf-8') as f:
+    f.write(json.dumps(record, sort_keys=True) + '\n')
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """All records of ``workdir/metrics.jsonl`` ([] if absent); skips a torn last line."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        break  # a write cut short by a kill: the epoch is redone on resume
+  return records
+
+
+def keep_epochs_up_to(workdir: str, last_epoch: int) -> None:
+  """Drops records of epochs after ``last_epoch`` (they are redone on resume)."""
+  records = [r for r in read_metrics(workdir) if r['epoch'] <= last_epoch]
+  path = os.path.join(workdir, METRICS_FILE)
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.writelines(json.dumps(r, sort_keys=True) + '\n' for r in records)
+  os.replace(tmp, path)
+
+
+def write_or_check_config(workdir: str, config: dict[str, Any],
+                          may_differ: tuple[str, ...] = ('epochs',)) -> None:
+  """Saves ``config.json``, or checks a resumed run has the same config.
+
+  Raises ``ValueError`` naming the fields that differ (other than ``may_differ``).
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      previous = json.load(f)
+    differing = sorted(k for k in set(previous) | set(config)
+                       if k not in may_differ and previous.get(k) != config.get(k))
+    if differing:
+      changes = ', '.join(f'{k}: {previous.get(k)!r} -> {config.get(k)!r}'
+                          for k in differing)
+      raise ValueError(f'{workdir} holds a run with another configuration '
+                       f'({changes}); use a new --workdir or the same settings')
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(config, f, indent=2, sort_keys=True)
