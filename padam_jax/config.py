@@ -108,6 +108,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int
   Returns ``(tx, learning_rate(step), partial(step) or None)``.
   """
   total_steps = config.epochs * steps_per_epoch
+  for name in ('partial', 'partial_end'):
+    check_hyperparameter(name, getattr(config, name), 0.0, 0.5, high_inclusive=True)
   if config.lr_schedule == 'multistep':
     learning_rate = schedules.multistep(config.learning_rate, total_steps)
   else:
