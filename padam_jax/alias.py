@@ -28,9 +28,14 @@ def _weight_decay(weight_decay, mask: MaskOrFn) -> optax.GradientTransformation:
   return optax.add_decayed_weights(weight_decay, mask)
 
 
-def _learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
+def _assemble(scaling: optax.GradientTransformation, learning_rate: ScalarOrSchedule,
+              weight_decay, mask: MaskOrFn, *, decoupled: bool
+              ) -> optax.GradientTransformation:
+  """``decay -> scaling -> -lr`` (coupled L2) or ``scaling -> decay -> -lr`` (decoupled)."""
   check_non_negative('learning_rate', learning_rate)
-  return optax.scale_by_learning_rate(learning_rate)
+  decay = _weight_decay(weight_decay, mask)
+  steps = (scaling, decay) if decoupled else (decay, scaling)
+  return optax.chain(*steps, optax.scale_by_learning_rate(learning_rate))
 
 
 def padam(
@@ -61,13 +66,10 @@ def padam(
 
   See :func:`padam_jax.scale_by_padam` for the update and the options.
   """
-  return optax.chain(
-      _weight_decay(weight_decay, mask),
-      scale_by_padam(b1, b2, partial, eps, amsgrad,
-                     exact_bias_correction=exact_bias_correction,
-                     mu_dtype=mu_dtype),
-      _learning_rate(learning_rate),
-  )
+  scaling = scale_by_padam(b1, b2, partial, eps, amsgrad,
+                           exact_bias_correction=exact_bias_correction,
+                           mu_dtype=mu_dtype)
+  return _assemble(scaling, learning_rate, weight_decay, mask, decoupled=False)
 
 
 def padamw(
@@ -88,13 +90,10 @@ def padamw(
   The decay bypasses the partially adaptive scaling (as ``torch.optim.AdamW``),
   so it acts with the same strength on every coordinate.
   """
-  return optax.chain(
-      scale_by_padam(b1, b2, partial, eps, amsgrad,
-                     exact_bias_correction=exact_bias_correction,
-                     mu_dtype=mu_dtype),
-      _weight_decay(weight_decay, mask),
-      _learning_rate(learning_rate),
-  )
+  scaling = scale_by_padam(b1, b2, partial, eps, amsgrad,
+                           exact_bias_correction=exact_bias_correction,
+                           mu_dtype=mu_dtype)
+  return _assemble(scaling, learning_rate, weight_decay, mask, decoupled=True)
 
 
 def sgdm(
@@ -107,11 +106,8 @@ def sgdm(
 ) -> optax.GradientTransformation:
   """SGD with momentum as ``torch.optim.SGD``: ``buf = momentum * buf + g``."""
   check_hyperparameter('momentum', momentum, 0.0, 1.0, high_inclusive=False)
-  return optax.chain(
-      _weight_decay(weight_decay, mask),
-      optax.trace(decay=momentum, nesterov=nesterov),
-      _learning_rate(learning_rate),
-  )
+  return _assemble(optax.trace(decay=momentum, nesterov=nesterov), learning_rate,
+                   weight_decay, mask, decoupled=False)
 
 
 def adam(
@@ -125,11 +121,8 @@ def adam(
     mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """Adam as ``torch.optim.Adam`` (coupled L2 weight decay)."""
-  return optax.chain(
-      _weight_decay(weight_decay, mask),
-      scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
-      _learning_rate(learning_rate),
-  )
+  return _assemble(scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
+                   learning_rate, weight_decay, mask, decoupled=False)
 
 
 def amsgrad(
@@ -143,11 +136,8 @@ def amsgrad(
     mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """AMSGrad as ``torch.optim.Adam(amsgrad=True)``: maximum of the raw ``nu``."""
-  return optax.chain(
-      _weight_decay(weight_decay, mask),
-      scale_by_amsgrad_torch(b1, b2, eps, amsgrad=True, mu_dtype=mu_dtype),
-      _learning_rate(learning_rate),
-  )
+  return _assemble(scale_by_amsgrad_torch(b1, b2, eps, amsgrad=True, mu_dtype=mu_dtype),
+                   learning_rate, weight_decay, mask, decoupled=False)
 
 
 def adamw(
@@ -161,11 +151,8 @@ def adamw(
     mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """AdamW as ``torch.optim.AdamW``: ``theta -= lr * (adam_dir + wd * theta)``."""
-  return optax.chain(
-      scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
-      _weight_decay(weight_decay, mask),
-      _learning_rate(learning_rate),
-  )
+  return _assemble(scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
+                   learning_rate, weight_decay, mask, decoupled=True)
 
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {

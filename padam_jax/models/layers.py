@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from padam_jax.models import conv_lowering
+
 Dtype = Any
 Initializer = Callable[..., jax.Array]
 
@@ -111,13 +113,9 @@ class Conv(nn.Module):
         kernel = self.param('kernel', kernel_init, (k, k, in_features, self.features),
                             self.param_dtype)
         pad = (k - 1) // 2
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype),
-            kernel.astype(self.dtype),
-            window_strides=(self.strides, self.strides),
-            padding=((pad, pad), (pad, pad)),
-            dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-        )
+        # The lowering (XLA's convolution or patches + matmul) is chosen in conv_lowering.
+        y = conv_lowering.conv2d(x.astype(self.dtype), kernel.astype(self.dtype),
+                                 self.strides, pad)
         if self.use_bias:
             bias = self.param('bias', torch_uniform(fan_in), (self.features,), self.param_dtype)
             y = y + bias.astype(self.dtype)
