@@ -1,15 +1,19 @@
 """Training loop: metrics, determinism, exact resume, batches, config errors, sharding."""
 
 import dataclasses
+import functools
 import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+import padam_jax
 from padam_jax import config as config_lib
-from padam_jax import data, runlog, schedules, sharding, train
+from padam_jax import data, models, runlog, schedules, sharding, train
 
 TIMING_KEYS = ('train_seconds',)
 
@@ -177,3 +181,32 @@ def test_multistep_boundaries():
   lr = schedules.multistep(0.1, total_steps=200)
   assert [float(lr(s)) for s in (0, 99, 100, 149, 150, 199)] == pytest.approx(
       [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_train_step_vmaps_over_a_hyperparameter_grid(tiny_dataset):
+  """K models side by side in one program: states stacked, (p, lr) as arrays."""
+  model = models.get_model('resnet18', width=0.0625)
+  make_tx = optax.inject_hyperparams(padam_jax.padam)
+  grid = {'learning_rate': jnp.asarray([0.1, 0.01]), 'partial': jnp.asarray([0.125, 0.25])}
+
+  def init(learning_rate, partial):
+    tx = make_tx(learning_rate=learning_rate, partial=partial)
+    return train.init_train_state(model, tx, jax.random.key(0), (32, 32, 3))
+
+  states = jax.vmap(init)(grid['learning_rate'], grid['partial'])
+  step = functools.partial(train.train_step, model=model, tx=make_tx(0.1, partial=0.125),
+                           mean=tiny_dataset.mean, std=tiny_dataset.std)
+  images = jnp.asarray(tiny_dataset.train_images[:16])
+  labels = jnp.asarray(tiny_dataset.train_labels[:16])
+  batched = jax.jit(jax.vmap(step, in_axes=(0, None, None, None)))
+  new_states, sums = batched(states, jax.random.key(1), images, labels)
+  assert sums['loss_sum'].shape == (2,)
+  for k in range(2):
+    single_tx = make_tx(learning_rate=float(grid['learning_rate'][k]),
+                        partial=float(grid['partial'][k]))
+    single = train.init_train_state(model, single_tx, jax.random.key(0), (32, 32, 3))
+    single_step = functools.partial(step, tx=single_tx)
+    expected, _ = jax.jit(single_step)(single, jax.random.key(1), images, labels)
+    for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[k], new_states.params)),
+                    jax.tree.leaves(expected.params)):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
