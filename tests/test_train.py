@@ -210,3 +210,14 @@ def test_train_step_vmaps_over_a_hyperparameter_grid(tiny_dataset):
     for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[k], new_states.params)),
                     jax.tree.leaves(expected.params)):
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_bfloat16_compute(tmp_path, tiny_dataset):
+  """--compute_dtype bfloat16: activations in bf16, params and moments stay float32."""
+  records = train.train_and_evaluate(_config(epochs=1, compute_dtype='bfloat16'),
+                                     str(tmp_path), dataset=tiny_dataset)
+  assert np.isfinite(records[0]['train_loss'])
+  trainer = train.Trainer(config_lib.resolve(_config(compute_dtype='bfloat16')),
+                          tiny_dataset)
+  state = trainer.init_state()
+  assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}
