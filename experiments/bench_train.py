@@ -32,7 +32,7 @@ import os
 _DEVICE_FLAG = '--xla_force_host_platform_device_count'
 if _DEVICE_FLAG not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             f' {_DEVICE_FLAG}={os.cpu_count() or 1}').strip()
+                             f' {_DEVICE_FLAG}={len(os.sched_getaffinity(0))}').strip()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import statistics

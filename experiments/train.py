@@ -12,9 +12,10 @@ import os
 import sys
 
 # Use every core on CPU: one host device per core, the batch split over them.
-if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             f' --xla_force_host_platform_device_count={os.cpu_count()}')
+_DEVICES = '--xla_force_host_platform_device_count'
+if _DEVICES not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (f"{os.environ.get('XLA_FLAGS', '')} "
+                             f'{_DEVICES}={len(os.sched_getaffinity(0))}').strip()
 
 from absl import app, flags, logging  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -64,22 +65,33 @@ def config_from_flags() -> config_lib.TrainConfig:
       compute_dtype=_COMPUTE_DTYPE.value)
 
 
+def _fail(error: Exception) -> None:
+  print(f'error: {error}', file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv):
   del argv
   from experiments.plot import plot_runs  # pylint: disable=import-outside-toplevel
-  from padam_jax import train  # pylint: disable=import-outside-toplevel
+  from padam_jax import runlog, train  # pylint: disable=import-outside-toplevel
+  from padam_jax.data import load_dataset  # pylint: disable=import-outside-toplevel
 
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
   say = lambda message: print(message, flush=True)  # noqa: E731
   try:
     config = config_lib.resolve(config_from_flags())
-    train.train_and_evaluate(config, _WORKDIR.value, progress=say)
+    dataset = load_dataset(config.dataset, config.data_dir)
   except (ValueError, DatasetUnavailableError) as error:
-    print(f'error: {error}', file=sys.stderr)
-    sys.exit(2)
-  say(f'metrics: {os.path.join(_WORKDIR.value, "metrics.jsonl")}')
-  say(f'curves: {plot_runs([_WORKDIR.value], os.path.join(_WORKDIR.value, "curves.png"), title=f"{config.model} on {config.dataset}, {config.optimizer}")}')
+    _fail(error)
+  try:
+    train.train_and_evaluate(config, _WORKDIR.value, progress=say, dataset=dataset)
+  except runlog.ConfigMismatchError as error:
+    _fail(error)
+  curves = os.path.join(_WORKDIR.value, 'curves.png')
+  plot_runs([_WORKDIR.value], curves,
+            title=f'{config.model} on {config.dataset}, {config.optimizer}')
+  say(f'metrics: {os.path.join(_WORKDIR.value, "metrics.jsonl")}\ncurves: {curves}')
 
 
 if __name__ == '__main__':

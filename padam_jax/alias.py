@@ -25,6 +25,8 @@ def _weight_decay(weight_decay, mask: MaskOrFn) -> optax.GradientTransformation:
   them it is AdamW's decoupled decay.
   """
   check_non_negative('weight_decay', weight_decay)
+  if isinstance(weight_decay, (int, float)) and weight_decay == 0:
+    return optax.identity()  # so that update() needs no params without decay
   return optax.add_decayed_weights(weight_decay, mask)
 
 

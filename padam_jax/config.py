@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import optax
 
 from padam_jax import alias, schedules
-from padam_jax.transform import check_hyperparameter
+from padam_jax.transform import check_hyperparameter, check_non_negative
 
 # The seed's Table 1 (betas 0.9/0.999 and momentum 0.9 are the factories' defaults).
 DEFAULT_LEARNING_RATES = {
@@ -63,6 +63,10 @@ class TrainConfig:
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
+  def schedules_depend_on_epochs(self) -> bool:
+    """Whether the learning-rate or p schedule is laid out over ``epochs``."""
+    return self.lr_schedule == 'multistep' or self.partial_end is not None
+
 
 def _choice(name: str, value: str, choices) -> None:
   if value not in choices:
@@ -108,6 +112,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int
   Returns ``(tx, learning_rate(step), partial(step) or None)``.
   """
   total_steps = config.epochs * steps_per_epoch
+  check_non_negative('learning_rate', config.learning_rate)
   for name in ('partial', 'partial_end'):
     check_hyperparameter(name, getattr(config, name), 0.0, 0.5, high_inclusive=True)
   if config.lr_schedule == 'multistep':
@@ -125,9 +130,4 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int
   factory = alias.OPTIMIZERS[config.optimizer]
   accepted = inspect.signature(factory).parameters
   kwargs = {k: v for k, v in candidates.items() if k in accepted}
-  if config.partial_end is not None:
-    check_hyperparameter('partial_end', config.partial_end, 0.0, 0.5,
-                               high_inclusive=True)
-    check_hyperparameter('partial', config.partial, 0.0, 0.5,
-                               high_inclusive=True)
   return factory(**kwargs), learning_rate, partial

@@ -47,14 +47,20 @@ def keep_epochs_up_to(workdir: str, last_epoch: int) -> None:
   os.replace(tmp, path)
 
 
-def write_or_check_config(workdir: str, config: dict[str, Any],
-                          may_differ: tuple[str, ...] = ('epochs',)) -> None:
-  """Saves ``config.json``, or checks a resumed run has the same config.
+class ConfigMismatchError(ValueError):
+  """A run directory holds a run with another configuration."""
 
-  Raises ``ValueError`` naming the fields that differ (other than ``may_differ``).
+
+def write_or_check_config(workdir: str, config: dict[str, Any], *, resuming: bool,
+                          may_differ: tuple[str, ...] = ('epochs', 'data_dir'),
+                          hint: str = '') -> None:
+  """Saves ``config.json``; when ``resuming``, first checks it equals the saved one.
+
+  Raises ``ConfigMismatchError`` naming the fields that differ (but ``may_differ``).
+  The file is replaced atomically, so a kill never leaves it torn.
   """
   path = os.path.join(workdir, CONFIG_FILE)
-  if os.path.exists(path):
+  if resuming and os.path.exists(path):
     with open(path, encoding='utf-8') as f:
       previous = json.load(f)
     differing = sorted(k for k in set(previous) | set(config)
@@ -62,7 +68,10 @@ def write_or_check_config(workdir: str, config: dict[str, Any],
     if differing:
       changes = ', '.join(f'{k}: {previous.get(k)!r} -> {config.get(k)!r}'
                           for k in differing)
-      raise ValueError(f'{workdir} holds a run with another configuration '
-                       f'({changes}); use a new --workdir or the same settings')
-  with open(path, 'w', encoding='utf-8') as f:
+      raise ConfigMismatchError(
+          f'{workdir} holds a run with another configuration ({changes}'
+          f'{"; " + hint if hint else ""}); use a new --workdir or the same settings')
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(config, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)

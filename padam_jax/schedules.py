@@ -23,7 +23,6 @@ def multistep(value: float, total_steps: int,
   return optax.piecewise_constant_schedule(value, boundaries)
 
 
-
 def linear(start: float, end: float, total_steps: int) -> optax.Schedule:
   """From ``start`` to ``end`` linearly over ``total_steps``, then constant.
 

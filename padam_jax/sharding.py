@@ -1,7 +1,7 @@
 """Device mesh and shardings for data parallelism: the one place that decides them.
 
-Batches are split along their leading axis over a 1-D ``data`` mesh of all local
-devices; parameters, optimizer state and the uint8 dataset are replicated.
+Batches are split along their leading axis over a 1-D ``data`` mesh of all
+devices (one host: the training loop moves host arrays with ``device_put``); parameters, optimizer state and the uint8 dataset are replicated.
 Under ``jit`` XLA then partitions each step, and BatchNorm's batch statistics
 become all-reduces: the result equals one large-batch step on one device.
 """

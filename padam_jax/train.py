@@ -126,6 +126,9 @@ class Trainer:
     self.mesh = sharding.make_mesh() if mesh is None else mesh
     self.steps_per_epoch = data_lib.num_batches(dataset.num_train, config.batch_size,
                                                 config.drop_remainder)
+    if self.steps_per_epoch < 1:
+      raise ValueError(f'batch_size {config.batch_size} exceeds the {dataset.num_train} '
+                       'training examples and --drop_remainder drops the only batch')
     self.tx, self.learning_rate, self.partial = config_lib.make_optimizer(
         config, self.steps_per_epoch)
     dtype = jnp.dtype(config.compute_dtype)
@@ -239,22 +242,28 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
                        dataset: Optional[data_lib.Dataset] = None) -> list[dict[str, Any]]:
   """Trains ``config`` in ``workdir``, resuming from its last checkpoint.
 
-  Rerunning with a larger ``epochs`` continues the same run. Returns all epoch
-  records of ``workdir/metrics.jsonl``.
+  Rerunning with a larger ``epochs`` continues the same run (refused when a
+  multistep or p schedule is laid out over ``epochs``: it would change the past).
+  Returns all epoch records of ``workdir/metrics.jsonl``.
   """
   config = config_lib.resolve(config)
-  os.makedirs(workdir, exist_ok=True)
-  runlog.write_or_check_config(workdir, config.to_dict())
-  if dataset is None:
+  if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = data_lib.load_dataset(config.dataset, config.data_dir)
   trainer = Trainer(config, dataset)
+  os.makedirs(workdir, exist_ok=True)
+  checkpointer = Checkpointer(workdir)
+  done = checkpointer.latest_epoch() or 0
+  if config.schedules_depend_on_epochs():
+    runlog.write_or_check_config(
+        workdir, config.to_dict(), resuming=bool(done), may_differ=('data_dir',),
+        hint='the learning-rate or p schedule is laid out over --epochs')
+  else:
+    runlog.write_or_check_config(workdir, config.to_dict(), resuming=bool(done))
   state = trainer.init_state()
   progress(f'{dataset!r}; {config.model} width {config.width}: '
            f'{models.count_params(state.params):,} parameters; {config.optimizer}; '
            f'{trainer.steps_per_epoch} steps/epoch; '
            f'{jax.device_count()} {jax.default_backend()} device(s)')
-  checkpointer = Checkpointer(workdir)
-  done = checkpointer.latest_epoch() or 0
   if done:
     state = checkpointer.restore(done, state)
     progress(f'resumed from the checkpoint of epoch {done}')

@@ -83,6 +83,23 @@ def test_resume_with_another_config_is_refused(tmp_path, tiny_dataset):
                              dataset=tiny_dataset)
 
 
+def test_more_epochs_refused_when_the_schedule_spans_them(tmp_path, tiny_dataset):
+  """multistep boundaries sit at fractions of --epochs: extending would rewrite them."""
+  cfg = _config(epochs=1, lr_schedule='multistep')
+  train.train_and_evaluate(cfg, str(tmp_path), dataset=tiny_dataset)
+  with pytest.raises(runlog.ConfigMismatchError, match='epochs'):
+    train.train_and_evaluate(dataclasses.replace(cfg, epochs=2), str(tmp_path),
+                             dataset=tiny_dataset)
+
+
+def test_failed_launch_leaves_the_workdir_usable(tmp_path):
+  """A wrong --data_dir fails before writing anything; the corrected rerun may proceed."""
+  cfg = _config(dataset='fashion_mnist', data_dir=str(tmp_path / 'missing'))
+  with pytest.raises(data.DatasetUnavailableError, match='--data_dir'):
+    train.train_and_evaluate(cfg, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run')
+
+
 def test_drop_remainder_and_multistep_schedule(tmp_path, tiny_dataset):
   records = train.train_and_evaluate(
       _config(epochs=4, drop_remainder=True, lr_schedule='multistep', optimizer='sgdm'),
@@ -158,6 +175,7 @@ def test_presets_and_per_optimizer_defaults():
     ('epochs', 0, 'epochs'),
     ('partial', 0.7, 'partial'),
     ('weight_decay', -1.0, 'weight_decay'),
+    ('learning_rate', -0.1, 'learning_rate'),
 ])
 def test_bad_config_values_name_the_choices(field, value, message):
   with pytest.raises(ValueError, match=message):

@@ -234,6 +234,14 @@ def test_none_leaves_pass_through():
   assert updates['w'].shape == (3,)
 
 
+@pytest.mark.parametrize('name', ['padam', 'sgdm', 'adam', 'amsgrad'])
+def test_no_params_needed_without_weight_decay(name):
+  tx = padam_jax.get_optimizer(name, learning_rate=0.1)
+  g = {'w': jnp.ones(3)}
+  updates, _ = tx.update(g, tx.init(g))  # no params: like optax.adam
+  assert updates['w'].shape == (3,)
+
+
 def test_weight_decay_mask():
   params = _tree()
   mask = {'kernel': True, 'bias': False}

@@ -548,7 +548,7 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
   Example::
 
     ds = load_dataset('digits')
-    print(ds)  # Dataset(digits: train 1439, test 358, 32x32x3 uint8, ...)
+    print(ds)  # Dataset(digits: train 1442, test 355, 32x32x3 uint8, ...)
   """
   try:
     loader = DATASETS[name]
