@@ -153,14 +153,17 @@ class Trainer:
 
   # --- compiled programs ------------------------------------------------------
 
+  def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
+    """Gathers one batch on the device and trains on it (key from epoch and step)."""
+    rng = jax.random.fold_in(epoch_key, step_in_epoch)
+    return self._step(state, rng, images[indices], labels[indices])
+
   def _train_chunk_impl(self, state, epoch_key, images, labels, batch_indices, steps):
     """``lax.scan`` of train steps over rows of ``batch_indices``; sums the metrics."""
 
     def body(carry, xs):
       state, totals = carry
-      indices, step_in_epoch = xs
-      rng = jax.random.fold_in(epoch_key, step_in_epoch)
-      state, sums = self._step(state, rng, images[indices], labels[indices])
+      state, sums = self._batch_step(state, epoch_key, images, labels, *xs)
       return (state, jax.tree.map(jnp.add, totals, sums)), None
 
     zeros = {k: jnp.zeros([], jnp.float32) for k in ('loss_sum', 'correct', 'count')}
@@ -169,9 +172,7 @@ class Trainer:
 
   def _train_one_impl(self, state, epoch_key, images, labels, batch_indices, steps):
     """The same as ``_train_chunk_impl`` for one row, without a loop."""
-    rng = jax.random.fold_in(epoch_key, steps[0])
-    indices = batch_indices[0]
-    return self._step(state, rng, images[indices], labels[indices])
+    return self._batch_step(state, epoch_key, images, labels, batch_indices[0], steps[0])
 
   # --- host-side loop -----------------------------------------------------------
 
