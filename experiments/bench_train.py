@@ -52,6 +52,9 @@ _WIDTH = flags.DEFINE_float('width', 1.0, 'Channel-width multiplier (1.0: the ex
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Images per training step.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed steps per model and framework.')
 _TORCH = flags.DEFINE_bool('torch', True, 'Also time the PyTorch twins.')
+_STEPS_PER_CALL = flags.DEFINE_integer(
+    'steps_per_call', None, 'Train steps per compiled call (a lax.scan when > 1); '
+    'default: what Trainer picks for the backend (1 on CPU).')
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
@@ -78,7 +81,7 @@ def jax_step(name: str, width: float, batch_size: int) -> Callable[[], None]:
       model=name, width=width, dataset='cifar10', optimizer='sgdm',
       learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
       batch_size=batch_size, drop_remainder=True, epochs=1))
-  trainer = train.Trainer(config, dataset)
+  trainer = train.Trainer(config, dataset, steps_per_call=_STEPS_PER_CALL.value)
   box = {'state': trainer.init_state(), 'epoch': 1}
 
   def run() -> None:
