@@ -15,7 +15,6 @@ import time
 from absl import app, flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from padam_jax.models import conv_lowering
 
@@ -70,7 +69,7 @@ def main(argv):
         times[name].append(time.perf_counter() - start)
     ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
     size, cin, cout, k, stride = shape
-    chosen = conv_lowering.use_patches(size, size, cin, k, stride, backend='cpu')
+    chosen = conv_lowering.use_patches(size, size, cin, stride, backend='cpu')
     print(f'| {size}x{size} | {cin} -> {cout} | {k}x{k}/{stride} | {ms["xla"]:.1f} | '
           f'{ms["patches"]:.1f} | {ms["torch"]:.1f} | {ms["xla"] / ms["patches"]:.2f} | '
           f'{"yes" if chosen else "no"} |', flush=True)

@@ -100,7 +100,6 @@ def use_patches(
   height: int,
   width: int,
   in_channels: int,
-  kernel_size: int,
   strides: int,
   backend: str | None = None,
 ) -> bool:
@@ -116,6 +115,6 @@ def use_patches(
 def conv2d(x: jax.Array, kernel: jax.Array, strides: int = 1, pad: int = 0) -> jax.Array:
   """NHWC x HWIO convolution with symmetric zero padding; the lowering is chosen by shape."""
   _, h, w, c = x.shape
-  if use_patches(h, w, c, kernel.shape[0], strides):
+  if use_patches(h, w, c, strides):
     return conv2d_patches(x, kernel, strides, pad)
   return conv2d_xla(x, kernel, strides, pad)
