@@ -29,7 +29,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The authors' scripts: weight decay 5e-4, 200 epochs, x0.1 at epochs 100 and 150.
     'paper': dict(weight_decay=5e-4, lr_schedule='multistep', epochs=200),
 }
-LR_SCHEDULES = ('constant', 'multistep')
+LR_SCHEDULES = ('constant', 'multistep', 'warmup')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 _PADAM_FAMILY = ('padam', 'padamw')
 
@@ -45,6 +45,7 @@ class TrainConfig:
   optimizer: str = 'padam'
   preset: str = 'seed'
   learning_rate: Optional[float] = None
+  lr_start: Optional[float] = None
   partial: Optional[float] = None
   partial_end: Optional[float] = None
   weight_decay: Optional[float] = None
@@ -59,13 +60,15 @@ class TrainConfig:
   drop_remainder: bool = False
   seed: int = 0
   compute_dtype: str = 'float32'
+  train_size: Optional[int] = None
+  test_size: Optional[int] = None
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
   def schedules_depend_on_epochs(self) -> bool:
     """Whether the learning-rate or p schedule is laid out over ``epochs``."""
-    return self.lr_schedule == 'multistep' or self.partial_end is not None
+    return self.lr_schedule in ('multistep', 'warmup') or self.partial_end is not None
 
 
 def _choice(name: str, value: str, choices) -> None:
@@ -96,9 +99,14 @@ def resolve(config: TrainConfig) -> TrainConfig:
       config.partial is not None or config.partial_end is not None):
     raise ValueError(f'partial/partial_end apply only to padam and padamw, '
                      f'not {config.optimizer!r}')
-  for name in ('epochs', 'batch_size', 'eval_batch_size'):
-    if getattr(config, name) < 1:
-      raise ValueError(f'{name} must be >= 1, got {getattr(config, name)}')
+  for name in ('epochs', 'batch_size', 'eval_batch_size', 'train_size', 'test_size'):
+    value = getattr(config, name)
+    if value is not None and value < 1:
+      raise ValueError(f'{name} must be >= 1, got {value}')
+  if (config.lr_start is None) != (config.lr_schedule != 'warmup'):
+    raise ValueError('lr_start is required by lr_schedule warmup and used by no other '
+                     f'schedule (lr_schedule {config.lr_schedule!r}, lr_start '
+                     f'{config.lr_start!r})')
   if not config.width > 0:
     raise ValueError(f'width must be > 0, got {config.width}')
   make_optimizer(config, steps_per_epoch=1)  # validates the hyperparameters
@@ -113,10 +121,13 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int
   """
   total_steps = config.epochs * steps_per_epoch
   check_non_negative('learning_rate', config.learning_rate)
+  check_non_negative('lr_start', config.lr_start)
   for name in ('partial', 'partial_end'):
     check_hyperparameter(name, getattr(config, name), 0.0, 0.5, high_inclusive=True)
   if config.lr_schedule == 'multistep':
     learning_rate = schedules.multistep(config.learning_rate, total_steps)
+  elif config.lr_schedule == 'warmup':
+    learning_rate = schedules.linear(config.lr_start, config.learning_rate, total_steps)
   else:
     learning_rate = optax.constant_schedule(config.learning_rate)
   partial = None

@@ -27,7 +27,8 @@ def linear(start: float, end: float, total_steps: int) -> optax.Schedule:
   """From ``start`` to ``end`` linearly over ``total_steps``, then constant.
 
   For the partial power p this is the seed's proposal: begin adaptive (large p,
-  as Adam) and end SGD-like (small p).
+  as Adam) and end SGD-like (small p); for the learning rate, its companion
+  warm-up (small while p is large, rising as p falls).
   """
   if total_steps < 1:
     raise ValueError(f'total_steps must be >= 1, got {total_steps}')

@@ -111,6 +111,22 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
   return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
+def _describe(values: np.ndarray) -> str:
+  """One loss, or the range of K side-by-side losses."""
+  values = np.asarray(values)
+  if values.ndim == 0:
+    return f'{values:.4f}'
+  return f'{np.nanmin(values):.4f}..{np.nanmax(values):.4f} over {values.size} models'
+
+
+def derive_key(seed: int, purpose: str, *indices: int) -> jax.Array:
+  """The PRNG key of ``purpose`` (init, shuffle, augment) at ``indices`` (epoch, ...)."""
+  key = jax.random.fold_in(jax.random.key(seed), ('init', 'shuffle', 'augment').index(purpose))
+  for i in indices:
+    key = jax.random.fold_in(key, i)
+  return key
+
+
 class Trainer:
   """Owns the compiled programs and the on-device data of one configuration."""
 
@@ -149,7 +165,10 @@ class Trainer:
     self.steps_per_call = steps_per_call
     self._train_chunk = jax.jit(self._train_chunk_impl, donate_argnums=0)
     self._train_one = jax.jit(self._train_one_impl, donate_argnums=0)
-    self._eval_batch = jax.jit(self._eval)
+    self._eval_batch = jax.jit(self._eval_state)
+
+  # Shape of the per-batch metric sums: () for one model, (K,) for K side by side.
+  members_shape: tuple[int, ...] = ()
 
   # --- compiled programs ------------------------------------------------------
 
@@ -157,6 +176,9 @@ class Trainer:
     """Gathers one batch on the device and trains on it (key from epoch and step)."""
     rng = jax.random.fold_in(epoch_key, step_in_epoch)
     return self._step(state, rng, images[indices], labels[indices])
+
+  def _eval_state(self, state, images, labels, weights):
+    return self._eval(state.params, state.batch_stats, images, labels, weights)
 
   def _train_chunk_impl(self, state, epoch_key, images, labels, batch_indices, steps):
     """``lax.scan`` of train steps over rows of ``batch_indices``; sums the metrics."""
@@ -166,7 +188,8 @@ class Trainer:
       state, sums = self._batch_step(state, epoch_key, images, labels, *xs)
       return (state, jax.tree.map(jnp.add, totals, sums)), None
 
-    zeros = {k: jnp.zeros([], jnp.float32) for k in ('loss_sum', 'correct', 'count')}
+    zeros = {k: jnp.zeros(self.members_shape, jnp.float32)
+             for k in ('loss_sum', 'correct', 'count')}
     (state, totals), _ = jax.lax.scan(body, (state, zeros), (batch_indices, steps))
     return state, totals
 
@@ -182,29 +205,29 @@ class Trainer:
     return jax.device_put(state, sharding.replicated(self.mesh))
 
   def _key(self, purpose: str, *indices: int) -> jax.Array:
-    key = jax.random.fold_in(jax.random.key(self.config.seed),
-                             ('init', 'shuffle', 'augment').index(purpose))
-    for i in indices:
-      key = jax.random.fold_in(key, i)
-    return key
+    return derive_key(self.config.seed, purpose, *indices)
+
+  def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
+    """``(indices[steps, B], mask[steps, B], augmentation key)`` of an epoch."""
+    indices, mask = data_lib.epoch_batches(self._key('shuffle', epoch),
+                                           self.dataset.num_train, self.config.batch_size,
+                                           drop_remainder=self.config.drop_remainder)
+    return np.asarray(indices), np.asarray(mask), self._key('augment', epoch)
 
   def train_epoch(self, state: TrainState, epoch: int,
                   progress: Callable[[str], None] = logger.info
                   ) -> tuple[TrainState, dict[str, float]]:
     """One pass over the training set (``epoch`` is 1-based); returns mean metrics."""
     n, batch = self.dataset.num_train, self.config.batch_size
-    indices, mask = data_lib.epoch_batches(self._key('shuffle', epoch), n, batch,
-                                           drop_remainder=self.config.drop_remainder)
-    indices = np.asarray(indices)
+    indices, mask, epoch_key = self._epoch_plan(epoch)
     full = n // batch
     remainder = 0 if self.config.drop_remainder else n - full * batch
     chunk = _largest_divisor_at_most(full, self.steps_per_call) if full else 0
-    epoch_key = self._key('augment', epoch)
     start = time.perf_counter()
     plan = [(i, indices[i:i + chunk]) for i in range(0, full, chunk)] if full else []
     if remainder:  # the authors keep the last partial batch: its own (smaller) shape
-      real = np.asarray(mask[full]).astype(bool)
-      plan.append((full, indices[full][real][None]))
+      real = mask[full].astype(bool)
+      plan.append((full, indices[full][..., real][None]))
     totals, reported = None, 0
     for first, rows in plan:
       run = self._train_one if len(rows) == 1 else self._train_chunk
@@ -216,12 +239,13 @@ class Trainer:
       if done - reported >= PROGRESS_EVERY or done == self.steps_per_epoch:
         reported = done
         seen = jax.device_get(totals)
+        images = np.sum(seen['count'])
         progress(f'epoch {epoch} step {done}/{self.steps_per_epoch} '
-                 f'loss {seen["loss_sum"] / seen["count"]:.4f} '
-                 f'({seen["count"] / (time.perf_counter() - start):.1f} img/s)')
+                 f'loss {_describe(seen["loss_sum"] / seen["count"])} '
+                 f'({images / (time.perf_counter() - start):.1f} img/s)')
     totals = jax.device_get(totals)
-    return state, {'train_loss': float(totals['loss_sum'] / totals['count']),
-                   'train_accuracy': float(totals['correct'] / totals['count']),
+    return state, {'train_loss': (totals['loss_sum'] / totals['count']).tolist(),
+                   'train_accuracy': (totals['correct'] / totals['count']).tolist(),
                    'train_seconds': time.perf_counter() - start}
 
   def evaluate(self, state: TrainState) -> dict[str, float]:
@@ -230,12 +254,28 @@ class Trainer:
                                           self.config.eval_batch_size)
     totals = None
     for rows, weights in zip(np.asarray(indices), np.asarray(mask, np.float32)):
-      sums = self._eval_batch(state.params, state.batch_stats, self.test_images[rows],
-                              self.test_labels[rows], weights)
+      sums = self._eval_batch(state, self.test_images[rows], self.test_labels[rows],
+                              weights)
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     sums = jax.device_get(totals)
-    return {'test_loss': float(sums['loss_sum'] / sums['count']),
-            'test_error': float(1.0 - sums['correct'] / sums['count'])}
+    return {'test_loss': (sums['loss_sum'] / sums['count']).tolist(),
+            'test_error': (1.0 - sums['correct'] / sums['count']).tolist()}
+
+
+def load_config_dataset(config: config_lib.TrainConfig) -> data_lib.Dataset:
+  """The dataset a config names, cut to its ``train_size`` / ``test_size``."""
+  dataset = data_lib.load_dataset(config.dataset, config.data_dir)
+  return dataset.subset(config.train_size, config.test_size)
+
+
+def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool) -> None:
+  """Writes ``config.json``; a resumed run must match it (but a longer constant run)."""
+  if config.schedules_depend_on_epochs():
+    runlog.write_or_check_config(
+        workdir, config.to_dict(), resuming=resuming, may_differ=('data_dir',),
+        hint='the learning-rate or p schedule is laid out over --epochs')
+  else:
+    runlog.write_or_check_config(workdir, config.to_dict(), resuming=resuming)
 
 
 def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
@@ -249,17 +289,12 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
   """
   config = config_lib.resolve(config)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
-    dataset = data_lib.load_dataset(config.dataset, config.data_dir)
+    dataset = load_config_dataset(config)
   trainer = Trainer(config, dataset)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(workdir)
   done = checkpointer.latest_epoch() or 0
-  if config.schedules_depend_on_epochs():
-    runlog.write_or_check_config(
-        workdir, config.to_dict(), resuming=bool(done), may_differ=('data_dir',),
-        hint='the learning-rate or p schedule is laid out over --epochs')
-  else:
-    runlog.write_or_check_config(workdir, config.to_dict(), resuming=bool(done))
+  record_config(workdir, config, resuming=bool(done))
   state = trainer.init_state()
   progress(f'{dataset!r}; {config.model} width {config.width}: '
            f'{models.count_params(state.params):,} parameters; {config.optimizer}; '

@@ -1,16 +1,57 @@
-"""Shared pytest setup: two host devices, a compilation cache, quiet TF logging."""
+"""Shared pytest setup: two host devices, cheap compiles, a compilation cache, the tiny run.
+
+Most of the suite's time is XLA compiling small programs. Three things keep it down:
+``--xla_backend_optimization_level=0`` (LLVM spends far less time on programs that run
+a few steps; the float semantics are unchanged), a persistent compilation cache shared
+with the launcher subprocesses, and one tiny training configuration (``tiny_config``)
+used by every test of the training loop, the sweep and the launcher, so that its
+programs compile once.
+"""
 
 import os
 import tempfile
 
 # Must be set before jax initialises its backends (conftest runs first).
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2 '
+                      '--xla_backend_optimization_level=0')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import jax  # noqa: E402  pylint: disable=wrong-import-position
+import pytest  # noqa: E402  pylint: disable=wrong-import-position
 
-# The training tests build the same small programs many times: compile each once.
 jax.config.update('jax_compilation_cache_dir',
                   os.environ.get('PADAM_TEST_JAX_CACHE',
                                  os.path.join(tempfile.gettempdir(), 'padam_jax_test_cache')))
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+
+# The tiny run: 70 training digits at batch 32 (2 full steps and a partial one of 6),
+# 30 test digits at batch 20, a 1/16-width ResNet-18. Launcher tests pass the same
+# settings as flags (TINY_FLAGS) and so reuse the compiled programs through the cache.
+TINY = dict(model='resnet18', width=0.0625, dataset='digits', batch_size=32,
+            eval_batch_size=20, train_size=70, test_size=30, seed=3)
+TINY_FLAGS = ['--dataset', 'digits', '--model', 'resnet18', '--width', '0.0625',
+              '--batch_size', '32', '--train_size', '70', '--test_size', '30', '--seed', '3']
+
+
+@pytest.fixture(scope='session')
+def tiny_dataset():
+  from padam_jax import data  # pylint: disable=import-outside-toplevel
+  return data.load_dataset('digits').subset(TINY['train_size'], TINY['test_size'])
+
+
+@pytest.fixture(scope='session')
+def tiny_config():
+  """``tiny_config(**overrides)``: the tiny run's ``TrainConfig`` (2 epochs by default)."""
+  from padam_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+
+  def make(**overrides):
+    return config_lib.TrainConfig(**{**TINY, 'epochs': 2, **overrides})
+
+  return make
+
+
+def subprocess_env() -> dict[str, str]:
+  """Environment for launcher subprocesses: the test's devices, XLA flags and cache."""
+  return {**os.environ, 'XLA_FLAGS': os.environ['XLA_FLAGS'],
+          'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,
+          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}

@@ -8,21 +8,15 @@ import subprocess
 import sys
 import time
 
-import jax
+from conftest import TINY_FLAGS as TINY, subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = ['--dataset', 'digits', '--model', 'resnet18', '--width', '0.0625',
-        '--batch_size', '256', '--seed', '7']
 
 
 def _launch(*args, **kwargs):
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
-         # the three runs of the resume test compile the same programs once
-         'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,
-         'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
   return subprocess.Popen([sys.executable, '-m', 'experiments.train', *args], cwd=ROOT,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, **kwargs)
+                          env=subprocess_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 def _run(*args, timeout=300):

@@ -150,6 +150,25 @@ class Dataset:
   def __repr__(self) -> str:
     return f'Dataset({self.describe()})'
 
+  def subset(self, train_size: int | None = None,
+             test_size: int | None = None) -> 'Dataset':
+    """The first ``train_size`` training and ``test_size`` test examples (None: all).
+
+    Normalisation statistics stay those of the whole dataset.
+    """
+    sizes = {'train': train_size, 'test': test_size}
+    for split, size in sizes.items():
+      available = getattr(self, f'num_{split}')
+      if size is not None and not 1 <= size <= available:
+        raise ValueError(f'{split}_size must lie in [1, {available}] for {self.name}, '
+                         f'got {size}')
+    cut = lambda x, size: x if size is None else x[:size]  # noqa: E731
+    return dataclasses.replace(
+        self, train_images=cut(self.train_images, train_size),
+        train_labels=cut(self.train_labels, train_size),
+        test_images=cut(self.test_images, test_size),
+        test_labels=cut(self.test_labels, test_size))
+
 
 # --------------------------------------------------------------------------
 # Helpers shared by the loaders.
