@@ -235,7 +235,8 @@ def scale_by_padam(
     c_t   = (1 - b2**t) ** partial / (1 - b1**t)  # exact_bias_correction=True
 
   The default equals the authors' PyTorch ``Padam`` (Chen & Gu, 2018,
-  arXiv:1806.06763). ``partial`` -> 0 gives bias-corrected heavy-ball momentum,
+  arXiv:1806.06763). A complex leaf is updated as its pair of real and imaginary
+  parts (``torch.view_as_real``), each with its own ``nu``. ``partial`` -> 0 gives bias-corrected heavy-ball momentum,
   ``partial = 1/2`` AMSGrad. Chain it with a (negative) learning rate, or use
   :func:`padam_jax.padam`.
 
