@@ -4,7 +4,8 @@
 
 For each Padam setting: our ``padam`` vs the re-written authors' Padam, both live
 and against the committed fixture; then each oracle written by others
-(``torch.optim``, ``pytorch_optimizer.PAdam``). Deviation = max over steps of
+(``torch.optim``, ``pytorch_optimizer.PAdam``); then the same on complex
+parameters (their real views compared). Deviation = max over steps of
 ``|ours - ref|_inf / |ref|_inf`` on the parameters.
 """
 
@@ -38,6 +39,10 @@ def main(argv):
   for name, (ours_fn, torch_fn) in trajectory.ORACLES.items():
     ours = trajectory.jax_trajectory(problem, ours_fn())
     ref = trajectory.torch_trajectory(problem, torch_fn)
+    print(f'| {name} | {trajectory.max_relative_deviation(ours, ref):.1e} |')
+  complex_problem = trajectory.make_complex_problem()
+  for name in trajectory.COMPLEX_ORACLES:
+    ours, ref = trajectory.complex_trajectories(name, complex_problem)
     print(f'| {name} | {trajectory.max_relative_deviation(ours, ref):.1e} |')
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+import jax
 import optax
 
 from padam_jax.transform import (ScalarOrSchedule, check_hyperparameter,
-                                 check_non_negative, scale_by_amsgrad_torch,
-                                 scale_by_padam)
+                                 check_non_negative, real_hyperparameter,
+                                 scale_by_amsgrad_torch, scale_by_padam)
 
 MaskOrFn = Optional[Any]
 
@@ -24,20 +25,39 @@ def _weight_decay(weight_decay, mask: MaskOrFn) -> optax.GradientTransformation:
   Placed before the moments it is PyTorch's coupled L2 (``weight_decay=``), after
   them it is AdamW's decoupled decay.
   """
+  weight_decay = real_hyperparameter(weight_decay)
   check_non_negative('weight_decay', weight_decay)
   if isinstance(weight_decay, (int, float)) and weight_decay == 0:
     return optax.identity()  # so that update() needs no params without decay
   return optax.add_decayed_weights(weight_decay, mask)
 
 
+def _keep_dtypes(tx: optax.GradientTransformationExtraArgs
+                 ) -> optax.GradientTransformationExtraArgs:
+  """``tx`` with its updates in the incoming dtypes and its state in the previous ones.
+
+  A no-op with Python-number hyperparameters. ``optax.inject_hyperparams`` makes them
+  arrays of the parameters' widest dtype, which would promote narrower leaves (bfloat16
+  beside float32) and change the state's dtypes from one step to the next.
+  """
+
+  def update_fn(updates, state, params=None, **extra_args):
+    new_updates, new_state = tx.update(updates, state, params, **extra_args)
+    like = lambda new, old: new.astype(old.dtype)  # noqa: E731
+    return jax.tree.map(like, new_updates, updates), jax.tree.map(like, new_state, state)
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
+
+
 def _assemble(scaling: optax.GradientTransformation, learning_rate: ScalarOrSchedule,
               weight_decay, mask: MaskOrFn, *, decoupled: bool
               ) -> optax.GradientTransformation:
   """``decay -> scaling -> -lr`` (coupled L2) or ``scaling -> decay -> -lr`` (decoupled)."""
+  learning_rate = real_hyperparameter(learning_rate)
   check_non_negative('learning_rate', learning_rate)
   decay = _weight_decay(weight_decay, mask)
   steps = (scaling, decay) if decoupled else (decay, scaling)
-  return optax.chain(*steps, optax.scale_by_learning_rate(learning_rate))
+  return _keep_dtypes(optax.chain(*steps, optax.scale_by_learning_rate(learning_rate)))
 
 
 def padam(
@@ -107,6 +127,7 @@ def sgdm(
     mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """SGD with momentum as ``torch.optim.SGD``: ``buf = momentum * buf + g``."""
+  momentum = real_hyperparameter(momentum)
   check_hyperparameter('momentum', momentum, 0.0, 1.0, high_inclusive=False)
   return _assemble(optax.trace(decay=momentum, nesterov=nesterov), learning_rate,
                    weight_decay, mask, decoupled=False)

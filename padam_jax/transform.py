@@ -2,7 +2,9 @@
 
 Both keep Adam's moments (``mu``, ``nu``) and, with ``amsgrad=True``, the running
 maximum of the raw (not bias-corrected) second moment (``nu_max``), exactly as the
-authors' PyTorch ``Padam`` and ``torch.optim.Adam(amsgrad=True)`` do.
+authors' PyTorch ``Padam`` and ``torch.optim.Adam(amsgrad=True)`` do. A complex
+parameter is treated as two real ones (its real and imaginary parts), as PyTorch's
+optimizers do through ``torch.view_as_real``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ class ScaleByPadamState(NamedTuple):
 
   Attributes:
     count: number of updates applied so far (int32 scalar).
-    mu: first moment, in ``mu_dtype`` or the parameters' dtype.
-    nu: raw second moment (at least float32).
+    mu: first moment, in ``mu_dtype`` or the parameters' dtype (complex for a
+      complex parameter).
+    nu: raw second moment, real, in at least float32; for a complex parameter of
+      shape ``s`` it has shape ``s + (2,)``: the real and imaginary parts' own
+      moments, as ``torch.view_as_real`` lays them out.
     nu_max: running elementwise maximum of ``nu``; ``None`` when amsgrad is off.
   """
 
@@ -41,6 +46,18 @@ class ScaleByPadamState(NamedTuple):
 
 def _is_traced(value: Any) -> bool:
   return isinstance(value, jax.core.Tracer)
+
+
+def real_hyperparameter(value: Any) -> Any:
+  """The real part of a complex hyperparameter array; anything else unchanged.
+
+  ``optax.inject_hyperparams`` casts hyperparameters to the parameters' widest
+  dtype, complex when a parameter is complex; their zero imaginary part must not
+  turn real moments or real leaves complex.
+  """
+  if isinstance(value, (jax.Array, np.ndarray)) and jnp.iscomplexobj(value):
+    return jnp.real(value)
+  return value
 
 
 def check_hyperparameter(name: str, value: Any, low: float, high: float,
@@ -122,17 +139,41 @@ def _one_minus_power(b, t: jax.Array) -> jax.Array:
 
 
 def _second_moment_dtype(dtype) -> jnp.dtype:
-  # bf16/fp16 cannot represent b2 = 0.999 (it rounds to 1): keep nu in >= float32.
-  return jnp.promote_types(dtype, jnp.float32)
+  """Real dtype of the second moments: the parts' dtype, at least float32.
+
+  bf16/fp16 cannot represent b2 = 0.999 (it rounds to 1), hence the float32 floor.
+  """
+  return jnp.promote_types(jnp.finfo(dtype).dtype, jnp.float32)
+
+
+def _first_moment_dtype(dtype, mu_dtype) -> jnp.dtype:
+  """``mu_dtype`` (or ``dtype``); a complex leaf keeps a complex first moment."""
+  if mu_dtype is None:
+    return jnp.dtype(dtype)
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    return jnp.promote_types(mu_dtype, jnp.complex64)  # JAX's smallest complex type
+  return mu_dtype
+
+
+def _view_as_real(x: jax.Array) -> jax.Array:
+  """Complex ``x`` of shape ``s`` -> real ``s + (2,)`` (``torch.view_as_real``)."""
+  return jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1)
+
+
+def _view_as_complex(x: jax.Array) -> jax.Array:
+  """Inverse of :func:`_view_as_real` (float32 -> complex64, float64 -> complex128)."""
+  return jax.lax.complex(x[..., 0], x[..., 1])
 
 
 def _init_moments(params, mu_dtype, amsgrad: bool) -> ScaleByPadamState:
-  def zeros(dtype_fn):
-    return jax.tree.map(lambda p: jnp.zeros(p.shape, dtype_fn(p.dtype)), params)
+  def second(p):
+    shape = p.shape + (2,) if jnp.iscomplexobj(p) else p.shape
+    return jnp.zeros(shape, _second_moment_dtype(p.dtype))
 
-  mu = zeros(lambda d: mu_dtype if mu_dtype is not None else d)
-  nu = zeros(_second_moment_dtype)
-  nu_max = zeros(_second_moment_dtype) if amsgrad else None
+  mu = jax.tree.map(
+      lambda p: jnp.zeros(p.shape, _first_moment_dtype(p.dtype, mu_dtype)), params)
+  nu = jax.tree.map(second, params)
+  nu_max = jax.tree.map(second, params) if amsgrad else None
   return ScaleByPadamState(
       count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
 
@@ -143,18 +184,20 @@ def _moment_step(updates, state: ScaleByPadamState, b1, b2, amsgrad: bool,
   """Advances the moments and maps ``direction(mu, second)`` over the leaves.
 
   ``second`` is ``nu_max`` with amsgrad and ``nu`` without; the direction is cast
-  back to each update's dtype. ``None`` leaves pass through untouched.
+  back to each update's dtype. A complex leaf runs through the same real
+  arithmetic on its ``_view_as_real`` pair. ``None`` leaves pass through untouched.
   """
 
   def leaf(g, m, v, v_max):
     compute = _second_moment_dtype(g.dtype)
-    g32 = g.astype(compute)
-    m = (b1 * m.astype(compute) + (1 - b1) * g32)
-    v = b2 * v + (1 - b2) * g32 * g32
+    as_real, as_input = ((_view_as_real, _view_as_complex) if jnp.iscomplexobj(g)
+                         else (lambda x: x, lambda x: x))
+    g_real = as_real(g).astype(compute)
+    m = b1 * as_real(m).astype(compute) + (1 - b1) * g_real
+    v = b2 * v + (1 - b2) * g_real * g_real
     v_max = jnp.maximum(v_max, v) if amsgrad else None
-    d = direction(m, v_max if amsgrad else v).astype(g.dtype)
-    new_mu_dtype = mu_dtype if mu_dtype is not None else g.dtype
-    return d, m.astype(new_mu_dtype), v, v_max
+    d = as_input(direction(m, v_max if amsgrad else v)).astype(g.dtype)
+    return d, as_input(m).astype(_first_moment_dtype(g.dtype, mu_dtype)), v, v_max
 
   flat_g, treedef = jax.tree.flatten(updates)
   flat_nu_max = (treedef.flatten_up_to(state.nu_max) if amsgrad
@@ -192,7 +235,8 @@ def scale_by_padam(
     c_t   = (1 - b2**t) ** partial / (1 - b1**t)  # exact_bias_correction=True
 
   The default equals the authors' PyTorch ``Padam`` (Chen & Gu, 2018,
-  arXiv:1806.06763). ``partial`` -> 0 gives bias-corrected heavy-ball momentum,
+  arXiv:1806.06763). A complex leaf is updated as its pair of real and imaginary
+  parts (``torch.view_as_real``), each with its own ``nu``. ``partial`` -> 0 gives bias-corrected heavy-ball momentum,
   ``partial = 1/2`` AMSGrad. Chain it with a (negative) learning rate, or use
   :func:`padam_jax.padam`.
 
@@ -217,6 +261,7 @@ def scale_by_padam(
     ...                  optax.scale_by_learning_rate(0.1))
     >>> state = tx.init({'w': jnp.ones(3)})
   """
+  b1, b2, eps, partial = map(real_hyperparameter, (b1, b2, eps, partial))
   _check_moment_hyperparameters(b1, b2, eps)
   check_hyperparameter('partial', partial, 0.0, 0.5, high_inclusive=True)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
@@ -260,6 +305,7 @@ def scale_by_amsgrad_torch(
   maximum over the *raw* ``nu``, as PyTorch keeps it. ``optax.scale_by_amsgrad``
   instead takes the maximum of the bias-corrected ``nu``, which differs.
   """
+  b1, b2, eps = map(real_hyperparameter, (b1, b2, eps))
   _check_moment_hyperparameters(b1, b2, eps)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 

@@ -76,3 +76,13 @@ def test_matches_oracles_written_by_others(name):
   reference = trajectory.torch_trajectory(problem, torch_fn)
   assert np.abs(reference[-1] - reference[0]).max() > 0.1
   assert trajectory.max_relative_deviation(ours, reference) <= TOLERANCE
+
+
+@pytest.mark.parametrize('name', sorted(trajectory.COMPLEX_ORACLES))
+def test_complex_parameters_match_oracles(name):
+  """Complex parameters: real and imaginary parts each get their own moments."""
+  pytest.importorskip('torch')
+  pytest.importorskip('pytorch_optimizer')
+  ours, reference = trajectory.complex_trajectories(name, trajectory.make_complex_problem())
+  assert np.abs(reference[-1] - reference[0]).max() > 0.1
+  assert trajectory.max_relative_deviation(ours, reference) <= TOLERANCE

@@ -207,6 +207,21 @@ def test_updates_keep_parameter_dtype(dtype):
              for x in jax.tree.leaves(padam_state.nu_max))
 
 
+def test_complex_parameter_gets_a_real_second_moment_per_part():
+  """As PyTorch (view_as_real): Re g and Im g each have their own nu; mu stays complex."""
+  g = jnp.asarray([1j, 2 - 1j], jnp.complex64)
+  as_real = jnp.stack([g.real, g.imag], axis=-1)
+  tx = padam_jax.scale_by_padam(mu_dtype=jnp.bfloat16)
+  out, state = tx.update(g, tx.init(g))
+  assert state.mu.dtype == jnp.complex64  # mu_dtype widened to a complex type
+  assert state.nu.dtype == state.nu_max.dtype == jnp.float32
+  np.testing.assert_allclose(state.nu, 0.001 * np.asarray([[0, 1], [4, 1]]), rtol=1e-6)
+  np.testing.assert_allclose(state.nu_max, state.nu)
+  real_out, _ = tx.update(as_real, tx.init(as_real))
+  assert out.dtype == jnp.complex64
+  np.testing.assert_allclose(out, real_out[:, 0] + 1j * real_out[:, 1], rtol=1e-6)
+
+
 def test_bf16_second_moment_still_decays():
   """nu kept in float32: with bf16 storage b2 = 0.999 would round to 1."""
   tx = padam_jax.scale_by_padam()

@@ -5,7 +5,10 @@ A multi-leaf parameter tree follows gradients that depend on the parameters
 problem runs under our optax optimizers and under PyTorch oracles (the authors'
 Padam as re-written in :mod:`padam_jax.reference.optim`, ``torch.optim`` and
 ``pytorch_optimizer.PAdam``), and the trajectories are compared in float64.
-torch is imported only by the functions that run it.
+With ``as_complex=True`` each leaf's last axis of size 2 holds the real and
+imaginary parts of a complex parameter (``torch.view_as_real``'s layout): the
+gradient is the same function of that real view, the optimizers see complex
+parameters. torch is imported only by the functions that run it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import numpy as np
 import padam_jax
 
 LEAF_SHAPES = {'kernel': (4, 3), 'bias': (5,), 'conv': (2, 3, 2)}
+# The complex problem: the same leaves, each with a trailing (real, imaginary) axis.
+COMPLEX_LEAF_SHAPES = {k: s + (2,) for k, s in LEAF_SHAPES.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +56,11 @@ class Problem:
     return cls(**fields)
 
 
-def make_problem(steps: int = 250, seed: int = 0) -> Problem:
+def make_problem(steps: int = 250, seed: int = 0,
+                 shapes: dict[str, tuple[int, ...]] = LEAF_SHAPES) -> Problem:
   """A reproducible problem; ``b > 0`` keeps it bounded, ``a`` makes it curved."""
   rng = np.random.default_rng(seed)
-  draw = lambda fn: {k: fn(s) for k, s in LEAF_SHAPES.items()}  # noqa: E731
+  draw = lambda fn: {k: fn(s) for k, s in shapes.items()}  # noqa: E731
   return Problem(
       init=draw(lambda s: rng.normal(0.0, 1.0, s)),
       a=draw(lambda s: rng.uniform(0.5, 2.0, s)),
@@ -92,36 +98,51 @@ def padam_kwargs(setting: dict[str, Any]) -> dict[str, Any]:
               exact_bias_correction=s['exact_bias_correction'])
 
 
-def jax_trajectory(problem: Problem, optimizer) -> np.ndarray:
+def make_complex_problem(steps: int = 250, seed: int = 1) -> Problem:
+  """A problem for complex parameters (run it with ``as_complex=True``)."""
+  return make_problem(steps, seed, COMPLEX_LEAF_SHAPES)
+
+
+def jax_trajectory(problem: Problem, optimizer, *, as_complex: bool = False) -> np.ndarray:
   """Parameters after every step, ``(steps, n)`` float64, under ``optimizer``.
 
   Runs under ``jax.enable_x64`` and ``jax.jit`` with a ``lax.scan`` over steps.
+  ``as_complex``: the optimizer sees complex128 parameters (see the module doc).
   """
   with jax.enable_x64(True):
-    params = jax.tree.map(jnp.asarray, problem.init)
+    as_real, as_param = ((_jnp_view_as_real, _jnp_view_as_complex) if as_complex
+                         else (lambda x: x, lambda x: x))
+    params = jax.tree.map(lambda x: as_param(jnp.asarray(x)), problem.init)
     a, b = jax.tree.map(jnp.asarray, problem.a), jax.tree.map(jnp.asarray, problem.b)
     noise = jax.tree.map(jnp.asarray, problem.noise)
 
+    def grad(p, a_, b_, n):
+      x = as_real(p)
+      return as_param(a_ * jnp.cos(x) + b_ * x + n)
+
     def step(carry, noise_t):
       params, state = carry
-      grads = jax.tree.map(lambda p, a_, b_, n: a_ * jnp.cos(p) + b_ * p + n,
-                           params, a, b, noise_t)
+      grads = jax.tree.map(grad, params, a, b, noise_t)
       updates, state = optimizer.update(grads, state, params)
       params = jax.tree.map(jnp.add, params, updates)
-      return (params, state), _flatten(params, jnp)
+      return (params, state), _flatten(jax.tree.map(as_real, params), jnp)
 
     run = jax.jit(lambda p: jax.lax.scan(step, (p, optimizer.init(p)), noise)[1])
     return np.asarray(run(params))
 
 
-def torch_trajectory(problem: Problem, make_optimizer) -> np.ndarray:
+def torch_trajectory(problem: Problem, make_optimizer, *,
+                     as_complex: bool = False) -> np.ndarray:
   """Parameters after every step, ``(steps, n)`` float64, under a torch optimizer.
 
-  ``make_optimizer(list_of_tensors)`` builds the ``torch.optim.Optimizer``.
+  ``make_optimizer(list_of_tensors)`` builds the ``torch.optim.Optimizer``;
+  ``as_complex``: it gets complex128 tensors (see the module doc).
   """
   import torch  # pylint: disable=import-outside-toplevel
 
-  params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+  as_real, as_param = ((torch.view_as_real, torch.view_as_complex) if as_complex
+                       else (lambda x: x, lambda x: x))
+  params = {k: as_param(torch.tensor(v, dtype=torch.float64)).requires_grad_(True)
             for k, v in problem.init.items()}
   as_t = lambda tree: {k: torch.tensor(v, dtype=torch.float64)  # noqa: E731
                        for k, v in tree.items()}
@@ -132,9 +153,10 @@ def torch_trajectory(problem: Problem, make_optimizer) -> np.ndarray:
     with torch.no_grad():
       for k, p in params.items():
         noise_t = torch.tensor(problem.noise[k][t], dtype=torch.float64)
-        p.grad = a[k] * torch.cos(p) + b[k] * p + noise_t
+        x = as_real(p)
+        p.grad = as_param(a[k] * torch.cos(x) + b[k] * x + noise_t)
     optimizer.step()
-    rows.append(_flatten({k: p.detach().numpy() for k, p in params.items()}, np))
+    rows.append(_flatten({k: as_real(p.detach()).numpy() for k, p in params.items()}, np))
   return np.stack(rows)
 
 
@@ -199,6 +221,48 @@ ORACLES: dict[str, tuple[Any, Any]] = {
 }
 
 
+# Complex parameters, float64: name -> (our optimizer, a torch make_optimizer, and
+# whether torch gets the complex parameters themselves or their real view). torch.optim
+# treats a complex parameter as its view_as_real pair; the oracles without complex
+# support (the re-written authors' Padam, PAdam) run on that real view directly.
+COMPLEX_ORACLES: dict[str, tuple[Any, Any, bool]] = {
+    'complex adam vs torch Adam': (
+        lambda: padam_jax.adam(1e-2, weight_decay=5e-3),
+        _torch_optim('Adam', lr=1e-2, weight_decay=5e-3), True),
+    'complex amsgrad vs torch Adam(amsgrad=True)': (
+        lambda: padam_jax.amsgrad(1e-2, b1=0.8, b2=0.99, eps=1e-6,
+                                  weight_decay=5e-3),
+        _torch_optim('Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6,
+                     weight_decay=5e-3, amsgrad=True), True),
+    'complex adamw vs torch AdamW': (
+        lambda: padam_jax.adamw(1e-2, weight_decay=0.05),
+        _torch_optim('AdamW', lr=1e-2, weight_decay=0.05), True),
+    'complex sgdm vs torch SGD(momentum=0.9)': (
+        lambda: padam_jax.sgdm(0.1, momentum=0.9, weight_decay=5e-3),
+        _torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3), True),
+    'complex padam p=1/2 eps=0 vs torch Adam(amsgrad=True)': (
+        lambda: padam_jax.padam(0.01, partial=0.5, eps=0.0, weight_decay=1e-3),
+        _torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True),
+        True),
+    'complex padam vs reference Padam on view_as_real': (
+        lambda: padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4),
+        torch_reference_padam(dict(lr=0.1, partial=0.125, weight_decay=5e-4)),
+        False),
+    'complex padamw amsgrad=False vs PAdam(weight_decouple) on view_as_real': (
+        lambda: padam_jax.padamw(0.1, partial=0.25, weight_decay=1e-2,
+                                 amsgrad=False),
+        _pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2,
+                                 weight_decouple=True), False),
+}
+
+
+def complex_trajectories(name: str, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+  """Ours and the oracle's trajectories for ``COMPLEX_ORACLES[name]`` (real views)."""
+  ours_fn, torch_fn, torch_complex = COMPLEX_ORACLES[name]
+  ours = jax_trajectory(problem, ours_fn(), as_complex=True)
+  return ours, torch_trajectory(problem, torch_fn, as_complex=torch_complex)
+
+
 def max_relative_deviation(ours: np.ndarray, reference: np.ndarray) -> float:
   """max over steps of ``|ours - ref|_inf / |ref|_inf``."""
   ours, reference = np.asarray(ours), np.asarray(reference)
@@ -206,6 +270,14 @@ def max_relative_deviation(ours: np.ndarray, reference: np.ndarray) -> float:
     raise ValueError(f'shapes differ: {ours.shape} vs {reference.shape}')
   scale = np.maximum(np.abs(reference).max(axis=1), np.finfo(np.float64).tiny)
   return float((np.abs(ours - reference).max(axis=1) / scale).max())
+
+
+def _jnp_view_as_real(x: jax.Array) -> jax.Array:
+  return jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1)
+
+
+def _jnp_view_as_complex(x: jax.Array) -> jax.Array:
+  return jax.lax.complex(x[..., 0], x[..., 1])
 
 
 def _flatten(tree: dict, xp):
