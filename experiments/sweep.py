@@ -11,6 +11,7 @@ flags as ``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with
 """
 
 from experiments import launch  # first: sets up one host device per core
+from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax import sweep  # noqa: E402
@@ -36,11 +37,11 @@ def main(argv):
   try:
     grid = sweep.parse_grid(_GRID.value)
     clash = sorted(_AXIS_FLAGS.get(f, f) for f in grid
-                   if _AXIS_FLAGS.get(f, f) in launch.explicit_flags())
+                   if _AXIS_FLAGS.get(f, f) in config_flags.explicit_flags())
     if clash:
       raise ValueError(f'--{clash[0]} is fixed by its flag and varied by --grid: '
                        'give one of the two')
-    base = launch.config_from_flags()
+    base = config_flags.config_from_flags()
     members = sweep.expand(base, grid)  # validates every configuration
     dataset = train.load_config_dataset(members[0].config)
   except (ValueError, DatasetUnavailableError) as error:
@@ -61,4 +62,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  flags.mark_flag_as_required('workdir')
   app.run(main)

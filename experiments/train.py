@@ -11,7 +11,8 @@ Rerunning with a larger ``--epochs`` continues from the last checkpoint.
 import os
 
 from experiments import launch  # first: sets up one host device per core
-from absl import app  # noqa: E402  pylint: disable=wrong-import-order
+from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
+from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax import config as config_lib  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
@@ -26,7 +27,7 @@ def main(argv):
   say = lambda message: print(message, flush=True)  # noqa: E731
   workdir = launch.workdir()
   try:
-    config = config_lib.resolve(launch.config_from_flags())
+    config = config_lib.resolve(config_flags.config_from_flags())
     dataset = train.load_config_dataset(config)
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
@@ -40,4 +41,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  flags.mark_flag_as_required('workdir')
   app.run(main)

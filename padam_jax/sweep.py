@@ -223,6 +223,13 @@ def read_sweep(workdir: str) -> dict[str, Any]:
   return content
 
 
+def is_complete(run_dir: str, config: config_lib.TrainConfig) -> bool:
+  """Whether ``run_dir`` holds every epoch of ``config`` (or ended diverged)."""
+  records = runlog.read_metrics(run_dir)
+  return bool(records) and (len(records) >= config.epochs or
+                            bool(records[-1].get('diverged')))
+
+
 def choose_mode(mode: str, num_members: int) -> str:
   """``auto``: ``vmap`` on GPU/TPU; on CPU, ``sequential`` (measured faster there).
 
@@ -253,11 +260,15 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
   mode = choose_mode(mode, len(members))
   os.makedirs(workdir, exist_ok=True)
   _write_sweep_file(workdir, mode, grid, members)
-  if mode == 'sequential':
+  pending = [m for m in members if not is_complete(os.path.join(workdir, m.name), m.config)]
+  if not pending:
+    progress(f'{workdir}: all {len(members)} runs complete')
+  elif mode == 'sequential':
     for i, member in enumerate(members):
-      progress(f'run {i + 1}/{len(members)}: {member.name}')
-      train.train_and_evaluate(member.config, os.path.join(workdir, member.name),
-                               progress=progress, dataset=dataset)
+      if member in pending:
+        progress(f'run {i + 1}/{len(members)}: {member.name}')
+        train.train_and_evaluate(member.config, os.path.join(workdir, member.name),
+                                 progress=progress, dataset=dataset)
   else:
     _run_vmapped(members, workdir, progress, dataset, steps_per_call)
   return {m.name: runlog.read_metrics(os.path.join(workdir, m.name)) for m in members}

@@ -1,0 +1,81 @@
+"""Times a K-configuration grid trained vmapped in one program against one run after another.
+
+    python -m experiments.bench_sweep --model resnet18 --width 0.125
+
+The grid is the seed's Figure 3 (p in {1/4, 1/8, 1/16} x lr in {0.1, 0.01, 0.001}:
+K = 9) on ``--train_size`` synthetic CIFAR-shaped images. Both modes train an epoch to
+compile and warm up, then time ``--epochs`` more; the sequential time is the sum over
+the K single runs. Prints seconds per epoch (all K configurations) and the ratio
+sequential / vmapped (above 1: the vmapped program is faster), plus compile-included
+wall times, since on CPU the K single runs also compile K programs.
+"""
+
+import time
+
+from experiments import launch  # noqa: F401  first: one host device per core
+from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
+from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from padam_jax import data, sweep, train  # noqa: E402
+
+_PARTIALS = flags.DEFINE_list('partials', ['0.25', '0.125', '0.0625'], 'Grid of p.')
+_LRS = flags.DEFINE_list('lrs', ['0.1', '0.01', '0.001'], 'Grid of learning rates.')
+_TIMED_EPOCHS = flags.DEFINE_integer('timed_epochs', 1, 'Epochs timed after the first.')
+_SYNTHETIC_TRAIN = flags.DEFINE_integer('synthetic_train', 1024, 'Synthetic training images.')
+
+
+def synthetic_dataset(num_train: int, num_test: int = 200, seed: int = 0) -> data.Dataset:
+  """Random CIFAR-shaped uint8 images and labels (timing needs no real data)."""
+  rng = np.random.default_rng(seed)
+  images = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noqa: E731
+  labels = lambda n: rng.integers(0, 10, n).astype(np.int32)  # noqa: E731
+  return data.Dataset(name='synthetic', train_images=images(num_train),
+                      train_labels=labels(num_train), test_images=images(num_test),
+                      test_labels=labels(num_test), num_classes=10,
+                      mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD)
+
+
+def _time_epochs(trainer: train.Trainer, epochs: int) -> tuple[float, float]:
+  """(seconds to build + first epoch, seconds per later epoch)."""
+  quiet = lambda _: None  # noqa: E731
+  start = time.perf_counter()
+  state = trainer.init_state()
+  state, _ = trainer.train_epoch(state, 1, quiet)
+  jax.block_until_ready(state)
+  first = time.perf_counter() - start
+  start = time.perf_counter()
+  for epoch in range(2, 2 + epochs):
+    state, _ = trainer.train_epoch(state, epoch, quiet)
+  jax.block_until_ready(state)
+  return first, (time.perf_counter() - start) / epochs
+
+
+def main(argv):
+  del argv
+  base = config_flags.config_from_flags()
+  grid = {'partial': [float(p) for p in _PARTIALS.value],
+          'learning_rate': [float(lr) for lr in _LRS.value]}
+  members = sweep.expand(base, grid)
+  dataset = synthetic_dataset(_SYNTHETIC_TRAIN.value)
+  print(f'JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s); '
+        f'{base.model} width {base.width}, batch {base.batch_size}, '
+        f'{dataset.num_train} images per epoch, K = {len(members)}')
+  vmapped_first, vmapped = _time_epochs(sweep.SweepTrainer(members, dataset),
+                                        _TIMED_EPOCHS.value)
+  sequential_first, sequential = 0.0, 0.0
+  for member in members:
+    first, per_epoch = _time_epochs(train.Trainer(member.config, dataset),
+                                    _TIMED_EPOCHS.value)
+    sequential_first += first
+    sequential += per_epoch
+  print('| mode | first epoch incl. compile (s) | s per epoch, all K |\n|---|---:|---:|')
+  print(f'| vmap | {vmapped_first:.1f} | {vmapped:.2f} |')
+  print(f'| sequential | {sequential_first:.1f} | {sequential:.2f} |')
+  print(f'sequential / vmapped per epoch: {sequential / vmapped:.2f}x; '
+        f'first epochs (compile included): {sequential_first / vmapped_first:.2f}x')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,83 @@
+"""The seed's experiments, one command each: trains every sweep a suite needs, then plots.
+
+    python -m experiments.reproduce --suite all --scale cpu --seeds 1 --workdir runs/repro
+
+Suites: figure1 (4 optimizers x 3 architectures), table2 (Wide ResNet accuracy at
+1/4, 1/2, 3/4 and all of the epochs), figure2 (p in {1/4, 1/8, 1/16}), figure3 (p x
+lr on ResNet-18), p_schedule (the seed's proposed p and lr schedules), all.
+``--scale full`` is the seed's protocol on CIFAR-10 (for GPUs); ``--scale cpu`` a
+reduced one on Fashion-MNIST that the same code runs on 2 CPU cores. Every sweep
+lives in ``WORKDIR/<sweep>/``; rerunning skips complete runs and resumes the others.
+Figures and tables go to ``WORKDIR/figures/``.
+"""
+
+import os
+import time
+
+from experiments import launch  # noqa: F401  first: one host device per core
+from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
+
+from padam_jax import config as config_lib  # noqa: E402
+from padam_jax import suites  # noqa: E402
+from padam_jax.data import DatasetUnavailableError  # noqa: E402
+
+_SUITE = flags.DEFINE_multi_enum('suite', ['all'], [*suites.SUITE_NAMES, 'all'],
+                                 'Suites to run (repeatable).')
+_SCALE = flags.DEFINE_enum('scale', 'cpu', list(suites.SCALES),
+                           '; '.join(f'{k}: {v.description}' for k, v in suites.SCALES.items()))
+_SEEDS = flags.DEFINE_integer('seeds', 1, 'Seeds per configuration (error bars).')
+_MODE = flags.DEFINE_enum('mode', 'auto', ['auto', 'vmap', 'sequential'],
+                          'How each sweep trains its grid (see experiments.sweep).')
+_PRESET = flags.DEFINE_enum(
+    'preset', 'seed', sorted(config_lib.PRESETS),
+    'seed: its Table 1 (weight decay 0.005, constant lr); paper: the authors\' scripts '
+    '(weight decay 5e-4, x0.1 at 50% and 75% of the epochs).')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data dir (CIFAR), or the folder of '
+                                'the Fashion-MNIST IDX files.')
+_PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and tables.')
+
+
+def main(argv):
+  del argv
+  from padam_jax import report, runlog, sweep, train  # pylint: disable=import-outside-toplevel
+
+  launch.quiet_logging()
+  say = lambda message: print(message, flush=True)  # noqa: E731
+  workdir = launch.workdir()
+  scale = suites.SCALES[_SCALE.value]
+  try:
+    specs = suites.sweeps_of(_SUITE.value)
+    plan = []
+    for spec in specs:
+      fields, grid = suites.sweep_arguments(spec, scale, _PRESET.value, _SEEDS.value,
+                                            _DATA_DIR.value)
+      base = config_lib.TrainConfig(**fields)
+      plan.append((spec, base, grid, sweep.expand(base, grid)))
+    datasets = {}
+    if not _PLOT_ONLY.value:
+      first = plan[0][3][0].config
+      datasets[first.dataset] = train.load_config_dataset(first)
+  except (ValueError, DatasetUnavailableError) as error:
+    launch.fail(error)
+  start = time.perf_counter()
+  if not _PLOT_ONLY.value:
+    runs = sum(len(members) for *_, members in plan)
+    say(f'{len(plan)} sweeps, {runs} runs ({scale.description}; preset '
+        f'{_PRESET.value}) in {workdir}')
+    for i, (spec, base, grid, members) in enumerate(plan):
+      say(f'[{i + 1}/{len(plan)}] {spec.name}: {len(members)} runs '
+          f'({time.perf_counter() - start:.0f} s so far)')
+      try:
+        sweep.run_sweep(base, grid, os.path.join(workdir, spec.name), mode=_MODE.value,
+                        progress=say, dataset=datasets[members[0].config.dataset])
+      except runlog.ConfigMismatchError as error:
+        launch.fail(error)
+    say(f'trained in {time.perf_counter() - start:.0f} s')
+  built = report.build(workdir, _SUITE.value, os.path.join(workdir, 'figures'))
+  for name, value in built.items():
+    say(f'\n{name}:\n{value}')
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('workdir')
+  app.run(main)

@@ -1,0 +1,191 @@
+"""Figures and Markdown tables of the seed's suites, built from runs' ``metrics.jsonl`` alone.
+
+Each :class:`padam_jax.suites.Curve` selects the runs of one sweep directory; their
+seeds give the mean and the standard deviation drawn as a shaded band. A diverged run
+(``"diverged": true``) contributes no values from that epoch on and is marked as such.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from padam_jax import runlog, suites, sweep
+
+METRICS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 100.0))
+
+
+def _matches(values: dict[str, Any], select: Sequence[tuple[str, Any]]) -> bool:
+  return all(name in values and math.isclose(values[name], want, rel_tol=1e-9)
+             for name, want in select)
+
+
+def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
+  """The records of every run (one per seed) that ``curve`` selects."""
+  sweep_dir = os.path.join(workdir, curve.sweep)
+  if not os.path.exists(os.path.join(sweep_dir, sweep.SWEEP_FILE)):
+    raise FileNotFoundError(f'{sweep_dir} holds no sweep: run the suite first')
+  runs = [runlog.read_metrics(run['dir']) for run in sweep.read_sweep(sweep_dir)['runs']
+          if _matches(run['values'], curve.select)]
+  if not runs:
+    raise ValueError(f'no run of {sweep_dir} has {dict(curve.select)}')
+  return runs
+
+
+def metric_matrix(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray:
+  """``float[seeds, epochs]`` of ``key``; NaN where diverged or not yet run."""
+  epochs = max((len(r) for r in runs), default=0)
+  matrix = np.full((len(runs), epochs), np.nan)
+  for i, records in enumerate(runs):
+    for j, record in enumerate(records):
+      if record.get(key) is not None and not record.get('diverged'):
+        matrix[i, j] = record[key]
+  return matrix
+
+
+def _nan_reduce(fn, matrix: np.ndarray) -> np.ndarray:
+  """``fn(matrix, axis=0)`` ignoring NaN; a column of NaN only (all diverged) stays NaN."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)
+    return fn(matrix, axis=0)
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
+
+
+def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
+  """The seed's layout: a column per panel, a row per metric, a line per curve (+-std)."""
+  plt = _pyplot()
+  columns = len(suite.panels)
+  fig, axes = plt.subplots(2, columns, figsize=(4.2 * columns, 7), squeeze=False)
+  for col, panel in enumerate(suite.panels):
+    for curve in panel.curves:
+      runs = curve_runs(workdir, curve)
+      diverged = sum(bool(r and r[-1].get('diverged')) for r in runs)
+      label = curve.label + (f' ({diverged}/{len(runs)} diverged)' if diverged else '')
+      for row, (key, name, factor) in enumerate(METRICS):
+        matrix = factor * metric_matrix(runs, key)
+        mean, std = _nan_reduce(np.nanmean, matrix), _nan_reduce(np.nanstd, matrix)
+        epochs = np.arange(1, mean.size + 1)
+        ax = axes[row, col]
+        line, = ax.plot(epochs, mean, label=label)
+        if len(runs) > 1:
+          ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set(xlabel='epoch', ylabel=name, title=panel.title)
+        ax.grid(alpha=0.3)
+    axes[0, col].set_yscale('log')
+    axes[0, col].legend(fontsize=8)
+  fig.suptitle(suite.description, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(output, dpi=110)
+  plt.close(fig)
+  return output
+
+
+def heatmap_cells(workdir: str, sweep_name: str) -> tuple[list[float], list[float],
+                                                          np.ndarray, np.ndarray]:
+  """``(ps, lrs, final test error % [p, lr] (mean over seeds), diverged counts)``."""
+  ps, lrs = list(suites.PARTIALS), list(suites.LEARNING_RATES)
+  error = np.full((len(ps), len(lrs)), np.nan)
+  diverged = np.zeros((len(ps), len(lrs)), int)
+  for i, p in enumerate(ps):
+    for j, lr in enumerate(lrs):
+      runs = curve_runs(workdir, suites.Curve('', sweep_name,
+                                              (('partial', p), ('learning_rate', lr))))
+      diverged[i, j] = sum(bool(r and r[-1].get('diverged')) for r in runs)
+      finals = [r[-1]['test_error'] for r in runs if r and not r[-1].get('diverged')]
+      if finals:
+        error[i, j] = 100 * float(np.mean(finals))
+  return ps, lrs, error, diverged
+
+
+def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
+  """Final test error over the p x lr grid; diverged cells are marked."""
+  plt = _pyplot()
+  ps, lrs, error, diverged = heatmap_cells(workdir, sweep_name)
+  fig, ax = plt.subplots(figsize=(5, 4))
+  image = ax.imshow(error, cmap='viridis_r')
+  for i in range(len(ps)):
+    for j in range(len(lrs)):
+      text = 'diverged' if np.isnan(error[i, j]) and diverged[i, j] else (
+          f'{error[i, j]:.1f}%' + (f'\n({diverged[i, j]} div.)' if diverged[i, j] else ''))
+      ax.text(j, i, text, ha='center', va='center', color='w', fontsize=9)
+  ax.set_xticks(range(len(lrs)), [f'{lr:g}' for lr in lrs])
+  ax.set_yticks(range(len(ps)), [f'1/{round(1 / p)}' for p in ps])
+  ax.set(xlabel='learning rate', ylabel='p', title=f'final test error, {sweep_name}')
+  fig.colorbar(image, ax=ax, label='test error (%)')
+  fig.tight_layout()
+  fig.savefig(output, dpi=110)
+  plt.close(fig)
+  return output
+
+
+def _cell(values: Sequence[float]) -> str:
+  values = [v for v in values if not math.isnan(v)]
+  if not values:
+    return 'diverged'
+  if len(values) == 1:
+    return f'{values[0]:.2f}'
+  return f'{np.mean(values):.2f} +- {np.std(values):.2f}'
+
+
+def table2_markdown(workdir: str) -> str:
+  """Wide ResNet test accuracy (%) at 1/4, 1/2, 3/4 and the end of the run, beside the seed's."""
+  rows, header_epochs = [], None
+  for curve in suites.SUITES['table2'].panels[0].curves:
+    runs = curve_runs(workdir, curve)
+    accuracy = 100 * (1 - metric_matrix(runs, 'test_error'))
+    total = accuracy.shape[1]
+    epochs = [max(1, round(total * q / 4)) for q in (1, 2, 3, 4)]
+    header_epochs = header_epochs or epochs
+    cells = [f'{_cell(accuracy[:, e - 1])} ({seed:.2f})'
+             for e, seed in zip(epochs, suites.SEED_TABLE2[curve.label])]
+    rows.append(f'| {curve.label} | ' + ' | '.join(cells) + f' | {len(runs)} |')
+  header = ' | '.join(f'epoch {e} (seed: {s})' for e, s in
+                      zip(header_epochs, suites.SEED_TABLE2_EPOCHS))
+  return '\n'.join([f'| optimizer | {header} | seeds |', '|---|' + '---:|' * 5, *rows])
+
+
+def final_table_markdown(workdir: str, suite: suites.Suite) -> str:
+  """Per curve: final train loss and test error (mean +- std over seeds)."""
+  lines = ['| run | final train loss | final test error (%) | best test error (%) | seeds |',
+           '|---|---:|---:|---:|---:|']
+  for panel in suite.panels:
+    for curve in panel.curves:
+      runs = curve_runs(workdir, curve)
+      loss, error = metric_matrix(runs, 'train_loss'), 100 * metric_matrix(runs, 'test_error')
+      best = _nan_reduce(np.nanmin, error.T)
+      lines.append(f'| {curve.label} | {_cell(loss[:, -1])} | {_cell(error[:, -1])} | '
+                   f'{_cell(best)} | {len(runs)} |')
+  return '\n'.join(lines)
+
+
+def build(workdir: str, suite_names: Sequence[str], output_dir: str) -> dict[str, Any]:
+  """Every figure (PNG) and table (Markdown) of the suites; returns ``{name: path or text}``."""
+  os.makedirs(output_dir, exist_ok=True)
+  names = suites.SUITE_NAMES if 'all' in suite_names else suite_names
+  built: dict[str, Any] = {}
+  for name in names:
+    suite = suites.SUITES[name]
+    if suite.panels:
+      built[name] = plot_panels(workdir, suite, os.path.join(output_dir, f'{name}.png'))
+    if suite.heatmap:
+      built[f'{name}_heatmap'] = plot_heatmap(
+          workdir, suite.heatmap, os.path.join(output_dir, f'{name}_heatmap.png'))
+    if suite.table:
+      built[f'{name}_table'] = (table2_markdown(workdir) if suite.table == 'table2'
+                                else final_table_markdown(workdir, suite))
+  tables = [f'### {k[:-len("_table")]}\n\n{v}\n' for k, v in built.items()
+            if k.endswith('_table')]
+  if tables:
+    with open(os.path.join(output_dir, 'tables.md'), 'w', encoding='utf-8') as f:
+      f.write('\n'.join(tables))
+  return built

@@ -1,0 +1,106 @@
+"""The seed's suites as data, and the figures and tables built from metrics.jsonl alone."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from padam_jax import config as config_lib
+from padam_jax import report, runlog, suites, sweep
+
+EPOCHS = 8
+
+
+def _fake_sweep(workdir, spec, seeds, diverge=()):
+  """A sweep directory as run_sweep leaves it, with made-up but plausible records."""
+  fields, grid = suites.sweep_arguments(spec, suites.SCALES['cpu'], 'seed', seeds)
+  members = sweep.expand(config_lib.TrainConfig(**fields), grid)
+  sweep_dir = os.path.join(workdir, spec.name)
+  os.makedirs(sweep_dir)
+  with open(os.path.join(sweep_dir, sweep.SWEEP_FILE), 'w') as f:
+    json.dump({'mode': 'sequential', 'grid': grid,
+               'runs': [{'name': m.name, 'values': m.values} for m in members]}, f)
+  for i, member in enumerate(members):
+    run_dir = os.path.join(sweep_dir, member.name)
+    os.makedirs(run_dir)
+    for epoch in range(1, EPOCHS + 1):
+      diverged = member.values.get('learning_rate') in diverge and epoch >= 3
+      value = None if diverged else 1.0 / (epoch + i)
+      record = {'epoch': epoch, 'step': 32 * epoch, 'train_loss': value,
+                'train_accuracy': None if diverged else 0.5, 'test_loss': value,
+                'test_error': None if diverged else 0.3 - 0.01 * epoch,
+                'learning_rate': 0.1, 'partial': None, 'train_seconds': 1.0}
+      if diverged:
+        record['diverged'] = True
+      runlog.append_metrics(run_dir, record)
+
+
+@pytest.fixture(scope='module')
+def fake_reproduction(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('repro'))
+  for spec in suites.sweeps_of(['all']):
+    _fake_sweep(workdir, spec, seeds=2, diverge=(0.1,) if spec.name.endswith('-p-lr') else ())
+  return workdir
+
+
+def test_every_curve_reads_a_sweep_its_suite_trains():
+  for suite in suites.SUITES.values():
+    for panel in suite.panels:
+      for curve in panel.curves:
+        assert curve.sweep in suite.sweeps, (suite.name, curve)
+        assert curve.sweep in suites.SWEEPS
+
+
+def test_all_trains_each_sweep_once_and_figure1_reuses_the_grids():
+  specs = suites.sweeps_of(['all'])
+  assert len(specs) == len({s.name for s in specs}) == 13
+  runs = sum(len(sweep.expand(config_lib.TrainConfig(**f), g))
+             for f, g in (suites.sweep_arguments(s, suites.SCALES['cpu'], 'seed', 1)
+                          for s in specs))
+  assert runs == 23  # 12 of Figure 1, 4 + 6 more of Figures 2 and 3, 1 p schedule
+  assert {s.name for s in suites.sweeps_of(['table2'])} == {
+      f'wrn16_4-{o}' for o in suites.OPTIMIZERS}
+  with pytest.raises(ValueError, match='figure9'):
+    suites.sweeps_of(['figure9'])
+
+
+def test_scales_differ_only_in_numbers():
+  cpu, full = suites.SCALES['cpu'], suites.SCALES['full']
+  spec = suites.SWEEPS['resnet18-padam-p-schedule']
+  for scale, preset in ((cpu, 'seed'), (full, 'paper')):
+    fields, grid = suites.sweep_arguments(spec, scale, preset, seeds=3)
+    config = config_lib.resolve(config_lib.TrainConfig(**fields))
+    assert (config.dataset, config.width) == (scale.dataset, scale.width)
+    assert (config.partial, config.partial_end, config.lr_start) == (0.25, 0.0625, 0.01)
+    assert config.lr_schedule == 'warmup' and grid == {'seed': [0, 1, 2]}
+  assert config_lib.resolve(config_lib.TrainConfig(
+      **suites.sweep_arguments(spec, full, 'paper', 1)[0])).epochs == 200
+
+
+def test_figures_and_tables_from_metrics_alone(fake_reproduction, tmp_path):
+  built = report.build(fake_reproduction, ['all'], str(tmp_path))
+  for name in ('figure1', 'table2', 'figure2', 'figure3', 'figure3_heatmap', 'p_schedule'):
+    assert os.path.getsize(built[name]) > 10_000, name  # a PNG with content
+  table2 = built['table2_table']
+  assert '| padam |' in table2 and '(88.43)' in table2  # the seed's number beside ours
+  assert 'epoch 2 (seed: 25)' in table2 and 'epoch 8 (seed: 100)' in table2
+  assert '+-' in table2  # two seeds: mean +- std
+  assert 'p 1/4 -> 1/16' in built['p_schedule_table']
+  assert os.path.exists(tmp_path / 'tables.md')
+
+
+def test_diverged_runs_are_marked(fake_reproduction):
+  ps, lrs, error, diverged = report.heatmap_cells(fake_reproduction, 'resnet18-padam-p-lr')
+  column = lrs.index(0.1)
+  assert np.all(np.isnan(error[:, column])) and np.all(diverged[:, column] == 2)
+  assert not np.any(np.isnan(np.delete(error, column, axis=1)))
+  runs = report.curve_runs(fake_reproduction, suites.Curve(
+      '', 'resnet18-padam-p-lr', (('partial', 0.125), ('learning_rate', 0.1))))
+  matrix = report.metric_matrix(runs, 'train_loss')
+  assert matrix.shape == (2, EPOCHS) and np.all(np.isnan(matrix[:, 2:]))
+
+
+def test_missing_sweep_names_the_remedy(tmp_path):
+  with pytest.raises(FileNotFoundError, match='run the suite first'):
+    report.curve_runs(str(tmp_path), suites.Curve('x', 'wrn16_4-adam'))
