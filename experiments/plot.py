@@ -1,6 +1,11 @@
-"""Train-loss and test-error curves from runs' ``metrics.jsonl`` files, as a PNG.
+"""Figures and tables from runs' ``metrics.jsonl`` files alone.
 
     python -m experiments.plot --workdirs runs/a,runs/b --output curves.png
+    python -m experiments.plot --reproduction runs/repro --suite all --output_dir docs/cpu
+
+The first compares single runs (train loss and test error per epoch); the second builds
+the seed's figures (PNG) and tables (Markdown, also printed) from a directory of
+``experiments.reproduce``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ from padam_jax import runlog
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'Run directories to plot.')
 _OUTPUT = flags.DEFINE_string('output', 'curves.png', 'The PNG to write.')
+_REPRODUCTION = flags.DEFINE_string('reproduction', None,
+                                    'A WORKDIR of experiments.reproduce to plot.')
+_SUITE = flags.DEFINE_list('suite', ['all'], 'Suites to plot (with --reproduction).')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where figures and tables.md go '
+                                  '(default: REPRODUCTION/figures).')
 
 
 def plot_runs(workdirs: Sequence[str], output: str,
@@ -47,9 +57,23 @@ def plot_runs(workdirs: Sequence[str], output: str,
 
 def main(argv):
   del argv
-  if not _WORKDIRS.value:
-    raise app.UsageError('--workdirs is required')
-  print(plot_runs(_WORKDIRS.value, _OUTPUT.value))
+  if bool(_WORKDIRS.value) == bool(_REPRODUCTION.value):
+    raise app.UsageError('give either --workdirs or --reproduction')
+  if _WORKDIRS.value:
+    print(plot_runs(_WORKDIRS.value, _OUTPUT.value))
+    return
+  from padam_jax import report, suites  # pylint: disable=import-outside-toplevel
+  unknown = set(_SUITE.value) - {*suites.SUITE_NAMES, 'all'}
+  if unknown:
+    raise app.UsageError(f'unknown suite {sorted(unknown)[0]!r}; choose from '
+                         f'{", ".join(suites.SUITE_NAMES)}, all')
+  output_dir = _OUTPUT_DIR.value or os.path.join(_REPRODUCTION.value, 'figures')
+  try:
+    built = report.build(_REPRODUCTION.value, _SUITE.value, output_dir)
+  except (FileNotFoundError, ValueError) as error:
+    raise app.UsageError(str(error)) from None
+  for name, value in built.items():
+    print(f'{name}:\n{value}\n')
 
 
 if __name__ == '__main__':

@@ -8,7 +8,8 @@ lr on ResNet-18), p_schedule (the seed's proposed p and lr schedules), all.
 ``--scale full`` is the seed's protocol on CIFAR-10 (for GPUs); ``--scale cpu`` a
 reduced one on Fashion-MNIST that the same code runs on 2 CPU cores. Every sweep
 lives in ``WORKDIR/<sweep>/``; rerunning skips complete runs and resumes the others.
-Figures and tables go to ``WORKDIR/figures/``.
+Figures and tables go to ``WORKDIR/figures/`` (``experiments.plot --reproduction
+WORKDIR`` rebuilds them from the runs' ``metrics.jsonl``).
 """
 
 import os

@@ -2,13 +2,18 @@
 
 import json
 import os
+import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from conftest import TINY_FLAGS, subprocess_env
 
 from padam_jax import runlog, sweep, train
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMING_KEYS = ('train_seconds',)
 # Two members as the tiny run with seeds 3 and 4, two whose infinite learning rate makes
 # the parameters, and from the second step the loss, non-finite.
@@ -123,3 +128,20 @@ def test_bad_member_values_are_refused_before_any_work(tiny_config):
     sweep.expand(tiny_config(), {'partial': [0.125, 0.75]})
   with pytest.raises(ValueError, match='mode'):
     sweep.choose_mode('fast', 2)
+
+
+def test_complete_sweep_is_skipped(vmapped, tiny_config, tiny_dataset):
+  workdir, results = vmapped
+  said = []
+  again = sweep.run_sweep(tiny_config(), GRID, workdir, mode='vmap', dataset=tiny_dataset,
+                          progress=said.append)
+  assert said == [f'{workdir}: all 4 runs complete'] and again == results
+
+
+def test_launcher_refuses_a_flag_the_grid_varies(tmp_path):
+  code = subprocess.run(
+      [sys.executable, '-m', 'experiments.sweep', *TINY_FLAGS, '--lr', '0.1',
+       '--grid', 'lr=0.1,0.2', '--workdir', str(tmp_path)],
+      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+  assert code.returncode == 2 and '--lr is fixed by its flag and varied by --grid' in code.stderr
+  assert not os.path.exists(tmp_path / 'sweep.json')
