@@ -141,9 +141,9 @@ def test_model_gradients_do_not_depend_on_the_lowering(monkeypatch):
     )
     return jnp.sum(jnp.sin(logits))
 
-  def run(rule):
+  def run(rule):  # one compiled program per lowering (eager would compile every op)
     monkeypatch.setattr(conv_lowering, 'use_patches', rule)
-    return jax.value_and_grad(loss)(variables['params'])
+    return jax.jit(jax.value_and_grad(loss))(variables['params'])
 
   lowered = run(lambda *args, **kwargs: True)
   xla = run(lambda *args, **kwargs: False)
