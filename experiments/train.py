@@ -6,10 +6,15 @@
 Writes ``WORKDIR/config.json``, ``WORKDIR/metrics.jsonl`` (one JSON object per
 epoch), ``WORKDIR/checkpoints/`` (the last two epochs) and ``WORKDIR/curves.png``.
 Rerunning with a larger ``--epochs`` continues from the last checkpoint.
+
+Exit status: 0 done; 2 an error the user can fix (a full disk, an unwritable or
+damaged run directory, bad flags), then rerun the same command; 3 the training
+loss became non-finite (the run is not trained further; reruns report it again).
 """
 
 import os
 import sys
+import traceback
 
 # Use every core on CPU: one host device per core, the batch split over them.
 _DEVICES = '--xla_force_host_platform_device_count'
@@ -20,6 +25,7 @@ if _DEVICES not in os.environ.get('XLA_FLAGS', ''):
 from absl import app, flags, logging  # noqa: E402  pylint: disable=wrong-import-position
 
 from padam_jax import config as config_lib  # noqa: E402
+from padam_jax import faults  # noqa: E402
 from padam_jax.alias import OPTIMIZERS  # noqa: E402
 from padam_jax.data import DATASETS, DatasetUnavailableError  # noqa: E402
 from padam_jax.models import MODELS  # noqa: E402
@@ -50,6 +56,9 @@ _DROP_REMAINDER = flags.DEFINE_bool(
 _COMPUTE_DTYPE = flags.DEFINE_enum('compute_dtype', 'float32',
                                    list(config_lib.COMPUTE_DTYPES),
                                    'Activation dtype (bfloat16 for GPU/TPU).')
+_TRAIN_SUBSET = flags.DEFINE_integer(
+    'train_subset', None, 'Train on the first N training examples only (quick checks); '
+    'the test set stays whole.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.', required=True)
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of init, shuffling and augmentation.')
 
@@ -61,13 +70,17 @@ def config_from_flags() -> config_lib.TrainConfig:
       learning_rate=_LR.value, partial=_PARTIAL.value, partial_end=_PARTIAL_END.value,
       weight_decay=_WEIGHT_DECAY.value, epochs=_EPOCHS.value,
       batch_size=_BATCH_SIZE.value, lr_schedule=_LR_SCHEDULE.value,
-      drop_remainder=_DROP_REMAINDER.value, seed=_SEED.value,
+      drop_remainder=_DROP_REMAINDER.value, train_subset=_TRAIN_SUBSET.value,
+      seed=_SEED.value,
       compute_dtype=_COMPUTE_DTYPE.value)
 
 
-def _fail(error: Exception) -> None:
-  print(f'error: {error}', file=sys.stderr)
-  sys.exit(2)
+def _fail(error: Exception, label: str = 'error', exit_code: int = faults.EXIT_ERROR) -> None:
+  """One line on stderr and a non-zero status; the traceback too under --verbosity."""
+  if flags.FLAGS['verbosity'].present:
+    traceback.print_exc()
+  print(f'{label}: {error}', file=sys.stderr)
+  sys.exit(exit_code)
 
 
 def main(argv):
@@ -78,16 +91,20 @@ def main(argv):
 
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+    faults.quiet_background_failures(logging.get_absl_handler())
   say = lambda message: print(message, flush=True)  # noqa: E731
   try:
     config = config_lib.resolve(config_from_flags())
-    dataset = load_dataset(config.dataset, config.data_dir)
+    dataset = load_dataset(config.dataset, config.data_dir).with_train_subset(
+        config.train_subset)
   except (ValueError, DatasetUnavailableError) as error:
     _fail(error)
   try:
     train.train_and_evaluate(config, _WORKDIR.value, progress=say, dataset=dataset)
   except runlog.ConfigMismatchError as error:
     _fail(error)
+  except faults.RunError as error:
+    _fail(error, error.label, error.exit_code)
   curves = os.path.join(_WORKDIR.value, 'curves.png')
   plot_runs([_WORKDIR.value], curves,
             title=f'{config.model} on {config.dataset}, {config.optimizer}')

@@ -57,6 +57,7 @@ class TrainConfig:
   eval_batch_size: int = 100
   lr_schedule: Optional[str] = None
   drop_remainder: bool = False
+  train_subset: Optional[int] = None  # only the first N training examples (quick checks)
   seed: int = 0
   compute_dtype: str = 'float32'
 
@@ -99,6 +100,8 @@ def resolve(config: TrainConfig) -> TrainConfig:
   for name in ('epochs', 'batch_size', 'eval_batch_size'):
     if getattr(config, name) < 1:
       raise ValueError(f'{name} must be >= 1, got {getattr(config, name)}')
+  if config.train_subset is not None and config.train_subset < 1:
+    raise ValueError(f'train_subset must be >= 1, got {config.train_subset}')
   if not config.width > 0:
     raise ValueError(f'width must be > 0, got {config.width}')
   make_optimizer(config, steps_per_epoch=1)  # validates the hyperparameters

@@ -139,6 +139,16 @@ class Dataset:
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
 
+  def with_train_subset(self, size: int | None) -> 'Dataset':
+    """Only the first ``size`` training examples (all if None); mean and std unchanged."""
+    if size is None:
+      return self
+    if not 1 <= size <= self.num_train:
+      raise ValueError(f'train_subset must be in [1, {self.num_train}] for {self.name}, '
+                       f'got {size}')
+    return dataclasses.replace(self, train_images=self.train_images[:size],
+                               train_labels=self.train_labels[:size])
+
   def describe(self) -> str:
     """One line: name, split sizes, image shape, classes, mean and std."""
     h, w, c = self.image_shape
