@@ -7,9 +7,10 @@ Writes ``WORKDIR/config.json``, ``WORKDIR/metrics.jsonl`` (one JSON object per
 epoch), ``WORKDIR/checkpoints/`` (the last two epochs) and ``WORKDIR/curves.png``.
 Rerunning with a larger ``--epochs`` continues from the last checkpoint.
 
-Exit status: 0 done; 2 an error the user can fix (a full disk, an unwritable or
-damaged run directory, bad flags), then rerun the same command; 3 the training
-loss became non-finite (the run is not trained further; reruns report it again).
+Exit status: 0 done; 2 an error the user can fix (bad flags, missing data, a full
+disk, an unwritable run directory, no readable checkpoint), then rerun the same
+command; 3 the loss became non-finite (the run is not trained further; reruns
+report it again). Messages are one line; ``--verbosity`` adds tracebacks.
 """
 
 import os
