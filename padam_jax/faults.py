@@ -93,8 +93,8 @@ def as_os_error(error: BaseException, path: str) -> Optional[OSError]:
   Orbax raises tensorstore's failures as ``ValueError``s whose text holds the OS error
   (``... No space left on device [os_error_code='28']``); anything else gives None.
   """
-  if isinstance(error, OSError):
-    return error
+  if isinstance(error, OSError):  # a failed write() names no file
+    return error if error.filename else OSError(error.errno, error.strerror, path)
   text = str(error)
   match = _OS_ERROR_CODE.search(text)
   if match:
@@ -107,12 +107,13 @@ def as_os_error(error: BaseException, path: str) -> Optional[OSError]:
 
 
 def is_permission_error(error: OSError) -> bool:
+  """Whether ``error`` is about access rights or a read-only file system (not damage)."""
   return error.errno in _PERMISSION_ERRNOS
 
 
 def storage_message(error: OSError, workdir: str, saved_epoch: int) -> str:
   """One line: what could not be written, which epoch is safe, and how to continue."""
-  target = error.filename or workdir
+  target = error.filename or f'in {workdir}'
   reason = error.strerror or brief(error)
   if error.errno == errno.EFBIG:
     remedy = 'lift the file-size limit (ulimit -f)'

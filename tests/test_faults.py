@@ -139,6 +139,10 @@ def test_orbax_errors_become_os_errors():
   assert faults.as_os_error(ValueError(OUT_OF_RANGE_TEXT), '/w') is None
   plain = FileNotFoundError(errno.ENOENT, 'gone', '/w')
   assert faults.as_os_error(plain, '/x') is plain
+  unnamed = faults.as_os_error(OSError(errno.ENOSPC, 'full'), '/w/checkpoints/2')
+  assert (unnamed.errno, unnamed.filename) == (errno.ENOSPC, '/w/checkpoints/2')
+  assert faults.storage_message(OSError(errno.ENOSPC, 'full'), '/w', 0).startswith(
+      'could not write in /w: full; no epoch is saved yet')
 
 
 def test_brief_keeps_the_status_and_the_last_clause():
