@@ -6,6 +6,7 @@ CPU core, so that on CPU both cores share each batch.
 
 import os
 import sys
+import traceback
 
 _DEVICES = '--xla_force_host_platform_device_count'
 if _DEVICES not in os.environ.get('XLA_FLAGS', ''):
@@ -22,14 +23,19 @@ def workdir() -> str:
   return _WORKDIR.value
 
 
-def fail(error: Exception) -> None:
-  """Ends the program with a one-line error and exit status 2."""
-  print(f'error: {error}', file=sys.stderr)
-  sys.exit(2)
+def fail(error: Exception, label: str = 'error', exit_code: int = 2) -> None:
+  """Ends the program with a one-line message (and the traceback under --verbosity)."""
+  if flags.FLAGS['verbosity'].present:
+    traceback.print_exc()
+  print(f'{label}: {error}', file=sys.stderr)
+  sys.exit(exit_code)
 
 
 def quiet_logging() -> None:
-  """WARNING level unless --verbosity is given (Orbax logs every file it writes at INFO)."""
+  """Unless --verbosity is given: WARNING level (Orbax logs every file it writes at INFO)
+  and no tracebacks of Orbax's background threads for failures reported in one line."""
   from absl import logging  # pylint: disable=import-outside-toplevel
+  from padam_jax import faults  # pylint: disable=import-outside-toplevel
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+    faults.quiet_background_failures(logging.get_absl_handler())

@@ -19,7 +19,7 @@ from experiments import launch  # noqa: F401  first: one host device per core
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax import config as config_lib  # noqa: E402
-from padam_jax import suites  # noqa: E402
+from padam_jax import faults, suites  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
 _SUITE = flags.DEFINE_multi_enum('suite', ['all'], [*suites.SUITE_NAMES, 'all'],
@@ -73,6 +73,8 @@ def main(argv):
                         progress=say, dataset=datasets[members[0].config.dataset])
       except runlog.ConfigMismatchError as error:
         launch.fail(error)
+      except faults.RunError as error:
+        launch.fail(error, error.label, error.exit_code)
     say(f'trained in {time.perf_counter() - start:.0f} s')
   built = report.build(workdir, _SUITE.value, os.path.join(workdir, 'figures'))
   for name, value in built.items():

@@ -14,7 +14,7 @@ from experiments import launch  # first: sets up one host device per core
 from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
-from padam_jax import sweep  # noqa: E402
+from padam_jax import faults, sweep  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
 _GRID = flags.DEFINE_multi_string(
@@ -51,6 +51,8 @@ def main(argv):
                               progress=say, dataset=dataset)
   except runlog.ConfigMismatchError as error:
     launch.fail(error)
+  except faults.RunError as error:
+    launch.fail(error, error.label, error.exit_code)
   say('| run | epochs | final train loss | final test error |\n|---|---:|---:|---:|')
   for name, records in results.items():
     last = records[-1] if records else {}

@@ -6,6 +6,11 @@
 Writes ``WORKDIR/config.json``, ``WORKDIR/metrics.jsonl`` (one JSON object per
 epoch), ``WORKDIR/checkpoints/`` (the last two epochs) and ``WORKDIR/curves.png``.
 Rerunning with a larger ``--epochs`` continues from the last checkpoint.
+
+Exit status: 0 done; 2 an error the user can fix (bad flags, missing data, a full
+disk, an unwritable run directory, no readable checkpoint), then rerun the same
+command; 3 the loss became non-finite (the run is not trained further; reruns
+report it again). Messages are one line; ``--verbosity`` adds tracebacks.
 """
 
 import os
@@ -15,6 +20,7 @@ from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax import config as config_lib  # noqa: E402
+from padam_jax import faults  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
 
@@ -35,6 +41,8 @@ def main(argv):
     train.train_and_evaluate(config, workdir, progress=say, dataset=dataset)
   except runlog.ConfigMismatchError as error:
     launch.fail(error)
+  except faults.RunError as error:
+    launch.fail(error, error.label, error.exit_code)
   curves = os.path.join(workdir, 'curves.png')
   plot_runs([workdir], curves, title=f'{config.model} on {config.dataset}, {config.optimizer}')
   say(f'metrics: {os.path.join(workdir, "metrics.jsonl")}\ncurves: {curves}')

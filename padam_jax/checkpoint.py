@@ -1,42 +1,130 @@
-"""Per-epoch checkpoints of the train state with Orbax (synchronous, atomic)."""
+"""Per-epoch checkpoints of the train state with Orbax (synchronous, atomic, with fallback)."""
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
-from typing import Any, Optional
+import shutil
+import time
+from typing import Any, Callable, Optional
 
 import jax
 
+from padam_jax import faults
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = 'checkpoints'
+# Where unreadable checkpoints are moved (Orbax ignores names that are not epochs).
+DAMAGED_DIR = 'damaged'
+_UNFINISHED = '*.orbax-checkpoint-tmp*'
+
+
+def unfinished_writes(workdir: str) -> list[str]:
+  """Orbax's temporary directories under ``workdir/checkpoints``: writes that never ended."""
+  return sorted(glob.glob(os.path.join(workdir, CHECKPOINTS_DIR, _UNFINISHED)))
+
 
 class Checkpointer:
-  """Saves and restores ``{'epoch': int, 'state': pytree}`` under ``workdir/checkpoints``.
+  """Saves and restores the train state of each epoch under ``workdir/checkpoints``.
 
   Keeps the newest ``max_to_keep`` epochs; Orbax writes each into a temporary
-  directory and renames it when complete, so a kill never leaves a torn one.
+  directory and renames it when complete, so a kill never leaves a torn one. Two
+  are enough for one damaged checkpoint to have a readable one beside it.
+  ``report`` receives one line per repair (an unfinished write removed, a damaged
+  checkpoint moved aside).
   """
 
-  def __init__(self, workdir: str, max_to_keep: int = 2):
+  def __init__(self, workdir: str, max_to_keep: int = 2,
+               report: Callable[[str], None] = logger.warning):
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
     self._ocp = ocp
-    self._manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, 'checkpoints')),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True,
-            enable_async_checkpointing=False))
+    self._report = report
+    self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINTS_DIR))
+    self._options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+    self._remove_unfinished()
+    self._manager = self._open()
+
+  def _open(self):
+    return self._ocp.CheckpointManager(self.directory, options=self._options)
+
+  def _reopen(self) -> None:
+    """A fresh manager: one that failed to restore a step may fail on every other."""
+    self._manager.close()
+    self._manager = self._open()
+
+  def _remove_unfinished(self) -> None:
+    """Deletes temporary directories of writes that never finished (killed, disk full)."""
+    for path in unfinished_writes(os.path.dirname(self.directory)):
+      shutil.rmtree(path)
+      self._report(f'removed {path}, an unfinished checkpoint write')
 
   def latest_epoch(self) -> Optional[int]:
     """The last saved epoch (1-based), or None."""
     return self._manager.latest_step()
 
   def save(self, epoch: int, state: Any) -> None:
-    self._manager.save(epoch, args=self._ocp.args.StandardSave(state))
-    self._manager.wait_until_finished()
+    """Saves ``state`` as ``epoch``; a full disk or a permission problem is an OSError."""
+    try:
+      self._manager.save(epoch, args=self._ocp.args.StandardSave(state))
+      self._manager.wait_until_finished()
+    except Exception as error:  # pylint: disable=broad-except
+      os_error = faults.as_os_error(error, os.path.join(self.directory, str(epoch)))
+      if os_error is None or os_error is error:
+        raise
+      raise os_error from error
 
   def restore(self, epoch: int, like: Any) -> Any:
     """The state saved at ``epoch``, with the shapes, dtypes and shardings of ``like``."""
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
     return self._manager.restore(epoch, args=self._ocp.args.StandardRestore(abstract))
+
+  def restore_latest(self, like: Any) -> tuple[int, Any]:
+    """The newest readable checkpoint as ``(epoch, state)``; ``(0, like)`` if there is none.
+
+    Unreadable newer checkpoints are moved to ``checkpoints/damaged/`` (reported
+    in one line each). When checkpoints exist but none is readable, nothing is
+    moved and ``NoReadableCheckpointError`` is raised.
+    """
+    failures = []
+    for epoch in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        state = self.restore(epoch, like)
+      except Exception as error:  # pylint: disable=broad-except
+        os_error = faults.as_os_error(error, os.path.join(self.directory, str(epoch)))
+        if os_error is not None and faults.is_permission_error(os_error):
+          raise os_error from error  # the checkpoint may be fine: not ours to move
+        failures.append((epoch, faults.brief(error)))
+        self._reopen()
+        continue
+      for bad_epoch, reason in failures:
+        moved = self._move_aside(bad_epoch)
+        self._report(f'the checkpoint of epoch {bad_epoch} is unreadable ({reason}); '
+                     f'moved it to {moved}')
+      if failures:
+        self._reopen()
+      return epoch, state
+    if failures:
+      epochs = ', '.join(str(e) for e, _ in failures)
+      raise faults.NoReadableCheckpointError(
+          f'no checkpoint in {self.directory} is readable (epochs {epochs}; epoch '
+          f'{failures[0][0]}: {failures[0][1]}): restore them from a backup, or start '
+          f'over with a new --workdir (or after deleting {self.directory})')
+    return 0, like
+
+  def _move_aside(self, epoch: int) -> str:
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    target = os.path.join(self.directory, DAMAGED_DIR, f'{epoch}-{stamp}')
+    suffix = 0
+    while os.path.exists(target):
+      suffix += 1
+      target = os.path.join(self.directory, DAMAGED_DIR, f'{epoch}-{stamp}-{suffix}')
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.rename(os.path.join(self.directory, str(epoch)), target)
+    return target
 
   def close(self) -> None:
     self._manager.close()

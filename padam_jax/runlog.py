@@ -7,17 +7,26 @@ source that plots and tables read.
 from __future__ import annotations
 
 import json
+import math
 import os
-from typing import Any
+from typing import Any, Optional
 
 METRICS_FILE = 'metrics.jsonl'
 CONFIG_FILE = 'config.json'
 
 
+def _strict(value: Any) -> Any:
+  return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def append_metrics(workdir: str, record: dict[str, Any]) -> None:
-  """Appends one epoch's record (flushed and fsynced: survives a kill)."""
+  """Appends one epoch's record (flushed and fsynced: survives a kill).
+
+  Non-finite numbers are written as ``null``, so the file stays strict JSON.
+  """
+  record = {k: _strict(v) for k, v in record.items()}
   with open(os.path.join(workdir, METRICS_FILE), 'a', encoding='utf-8') as f:
-    f.write(json.dumps(record, sort_keys=True) + '\n')
+    f.write(json.dumps(record, sort_keys=True, allow_nan=False) + '\n')
     f.flush()
     os.fsync(f.fileno())
 
@@ -35,6 +44,11 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
       except json.JSONDecodeError:
         break  # a write cut short by a kill: the epoch is redone on resume
   return records
+
+
+def diverged_epoch(workdir: str) -> Optional[int]:
+  """The first epoch whose record is marked ``"diverged": true``, or None."""
+  return next((r['epoch'] for r in read_metrics(workdir) if r.get('diverged')), None)
 
 
 def keep_epochs_up_to(workdir: str, last_epoch: int) -> None:

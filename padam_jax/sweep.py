@@ -32,7 +32,7 @@ import numpy as np
 
 from padam_jax import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import runlog, sharding, train
+from padam_jax import faults, runlog, sharding, train
 from padam_jax.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -267,8 +267,11 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
     for i, member in enumerate(members):
       if member in pending:
         progress(f'run {i + 1}/{len(members)}: {member.name}')
-        train.train_and_evaluate(member.config, os.path.join(workdir, member.name),
-                                 progress=progress, dataset=dataset)
+        try:
+          train.train_and_evaluate(member.config, os.path.join(workdir, member.name),
+                                   progress=progress, dataset=dataset)
+        except faults.DivergedError as error:  # marked in its records; the others go on
+          progress(f'diverged: {error}')
   else:
     _run_vmapped(members, workdir, progress, dataset, steps_per_call)
   return {m.name: runlog.read_metrics(os.path.join(workdir, m.name)) for m in members}
@@ -278,37 +281,43 @@ def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[st
                  dataset: data_lib.Dataset, steps_per_call: Optional[int]) -> None:
   trainer = SweepTrainer(members, dataset, steps_per_call=steps_per_call)
   config = trainer.config
-  checkpointer = Checkpointer(workdir)
-  done = checkpointer.latest_epoch() or 0
   dirs = [os.path.join(workdir, m.name) for m in members]
-  for member, run_dir in zip(members, dirs):
-    os.makedirs(run_dir, exist_ok=True)
-    train.record_config(run_dir, member.config, resuming=bool(done))
-  state = trainer.init_state()
-  progress(f'{dataset!r}; {config.model} width {config.width}; {config.optimizer}; '
-           f'{len(members)} runs in one program; {trainer.steps_per_epoch} steps/epoch; '
-           f'{jax.device_count()} {jax.default_backend()} device(s)')
-  if done:
-    state = checkpointer.restore(done, state)
-    progress(f'resumed from the checkpoint of epoch {done}')
-  for run_dir in dirs:
-    runlog.keep_epochs_up_to(run_dir, done)
-  for epoch in range(done + 1, config.epochs + 1):
-    if bool(np.all(jax.device_get(state.diverged))):
-      progress('every run of the sweep has diverged: stopping')
-      break
-    first_step = (epoch - 1) * trainer.steps_per_epoch
-    state, train_metrics = trainer.train_epoch(state, epoch, progress)
-    metrics = {**train_metrics, **trainer.evaluate(state)}
-    diverged = jax.device_get(state.diverged).tolist()
-    steps = jax.device_get(state.members.step).tolist()
-    for k, run_dir in enumerate(dirs):
-      runlog.append_metrics(run_dir, member_record(
-          epoch, steps[k], metrics, k, diverged[k], *trainer.schedules[k], first_step))
-    checkpointer.save(epoch, state)
-    best = int(np.nanargmin(np.where(diverged, np.nan, metrics['test_error']))
-               ) if not all(diverged) else None
-    progress(f'epoch {epoch}/{config.epochs}: {sum(diverged)} of {len(members)} diverged'
-             + ('' if best is None else
-                f'; best {members[best].name}: test error {metrics["test_error"][best]:.4f}'))
-  checkpointer.close()
+  with faults.StorageGuard(workdir) as guard:
+    checkpointer = Checkpointer(workdir, report=progress)
+    guard.saved_epoch = checkpointer.latest_epoch() or 0
+    for member, run_dir in zip(members, dirs):
+      os.makedirs(run_dir, exist_ok=True)
+      train.record_config(run_dir, member.config, resuming=bool(guard.saved_epoch))
+    state = trainer.init_state()
+    progress(f'{trainer.dataset!r}; {config.model} width {config.width}; {config.optimizer}; '
+             f'{len(members)} runs in one program; {trainer.steps_per_epoch} steps/epoch; '
+             f'{jax.device_count()} {jax.default_backend()} device(s)')
+    done, state = checkpointer.restore_latest(state)
+    guard.saved_epoch = done
+    if done:
+      progress(f'resumed from the checkpoint of epoch {done}')
+    for run_dir in dirs:
+      runlog.keep_epochs_up_to(run_dir, done)
+    for epoch in range(done + 1, config.epochs + 1):
+      if bool(np.all(jax.device_get(state.diverged))):
+        progress('every run of the sweep has diverged: stopping')
+        break
+      first_step = (epoch - 1) * trainer.steps_per_epoch
+      state, train_metrics = trainer.train_epoch(state, epoch, progress)
+      metrics = {**train_metrics, **trainer.evaluate(state)}
+      # As a single run: a non-finite train or test loss; the member stops changing.
+      state = state.replace(diverged=state.diverged | faults.is_diverged(
+          np.asarray(metrics['train_loss']), np.asarray(metrics['test_loss'])))
+      diverged = jax.device_get(state.diverged).tolist()
+      steps = jax.device_get(state.members.step).tolist()
+      for k, run_dir in enumerate(dirs):
+        runlog.append_metrics(run_dir, member_record(
+            epoch, steps[k], metrics, k, diverged[k], *trainer.schedules[k], first_step))
+      checkpointer.save(epoch, state)
+      guard.saved_epoch = epoch
+      best = None if all(diverged) else int(np.nanargmin(
+          np.where(diverged, np.nan, metrics['test_error'])))
+      progress(f'epoch {epoch}/{config.epochs}: {sum(diverged)} of {len(members)} diverged'
+               + ('' if best is None else f'; best {members[best].name}: test error '
+                  f'{metrics["test_error"][best]:.4f}'))
+    checkpointer.close()

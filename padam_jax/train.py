@@ -25,7 +25,7 @@ import optax
 
 from padam_jax import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import models, runlog, sharding
+from padam_jax import faults, models, runlog, sharding
 from padam_jax.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class Trainer:
     slower (measured), and up to ``PROGRESS_EVERY`` elsewhere.
     """
     self.config = config
-    self.dataset = dataset
+    self.dataset = dataset = dataset.subset(config.train_size, config.test_size)
     self.mesh = sharding.make_mesh() if mesh is None else mesh
     self.steps_per_epoch = data_lib.num_batches(dataset.num_train, config.batch_size,
                                                 config.drop_remainder)
@@ -281,41 +281,55 @@ def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool) 
 def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
                        progress: Callable[[str], None] = logger.info,
                        dataset: Optional[data_lib.Dataset] = None) -> list[dict[str, Any]]:
-  """Trains ``config`` in ``workdir``, resuming from its last checkpoint.
+  """Trains ``config`` in ``workdir``, resuming from its newest readable checkpoint.
 
   Rerunning with a larger ``epochs`` continues the same run (refused when a
   multistep or p schedule is laid out over ``epochs``: it would change the past).
-  Returns all epoch records of ``workdir/metrics.jsonl``.
+  A non-finite train or test loss marks the epoch's record ``"diverged": true``,
+  saves no checkpoint and raises ``faults.DivergedError`` (again on every rerun);
+  a failed write raises ``faults.StorageError``. Returns all epoch records of
+  ``workdir/metrics.jsonl``.
   """
   config = config_lib.resolve(config)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = load_config_dataset(config)
   trainer = Trainer(config, dataset)
-  os.makedirs(workdir, exist_ok=True)
-  checkpointer = Checkpointer(workdir)
-  done = checkpointer.latest_epoch() or 0
-  record_config(workdir, config, resuming=bool(done))
-  state = trainer.init_state()
-  progress(f'{dataset!r}; {config.model} width {config.width}: '
-           f'{models.count_params(state.params):,} parameters; {config.optimizer}; '
-           f'{trainer.steps_per_epoch} steps/epoch; '
-           f'{jax.device_count()} {jax.default_backend()} device(s)')
-  if done:
-    state = checkpointer.restore(done, state)
-    progress(f'resumed from the checkpoint of epoch {done}')
-  runlog.keep_epochs_up_to(workdir, done)
-  for epoch in range(done + 1, config.epochs + 1):
-    first_step = (epoch - 1) * trainer.steps_per_epoch
-    state, train_metrics = trainer.train_epoch(state, epoch, progress)
-    record = {'epoch': epoch, 'step': int(state.step), **train_metrics,
-              **trainer.evaluate(state),
-              'learning_rate': float(trainer.learning_rate(first_step)),
-              'partial': (None if trainer.partial is None
-                          else float(trainer.partial(first_step)))}
-    runlog.append_metrics(workdir, record)
-    checkpointer.save(epoch, state)
-    progress(f'epoch {epoch}/{config.epochs}: train loss {record["train_loss"]:.4f} '
-             f'acc {record["train_accuracy"]:.4f}, test loss {record["test_loss"]:.4f} '
-             f'error {record["test_error"]:.4f} ({record["train_seconds"]:.1f} s)')
-  checkpointer.close()
+  with faults.StorageGuard(workdir) as guard:
+    os.makedirs(workdir, exist_ok=True)
+    diverged_in = runlog.diverged_epoch(workdir)
+    if diverged_in:  # the same settings would diverge again: refuse, every time
+      raise faults.DivergedError(faults.diverged_message(workdir, diverged_in, again=True))
+    checkpointer = Checkpointer(workdir, report=progress)
+    guard.saved_epoch = checkpointer.latest_epoch() or 0
+    record_config(workdir, config, resuming=bool(guard.saved_epoch))
+    state = trainer.init_state()
+    progress(f'{trainer.dataset!r}; {config.model} width {config.width}: '
+             f'{models.count_params(state.params):,} parameters; {config.optimizer}; '
+             f'{trainer.steps_per_epoch} steps/epoch; '
+             f'{jax.device_count()} {jax.default_backend()} device(s)')
+    done, state = checkpointer.restore_latest(state)
+    guard.saved_epoch = done
+    if done:
+      progress(f'resumed from the checkpoint of epoch {done}')
+    runlog.keep_epochs_up_to(workdir, done)
+    for epoch in range(done + 1, config.epochs + 1):
+      first_step = (epoch - 1) * trainer.steps_per_epoch
+      state, train_metrics = trainer.train_epoch(state, epoch, progress)
+      record = {'epoch': epoch, 'step': int(state.step), **train_metrics,
+                **trainer.evaluate(state),
+                'learning_rate': float(trainer.learning_rate(first_step)),
+                'partial': (None if trainer.partial is None
+                            else float(trainer.partial(first_step)))}
+      diverged = faults.is_diverged(record['train_loss'], record['test_loss'])
+      if diverged:
+        record['diverged'] = True
+      runlog.append_metrics(workdir, record)
+      if diverged:  # the non-finite state is never saved
+        raise faults.DivergedError(faults.diverged_message(workdir, epoch))
+      checkpointer.save(epoch, state)
+      guard.saved_epoch = epoch
+      progress(f'epoch {epoch}/{config.epochs}: train loss {record["train_loss"]:.4f} '
+               f'acc {record["train_accuracy"]:.4f}, test loss {record["test_loss"]:.4f} '
+               f'error {record["test_error"]:.4f} ({record["train_seconds"]:.1f} s)')
+    checkpointer.close()
   return runlog.read_metrics(workdir)

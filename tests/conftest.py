@@ -8,6 +8,8 @@ used by every test of the training loop, the sweep and the launcher, so that its
 programs compile once.
 """
 
+import dataclasses
+import glob
 import os
 import tempfile
 
@@ -25,12 +27,11 @@ jax.config.update('jax_compilation_cache_dir',
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 # The tiny run: 70 training digits at batch 32 (2 full steps and a partial one of 6),
-# 30 test digits at batch 20, a 1/16-width ResNet-18. Launcher tests pass the same
+# 30 test digits (one evaluation batch), a 1/16-width ResNet-18. Launcher tests pass the same
 # settings as flags (TINY_FLAGS) and so reuse the compiled programs through the cache.
-TINY = dict(model='resnet18', width=0.0625, dataset='digits', batch_size=32,
-            eval_batch_size=20, train_size=70, test_size=30, seed=3)
-TINY_FLAGS = ['--dataset', 'digits', '--model', 'resnet18', '--width', '0.0625',
-              '--batch_size', '32', '--train_size', '70', '--test_size', '30', '--seed', '3']
+TINY = dict(model='resnet18', width=0.0625, dataset='digits', batch_size=32, train_size=70,
+            test_size=30, seed=3)
+TINY_FLAGS = [f'--{name}={value}' for name, value in TINY.items()]
 
 
 @pytest.fixture(scope='session')
@@ -55,3 +56,44 @@ def subprocess_env() -> dict[str, str]:
   return {**os.environ, 'XLA_FLAGS': os.environ['XLA_FLAGS'],
           'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,
           'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+
+
+@pytest.fixture
+def damage_checkpoint():
+  """``damage(workdir, epoch)``: overwrites that checkpoint's data files with 100 bytes."""
+
+  def damage(workdir: str, epoch: int) -> None:
+    files = glob.glob(os.path.join(workdir, 'checkpoints', str(epoch), 'default', 'd', '*'))
+    assert files, f'no data files in the checkpoint of epoch {epoch}'
+    for path in files:
+      with open(path, 'wb') as f:
+        f.write(bytes(range(100)))
+
+  return damage
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyRun:
+  """A finished run trained in-process; ``flags`` make the launcher train the same run."""
+
+  settings: dict
+  workdir: str
+  records: list
+
+  def flags(self, **overrides) -> list[str]:
+    return [f'--{k}={v}' for k, v in {**self.settings, **overrides}.items()]
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory) -> TinyRun:
+  """3 epochs of the tiny run (checkpoints of epochs 2 and 3).
+
+  The fault tests resume copies of it in-process and through the launcher, which
+  reuses its compiled programs from the cache and must end with the same records.
+  """
+  from padam_jax import config, train  # pylint: disable=import-outside-toplevel
+  settings = {**TINY, 'epochs': 3}
+  workdir = str(tmp_path_factory.mktemp('tiny_run'))
+  records = train.train_and_evaluate(config.TrainConfig(**settings), workdir,
+                                     progress=lambda _: None)
+  return TinyRun(settings, workdir, records)

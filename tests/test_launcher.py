@@ -1,26 +1,42 @@
-"""``python -m experiments.train``: errors, a kill and resume, and what a run writes."""
+"""``python -m experiments.train``: errors, exit statuses, surviving kills and damage."""
 
 import json
 import os
 import pathlib
+import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
-from conftest import TINY_FLAGS as TINY, subprocess_env
+from conftest import subprocess_env
+
+from padam_jax import checkpoint, runlog
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+PHASES = ('train', 'eval', 'checkpoint')
+# python -c this LIMIT -m MODULE ARGS...: MODULE with files limited to LIMIT bytes (then
+# writes fail with EFBIG instead of SIGXFSZ), set in the child instead of by a fork.
+_WITH_FILE_LIMIT = (
+    'import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+    'limit = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); '
+    'os.execv(sys.executable, [sys.executable, *sys.argv[2:]])')
 
 
-def _launch(*args, **kwargs):
-  return subprocess.Popen([sys.executable, '-m', 'experiments.train', *args], cwd=ROOT,
+def _launch(*args, file_limit=None):
+  """Starts the launcher; ``file_limit``: bytes a file may grow to (a larger write fails)."""
+  prefix = ['-c', _WITH_FILE_LIMIT, str(file_limit), '-m'] if file_limit else ['-m']
+  # the many runs of the fault test reuse the tiny run's compiled programs
+  return subprocess.Popen([sys.executable, *prefix, 'experiments.train', *args], cwd=ROOT,
                           env=subprocess_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, **kwargs)
+                          stderr=subprocess.STDOUT, text=True)
 
 
-def _run(*args, timeout=300):
-  process = _launch(*args)
+def _run(*args, timeout=300, file_limit=None):
+  process = _launch(*args, file_limit=file_limit)
   output, _ = process.communicate(timeout=timeout)
   return process.returncode, output
 
@@ -46,27 +62,109 @@ def test_unknown_choice_lists_the_choices(tmp_path):
   assert 'resnet18' in output and 'wrn16_4' in output and 'vgg16' in output
 
 
-def test_killed_run_resumes_to_identical_metrics(tmp_path):
-  """SIGKILL after epoch 1's checkpoint, rerun the same command: same metrics."""
-  clean, killed = str(tmp_path / 'clean'), str(tmp_path / 'killed')
-  code, output = _run(*TINY, '--epochs', '3', '--workdir', clean)
-  assert code == 0, output
-  assert os.path.exists(os.path.join(clean, 'curves.png'))
+def _saved_epochs(workdir):
+  path = os.path.join(workdir, 'checkpoints')
+  return [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
 
-  process = _launch(*TINY, '--epochs', '3', '--workdir', killed)
-  checkpoint = pathlib.Path(killed, 'checkpoints', '1')
-  deadline = time.monotonic() + 240
-  while not checkpoint.exists() and process.poll() is None:
-    assert time.monotonic() < deadline, 'no checkpoint in time'
-    time.sleep(0.2)
-  process.send_signal(signal.SIGKILL)
-  process.communicate()
-  assert len(_metrics(killed)) < 3, 'the run finished before it could be killed'
 
-  code, output = _run(*TINY, '--epochs', '3', '--workdir', killed)
+def _reached(phase, epoch, lines, workdir, first_epoch):
+  """Whether a run has reached ``phase`` ('train', 'eval', 'checkpoint') of ``epoch`` or later.
+
+  Training of ``first_epoch`` starts after the first line, of a later epoch after the
+  previous epoch's summary; evaluation after the epoch's last progress line; the
+  checkpoint write when Orbax's temporary directory appears.
+  """
+  if phase == 'checkpoint':
+    return any(int(path.split('.')[0].rsplit('/', 1)[-1]) >= epoch
+               for path in checkpoint.unfinished_writes(workdir))
+  pattern = r'epoch (\d+)/\d+:' if phase == 'train' else r'epoch (\d+) step'
+  shift = 1 if phase == 'train' else 0
+  reached = [int(m.group(1)) + shift for m in (re.match(pattern, x) for x in lines) if m]
+  if phase == 'train' and any('steps/epoch' in line for line in lines):
+    reached.append(first_epoch)
+  return any(e >= epoch for e in reached)
+
+
+def _read_lines(process, lines):
+  def read():
+    for line in process.stdout:
+      lines.append(line.rstrip('\n'))
+
+  thread = threading.Thread(target=read, daemon=True)
+  thread.start()
+  return thread
+
+
+def test_damaged_run_ends_like_an_uninterrupted_one(tmp_path, tiny_run, damage_checkpoint):
+  """A failed checkpoint write, 10 SIGKILLs and a damaged checkpoint, each followed by the
+  same command: the final metrics equal those of the uninterrupted ``tiny_run``.
+
+  Kills land at pseudo-random moments of start-up, training, evaluation and checkpoint
+  writes, chosen by watching the run's output and its checkpoint directory.
+  """
+  workdir = str(tmp_path / 'run')
+  command = [*tiny_run.flags(), f'--workdir={workdir}']
+  # Checkpoint files may not exceed 16 kB: Orbax's write of epoch 1 fails (EFBIG).
+  code, output = _run(*command, file_limit=16 * 1024)
+  assert code == 2, output
+  assert output.strip().splitlines()[-1] == (
+      f'error: could not write {workdir}/checkpoints/1: File too large; no epoch is saved '
+      'yet: lift the file-size limit (ulimit -f) and rerun the same command to continue')
+  assert checkpoint.unfinished_writes(workdir)
+  outputs = [output]
+
+  # Per epoch: its training, then its evaluation and checkpoint write in a random order,
+  # and a 10th kill early on. The first launch for epochs 2 and 3 trains the epoch
+  # before, so their training is killed warm; epoch 1's in start-up.
+  rng = random.Random(0)
+  plan = [(e, p) for e in (1, 2, 3) for p in ('train', *rng.sample(PHASES[1:], 2))]
+  plan.insert(1, (1, rng.choice(PHASES)))
+  delays = {'train': 0.8 * tiny_run.records[1]['train_seconds'], 'eval': 0.1,
+            'checkpoint': 0.05}
+  torn = 0
+  for i, (epoch, phase) in enumerate(plan):
+    if i == 8:  # checkpoints of epochs 1 and 2 (or 2 and 3) exist: damage the newest
+      damage_checkpoint(workdir, max(_saved_epochs(workdir)))
+    first_epoch = max(_saved_epochs(workdir), default=0) + 1
+    process, lines = _launch(*command), []
+    reader = _read_lines(process, lines)
+    deadline = time.monotonic() + 120
+    while not _reached(phase, epoch, lines, workdir, first_epoch) and process.poll() is None:
+      assert time.monotonic() < deadline, f'{phase} of epoch {epoch} not reached in time'
+      time.sleep(0.01)
+    time.sleep(rng.uniform(0, delays[phase]))
+    process.send_signal(signal.SIGKILL)
+    code = process.wait()
+    reader.join()
+    outputs.append('\n'.join(lines))
+    assert code == -signal.SIGKILL, outputs[-1]  # neither finished nor failed: killed
+    torn += bool(checkpoint.unfinished_writes(workdir))
+
+  code, output = _run(*command)
+  outputs.append(output)
   assert code == 0, output
-  assert 'resumed from the checkpoint of epoch' in output
-  assert _metrics(killed) == _metrics(clean)
+  assert os.path.exists(os.path.join(workdir, 'curves.png'))
+  assert _metrics(workdir) == [{k: v for k, v in r.items() if k != 'train_seconds'}
+                               for r in tiny_run.records]
+  assert torn >= 1, 'no kill landed in a checkpoint write'
+  assert not checkpoint.unfinished_writes(workdir)
+  assert len(os.listdir(os.path.join(workdir, 'checkpoints', 'damaged'))) == 1
+  everything = '\n'.join(outputs)
+  assert 'unfinished checkpoint write' in everything and 'is unreadable' in everything
+  assert 'Traceback' not in everything
+
+
+def test_diverged_run_exits_with_status_3(tmp_path, tiny_run):
+  """Exit statuses: 3 for a diverged run (tests/test_faults.py makes one diverge)."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(tiny_run.workdir, workdir)
+  runlog.append_metrics(workdir, {**tiny_run.records[-1], 'epoch': 4, 'diverged': True})
+  code, output = _run(*tiny_run.flags(epochs=5), f'--workdir={workdir}')
+  assert code == 3, output
+  assert output.strip() == (
+      f'diverged: {workdir} holds a run whose loss became non-finite in epoch 4; the '
+      'checkpoint of epoch 3 is kept and the run is not trained further: use a new '
+      '--workdir with other settings (e.g. a smaller --lr)')
 
 
 def test_readme_test_command_is_what_ci_runs():

@@ -1,0 +1,177 @@
+"""What stops a run on purpose: storage failures, divergence, and their one-line messages.
+
+A ``RunError``'s text is the whole message a user needs (what failed, what is saved,
+what to do); ``exit_code`` is the launcher's status for it: ``EXIT_ERROR`` (2) for a
+problem the user can fix and rerun, ``EXIT_DIVERGED`` (3) for a run whose loss stopped
+being finite.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import sys
+from typing import Any, Optional
+
+import numpy as np
+
+EXIT_ERROR = 2
+EXIT_DIVERGED = 3
+
+# Failures of a disk or of permissions, as tensorstore (under Orbax) words them.
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+_KNOWN_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
+                 errno.EROFS, errno.EIO)
+_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+# tensorstore appends the JSON spec of the store it failed on: long and not for people.
+_SPEC_SUFFIX = re.compile(r"\s*\[[\w\[\]]+='.*$", re.DOTALL)
+_STATUS_CODE = re.compile(r'^[A-Z][A-Z_]+$')
+
+
+class RunError(Exception):
+  """A run stopped for a reason its user can act on; ``str()`` is the one-line message."""
+
+  exit_code = EXIT_ERROR
+  label = 'error'
+
+
+class StorageError(RunError):
+  """The run directory could not be written (full disk, permissions)."""
+
+
+class NoReadableCheckpointError(RunError):
+  """Checkpoints exist but none can be restored."""
+
+
+class DivergedError(RunError):
+  """The loss stopped being finite; the run is not trained further."""
+
+  exit_code = EXIT_DIVERGED
+  label = 'diverged'
+
+
+def is_diverged(*losses: Any) -> Any:
+  """Whether any of ``losses`` is NaN or infinite: a bool, or a bool array per member.
+
+  Pass an epoch's train and test losses: the test loss is measured on the state
+  about to be saved, the train loss before each update.
+  """
+  diverged = np.zeros((), bool)
+  for loss in losses:
+    diverged = diverged | ~np.isfinite(np.asarray(loss, dtype=np.float64))
+  return bool(diverged) if diverged.ndim == 0 else diverged
+
+
+def diverged_message(workdir: str, epoch: int, *, again: bool = False) -> str:
+  """The one line for a run that diverged in ``epoch`` (``again``: found on a rerun)."""
+  saved = (f'the checkpoint of epoch {epoch - 1} is kept' if epoch > 1
+           else 'no checkpoint was saved')
+  what = (f'{workdir} holds a run whose loss became non-finite in epoch {epoch}'
+          if again else f'the loss became non-finite in epoch {epoch}')
+  return (f'{what}; {saved} and the run is not trained further: use a new --workdir '
+          'with other settings (e.g. a smaller --lr)')
+
+
+def brief(error: BaseException, limit: int = 200) -> str:
+  """A one-line reason for ``error`` (tensorstore's status and last clause, no spec)."""
+  text = _SPEC_SUFFIX.sub('', str(error)).strip().splitlines()
+  text = text[0] if text else ''
+  parts = text.split(': ')
+  if len(parts) > 2 and _STATUS_CODE.match(parts[0]):
+    text = f'{parts[0]}: {parts[-1]}'
+  elif not text or not isinstance(error, (ValueError, OSError)):
+    text = f'{type(error).__name__}: {text}' if text else type(error).__name__
+  return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def as_os_error(error: BaseException, path: str) -> Optional[OSError]:
+  """``error`` as an ``OSError`` about ``path`` if it reports a disk or permission failure.
+
+  Orbax raises tensorstore's failures as ``ValueError``s whose text holds the OS error
+  (``... No space left on device [os_error_code='28']``); anything else gives None.
+  """
+  if isinstance(error, OSError):  # a failed write() names no file
+    return error if error.filename else OSError(error.errno, error.strerror, path)
+  text = str(error)
+  match = _OS_ERROR_CODE.search(text)
+  if match:
+    code = int(match.group(1))
+  else:
+    code = next((c for c in _KNOWN_ERRNOS if os.strerror(c) in text), None)
+  if code is None:
+    return None
+  return OSError(code, os.strerror(code), path)
+
+
+def is_permission_error(error: OSError) -> bool:
+  """Whether ``error`` is about access rights or a read-only file system (not damage)."""
+  return error.errno in _PERMISSION_ERRNOS
+
+
+def storage_message(error: OSError, workdir: str, saved_epoch: int) -> str:
+  """One line: what could not be written, which epoch is safe, and how to continue."""
+  target = error.filename or f'in {workdir}'
+  reason = error.strerror or brief(error)
+  if error.errno == errno.EFBIG:
+    remedy = 'lift the file-size limit (ulimit -f)'
+  elif error.errno in _SPACE_ERRNOS:
+    remedy = 'free some space'
+  elif error.errno in _PERMISSION_ERRNOS:
+    remedy = f'make {workdir} writable'
+  else:
+    remedy = 'fix the cause'
+  saved = (f'epoch {saved_epoch} is safely saved' if saved_epoch
+           else 'no epoch is saved yet')
+  return (f'could not write {target}: {reason}; {saved}: {remedy} and rerun the same '
+          'command to continue')
+
+
+class StorageGuard:
+  """Turns an ``OSError`` raised inside ``with`` into a ``StorageError`` with its message.
+
+  Set ``saved_epoch`` whenever a checkpoint is complete, so the message can say
+  what survives::
+
+    with StorageGuard(workdir) as guard:
+      ...
+      checkpointer.save(epoch, state)
+      guard.saved_epoch = epoch
+  """
+
+  def __init__(self, workdir: str, saved_epoch: int = 0):
+    self.workdir = workdir
+    self.saved_epoch = saved_epoch
+
+  def __enter__(self) -> 'StorageGuard':
+    return self
+
+  def __exit__(self, kind, error, traceback) -> None:
+    if isinstance(error, OSError):
+      raise StorageError(storage_message(error, self.workdir, self.saved_epoch)) from error
+
+
+def _is_background_failure(record: logging.LogRecord) -> bool:
+  from_orbax = f'{os.sep}orbax{os.sep}' in (record.pathname or '')
+  return (from_orbax or record.name == 'asyncio') and record.levelno >= logging.ERROR
+
+
+def quiet_background_failures(handler: logging.Handler) -> None:
+  """Hides the echoes of a failed checkpoint write or read from background threads.
+
+  When one fails, each Orbax worker logs the failure with a traceback and
+  tensorstore's late callbacks report ``Event loop is closed`` as unraisable
+  errors; the main thread raises the failure itself, which a ``RunError`` reports
+  in one line. Drops those records at ``handler`` (e.g. absl's) and those errors.
+  """
+  handler.addFilter(lambda record: not _is_background_failure(record))
+  previous = sys.unraisablehook
+
+  def hook(unraisable) -> None:
+    value = unraisable.exc_value
+    if not (isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
