@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -19,48 +20,54 @@ def _without_timing(records):
   return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
-def test_metrics_jsonl_has_one_record_per_epoch(tmp_path, tiny_dataset, tiny_config):
-  records = train.train_and_evaluate(tiny_config(), str(tmp_path), dataset=tiny_dataset)
-  assert [r['epoch'] for r in records] == [1, 2]
-  assert [r['step'] for r in records] == [3, 6]  # the partial batch of 6 is kept
+def test_metrics_jsonl_has_one_record_per_epoch(tiny_run):
+  records, workdir = tiny_run.records, tiny_run.workdir
+  assert [r['epoch'] for r in records] == [1, 2, 3]
+  assert [r['step'] for r in records] == [3, 6, 9]  # the partial batch of 6 is kept
   for r in records:
     assert set(r) == {'epoch', 'step', 'train_loss', 'train_accuracy', 'test_loss',
                       'test_error', 'learning_rate', 'partial', 'train_seconds'}
     assert np.isfinite(r['train_loss']) and 0 <= r['test_error'] <= 1
     assert r['learning_rate'] == 0.1 and r['partial'] == 0.125
-  on_disk = [json.loads(line) for line in open(tmp_path / runlog.METRICS_FILE)]
-  assert on_disk == records
-  assert json.load(open(tmp_path / runlog.CONFIG_FILE))['weight_decay'] == 0.005
+  with open(os.path.join(workdir, runlog.METRICS_FILE)) as f:
+    assert [json.loads(line) for line in f] == records
+  with open(os.path.join(workdir, runlog.CONFIG_FILE)) as f:
+    assert json.load(f)['weight_decay'] == 0.005
 
 
-def test_same_seed_same_run_and_exact_resume(tmp_path, tiny_dataset, tiny_config):
-  """Uninterrupted 2 epochs == 1 epoch, then the same command with --epochs 2."""
-  whole = train.train_and_evaluate(tiny_config(), str(tmp_path / 'a'), dataset=tiny_dataset)
-  again = train.train_and_evaluate(tiny_config(), str(tmp_path / 'b'), dataset=tiny_dataset)
-  assert _without_timing(whole) == _without_timing(again)
-  train.train_and_evaluate(tiny_config(epochs=1), str(tmp_path / 'c'), dataset=tiny_dataset)
-  resumed = train.train_and_evaluate(tiny_config(), str(tmp_path / 'c'),
+def test_same_seed_same_run_and_exact_resume(tmp_path, tiny_dataset, tiny_config, tiny_run):
+  """A fresh run's first epoch equals the tiny run's (same seed, same run); resumed with
+  --epochs 3 from its checkpoint it ends with the tiny run's uninterrupted records."""
+  first = train.train_and_evaluate(tiny_config(epochs=1), str(tmp_path), dataset=tiny_dataset)
+  assert _without_timing(first) == _without_timing(tiny_run.records[:1])
+  resumed = train.train_and_evaluate(tiny_config(epochs=3), str(tmp_path),
                                      dataset=tiny_dataset)
-  assert _without_timing(resumed) == _without_timing(whole)
+  assert _without_timing(resumed) == _without_timing(tiny_run.records)
 
 
-def test_resume_drops_records_newer_than_the_checkpoint(tmp_path, tiny_dataset, tiny_config):
+def _copy_of(tiny_run, tmp_path) -> str:
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(tiny_run.workdir, workdir)
+  return workdir
+
+
+def test_resume_drops_records_newer_than_the_checkpoint(tmp_path, tiny_dataset, tiny_config,
+                                                        tiny_run):
   """A kill after writing metrics but before the checkpoint: the epoch is redone."""
-  workdir = str(tmp_path)
-  first = train.train_and_evaluate(tiny_config(epochs=1), workdir, dataset=tiny_dataset)
-  runlog.append_metrics(workdir, {**first[0], 'epoch': 2, 'train_loss': -1.0})
+  workdir = _copy_of(tiny_run, tmp_path)
+  runlog.append_metrics(workdir, {**tiny_run.records[-1], 'epoch': 4, 'train_loss': -1.0})
   with open(os.path.join(workdir, runlog.METRICS_FILE), 'a') as f:
-    f.write('{"epoch": 3, "torn')  # a write cut short
-  records = train.train_and_evaluate(tiny_config(epochs=2), workdir, dataset=tiny_dataset)
-  assert [r['epoch'] for r in records] == [1, 2]
-  assert records[1]['train_loss'] > 0
+    f.write('{"epoch": 5, "torn')  # a write cut short
+  records = train.train_and_evaluate(tiny_config(epochs=4), workdir, dataset=tiny_dataset)
+  assert [r['epoch'] for r in records] == [1, 2, 3, 4]
+  assert records[3]['train_loss'] > 0
 
 
-def test_resume_with_another_config_is_refused(tmp_path, tiny_dataset, tiny_config):
-  train.train_and_evaluate(tiny_config(epochs=1), str(tmp_path), dataset=tiny_dataset)
+def test_resume_with_another_config_is_refused(tmp_path, tiny_dataset, tiny_config,
+                                               tiny_run):
   with pytest.raises(ValueError, match='learning_rate'):
-    train.train_and_evaluate(tiny_config(epochs=2, learning_rate=0.05), str(tmp_path),
-                             dataset=tiny_dataset)
+    train.train_and_evaluate(tiny_config(epochs=4, learning_rate=0.05),
+                             _copy_of(tiny_run, tmp_path), dataset=tiny_dataset)
 
 
 def test_failed_launch_leaves_the_workdir_usable(tmp_path, tiny_config):
