@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 import warnings
 from typing import Any, Sequence
 
@@ -65,7 +66,8 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
   """The seed's layout: a column per panel, a row per metric, a line per curve (+-std)."""
   plt = _pyplot()
   columns = len(suite.panels)
-  fig, axes = plt.subplots(2, columns, figsize=(4.2 * columns, 7), squeeze=False)
+  width = max(4.2 * columns, 6.0)
+  fig, axes = plt.subplots(2, columns, figsize=(width, 7), squeeze=False)
   for col, panel in enumerate(suite.panels):
     for curve in panel.curves:
       runs = curve_runs(workdir, curve)
@@ -83,7 +85,7 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
         ax.grid(alpha=0.3)
     axes[0, col].set_yscale('log')
     axes[0, col].legend(fontsize=8)
-  fig.suptitle(suite.description, fontsize=10)
+  fig.suptitle(textwrap.fill(suite.description, int(12 * width)), fontsize=10)
   fig.tight_layout()
   fig.savefig(output, dpi=110)
   plt.close(fig)
