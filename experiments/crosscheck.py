@@ -1,11 +1,21 @@
-"""Prints how far our optimizers deviate from their PyTorch oracles (float64).
+"""Prints how far our optimizers, and whole training steps of our models, deviate from PyTorch.
 
     python -m experiments.crosscheck
+    python -m experiments.crosscheck --model resnet18 --width 0.25 --optimizer padam \\
+        --steps 20 --dtype float64
 
-For each Padam setting: our ``padam`` vs the re-written authors' Padam, both live
-and against the committed fixture; then each oracle written by others
+Without ``--model``: for each Padam setting, our ``padam`` vs the re-written authors'
+Padam, both live and against the committed fixture; then each oracle written by others
 (``torch.optim``, ``pytorch_optimizer.PAdam``). Deviation = max over steps of
-``|ours - ref|_inf / |ref|_inf`` on the parameters.
+``|ours - ref|_inf / |ref|_inf`` on the parameters (float64).
+
+With ``--model``: ``--steps`` training steps of the model in JAX and of its PyTorch twin
+from the same initial weights on the same augmented batches of scikit-learn's digits
+(``padam_jax.reference.model_trajectory``); prints a Markdown row per step (both losses,
+the largest relative deviation of the parameters, of the BatchNorm running statistics
+and of the eval-mode logits of a fixed test batch) and exits with status 1 when a
+deviation exceeds ``--tolerance`` (default: the dtype's, 1e-8 for float64, 1e-3 for
+float32).
 """
 
 import json
@@ -13,14 +23,34 @@ import json
 from absl import app, flags
 import numpy as np
 
-from padam_jax.reference import trajectory
+from padam_jax import data
+from padam_jax.alias import OPTIMIZERS
+from padam_jax.models import MODELS
+from padam_jax.reference import model_trajectory, trajectory
 
 _FIXTURE = flags.DEFINE_string(
     'fixture', 'tests/fixtures/padam_reference.npz', 'Committed trajectories.')
+_MODEL = flags.DEFINE_enum('model', None, sorted(MODELS),
+                           'Cross-check whole training steps of this model (default: the '
+                           'optimizers alone).')
+_WIDTH = flags.DEFINE_float('width', 0.25, 'Channel multiplier of the model.')
+_OPTIMIZER = flags.DEFINE_enum('optimizer', 'padam', sorted(OPTIMIZERS), 'Optimizer.')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Training steps.')
+_DTYPE = flags.DEFINE_enum('dtype', 'float64', list(model_trajectory.DTYPES),
+                           'Parameters and compute dtype in both frameworks.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Training (and eval) batch size.')
+_LR = flags.DEFINE_float('lr', None, 'Learning rate (default: the seed\'s Table 1).')
+_PARTIAL = flags.DEFINE_float('partial', model_trajectory.Spec.partial,
+                              'Padam\'s p (padam, padamw).')
+_WEIGHT_DECAY = flags.DEFINE_float('weight_decay', model_trajectory.DEFAULT_WEIGHT_DECAY,
+                                   'Weight decay (default: the seed\'s 0.005).')
+_SEED = flags.DEFINE_integer('seed', 0, 'Initial weights, batch order and augmentation.')
+_TOLERANCE = flags.DEFINE_float('tolerance', None,
+                                'Largest deviation allowed (default: the dtype\'s).')
 
 
-def main(argv):
-  del argv
+def check_optimizers() -> None:
+  """The optimizer-only check: fixture and live oracles on the small problem."""
   fixture = np.load(_FIXTURE.value)
   problem = trajectory.Problem.from_arrays(fixture)
   settings = json.loads(str(fixture['settings_json']))
@@ -39,6 +69,35 @@ def main(argv):
     ours = trajectory.jax_trajectory(problem, ours_fn())
     ref = trajectory.torch_trajectory(problem, torch_fn)
     print(f'| {name} | {trajectory.max_relative_deviation(ours, ref):.1e} |')
+
+
+def check_model() -> int:
+  """The whole-training-step check; returns the exit status."""
+  spec = model_trajectory.Spec(
+    model=_MODEL.value, width=_WIDTH.value, optimizer=_OPTIMIZER.value, dtype=_DTYPE.value,
+    steps=_STEPS.value, batch_size=_BATCH_SIZE.value, learning_rate=_LR.value,
+    partial=_PARTIAL.value, weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value)
+  tolerance = _TOLERANCE.value or model_trajectory.TOLERANCES[spec.dtype]
+  print(f'{spec.model} width {spec.width}, {spec.optimizer} (lr {spec.lr}, weight decay '
+        f'{spec.weight_decay}), {spec.dtype}, batch {spec.batch_size}, digits, '
+        f'tolerance {tolerance:.0e}\n')
+  print(model_trajectory.TABLE_HEADER)
+  worst, failed = 0.0, False
+  for row in model_trajectory.run(spec, data.load_dataset('digits')):
+    print(model_trajectory.table_row(row), flush=True)
+    worst = float(np.fmax(worst, row.deviation))
+    failed |= not row.deviation <= tolerance  # NaN fails too
+  verdict = 'EXCEEDS' if failed else 'within'
+  print(f'\nlargest deviation {worst:.1e}: {verdict} the tolerance {tolerance:.0e}')
+  return int(failed)
+
+
+def main(argv):
+  del argv
+  if _MODEL.value is None:
+    check_optimizers()
+    return 0
+  return check_model()
 
 
 if __name__ == '__main__':
