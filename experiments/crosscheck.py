@@ -47,6 +47,10 @@ _PARTIAL = flags.DEFINE_float('partial', model_trajectory.Spec.partial,
 _WEIGHT_DECAY = flags.DEFINE_float('weight_decay', model_trajectory.DEFAULT_WEIGHT_DECAY,
                                    'Weight decay (default: the seed\'s 0.005).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Initial weights, batch order and augmentation.')
+_NUDGE = flags.DEFINE_float(
+    'nudge', None, 'A control instead of the check: compare our run with our own run from '
+    'initial weights multiplied by 1 + nudge * N(0, 1) (e.g. 1e-15 in float64), to see how '
+    'fast training alone amplifies a difference; no verdict.')
 _TORCH_THREADS = flags.DEFINE_integer(
     'torch_threads', 1, 'PyTorch CPU threads (one is fastest for small models on a busy machine).')
 _TOLERANCE = flags.DEFINE_float(
@@ -82,14 +86,23 @@ def check_model() -> int:
     model=_MODEL.value, width=_WIDTH.value, optimizer=_OPTIMIZER.value, dtype=_DTYPE.value,
     steps=_STEPS.value, batch_size=_BATCH_SIZE.value, learning_rate=_LR.value,
     partial=_PARTIAL.value, weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value)
+  nudge = _NUDGE.value
   print(f'{spec.model} width {spec.width}, {spec.optimizer} (lr {spec.lr}, weight decay '
-        f'{spec.weight_decay}), {spec.dtype}, batch {spec.batch_size}, digits\n')
+        f'{spec.weight_decay}), {spec.dtype}, batch {spec.batch_size}, digits'
+        + ('' if nudge is None else f'; control: JAX vs JAX, weights nudged by {nudge:g}')
+        + '\n')
   torch.set_num_threads(_TORCH_THREADS.value)
-  print(model_trajectory.table_header(spec.dtype))
+  if nudge is None:
+    print(model_trajectory.table_header(spec.dtype))
+  else:
+    print(model_trajectory.table_header('float64').replace('PyTorch', 'JAX nudged'))
   rows = []
-  for row in model_trajectory.run(spec, data.load_dataset('digits')):
+  for row in model_trajectory.run(spec, data.load_dataset('digits'), nudge):
     print(model_trajectory.table_row(row), flush=True)
     rows.append(row)
+  if nudge is not None:
+    print(f'\nlargest deviation: {max(r.deviation for r in rows):.1e} (control, no verdict)')
+    return 0
   measured, allowed = model_trajectory.judge(rows, spec.dtype, _TOLERANCE.value)
   passed = measured <= allowed  # False for NaN
   what = ('JAX vs PyTorch' if spec.dtype == 'float64' else

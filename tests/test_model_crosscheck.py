@@ -19,9 +19,9 @@ BATCH = 8
 STEPS = 20
 FLOAT64 = mt.TOLERANCES['float64']
 # Padam at the seed's lr 0.1 keeps the float64 deviation near 1e-12 over 20 steps. SGDM at lr 0.1
-# amplifies any difference about 1.6-fold a step on ResNet-18 at this width (1e-12 at step 1,
-# 1e-8 at step 20, in our own run too when its weights are nudged by 1e-15), which would test
-# the dynamics, not the code; at lr 0.02 it stays near 1e-11.
+# amplifies any difference 1.5-2x a step (ResNet-18 at this width: 1e-12 at step 1, 1e-8 at
+# step 20), as fast as a run parts from itself when nudged (see model_trajectory): that would
+# test the dynamics, not the code. At lr 0.02 it stays near 1e-11.
 LEARNING_RATES = {'padam': 0.1, 'sgdm': 0.02}
 
 
@@ -59,13 +59,16 @@ class Runs:
       mt.jax_steps(spec, variables, spec.optimizers()[0], batches)))
 
   def theirs(self, spec, module=None, make_optimizer=None):
-    """The twin's trajectory; not cached when ``module`` or ``make_optimizer`` is given."""
+    """The twin's trajectory; a fresh one when ``module`` or ``make_optimizer`` is given."""
     batches, variables = self.inputs(spec)
-    fresh = module is not None or make_optimizer is not None
-    module = module or mt.torch_twin(spec, variables)
-    make_optimizer = make_optimizer or spec.optimizers()[1]
-    train_twin = lambda: list(mt.torch_steps(module, make_optimizer, batches, variables))  # noqa: E731
-    return train_twin() if fresh else self._once(('theirs', spec), train_twin)
+
+    def train_twin():
+      return list(mt.torch_steps(module or mt.torch_twin(spec, variables),
+                                 make_optimizer or spec.optimizers()[1], batches, variables))
+
+    if module is not None or make_optimizer is not None:
+      return train_twin()
+    return self._once(('theirs', spec), train_twin)
 
   def _once(self, key, compute):
     if key not in self._cache:
@@ -141,10 +144,26 @@ def test_step_is_the_training_step(digits, runs):
                            batch_stats=variables['batch_stats'],
                            opt_state=tx.init(variables['params']))
   model = models.get_model(spec.model, width=spec.width)
+  # Run once: compiled without LLVM optimisations, about twice as fast to compile.
   step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, mean=digits.mean,
                                    std=digits.std),
-                 compiler_options={'xla_backend_optimization_level': 1})
+                 compiler_options={'xla_backend_optimization_level': 0})
   state, _ = step(state, rng, images, labels)
   # The same computation compiled in two programs: float32 round-off only.
   assert mt.relative_deviation(ours.params, mt.flatten(state.params)) < 1e-5
   assert mt.relative_deviation(ours.batch_stats, mt.flatten(state.batch_stats)) < 1e-5
+
+
+def test_judge():
+  row = lambda step, d, ours=None, theirs=None: mt.Row(step, 2.0, 2.0, d, d, d, ours, theirs)  # noqa: E731
+  assert mt.judge([row(1, 1e-12), row(2, 3e-9)], 'float64') == (3e-9, 1e-8)
+  assert mt.judge([row(1, 1e-12), row(2, 3e-9)], 'float64', tolerance=1e-9) == (3e-9, 1e-9)
+  # float32: our deviation from the float64 reference against 10x PyTorch's, at least 1e-4.
+  rows = [row(1, 1e-5, 2e-6, 3e-6), row(2, 0.2, 0.3, 0.05)]
+  assert mt.judge(rows, 'float32') == (0.3, 0.5)
+  rows = [row(1, 1e-5, 2e-6, 3e-6), row(2, 1e-5, 5e-5, 1e-6)]
+  assert mt.judge(rows, 'float32') == (5e-5, 1e-4)
+  measured, allowed = mt.judge([row(1, float('nan'))], 'float64')
+  assert not measured <= allowed
+  assert mt.table_row(row(3, 1e-12, 2e-6, 3e-6)).count('|') == 9
+  assert mt.table_header('float32').splitlines()[0].count('|') == 9
