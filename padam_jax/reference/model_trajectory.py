@@ -23,18 +23,19 @@ experiments.crosscheck`` (README, *Cross-framework validation*):
   (3e-14 after one step, 6e-9 after 20). So 1e-8 holds over 20 steps where training
   amplifies round-off less than ~1e4-fold.
 * float32: no fixed bound on JAX vs PyTorch can hold over 20 steps. The frameworks start
-  4e-6 to 5e-5 apart, and within 1-4 steps a ReLU input within float32 round-off of zero
-  switches sides in one run only; from then on the runs part as fast as training
-  amplifies differences, to 0.4-2.5 after 20 steps at width 1/4. Our own float32 run
-  nudged by 1e-7 parts from itself as much (ResNet-18, Padam: 5e-2 after one step, 2.0
-  after 20), and PyTorch's float32 run from its float64 run. So in float32 the twin also
-  trains in float64 (which equals ours to 1e-8), and our float32 run must stay within
-  ``FLOAT32_FACTOR`` (10) times PyTorch's float32 deviation from that reference, or
-  within 1e-4, whichever is larger. 1e-4 is 3x the largest deviation float32 round-off
-  reached in 20 steps when no ReLU switched (3e-5, VGG-16, width 1/16, SGDM); 10x covers
-  the luck of which run switches first: measured, ours was at most 2.6x further from the
-  reference than PyTorch's (VGG-16, SGDM, width 1/4, where both runs lost all agreement)
-  and often much closer (WRN-16-4, width 1/16, Padam: 7e-6 against 3e-2 after 20 steps).
+  4e-6 to 5e-5 apart, and within a few steps (2-3 at width 1/4 and batch 16, 2-11 at width
+  1/16 and batch 8) a ReLU input within float32 round-off of zero switches sides in one
+  run only; from then on the runs part as fast as training amplifies differences, to
+  0.4-2.5 after 20 steps at width 1/4. Our own float32 run nudged by 1e-7 parts from
+  itself as much (ResNet-18, Padam: 5e-2 after one step, 2.0 after 20), and PyTorch's
+  float32 run from its float64 run. So in float32 the twin also trains in float64 (which
+  equals ours to 1e-8), and our float32 run must stay within ``FLOAT32_FACTOR`` (10) times
+  PyTorch's float32 deviation from that reference, or within 1e-4, whichever is larger.
+  1e-4 is 3x the largest deviation float32 round-off reached in 20 steps when no ReLU
+  switched (3e-5, VGG-16, width 1/16, SGDM); 10x covers the luck of which run switches
+  first: measured, ours was at most 2.6x further from the reference than PyTorch's
+  (VGG-16, SGDM, width 1/4, where both runs lost all agreement) and often much closer
+  (WRN-16-4, width 1/16, Padam: 7e-6 against 3e-2 after 20 steps).
 
 Our step is written here from the model and optimizer pieces rather than taken from
 ``padam_jax.train.train_step``, which augments inside the step and computes the loss in
