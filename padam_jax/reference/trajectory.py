@@ -263,6 +263,40 @@ def complex_trajectories(name: str, problem: Problem) -> tuple[np.ndarray, np.nd
   return ours, torch_trajectory(problem, torch_fn, as_complex=torch_complex)
 
 
+def optimizer_twins(name: str, learning_rate: float, weight_decay: float,
+                    partial: float = 0.125) -> tuple[Any, Any]:
+  """Our optimizer ``name`` and a ``make_optimizer`` for its PyTorch twin.
+
+  The twins are those of ``ORACLES`` and the authors' Padam: ``padam`` -> the
+  re-written authors' Padam, ``padamw`` -> ``pytorch_optimizer.PAdam(weight_decouple=True)``
+  (which has no maximum, so ours runs with ``amsgrad=False``), ``sgdm`` -> ``SGD(momentum=0.9)``,
+  ``adam``/``amsgrad`` -> ``Adam(amsgrad=...)``, ``adamw`` -> ``AdamW``. Coupled weight decay
+  on every parameter except for ``padamw`` and ``adamw``. ``partial`` is used by the Padam pair.
+  """
+  lr, wd = learning_rate, weight_decay
+  if name == 'padam':
+    setting = dict(lr=lr, partial=partial, weight_decay=wd)
+    return padam_jax_optimizer(setting), torch_reference_padam(setting)
+  pairs = {
+      'padamw': lambda: (
+          padam_jax.padamw(lr, partial=partial, weight_decay=wd, amsgrad=False),
+          _pytorch_optimizer_padam(lr=lr, partial=partial, weight_decay=wd,
+                                   weight_decouple=True)),
+      'sgdm': lambda: (padam_jax.sgdm(lr, momentum=0.9, weight_decay=wd),
+                       _torch_optim('SGD', lr=lr, momentum=0.9, weight_decay=wd)),
+      'adam': lambda: (padam_jax.adam(lr, weight_decay=wd),
+                       _torch_optim('Adam', lr=lr, weight_decay=wd)),
+      'amsgrad': lambda: (padam_jax.amsgrad(lr, weight_decay=wd),
+                          _torch_optim('Adam', lr=lr, weight_decay=wd, amsgrad=True)),
+      'adamw': lambda: (padam_jax.adamw(lr, weight_decay=wd),
+                        _torch_optim('AdamW', lr=lr, weight_decay=wd)),
+  }
+  if name not in pairs:
+    raise ValueError(f'unknown optimizer {name!r}; choose one of '
+                     f'{", ".join(sorted(["padam", *pairs]))}')
+  return pairs[name]()
+
+
 def max_relative_deviation(ours: np.ndarray, reference: np.ndarray) -> float:
   """max over steps of ``|ours - ref|_inf / |ref|_inf``."""
   ours, reference = np.asarray(ours), np.asarray(reference)
