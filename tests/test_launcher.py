@@ -75,7 +75,7 @@ def _reached(phase, epoch, lines, workdir, first_epoch):
   checkpoint write when Orbax's temporary directory appears.
   """
   if phase == 'checkpoint':
-    return any(int(path.split('.')[0].rsplit('/', 1)[-1]) >= epoch
+    return any(int(os.path.basename(path).split('.')[0]) >= epoch
                for path in checkpoint.unfinished_writes(workdir))
   pattern = r'epoch (\d+)/\d+:' if phase == 'train' else r'epoch (\d+) step'
   shift = 1 if phase == 'train' else 0
