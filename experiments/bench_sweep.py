@@ -3,8 +3,8 @@
     python -m experiments.bench_sweep --model resnet18 --width 0.125
 
 The grid is the seed's Figure 3 (p in {1/4, 1/8, 1/16} x lr in {0.1, 0.01, 0.001}:
-K = 9) on ``--train_size`` synthetic CIFAR-shaped images. Both modes train an epoch to
-compile and warm up, then time ``--epochs`` more; the sequential time is the sum over
+K = 9) on ``--synthetic_train`` synthetic CIFAR-shaped images. Both modes train an epoch to
+compile and warm up, then time ``--timed_epochs`` more; the sequential time is the sum over
 the K single runs. Prints seconds per epoch (all K configurations) and the ratio
 sequential / vmapped (above 1: the vmapped program is faster), plus compile-included
 wall times, since on CPU the K single runs also compile K programs.

@@ -14,6 +14,7 @@ import os
 from typing import Optional, Sequence
 
 from absl import app, flags
+import numpy as np
 
 from padam_jax import runlog
 
@@ -40,8 +41,9 @@ def plot_runs(workdirs: Sequence[str], output: str,
     if not records:
       raise ValueError(f'no metrics in {workdir}/{runlog.METRICS_FILE}')
     epochs = [r['epoch'] for r in records]
-    loss_ax.plot(epochs, [r['train_loss'] for r in records], label=label)
-    error_ax.plot(epochs, [100 * r['test_error'] for r in records], label=label)
+    value = lambda r, key: np.nan if r.get(key) is None else r[key]  # noqa: E731  null: diverged
+    loss_ax.plot(epochs, [value(r, 'train_loss') for r in records], label=label)
+    error_ax.plot(epochs, [100 * value(r, 'test_error') for r in records], label=label)
   loss_ax.set(xlabel='epoch', ylabel='train loss', yscale='log')
   error_ax.set(xlabel='epoch', ylabel='test error (%)')
   for ax in (loss_ax, error_ax):

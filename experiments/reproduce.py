@@ -20,6 +20,7 @@ from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax import config as config_lib  # noqa: E402
 from padam_jax import faults, suites  # noqa: E402
+from padam_jax import sweep as sweep_lib  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
 _SUITE = flags.DEFINE_multi_enum('suite', ['all'], [*suites.SUITE_NAMES, 'all'],
@@ -27,7 +28,7 @@ _SUITE = flags.DEFINE_multi_enum('suite', ['all'], [*suites.SUITE_NAMES, 'all'],
 _SCALE = flags.DEFINE_enum('scale', 'cpu', list(suites.SCALES),
                            '; '.join(f'{k}: {v.description}' for k, v in suites.SCALES.items()))
 _SEEDS = flags.DEFINE_integer('seeds', 1, 'Seeds per configuration (error bars).')
-_MODE = flags.DEFINE_enum('mode', 'auto', ['auto', 'vmap', 'sequential'],
+_MODE = flags.DEFINE_enum('mode', 'auto', list(sweep_lib.MODES),
                           'How each sweep trains its grid (see experiments.sweep).')
 _PRESET = flags.DEFINE_enum(
     'preset', 'seed', sorted(config_lib.PRESETS),
@@ -40,7 +41,7 @@ _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and table
 
 def main(argv):
   del argv
-  from padam_jax import report, runlog, sweep, train  # pylint: disable=import-outside-toplevel
+  from padam_jax import report, runlog, train  # pylint: disable=import-outside-toplevel
 
   launch.quiet_logging()
   say = lambda message: print(message, flush=True)  # noqa: E731
@@ -53,7 +54,7 @@ def main(argv):
       fields, grid = suites.sweep_arguments(spec, scale, _PRESET.value, _SEEDS.value,
                                             _DATA_DIR.value)
       base = config_lib.TrainConfig(**fields)
-      plan.append((spec, base, grid, sweep.expand(base, grid)))
+      plan.append((spec, base, grid, sweep_lib.expand(base, grid)))
     datasets = {}
     if not _PLOT_ONLY.value:
       first = plan[0][3][0].config
@@ -69,14 +70,17 @@ def main(argv):
       say(f'[{i + 1}/{len(plan)}] {spec.name}: {len(members)} runs '
           f'({time.perf_counter() - start:.0f} s so far)')
       try:
-        sweep.run_sweep(base, grid, os.path.join(workdir, spec.name), mode=_MODE.value,
+        sweep_lib.run_sweep(base, grid, os.path.join(workdir, spec.name), mode=_MODE.value,
                         progress=say, dataset=datasets[members[0].config.dataset])
       except runlog.ConfigMismatchError as error:
         launch.fail(error)
       except faults.RunError as error:
         launch.fail(error, error.label, error.exit_code)
     say(f'trained in {time.perf_counter() - start:.0f} s')
-  built = report.build(workdir, _SUITE.value, os.path.join(workdir, 'figures'))
+  try:
+    built = report.build(workdir, _SUITE.value, os.path.join(workdir, 'figures'))
+  except (FileNotFoundError, ValueError) as error:
+    launch.fail(error)
   for name, value in built.items():
     say(f'\n{name}:\n{value}')
 

@@ -7,6 +7,7 @@ seeds give the mean and the standard deviation drawn as a shaded band. A diverge
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import textwrap
@@ -35,6 +36,13 @@ def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
   if not runs:
     raise ValueError(f'no run of {sweep_dir} has {dict(curve.select)}')
   return runs
+
+
+def configured_epochs(workdir: str, curve: suites.Curve) -> int:
+  """The ``epochs`` of the runs ``curve`` selects, from their sweep's first run."""
+  first = sweep.read_sweep(os.path.join(workdir, curve.sweep))['runs'][0]['dir']
+  with open(os.path.join(first, runlog.CONFIG_FILE), encoding='utf-8') as f:
+    return int(json.load(f)['epochs'])
 
 
 def metric_matrix(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray:
@@ -117,8 +125,10 @@ def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
   image = ax.imshow(error, cmap='viridis_r')
   for i in range(len(ps)):
     for j in range(len(lrs)):
-      text = 'diverged' if np.isnan(error[i, j]) and diverged[i, j] else (
-          f'{error[i, j]:.1f}%' + (f'\n({diverged[i, j]} div.)' if diverged[i, j] else ''))
+      if np.isnan(error[i, j]):
+        text = 'diverged' if diverged[i, j] else 'not run'
+      else:
+        text = f'{error[i, j]:.1f}%' + (f'\n({diverged[i, j]} div.)' if diverged[i, j] else '')
       ax.text(j, i, text, ha='center', va='center', color='w', fontsize=9)
   ax.set_xticks(range(len(lrs)), [f'{lr:g}' for lr in lrs])
   ax.set_yticks(range(len(ps)), [f'1/{round(1 / p)}' for p in ps])
@@ -141,18 +151,20 @@ def _cell(values: Sequence[float]) -> str:
 
 def table2_markdown(workdir: str) -> str:
   """Wide ResNet test accuracy (%) at 1/4, 1/2, 3/4 and the end of the run, beside the seed's."""
-  rows, header_epochs = [], None
-  for curve in suites.SUITES['table2'].panels[0].curves:
+  curves = suites.SUITES['table2'].panels[0].curves
+  total = configured_epochs(workdir, curves[0])
+  epochs = [max(1, round(total * q / 4)) for q in (1, 2, 3, 4)]
+  rows = []
+  for curve in curves:
     runs = curve_runs(workdir, curve)
-    accuracy = 100 * (1 - metric_matrix(runs, 'test_error'))
-    total = accuracy.shape[1]
-    epochs = [max(1, round(total * q / 4)) for q in (1, 2, 3, 4)]
-    header_epochs = header_epochs or epochs
+    accuracy = np.full((len(runs), total), np.nan)  # epochs not run (diverged) stay NaN
+    measured = 100 * (1 - metric_matrix(runs, 'test_error'))[:, :total]
+    accuracy[:, :measured.shape[1]] = measured
     cells = [f'{_cell(accuracy[:, e - 1])} ({seed:.2f})'
              for e, seed in zip(epochs, suites.SEED_TABLE2[curve.label])]
     rows.append(f'| {curve.label} | ' + ' | '.join(cells) + f' | {len(runs)} |')
   header = ' | '.join(f'epoch {e} (seed: {s})' for e, s in
-                      zip(header_epochs, suites.SEED_TABLE2_EPOCHS))
+                      zip(epochs, suites.SEED_TABLE2_EPOCHS))
   return '\n'.join([f'| optimizer | {header} | seeds |', '|---|' + '---:|' * 5, *rows])
 
 

@@ -71,7 +71,7 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def _value_name(value: Any) -> str:
-  return f'{value:g}' if isinstance(value, float) else str(value)
+  return repr(value)  # the shortest text that reads back as the same number
 
 
 def member_name(values: dict[str, Any]) -> str:
@@ -119,7 +119,7 @@ class SweepTrainer(train.Trainer):
     # The varying hyperparameters, one float32 array of K values each (traced in the step).
     self._hyper = {f: np.asarray([getattr(m.config, f) for m in self.members], np.float32)
                    for f in varying}
-    self._seeds = np.asarray([m.config.seed for m in self.members], np.uint32)
+    self._seeds = np.asarray([m.config.seed for m in self.members], np.int32)
     self.schedules = [config_lib.make_optimizer(m.config, self.steps_per_epoch)[1:]
                       for m in self.members]
 
@@ -258,12 +258,17 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = train.load_config_dataset(config)
   mode = choose_mode(mode, len(members))
-  os.makedirs(workdir, exist_ok=True)
-  _write_sweep_file(workdir, mode, grid, members)
+  for member in members:  # a finished run with other settings is refused, not reused
+    run_dir = os.path.join(workdir, member.name)
+    if os.path.exists(os.path.join(run_dir, runlog.CONFIG_FILE)):
+      train.record_config(run_dir, member.config, resuming=True)
   pending = [m for m in members if not is_complete(os.path.join(workdir, m.name), m.config)]
   if not pending:
     progress(f'{workdir}: all {len(members)} runs complete')
-  elif mode == 'sequential':
+    return {m.name: runlog.read_metrics(os.path.join(workdir, m.name)) for m in members}
+  os.makedirs(workdir, exist_ok=True)
+  _write_sweep_file(workdir, mode, grid, members)
+  if mode == 'sequential':
     for i, member in enumerate(members):
       if member in pending:
         progress(f'run {i + 1}/{len(members)}: {member.name}')

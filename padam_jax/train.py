@@ -265,7 +265,11 @@ class Trainer:
 def load_config_dataset(config: config_lib.TrainConfig) -> data_lib.Dataset:
   """The dataset a config names, cut to its ``train_size`` / ``test_size``."""
   dataset = data_lib.load_dataset(config.dataset, config.data_dir)
-  return dataset.subset(config.train_size, config.test_size)
+  dataset = dataset.subset(config.train_size, config.test_size)
+  if config.drop_remainder and config.batch_size > dataset.num_train:
+    raise ValueError(f'batch_size {config.batch_size} exceeds the {dataset.num_train} training '
+                     'examples and --drop_remainder drops the only batch')
+  return dataset
 
 
 def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool) -> None:

@@ -24,6 +24,7 @@ def _fake_sweep(workdir, spec, seeds, diverge=()):
   for i, member in enumerate(members):
     run_dir = os.path.join(sweep_dir, member.name)
     os.makedirs(run_dir)
+    runlog.write_or_check_config(run_dir, member.config.to_dict(), resuming=False)
     for epoch in range(1, EPOCHS + 1):
       diverged = member.values.get('learning_rate') in diverge and epoch >= 3
       value = None if diverged else 1.0 / (epoch + i)
