@@ -17,10 +17,8 @@ _TRAIN_SIZE = flags.DEFINE_integer('train_size', None, 'Train on the first N tra
 _TEST_SIZE = flags.DEFINE_integer('test_size', None, 'Evaluate on the first N test '
                                   'examples only (default: all).')
 _OPTIMIZER = flags.DEFINE_enum('optimizer', 'padam', sorted(OPTIMIZERS), 'Optimizer.')
-_PRESET = flags.DEFINE_enum(
-    'preset', 'seed', sorted(config_lib.PRESETS),
-    'seed: weight decay 0.005, constant lr, 100 epochs (the seed\'s Table 1); '
-    'paper: weight decay 5e-4, x0.1 at 50%/75%, 200 epochs (the authors\' scripts).')
+_PRESET = flags.DEFINE_enum('preset', 'seed', sorted(config_lib.PRESETS),
+                             config_lib.PRESET_HELP)
 _LR = flags.DEFINE_float('lr', None, 'Learning rate (default: the seed\'s Table 1: '
                          '0.1 for padam/padamw/sgdm, 0.001 for adam/amsgrad/adamw).')
 _LR_START = flags.DEFINE_float('lr_start', None, 'With --lr_schedule warmup: the learning '

@@ -30,10 +30,8 @@ _SCALE = flags.DEFINE_enum('scale', 'cpu', list(suites.SCALES),
 _SEEDS = flags.DEFINE_integer('seeds', 1, 'Seeds per configuration (error bars).')
 _MODE = flags.DEFINE_enum('mode', 'auto', list(sweep_lib.MODES),
                           'How each sweep trains its grid (see experiments.sweep).')
-_PRESET = flags.DEFINE_enum(
-    'preset', 'seed', sorted(config_lib.PRESETS),
-    'seed: its Table 1 (weight decay 0.005, constant lr); paper: the authors\' scripts '
-    '(weight decay 5e-4, x0.1 at 50% and 75% of the epochs).')
+_PRESET = flags.DEFINE_enum('preset', 'seed', sorted(config_lib.PRESETS),
+                             config_lib.PRESET_HELP + ' --scale cpu sets its own epochs.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data dir (CIFAR), or the folder of '
                                 'the Fashion-MNIST IDX files.')
 _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and tables.')

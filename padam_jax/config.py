@@ -30,6 +30,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     'paper': dict(weight_decay=5e-4, lr_schedule='multistep', epochs=200),
 }
 LR_SCHEDULES = ('constant', 'multistep', 'warmup')
+PRESET_HELP = ('seed: weight decay 0.005, constant lr, 100 epochs (the seed\'s Table 1); '
+               'paper: weight decay 5e-4, x0.1 at 50%/75% of the epochs, 200 epochs '
+               '(the authors\' scripts).')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 _PADAM_FAMILY = ('padam', 'padamw')
 
