@@ -1,4 +1,5 @@
-"""What the launchers share: one host device per core, --workdir, errors, quiet logging.
+"""What the launchers share: one host device per core, --workdir, joining the hosts of a
+multi-host run, errors, quiet logging and progress lines.
 
 Importing this module (before anything imports jax) exposes one XLA host device per
 CPU core, so that on CPU both cores share each batch.
@@ -17,10 +18,34 @@ from absl import flags  # noqa: E402  pylint: disable=wrong-import-position
 
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'Multi-host runs: HOST:PORT of process 0 (the same on '
+    'every host). Without it, a managed cluster (SLURM, TPU pod, ...) is detected from '
+    'the environment; elsewhere the run is one process.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Multi-host runs: the number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'Multi-host runs: this process, 0 .. num_processes - 1.')
 
 
 def workdir() -> str:
   return _WORKDIR.value
+
+
+def join_hosts() -> None:
+  """Joins the other processes of a multi-host run (first thing in ``main``)."""
+  from padam_jax import hosts  # pylint: disable=import-outside-toplevel
+  try:
+    hosts.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as error:
+    fail(error)
+
+
+def say(message: str) -> None:
+  """A progress line, printed by the primary process only."""
+  from padam_jax import hosts  # pylint: disable=import-outside-toplevel
+  if hosts.is_primary():
+    print(message, flush=True)
 
 
 def fail(error: Exception, label: str = 'error', exit_code: int = 2) -> None:

@@ -19,7 +19,7 @@ from experiments import launch  # noqa: F401  first: one host device per core
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax import config as config_lib  # noqa: E402
-from padam_jax import faults, suites  # noqa: E402
+from padam_jax import faults, hosts, suites  # noqa: E402
 from padam_jax import sweep as sweep_lib  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
@@ -41,8 +41,9 @@ def main(argv):
   del argv
   from padam_jax import report, runlog, train  # pylint: disable=import-outside-toplevel
 
+  launch.join_hosts()
   launch.quiet_logging()
-  say = lambda message: print(message, flush=True)  # noqa: E731
+  say = launch.say
   workdir = launch.workdir()
   scale = suites.SCALES[_SCALE.value]
   try:
@@ -75,6 +76,8 @@ def main(argv):
       except faults.RunError as error:
         launch.fail(error, error.label, error.exit_code)
     say(f'trained in {time.perf_counter() - start:.0f} s')
+  if not hosts.is_primary():  # every process has trained; one writes the report
+    return
   try:
     built = report.build(workdir, _SUITE.value, os.path.join(workdir, 'figures'))
   except (FileNotFoundError, ValueError) as error:

@@ -32,8 +32,9 @@ def main(argv):
   del argv
   from padam_jax import runlog, train  # pylint: disable=import-outside-toplevel
 
+  launch.join_hosts()
   launch.quiet_logging()
-  say = lambda message: print(message, flush=True)  # noqa: E731
+  say = launch.say
   try:
     grid = sweep.parse_grid(_GRID.value)
     clash = sorted(_AXIS_FLAGS.get(f, f) for f in grid

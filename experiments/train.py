@@ -20,7 +20,7 @@ from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax import config as config_lib  # noqa: E402
-from padam_jax import faults  # noqa: E402
+from padam_jax import faults, hosts  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
 
@@ -29,8 +29,9 @@ def main(argv):
   from experiments.plot import plot_runs  # pylint: disable=import-outside-toplevel
   from padam_jax import runlog, train  # pylint: disable=import-outside-toplevel
 
+  launch.join_hosts()
   launch.quiet_logging()
-  say = lambda message: print(message, flush=True)  # noqa: E731
+  say = launch.say
   workdir = launch.workdir()
   try:
     config = config_lib.resolve(config_flags.config_from_flags())
@@ -44,6 +45,8 @@ def main(argv):
   except faults.RunError as error:
     launch.fail(error, error.label, error.exit_code)
   curves = os.path.join(workdir, 'curves.png')
+  if not hosts.is_primary():
+    return
   plot_runs([workdir], curves, title=f'{config.model} on {config.dataset}, {config.optimizer}')
   say(f'metrics: {os.path.join(workdir, "metrics.jsonl")}\ncurves: {curves}')
 

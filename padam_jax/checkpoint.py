@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 import jax
 
-from padam_jax import faults
+from padam_jax import faults, hosts
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ def unfinished_writes(workdir: str) -> list[str]:
 class Checkpointer:
   """Saves and restores the train state of each epoch under ``workdir/checkpoints``.
 
+  In a multi-host run every process saves and restores together (Orbax's
+  multi-process support) and the primary one makes the repairs.
   Keeps the newest ``max_to_keep`` epochs; Orbax writes each into a temporary
   directory and renames it when complete, so a kill never leaves a torn one. Two
   are enough for one damaged checkpoint to have a readable one beside it.
@@ -57,9 +59,11 @@ class Checkpointer:
 
   def _remove_unfinished(self) -> None:
     """Deletes temporary directories of writes that never finished (killed, disk full)."""
-    for path in unfinished_writes(os.path.dirname(self.directory)):
-      shutil.rmtree(path)
-      self._report(f'removed {path}, an unfinished checkpoint write')
+    if hosts.is_primary():
+      for path in unfinished_writes(os.path.dirname(self.directory)):
+        shutil.rmtree(path)
+        self._report(f'removed {path}, an unfinished checkpoint write')
+    hosts.barrier('checkpoints: unfinished writes removed')
 
   def latest_epoch(self) -> Optional[int]:
     """The last saved epoch (1-based), or None."""
@@ -100,12 +104,8 @@ class Checkpointer:
         failures.append((epoch, faults.brief(error)))
         self._reopen()
         continue
-      for bad_epoch, reason in failures:
-        moved = self._move_aside(bad_epoch)
-        self._report(f'the checkpoint of epoch {bad_epoch} is unreadable ({reason}); '
-                     f'moved it to {moved}')
       if failures:
-        self._reopen()
+        self._move_damaged_aside(failures)
       return epoch, state
     if failures:
       epochs = ', '.join(str(e) for e, _ in failures)
@@ -114,6 +114,17 @@ class Checkpointer:
           f'{failures[0][0]}: {failures[0][1]}): restore them from a backup, or start '
           f'over with a new --workdir (or after deleting {self.directory})')
     return 0, like
+
+  def _move_damaged_aside(self, failures: list[tuple[int, str]]) -> None:
+    """Moves the unreadable checkpoints to ``damaged/`` (the primary process does it)."""
+    hosts.barrier('checkpoints: restored')  # no process reads the damaged ones any more
+    if hosts.is_primary():
+      for epoch, reason in failures:
+        moved = self._move_aside(epoch)
+        self._report(f'the checkpoint of epoch {epoch} is unreadable ({reason}); '
+                     f'moved it to {moved}')
+    hosts.barrier('checkpoints: damaged moved aside')
+    self._reopen()
 
   def _move_aside(self, epoch: int) -> str:
     stamp = time.strftime('%Y%m%d-%H%M%S')

@@ -1,7 +1,8 @@
 """A run directory's human-readable files: ``config.json`` and ``metrics.jsonl``.
 
 ``metrics.jsonl`` holds one JSON object per finished epoch and is the only
-source that plots and tables read.
+source that plots and tables read. In a multi-host run every process reads these
+files but only the primary one writes them: the writers here do nothing elsewhere.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import math
 import os
 from typing import Any, Optional
+
+from padam_jax import hosts
 
 METRICS_FILE = 'metrics.jsonl'
 CONFIG_FILE = 'config.json'
@@ -24,6 +27,8 @@ def append_metrics(workdir: str, record: dict[str, Any]) -> None:
 
   Non-finite numbers are written as ``null``, so the file stays strict JSON.
   """
+  if not hosts.is_primary():
+    return
   record = {k: _strict(v) for k, v in record.items()}
   with open(os.path.join(workdir, METRICS_FILE), 'a', encoding='utf-8') as f:
     f.write(json.dumps(record, sort_keys=True, allow_nan=False) + '\n')
@@ -53,6 +58,8 @@ def diverged_epoch(workdir: str) -> Optional[int]:
 
 def keep_epochs_up_to(workdir: str, last_epoch: int) -> None:
   """Drops records of epochs after ``last_epoch`` (they are redone on resume)."""
+  if not hosts.is_primary():
+    return
   records = [r for r in read_metrics(workdir) if r['epoch'] <= last_epoch]
   path = os.path.join(workdir, METRICS_FILE)
   tmp = path + '.tmp'
@@ -85,6 +92,8 @@ def write_or_check_config(workdir: str, config: dict[str, Any], *, resuming: boo
       raise ConfigMismatchError(
           f'{workdir} holds a run with another configuration ({changes}'
           f'{"; " + hint if hint else ""}); use a new --workdir or the same settings')
+  if not hosts.is_primary():
+    return
   tmp = path + '.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(config, f, indent=2, sort_keys=True)

@@ -1,9 +1,11 @@
 """Device mesh and shardings for data parallelism: the one place that decides them.
 
 Batches are split along their leading axis over a 1-D ``data`` mesh of all
-devices (one host: the training loop moves host arrays with ``device_put``); parameters, optimizer state and the uint8 dataset are replicated.
-Under ``jit`` XLA then partitions each step, and BatchNorm's batch statistics
-become all-reduces: the result equals one large-batch step on one device.
+devices, of every process in a multi-host run (``hosts``); parameters, optimizer
+state and the uint8 dataset are replicated, and each process places its own copy on
+its devices (``device_put`` of a host array every process holds). Under ``jit`` XLA
+then partitions each step, and BatchNorm's batch statistics become all-reduces: the
+result equals one large-batch step on one device.
 """
 
 from __future__ import annotations

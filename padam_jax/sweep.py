@@ -19,6 +19,7 @@ are not disturbed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -32,7 +33,7 @@ import numpy as np
 
 from padam_jax import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import faults, runlog, sharding, train
+from padam_jax import faults, hosts, runlog, sharding, train
 from padam_jax.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class SweepTrainer(train.Trainer):
   def init_state(self) -> SweepState:
     image_shape = self.dataset.image_shape
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=sharding.replicated(self.mesh))
     def init(hyper, seeds):
       def one(hyper, seed):
         return train.init_train_state(self.model, self._member_tx(hyper),
@@ -139,8 +140,7 @@ class SweepTrainer(train.Trainer):
       return SweepState(members=jax.vmap(one)(hyper, seeds), hyper=hyper,
                         diverged=jnp.zeros(seeds.shape, bool))
 
-    state = init(self._hyper, self._seeds)
-    return jax.device_put(state, sharding.replicated(self.mesh))
+    return init(self._hyper, self._seeds)
 
   def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
     """Per-member index batches ``[steps, K, B]``, the shared mask, K augmentation keys."""
@@ -208,6 +208,8 @@ def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
           f'{workdir} holds another sweep (mode {previous.get("mode")!r}, grid '
           f'{previous.get("grid")}); use a new --workdir or the same grid and mode')
     return
+  if not hosts.is_primary():
+    return
   tmp = path + '.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:
     json.dump(content, f, indent=2)
@@ -255,6 +257,7 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
   """
   members = expand(base, grid)
   config = members[0].config
+  progress = hosts.primary_only(progress)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = train.load_config_dataset(config)
   mode = choose_mode(mode, len(members))
@@ -279,6 +282,7 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
           progress(f'diverged: {error}')
   else:
     _run_vmapped(members, workdir, progress, dataset, steps_per_call)
+    hosts.barrier('sweep: metrics written')
   return {m.name: runlog.read_metrics(os.path.join(workdir, m.name)) for m in members}
 
 

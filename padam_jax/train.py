@@ -25,7 +25,7 @@ import optax
 
 from padam_jax import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import faults, models, runlog, sharding
+from padam_jax import faults, hosts, models, runlog, sharding
 from padam_jax.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -44,10 +44,11 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def init_train_state(model: flax.linen.Module, tx: optax.GradientTransformation,
-                     rng: jax.Array, image_shape: tuple[int, ...]) -> TrainState:
-  """Initial parameters, batch statistics and optimizer state."""
+                     rng: jax.Array, image_shape: tuple[int, ...],
+                     out_sharding: Any = None) -> TrainState:
+  """Initial parameters, batch statistics and optimizer state (placed by ``out_sharding``)."""
 
-  @jax.jit
+  @functools.partial(jax.jit, out_shardings=out_sharding)
   def init(rng):
     variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables['params']
@@ -200,9 +201,8 @@ class Trainer:
   # --- host-side loop -----------------------------------------------------------
 
   def init_state(self) -> TrainState:
-    state = init_train_state(self.model, self.tx, self._key('init'),
-                             self.dataset.image_shape)
-    return jax.device_put(state, sharding.replicated(self.mesh))
+    return init_train_state(self.model, self.tx, self._key('init'), self.dataset.image_shape,
+                            out_sharding=sharding.replicated(self.mesh))
 
   def _key(self, purpose: str, *indices: int) -> jax.Array:
     return derive_key(self.config.seed, purpose, *indices)
@@ -295,6 +295,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
   ``workdir/metrics.jsonl``.
   """
   config = config_lib.resolve(config)
+  progress = hosts.primary_only(progress)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = load_config_dataset(config)
   trainer = Trainer(config, dataset)
@@ -336,4 +337,5 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
                f'acc {record["train_accuracy"]:.4f}, test loss {record["test_loss"]:.4f} '
                f'error {record["test_error"]:.4f} ({record["train_seconds"]:.1f} s)')
     checkpointer.close()
+  hosts.barrier('run: metrics written')
   return runlog.read_metrics(workdir)

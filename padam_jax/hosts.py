@@ -1,0 +1,60 @@
+"""Several processes as one run: joining them, which one writes, and barriers.
+
+A run over N hosts is N copies of the same command, one per process, joined by
+``jax.distributed``. Every process computes on its own devices (its slice of each
+batch, see ``sharding``) and saves and restores checkpoints together with the
+others; only the primary process (index 0) writes ``config.json``,
+``metrics.jsonl``, summaries, plots and progress lines. With one process every
+function here is a no-op or trivially true.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import jax
+
+
+def initialize(coordinator_address: Optional[str] = None,
+               num_processes: Optional[int] = None,
+               process_id: Optional[int] = None) -> None:
+  """Joins the processes of a multi-host run; call before any other JAX work.
+
+  With ``coordinator_address`` (``HOST:PORT`` of process 0), the three values
+  describe the run (``jax.distributed`` fills in what a managed cluster such as
+  SLURM or a TPU pod provides). Without it, the cluster is detected from the
+  environment and, where none is found, the run is one process.
+  """
+  if num_processes == 1:
+    return
+  if coordinator_address is None and num_processes is None and process_id is None:
+    try:
+      jax.distributed.initialize()
+    except ValueError:  # no managed cluster detected: a single process
+      pass
+    return
+  if coordinator_address is None:
+    raise ValueError('--num_processes/--process_id need --coordinator_address HOST:PORT '
+                     '(the address of process 0)')
+  if num_processes is not None and process_id is not None and not (
+      0 <= process_id < num_processes):
+    raise ValueError(f'--process_id {process_id} is not in [0, --num_processes '
+                     f'{num_processes})')
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def is_primary() -> bool:
+  """Whether this process writes the run's files and progress lines."""
+  return jax.process_index() == 0
+
+
+def primary_only(report: Callable[[str], Any]) -> Callable[[str], Any]:
+  """``report`` on the primary process; elsewhere a function that drops its line."""
+  return report if is_primary() else (lambda line: None)
+
+
+def barrier(name: str) -> None:
+  """Waits until every process has reached ``barrier(name)``."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)
