@@ -17,10 +17,17 @@ from absl import flags  # noqa: E402  pylint: disable=wrong-import-position
 
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
+_TENSORBOARD = flags.DEFINE_bool(
+    'tensorboard', True, 'Also write TensorBoard summaries beside each metrics.jsonl, in '
+    'RUN_DIR/tensorboard/ (tensorboard --logdir WORKDIR).')
 
 
 def workdir() -> str:
   return _WORKDIR.value
+
+
+def tensorboard() -> bool:
+  return _TENSORBOARD.value
 
 
 def fail(error: Exception, label: str = 'error', exit_code: int = 2) -> None:

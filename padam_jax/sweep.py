@@ -18,6 +18,7 @@ are not disturbed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -32,7 +33,7 @@ import numpy as np
 
 from padam_jax import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import faults, runlog, sharding, train
+from padam_jax import faults, runlog, sharding, summaries, train
 from padam_jax.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -248,10 +249,12 @@ def choose_mode(mode: str, num_members: int) -> str:
 def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir: str,
               mode: str = 'auto', progress: Callable[[str], None] = logger.info,
               dataset: Optional[data_lib.Dataset] = None,
-              steps_per_call: Optional[int] = None) -> dict[str, list[dict[str, Any]]]:
+              steps_per_call: Optional[int] = None,
+              tensorboard: bool = False) -> dict[str, list[dict[str, Any]]]:
   """Trains every member of ``grid`` over ``base`` in ``workdir``; resumable.
 
-  Returns each member's records (``metrics.jsonl``) by member name.
+  Returns each member's records (``metrics.jsonl``) by member name. ``tensorboard``:
+  also write TensorBoard summaries in each member's directory.
   """
   members = expand(base, grid)
   config = members[0].config
@@ -274,20 +277,23 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
         progress(f'run {i + 1}/{len(members)}: {member.name}')
         try:
           train.train_and_evaluate(member.config, os.path.join(workdir, member.name),
-                                   progress=progress, dataset=dataset)
+                                   progress=progress, dataset=dataset,
+                                   tensorboard=tensorboard)
         except faults.DivergedError as error:  # marked in its records; the others go on
           progress(f'diverged: {error}')
   else:
-    _run_vmapped(members, workdir, progress, dataset, steps_per_call)
+    _run_vmapped(members, workdir, progress, dataset, steps_per_call, tensorboard)
   return {m.name: runlog.read_metrics(os.path.join(workdir, m.name)) for m in members}
 
 
 def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[str], None],
-                 dataset: data_lib.Dataset, steps_per_call: Optional[int]) -> None:
+                 dataset: data_lib.Dataset, steps_per_call: Optional[int],
+                 tensorboard: bool) -> None:
   trainer = SweepTrainer(members, dataset, steps_per_call=steps_per_call)
   config = trainer.config
   dirs = [os.path.join(workdir, m.name) for m in members]
-  with faults.StorageGuard(workdir) as guard:
+  with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
+    boards = [stack.enter_context(summaries.RunSummaries(d, tensorboard)) for d in dirs]
     checkpointer = Checkpointer(workdir, report=progress)
     guard.saved_epoch = checkpointer.latest_epoch() or 0
     for member, run_dir in zip(members, dirs):
@@ -301,23 +307,33 @@ def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[st
     guard.saved_epoch = done
     if done:
       progress(f'resumed from the checkpoint of epoch {done}')
-    for run_dir in dirs:
+    for member, run_dir, board in zip(members, dirs, boards):
       runlog.keep_epochs_up_to(run_dir, done)
+      board.start(member.config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
     for epoch in range(done + 1, config.epochs + 1):
-      if bool(np.all(jax.device_get(state.diverged))):
+      frozen = jax.device_get(state.diverged).tolist()
+      if all(frozen):
         progress('every run of the sweep has diverged: stopping')
         break
+
+      def observe(step, losses, frozen=frozen):  # members frozen before the epoch: no curve
+        for board, loss, was_frozen in zip(boards, losses, frozen):
+          if not was_frozen:
+            board.train_loss(step, loss)
+
       first_step = (epoch - 1) * trainer.steps_per_epoch
-      state, train_metrics = trainer.train_epoch(state, epoch, progress)
+      state, train_metrics = trainer.train_epoch(state, epoch, progress, observe)
       metrics = {**train_metrics, **trainer.evaluate(state)}
       # As a single run: a non-finite train or test loss; the member stops changing.
       state = state.replace(diverged=state.diverged | faults.is_diverged(
           np.asarray(metrics['train_loss']), np.asarray(metrics['test_loss'])))
       diverged = jax.device_get(state.diverged).tolist()
       steps = jax.device_get(state.members.step).tolist()
-      for k, run_dir in enumerate(dirs):
-        runlog.append_metrics(run_dir, member_record(
-            epoch, steps[k], metrics, k, diverged[k], *trainer.schedules[k], first_step))
+      for k, (run_dir, board) in enumerate(zip(dirs, boards)):
+        record = member_record(epoch, steps[k], metrics, k, diverged[k],
+                               *trainer.schedules[k], first_step)
+        runlog.append_metrics(run_dir, record)
+        board.epoch(record)
       checkpointer.save(epoch, state)
       guard.saved_epoch = epoch
       best = None if all(diverged) else int(np.nanargmin(

@@ -25,7 +25,7 @@ import optax
 
 from padam_jax import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import faults, models, runlog, sharding
+from padam_jax import faults, models, runlog, sharding, summaries
 from padam_jax.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -215,9 +215,14 @@ class Trainer:
     return np.asarray(indices), np.asarray(mask), self._key('augment', epoch)
 
   def train_epoch(self, state: TrainState, epoch: int,
-                  progress: Callable[[str], None] = logger.info
+                  progress: Callable[[str], None] = logger.info,
+                  observe: Optional[Callable[[int, np.ndarray], None]] = None
                   ) -> tuple[TrainState, dict[str, float]]:
-    """One pass over the training set (``epoch`` is 1-based); returns mean metrics."""
+    """One pass over the training set (``epoch`` is 1-based); returns mean metrics.
+
+    At each progress report, ``observe(step, loss)`` (if given) gets the global step and
+    the epoch's mean train loss so far (shape ``members_shape``).
+    """
     n, batch = self.dataset.num_train, self.config.batch_size
     indices, mask, epoch_key = self._epoch_plan(epoch)
     full = n // batch
@@ -239,10 +244,11 @@ class Trainer:
       if done - reported >= PROGRESS_EVERY or done == self.steps_per_epoch:
         reported = done
         seen = jax.device_get(totals)
-        images = np.sum(seen['count'])
-        progress(f'epoch {epoch} step {done}/{self.steps_per_epoch} '
-                 f'loss {_describe(seen["loss_sum"] / seen["count"])} '
+        images, loss = np.sum(seen['count']), seen['loss_sum'] / seen['count']
+        progress(f'epoch {epoch} step {done}/{self.steps_per_epoch} loss {_describe(loss)} '
                  f'({images / (time.perf_counter() - start):.1f} img/s)')
+        if observe is not None:
+          observe((epoch - 1) * self.steps_per_epoch + done, loss)
     totals = jax.device_get(totals)
     return state, {'train_loss': (totals['loss_sum'] / totals['count']).tolist(),
                    'train_accuracy': (totals['correct'] / totals['count']).tolist(),
@@ -284,7 +290,8 @@ def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool) 
 
 def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
                        progress: Callable[[str], None] = logger.info,
-                       dataset: Optional[data_lib.Dataset] = None) -> list[dict[str, Any]]:
+                       dataset: Optional[data_lib.Dataset] = None,
+                       tensorboard: bool = False) -> list[dict[str, Any]]:
   """Trains ``config`` in ``workdir``, resuming from its newest readable checkpoint.
 
   Rerunning with a larger ``epochs`` continues the same run (refused when a
@@ -292,13 +299,15 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
   A non-finite train or test loss marks the epoch's record ``"diverged": true``,
   saves no checkpoint and raises ``faults.DivergedError`` (again on every rerun);
   a failed write raises ``faults.StorageError``. Returns all epoch records of
-  ``workdir/metrics.jsonl``.
+  ``workdir/metrics.jsonl``. ``tensorboard``: also write TensorBoard summaries
+  (``padam_jax.summaries``).
   """
   config = config_lib.resolve(config)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = load_config_dataset(config)
   trainer = Trainer(config, dataset)
-  with faults.StorageGuard(workdir) as guard:
+  with (faults.StorageGuard(workdir) as guard,
+        summaries.RunSummaries(workdir, tensorboard) as board):
     os.makedirs(workdir, exist_ok=True)
     diverged_in = runlog.diverged_epoch(workdir)
     if diverged_in:  # the same settings would diverge again: refuse, every time
@@ -316,9 +325,10 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
     if done:
       progress(f'resumed from the checkpoint of epoch {done}')
     runlog.keep_epochs_up_to(workdir, done)
+    board.start(config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
     for epoch in range(done + 1, config.epochs + 1):
       first_step = (epoch - 1) * trainer.steps_per_epoch
-      state, train_metrics = trainer.train_epoch(state, epoch, progress)
+      state, train_metrics = trainer.train_epoch(state, epoch, progress, board.train_loss)
       record = {'epoch': epoch, 'step': int(state.step), **train_metrics,
                 **trainer.evaluate(state),
                 'learning_rate': float(trainer.learning_rate(first_step)),
@@ -328,6 +338,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
       if diverged:
         record['diverged'] = True
       runlog.append_metrics(workdir, record)
+      board.epoch(record)
       if diverged:  # the non-finite state is never saved
         raise faults.DivergedError(faults.diverged_message(workdir, epoch))
       checkpointer.save(epoch, state)
