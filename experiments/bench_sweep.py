@@ -16,7 +16,6 @@ from experiments import launch  # noqa: F401  first: one host device per core
 from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 from padam_jax import data, sweep, train  # noqa: E402
 
@@ -24,17 +23,6 @@ _PARTIALS = flags.DEFINE_list('partials', ['0.25', '0.125', '0.0625'], 'Grid of 
 _LRS = flags.DEFINE_list('lrs', ['0.1', '0.01', '0.001'], 'Grid of learning rates.')
 _TIMED_EPOCHS = flags.DEFINE_integer('timed_epochs', 1, 'Epochs timed after the first.')
 _SYNTHETIC_TRAIN = flags.DEFINE_integer('synthetic_train', 1024, 'Synthetic training images.')
-
-
-def synthetic_dataset(num_train: int, num_test: int = 200, seed: int = 0) -> data.Dataset:
-  """Random CIFAR-shaped uint8 images and labels (timing needs no real data)."""
-  rng = np.random.default_rng(seed)
-  images = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noqa: E731
-  labels = lambda n: rng.integers(0, 10, n).astype(np.int32)  # noqa: E731
-  return data.Dataset(name='synthetic', train_images=images(num_train),
-                      train_labels=labels(num_train), test_images=images(num_test),
-                      test_labels=labels(num_test), num_classes=10,
-                      mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD)
 
 
 def _time_epochs(trainer: train.Trainer, epochs: int) -> tuple[float, float]:
@@ -58,7 +46,7 @@ def main(argv):
   grid = {'partial': [float(p) for p in _PARTIALS.value],
           'learning_rate': [float(lr) for lr in _LRS.value]}
   members = sweep.expand(base, grid)
-  dataset = synthetic_dataset(_SYNTHETIC_TRAIN.value)
+  dataset = data.synthetic_dataset(_SYNTHETIC_TRAIN.value, num_test=200)
   print(f'JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s); '
         f'{base.model} width {base.width}, batch {base.batch_size}, '
         f'{dataset.num_train} images per epoch, K = {len(members)}')

@@ -1,7 +1,8 @@
 """Training-step throughput: our jitted JAX step versus the PyTorch twin in eager mode.
 
     python -m experiments.bench_train [--models vgg16,resnet18,wrn16_4 --width 1.0
-                                       --batch_size 128 --repeats 3]
+                                       --batch_size 128 --repeats 3
+                                       --compute_dtype float32 --steps_per_call N]
 
 One training step (forward, backward, optimizer update) on a batch of 32x32x3 images
 with 10 classes, for each architecture, in images per second (median over
@@ -10,11 +11,13 @@ with momentum 0.9 and weight decay 5e-4 (``padam_jax.sgdm`` and
 ``torch.optim.SGD``), so the comparison is about the model step.
 
 JAX side: ``padam_jax.train.Trainer`` itself, training epochs of ``POOL_BATCHES``
-steps over a pool of random uint8 images (gathered, cropped, flipped and normalised
-on the device, split over all local devices; on CPU one jitted, donated call per
-batch); the time per step is the epoch's time divided by its steps. Unless ``XLA_FLAGS`` already sets ``--xla_force_host_platform_device_count``,
-this script sets it to the number of CPU cores before importing JAX, so that the
-data-parallel step uses every core.
+steps (or ``--steps_per_call``, if more: one whole compiled call) over a pool of random
+uint8 images (gathered, cropped, flipped and normalised on the device, split over all
+local devices; on CPU one jitted, donated call per batch) with activations in
+``--compute_dtype``; the time per step is the epoch's time divided by its steps. Unless
+``XLA_FLAGS`` already sets ``--xla_force_host_platform_device_count``, this script sets it
+to the number of CPU cores before importing JAX, so that the data-parallel step uses
+every core.
 
 PyTorch side: ``padam_jax.reference.models.get_torch_model`` (same structure) in
 ``train()`` mode, eager, default number of threads; cross-entropy, backward and
@@ -41,7 +44,6 @@ from typing import Callable
 
 from absl import app, flags
 import jax
-import numpy as np
 
 from padam_jax import config as config_lib
 from padam_jax import data, train
@@ -55,32 +57,34 @@ _TORCH = flags.DEFINE_bool('torch', True, 'Also time the PyTorch twins.')
 _STEPS_PER_CALL = flags.DEFINE_integer(
     'steps_per_call', None, 'Train steps per compiled call (a lax.scan when > 1); '
     'default: what Trainer picks for the backend (1 on CPU).')
+_COMPUTE_DTYPE = flags.DEFINE_enum('compute_dtype', 'float32',
+                                   list(config_lib.COMPUTE_DTYPES),
+                                   'Activation dtype of the JAX step (PyTorch: float32).')
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
-POOL_BATCHES = 4  # the image pool the JAX batches are gathered from
+POOL_BATCHES = 4  # the image pool the JAX batches are gathered from (at least)
+
+
+def jax_batches() -> int:
+  """Steps of a timed JAX epoch: ``POOL_BATCHES``, or one whole call of more steps."""
+  return max(POOL_BATCHES, _STEPS_PER_CALL.value or 1)
 
 
 def jax_step(name: str, width: float, batch_size: int) -> Callable[[], None]:
-  """A closure running one ``Trainer`` epoch of ``POOL_BATCHES`` steps, blocking at its end.
+  """A closure running one ``Trainer`` epoch of ``jax_batches()`` steps, blocking at its end.
 
-  The caller divides its time by ``POOL_BATCHES``.
+  The caller divides its time by ``jax_batches()``.
   """
-  rng = np.random.RandomState(0)
-  pool = POOL_BATCHES * batch_size
-  dataset = data.Dataset(
-      name='random', train_images=rng.randint(0, 256, (pool, *IMAGE_SHAPE), dtype=np.uint8),
-      train_labels=rng.randint(0, NUM_CLASSES, (pool,)).astype(np.int32),
-      test_images=np.zeros((batch_size, *IMAGE_SHAPE), np.uint8),
-      test_labels=np.zeros((batch_size,), np.int32), num_classes=NUM_CLASSES,
-      mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD)
+  dataset = data.synthetic_dataset(jax_batches() * batch_size, batch_size)
   config = config_lib.resolve(config_lib.TrainConfig(
-      model=name, width=width, dataset='cifar10', optimizer='sgdm',
+      model=name, width=width, dataset='synthetic', optimizer='sgdm',
       learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
-      batch_size=batch_size, drop_remainder=True, epochs=1))
+      batch_size=batch_size, drop_remainder=True, epochs=1,
+      compute_dtype=_COMPUTE_DTYPE.value))
   trainer = train.Trainer(config, dataset, steps_per_call=_STEPS_PER_CALL.value)
   box = {'state': trainer.init_state(), 'epoch': 1}
 
@@ -131,7 +135,9 @@ def main(argv) -> None:
     import torch  # pylint: disable=import-outside-toplevel
     threads = torch.get_num_threads()
   print(f'JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s); '
-        f'PyTorch threads: {threads}; batch {batch}, width {_WIDTH.value}', flush=True)
+        f'PyTorch threads: {threads}; batch {batch}, width {_WIDTH.value}; JAX: '
+        f'{_COMPUTE_DTYPE.value}, {_STEPS_PER_CALL.value or "default"} steps per call',
+        flush=True)
 
   steps: dict[str, dict[str, Callable[[], None]]] = {}
   for name in _MODELS.value:
@@ -146,7 +152,7 @@ def main(argv) -> None:
   for r in range(_REPEATS.value):
     for name, sides in steps.items():
       for side, fn in sides.items():
-        seconds = _seconds(fn) / (POOL_BATCHES if side == 'jax' else 1)
+        seconds = _seconds(fn) / (jax_batches() if side == 'jax' else 1)
         times.setdefault((name, side), []).append(seconds)
         print(f'repeat {r + 1}: {name} {side} {seconds:.3f} s', flush=True)
 

@@ -26,6 +26,9 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
                                       'Multi-host runs: the number of processes.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None,
                                    'Multi-host runs: this process, 0 .. num_processes - 1.')
+_TENSORBOARD = flags.DEFINE_bool(
+    'tensorboard', True, 'Also write TensorBoard summaries beside each metrics.jsonl, in '
+    'RUN_DIR/tensorboard/ (tensorboard --logdir WORKDIR).')
 
 
 def workdir() -> str:
@@ -46,6 +49,10 @@ def say(message: str) -> None:
   from padam_jax import hosts  # pylint: disable=import-outside-toplevel
   if hosts.is_primary():
     print(message, flush=True)
+
+
+def tensorboard() -> bool:
+  return _TENSORBOARD.value
 
 
 def fail(error: Exception, label: str = 'error', exit_code: int = 2) -> None:

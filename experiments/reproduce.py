@@ -70,7 +70,8 @@ def main(argv):
           f'({time.perf_counter() - start:.0f} s so far)')
       try:
         sweep_lib.run_sweep(base, grid, os.path.join(workdir, spec.name), mode=_MODE.value,
-                        progress=say, dataset=datasets[members[0].config.dataset])
+                        progress=say, dataset=datasets[members[0].config.dataset],
+                        tensorboard=launch.tensorboard())
       except runlog.ConfigMismatchError as error:
         launch.fail(error)
       except faults.RunError as error:

@@ -7,7 +7,8 @@
 The grid is the product of the ``--grid NAME=V1,V2,...`` flags (NAME: lr, partial,
 weight_decay, b1, b2, momentum, eps, seed); every other setting takes the same
 flags as ``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with its
-``config.json`` and ``metrics.jsonl``; ``WORKDIR/sweep.json`` lists them.
+``config.json``, ``metrics.jsonl`` and TensorBoard summaries (``tensorboard/``, unless
+``--notensorboard``); ``WORKDIR/sweep.json`` lists them.
 """
 
 from experiments import launch  # first: sets up one host device per core
@@ -49,7 +50,8 @@ def main(argv):
     launch.fail(error)
   try:
     results = sweep.run_sweep(base, grid, launch.workdir(), mode=_MODE.value,
-                              progress=say, dataset=dataset)
+                              progress=say, dataset=dataset,
+                              tensorboard=launch.tensorboard())
   except runlog.ConfigMismatchError as error:
     launch.fail(error)
   except faults.RunError as error:

@@ -4,7 +4,8 @@
         --epochs 15 --workdir runs/demo
 
 Writes ``WORKDIR/config.json``, ``WORKDIR/metrics.jsonl`` (one JSON object per
-epoch), ``WORKDIR/checkpoints/`` (the last two epochs) and ``WORKDIR/curves.png``.
+epoch), ``WORKDIR/checkpoints/`` (the last two epochs), ``WORKDIR/curves.png`` and,
+unless ``--notensorboard``, TensorBoard summaries in ``WORKDIR/tensorboard/``.
 Rerunning with a larger ``--epochs`` continues from the last checkpoint.
 
 Exit status: 0 done; 2 an error the user can fix (bad flags, missing data, a full
@@ -39,7 +40,8 @@ def main(argv):
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
   try:
-    train.train_and_evaluate(config, workdir, progress=say, dataset=dataset)
+    train.train_and_evaluate(config, workdir, progress=say, dataset=dataset,
+                             tensorboard=launch.tensorboard())
   except runlog.ConfigMismatchError as error:
     launch.fail(error)
   except faults.RunError as error:

@@ -18,6 +18,7 @@ are not disturbed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -33,8 +34,7 @@ import numpy as np
 
 from padam_jax import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import faults, hosts, runlog, sharding, train
-from padam_jax.checkpoint import Checkpointer
+from padam_jax import faults, hosts, runlog, sharding, summaries, train
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +141,11 @@ class SweepTrainer(train.Trainer):
                         diverged=jnp.zeros(seeds.shape, bool))
 
     return init(self._hyper, self._seeds)
+
+  def describe(self, state: SweepState) -> str:
+    config = self.config
+    return (f'{config.model} width {config.width}; {config.optimizer}; '
+            f'{len(self.members)} runs in one program')
 
   def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
     """Per-member index batches ``[steps, K, B]``, the shared mask, K augmentation keys."""
@@ -250,10 +255,12 @@ def choose_mode(mode: str, num_members: int) -> str:
 def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir: str,
               mode: str = 'auto', progress: Callable[[str], None] = logger.info,
               dataset: Optional[data_lib.Dataset] = None,
-              steps_per_call: Optional[int] = None) -> dict[str, list[dict[str, Any]]]:
+              steps_per_call: Optional[int] = None,
+              tensorboard: bool = False) -> dict[str, list[dict[str, Any]]]:
   """Trains every member of ``grid`` over ``base`` in ``workdir``; resumable.
 
-  Returns each member's records (``metrics.jsonl``) by member name.
+  Returns each member's records (``metrics.jsonl``) by member name. ``tensorboard``:
+  also write TensorBoard summaries in each member's directory.
   """
   members = expand(base, grid)
   config = members[0].config
@@ -277,51 +284,51 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
         progress(f'run {i + 1}/{len(members)}: {member.name}')
         try:
           train.train_and_evaluate(member.config, os.path.join(workdir, member.name),
-                                   progress=progress, dataset=dataset)
+                                   progress=progress, dataset=dataset,
+                                   tensorboard=tensorboard)
         except faults.DivergedError as error:  # marked in its records; the others go on
           progress(f'diverged: {error}')
   else:
-    _run_vmapped(members, workdir, progress, dataset, steps_per_call)
+    _run_vmapped(members, workdir, progress, dataset, steps_per_call, tensorboard)
     hosts.barrier('sweep: metrics written')
   return {m.name: runlog.read_metrics(os.path.join(workdir, m.name)) for m in members}
 
 
 def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[str], None],
-                 dataset: data_lib.Dataset, steps_per_call: Optional[int]) -> None:
+                 dataset: data_lib.Dataset, steps_per_call: Optional[int],
+                 tensorboard: bool) -> None:
   trainer = SweepTrainer(members, dataset, steps_per_call=steps_per_call)
   config = trainer.config
   dirs = [os.path.join(workdir, m.name) for m in members]
-  with faults.StorageGuard(workdir) as guard:
-    checkpointer = Checkpointer(workdir, report=progress)
-    guard.saved_epoch = checkpointer.latest_epoch() or 0
-    for member, run_dir in zip(members, dirs):
-      os.makedirs(run_dir, exist_ok=True)
-      train.record_config(run_dir, member.config, resuming=bool(guard.saved_epoch))
-    state = trainer.init_state()
-    progress(f'{trainer.dataset!r}; {config.model} width {config.width}; {config.optimizer}; '
-             f'{len(members)} runs in one program; {trainer.steps_per_epoch} steps/epoch; '
-             f'{jax.device_count()} {jax.default_backend()} device(s)')
-    done, state = checkpointer.restore_latest(state)
-    guard.saved_epoch = done
-    if done:
-      progress(f'resumed from the checkpoint of epoch {done}')
-    for run_dir in dirs:
-      runlog.keep_epochs_up_to(run_dir, done)
+  with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
+    boards = [stack.enter_context(summaries.RunSummaries(d, tensorboard)) for d in dirs]
+    checkpointer, done, state = train.open_runs(
+        trainer, workdir, [(d, m.config, b) for d, m, b in zip(dirs, members, boards)],
+        guard, progress)
     for epoch in range(done + 1, config.epochs + 1):
-      if bool(np.all(jax.device_get(state.diverged))):
+      frozen = jax.device_get(state.diverged).tolist()
+      if all(frozen):
         progress('every run of the sweep has diverged: stopping')
         break
+
+      def observe(step, losses, frozen=frozen):  # members frozen before the epoch: no curve
+        for board, loss, was_frozen in zip(boards, losses, frozen):
+          if not was_frozen:
+            board.train_loss(step, loss)
+
       first_step = (epoch - 1) * trainer.steps_per_epoch
-      state, train_metrics = trainer.train_epoch(state, epoch, progress)
+      state, train_metrics = trainer.train_epoch(state, epoch, progress, observe)
       metrics = {**train_metrics, **trainer.evaluate(state)}
       # As a single run: a non-finite train or test loss; the member stops changing.
       state = state.replace(diverged=state.diverged | faults.is_diverged(
           np.asarray(metrics['train_loss']), np.asarray(metrics['test_loss'])))
       diverged = jax.device_get(state.diverged).tolist()
       steps = jax.device_get(state.members.step).tolist()
-      for k, run_dir in enumerate(dirs):
-        runlog.append_metrics(run_dir, member_record(
-            epoch, steps[k], metrics, k, diverged[k], *trainer.schedules[k], first_step))
+      for k, (run_dir, board) in enumerate(zip(dirs, boards)):
+        record = member_record(epoch, steps[k], metrics, k, diverged[k],
+                               *trainer.schedules[k], first_step)
+        runlog.append_metrics(run_dir, record)
+        board.epoch(record)
       checkpointer.save(epoch, state)
       guard.saved_epoch = epoch
       best = None if all(diverged) else int(np.nanargmin(

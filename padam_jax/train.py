@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import flax
 import jax
@@ -25,7 +25,7 @@ import optax
 
 from padam_jax import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import faults, hosts, models, runlog, sharding
+from padam_jax import faults, hosts, models, runlog, sharding, summaries
 from padam_jax.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -204,6 +204,12 @@ class Trainer:
     return init_train_state(self.model, self.tx, self._key('init'), self.dataset.image_shape,
                             out_sharding=sharding.replicated(self.mesh))
 
+  def describe(self, state: TrainState) -> str:
+    """The model and optimizer, for the first progress line."""
+    config = self.config
+    return (f'{config.model} width {config.width}: '
+            f'{models.count_params(state.params):,} parameters; {config.optimizer}')
+
   def _key(self, purpose: str, *indices: int) -> jax.Array:
     return derive_key(self.config.seed, purpose, *indices)
 
@@ -215,9 +221,14 @@ class Trainer:
     return np.asarray(indices), np.asarray(mask), self._key('augment', epoch)
 
   def train_epoch(self, state: TrainState, epoch: int,
-                  progress: Callable[[str], None] = logger.info
+                  progress: Callable[[str], None] = logger.info,
+                  observe: Optional[Callable[[int, np.ndarray], None]] = None
                   ) -> tuple[TrainState, dict[str, float]]:
-    """One pass over the training set (``epoch`` is 1-based); returns mean metrics."""
+    """One pass over the training set (``epoch`` is 1-based); returns mean metrics.
+
+    At each progress report, ``observe(step, loss)`` (if given) gets the global step and
+    the epoch's mean train loss so far (shape ``members_shape``).
+    """
     n, batch = self.dataset.num_train, self.config.batch_size
     indices, mask, epoch_key = self._epoch_plan(epoch)
     full = n // batch
@@ -239,10 +250,11 @@ class Trainer:
       if done - reported >= PROGRESS_EVERY or done == self.steps_per_epoch:
         reported = done
         seen = jax.device_get(totals)
-        images = np.sum(seen['count'])
-        progress(f'epoch {epoch} step {done}/{self.steps_per_epoch} '
-                 f'loss {_describe(seen["loss_sum"] / seen["count"])} '
+        images, loss = np.sum(seen['count']), seen['loss_sum'] / seen['count']
+        progress(f'epoch {epoch} step {done}/{self.steps_per_epoch} loss {_describe(loss)} '
                  f'({images / (time.perf_counter() - start):.1f} img/s)')
+        if observe is not None:
+          observe((epoch - 1) * self.steps_per_epoch + done, loss)
     totals = jax.device_get(totals)
     return state, {'train_loss': (totals['loss_sum'] / totals['count']).tolist(),
                    'train_accuracy': (totals['correct'] / totals['count']).tolist(),
@@ -282,9 +294,41 @@ def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool) 
     runlog.write_or_check_config(workdir, config.to_dict(), resuming=resuming)
 
 
+def open_runs(trainer: Trainer, workdir: str,
+              runs: Sequence[tuple[str, config_lib.TrainConfig, summaries.RunSummaries]],
+              guard: faults.StorageGuard, progress: Callable[[str], None]
+              ) -> tuple[Checkpointer, int, Any]:
+  """Resumes (or starts) training whose checkpoints are in ``workdir``.
+
+  Writes or checks each run's ``config.json`` (``runs``: its directory, configuration
+  and summaries), restores the newest readable checkpoint, drops the runs' records of
+  later epochs and starts their summaries. Returns ``(checkpointer, epoch, state)``:
+  epoch 0 and the initial state when nothing is saved yet.
+  """
+  checkpointer = Checkpointer(workdir, report=progress)
+  guard.saved_epoch = checkpointer.latest_epoch() or 0
+  for run_dir, config, _ in runs:
+    os.makedirs(run_dir, exist_ok=True)
+    record_config(run_dir, config, resuming=bool(guard.saved_epoch))
+  state = trainer.init_state()
+  processes = jax.process_count()
+  progress(f'{trainer.dataset!r}; {trainer.describe(state)}; {trainer.steps_per_epoch} '
+           f'steps/epoch; {jax.device_count()} {jax.default_backend()} device(s)'
+           + (f' in {processes} processes' if processes > 1 else ''))
+  done, state = checkpointer.restore_latest(state)
+  guard.saved_epoch = done
+  if done:
+    progress(f'resumed from the checkpoint of epoch {done}')
+  for run_dir, config, board in runs:
+    runlog.keep_epochs_up_to(run_dir, done)
+    board.start(config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
+  return checkpointer, done, state
+
+
 def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
                        progress: Callable[[str], None] = logger.info,
-                       dataset: Optional[data_lib.Dataset] = None) -> list[dict[str, Any]]:
+                       dataset: Optional[data_lib.Dataset] = None,
+                       tensorboard: bool = False) -> list[dict[str, Any]]:
   """Trains ``config`` in ``workdir``, resuming from its newest readable checkpoint.
 
   Rerunning with a larger ``epochs`` continues the same run (refused when a
@@ -292,34 +336,25 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
   A non-finite train or test loss marks the epoch's record ``"diverged": true``,
   saves no checkpoint and raises ``faults.DivergedError`` (again on every rerun);
   a failed write raises ``faults.StorageError``. Returns all epoch records of
-  ``workdir/metrics.jsonl``.
+  ``workdir/metrics.jsonl``. ``tensorboard``: also write TensorBoard summaries
+  (``padam_jax.summaries``).
   """
   config = config_lib.resolve(config)
   progress = hosts.primary_only(progress)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = load_config_dataset(config)
   trainer = Trainer(config, dataset)
-  with faults.StorageGuard(workdir) as guard:
+  with (faults.StorageGuard(workdir) as guard,
+        summaries.RunSummaries(workdir, tensorboard) as board):
     os.makedirs(workdir, exist_ok=True)
     diverged_in = runlog.diverged_epoch(workdir)
     if diverged_in:  # the same settings would diverge again: refuse, every time
       raise faults.DivergedError(faults.diverged_message(workdir, diverged_in, again=True))
-    checkpointer = Checkpointer(workdir, report=progress)
-    guard.saved_epoch = checkpointer.latest_epoch() or 0
-    record_config(workdir, config, resuming=bool(guard.saved_epoch))
-    state = trainer.init_state()
-    progress(f'{trainer.dataset!r}; {config.model} width {config.width}: '
-             f'{models.count_params(state.params):,} parameters; {config.optimizer}; '
-             f'{trainer.steps_per_epoch} steps/epoch; '
-             f'{jax.device_count()} {jax.default_backend()} device(s)')
-    done, state = checkpointer.restore_latest(state)
-    guard.saved_epoch = done
-    if done:
-      progress(f'resumed from the checkpoint of epoch {done}')
-    runlog.keep_epochs_up_to(workdir, done)
+    checkpointer, done, state = open_runs(trainer, workdir, [(workdir, config, board)],
+                                          guard, progress)
     for epoch in range(done + 1, config.epochs + 1):
       first_step = (epoch - 1) * trainer.steps_per_epoch
-      state, train_metrics = trainer.train_epoch(state, epoch, progress)
+      state, train_metrics = trainer.train_epoch(state, epoch, progress, board.train_loss)
       record = {'epoch': epoch, 'step': int(state.step), **train_metrics,
                 **trainer.evaluate(state),
                 'learning_rate': float(trainer.learning_rate(first_step)),
@@ -329,6 +364,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
       if diverged:
         record['diverged'] = True
       runlog.append_metrics(workdir, record)
+      board.epoch(record)
       if diverged:  # the non-finite state is never saved
         raise faults.DivergedError(faults.diverged_message(workdir, epoch))
       checkpointer.save(epoch, state)

@@ -10,7 +10,9 @@ programs compile once.
 
 import dataclasses
 import glob
+import json
 import os
+import struct
 import tempfile
 
 # Must be set before jax initialises its backends (conftest runs first).
@@ -19,6 +21,7 @@ os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2 '
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import jax  # noqa: E402  pylint: disable=wrong-import-position
+import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 import pytest  # noqa: E402  pylint: disable=wrong-import-position
 
 jax.config.update('jax_compilation_cache_dir',
@@ -86,7 +89,7 @@ class TinyRun:
 
 @pytest.fixture(scope='session')
 def tiny_run(tmp_path_factory) -> TinyRun:
-  """3 epochs of the tiny run (checkpoints of epochs 2 and 3).
+  """3 epochs of the tiny run (checkpoints of epochs 2 and 3), with TensorBoard summaries.
 
   The fault tests resume copies of it in-process and through the launcher, which
   reuses its compiled programs from the cache and must end with the same records.
@@ -95,5 +98,66 @@ def tiny_run(tmp_path_factory) -> TinyRun:
   settings = {**TINY, 'epochs': 3}
   workdir = str(tmp_path_factory.mktemp('tiny_run'))
   records = train.train_and_evaluate(config.TrainConfig(**settings), workdir,
-                                     progress=lambda _: None)
+                                     progress=lambda _: None, tensorboard=True)
   return TinyRun(settings, workdir, records)
+
+
+def read_tensorboard(workdir: str) -> tuple[dict, dict]:
+  """What TensorBoard shows of a run's event files, read in its order (by file name).
+
+  Returns ``({tag: {step: value}}`` of the scalars, ``{tag: Summary.Value}`` of the
+  others``)``. A ``SessionLog.START`` at step S drops the scalars of steps >= S, as
+  TensorBoard does; a torn last record ends a file.
+  """
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  from padam_jax import summaries  # pylint: disable=import-outside-toplevel
+  scalars, others = {}, {}
+  paths = sorted(glob.glob(os.path.join(workdir, summaries.LOGDIR, '*tfevents*')))
+  assert paths, f'no event files in {workdir}/{summaries.LOGDIR}'
+  for path in paths:
+    with open(path, 'rb') as f:
+      content = f.read()
+    start = 0
+    while start + 12 <= len(content):  # length (8 bytes), its crc, data, data crc
+      (length,) = struct.unpack_from('<Q', content, start)
+      if start + 16 + length > len(content):
+        break
+      event = event_pb2.Event.FromString(content[start + 12:start + 12 + length])
+      start += 16 + length
+      if event.session_log.status == event_pb2.SessionLog.START:
+        for points in scalars.values():
+          for step in [s for s in points if s >= event.step]:
+            del points[step]
+      for value in event.summary.value:
+        if value.HasField('simple_value'):
+          scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+        else:
+          others[value.tag] = value
+  return scalars, others
+
+
+def assert_tensorboard_matches(workdir: str, records: list) -> None:
+  """The run's TensorBoard summaries hold its epoch records, config and progress losses.
+
+  With fewer than ``train.PROGRESS_EVERY`` steps per epoch, the one progress report of an
+  epoch is at its last step and its loss is the epoch's train loss.
+  """
+  from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=import-outside-toplevel
+  from padam_jax import runlog, summaries  # pylint: disable=import-outside-toplevel
+  scalars, others = read_tensorboard(workdir)
+  f32 = lambda value: float(np.float32(value))  # noqa: E731  (scalars are float32)
+  for key in summaries.EPOCH_KEYS:
+    assert scalars[f'epoch/{key}'] == {r['step']: f32(r[key]) for r in records}, key
+  assert scalars[summaries.PROGRESS_TAG] == {r['step']: f32(r['train_loss']) for r in records}
+  with open(os.path.join(workdir, runlog.CONFIG_FILE), encoding='utf-8') as f:
+    config = json.load(f)
+  text = others[f'{summaries.CONFIG_TAG}/text_summary'].tensor.string_val[0].decode()
+  assert json.loads(text) == config
+  plugin = others['_hparams_/session_start_info'].metadata.plugin_data
+  assert plugin.plugin_name == 'hparams'
+  start_info = plugin_hparams_pb2.HParamsPluginData.FromString(
+      plugin.content).session_start_info
+  values = {k: getattr(v, v.WhichOneof('kind')) for k, v in start_info.hparams.items()}
+  expected = summaries.hparams(config)
+  assert values == {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    else v for k, v in expected.items()}

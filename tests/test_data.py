@@ -476,3 +476,21 @@ def test_eval_batches():
   idx, mask = data.eval_batches(355, 100)
   assert idx.shape == (4, 100) and int(mask.sum()) == 355
   np.testing.assert_array_equal(np.asarray(idx)[np.asarray(mask)], np.arange(355))
+
+
+# --------------------------------------------------------------------------
+# Synthetic data of CIFAR-10's shapes (timing only).
+
+
+def test_synthetic_has_cifar10_shapes_and_is_deterministic():
+  ds = data.load_dataset('synthetic')
+  assert (ds.train_images.shape, ds.test_images.shape) == ((50000, 32, 32, 3),
+                                                           (10000, 32, 32, 3))
+  assert ds.train_images.dtype == np.uint8 and ds.train_labels.dtype == np.int32
+  assert ds.num_classes == 10 and set(np.unique(ds.test_labels)) == set(range(10))
+  assert (ds.mean, ds.std) == (data.CIFAR10_MEAN, data.CIFAR10_STD)
+  small = data.synthetic_dataset(64, 16, seed=1)
+  again = data.synthetic_dataset(64, 16, seed=1)
+  for name in ('train_images', 'train_labels', 'test_images', 'test_labels'):
+    np.testing.assert_array_equal(getattr(small, name), getattr(again, name))
+  assert not np.array_equal(small.train_images, data.synthetic_dataset(64, 16).train_images)

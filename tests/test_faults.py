@@ -13,6 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from conftest import assert_tensorboard_matches
+
 from padam_jax import config as config_lib
 from padam_jax import checkpoint, data, faults, runlog, train
 
@@ -59,7 +61,8 @@ def test_damaged_latest_checkpoint_is_moved_aside_and_the_run_goes_on(
   workdir, config = run
   damage_checkpoint(workdir, 3)
   lines = []
-  records = train.train_and_evaluate(config(), workdir, progress=lines.append, dataset=digits)
+  records = train.train_and_evaluate(config(), workdir, progress=lines.append, dataset=digits,
+                                     tensorboard=True)
   unreadable = [line for line in lines if 'unreadable' in line]
   assert len(unreadable) == 1
   assert unreadable[0].startswith(
@@ -70,6 +73,8 @@ def test_damaged_latest_checkpoint_is_moved_aside_and_the_run_goes_on(
   assert _saved(workdir) == ['2', '3', 'damaged']
   # epoch 3 was dropped from metrics.jsonl and redone: the same numbers again
   assert _without_timing(records) == _without_timing(tiny_run.records)
+  # and TensorBoard shows the redone epoch's points instead of the first attempt's
+  assert_tensorboard_matches(workdir, records)
 
 
 def test_no_readable_checkpoint_stops_and_moves_nothing(run, digits, damage_checkpoint):

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from conftest import subprocess_env
+from conftest import assert_tensorboard_matches, subprocess_env
 
 from padam_jax import checkpoint, runlog
 
@@ -146,6 +146,7 @@ def test_damaged_run_ends_like_an_uninterrupted_one(tmp_path, tiny_run, damage_c
   assert os.path.exists(os.path.join(workdir, 'curves.png'))
   assert _metrics(workdir) == [{k: v for k, v in r.items() if k != 'train_seconds'}
                                for r in tiny_run.records]
+  assert_tensorboard_matches(workdir, runlog.read_metrics(workdir))  # --tensorboard: default
   assert torn >= 1, 'no kill landed in a checkpoint write'
   assert not checkpoint.unfinished_writes(workdir)
   assert len(os.listdir(os.path.join(workdir, 'checkpoints', 'damaged'))) == 1

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import subprocess_env
+from conftest import assert_tensorboard_matches, subprocess_env
 
 from padam_jax import hosts
 
@@ -54,7 +54,7 @@ def _progress_lines(output: str) -> list[str]:
 def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(
     tmp_path, tiny_run):
   """Killed during epoch 2, then rerun: every epoch equals the one-process run on two
-  devices (``tiny_run``), and only process 0 writes files and progress lines."""
+  devices (``tiny_run``), and only process 0 writes files, summaries and progress lines."""
   workdir = tmp_path / 'run'
   flags = [*tiny_run.flags(), f'--workdir={workdir}']
   processes = _launch_processes(flags)
@@ -78,7 +78,8 @@ def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(
     for key in METRICS:  # both split each batch over two devices: the same program
       np.testing.assert_allclose(ours[key], reference[key], rtol=1e-4, err_msg=key)
   assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json', 'curves.png',
-                                         'metrics.jsonl']
+                                         'metrics.jsonl', 'tensorboard']
+  assert_tensorboard_matches(str(workdir), records)
 
 
 def test_incomplete_multihost_flags_are_refused():

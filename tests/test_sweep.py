@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import TINY_FLAGS, subprocess_env
+from conftest import (TINY_FLAGS, assert_tensorboard_matches, read_tensorboard,
+                      subprocess_env)
 
 from padam_jax import runlog, sweep, train
 
@@ -30,7 +31,8 @@ def _without_timing(records):
 def vmapped(tmp_path_factory, tiny_config, tiny_dataset):
   """The grid trained for 2 epochs in one program: (workdir, records by member)."""
   workdir = str(tmp_path_factory.mktemp('sweep'))
-  results = sweep.run_sweep(tiny_config(), GRID, workdir, mode='vmap', dataset=tiny_dataset)
+  results = sweep.run_sweep(tiny_config(), GRID, workdir, mode='vmap', dataset=tiny_dataset,
+                            tensorboard=True)
   return workdir, results
 
 
@@ -71,6 +73,16 @@ def test_diverged_members_are_marked_and_frozen(vmapped):
   assert listed['mode'] == 'vmap' and listed['grid'] == GRID
 
 
+def test_each_member_has_its_own_summaries(vmapped):
+  """The members that diverged in their first epoch have their config and no curves."""
+  workdir, results = vmapped
+  for name in GOOD:
+    assert_tensorboard_matches(os.path.join(workdir, name), results[name])
+  for name in BAD:
+    scalars, others = read_tensorboard(os.path.join(workdir, name))
+    assert scalars == {} and 'config/text_summary' in others
+
+
 def test_killed_sweep_resumes_to_the_same_metrics(vmapped, tiny_config, tiny_dataset,
                                                   tmp_path):
   """All K states live in one checkpoint: lose epoch 2's, rerun, get the same records."""
@@ -78,9 +90,12 @@ def test_killed_sweep_resumes_to_the_same_metrics(vmapped, tiny_config, tiny_dat
   killed = str(tmp_path / 'killed')
   shutil.copytree(workdir, killed)
   shutil.rmtree(os.path.join(killed, 'checkpoints', '2'))
-  resumed = sweep.run_sweep(tiny_config(), GRID, killed, mode='vmap', dataset=tiny_dataset)
+  resumed = sweep.run_sweep(tiny_config(), GRID, killed, mode='vmap', dataset=tiny_dataset,
+                            tensorboard=True)
   assert {k: _without_timing(v) for k, v in resumed.items()} == {
       k: _without_timing(v) for k, v in results.items()}
+  for name in GOOD:
+    assert_tensorboard_matches(os.path.join(killed, name), resumed[name])
 
 
 def test_sequential_mode_runs_single_runs(vmapped, tiny_config, tiny_dataset, tmp_path):

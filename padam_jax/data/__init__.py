@@ -5,7 +5,8 @@ from padam_jax.data.augment import (augment, epoch_batches, eval_batches,
 from padam_jax.data.sources import (CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN,
                                     CIFAR100_STD, DATASETS, Dataset,
                                     DatasetFormatError, DatasetUnavailableError,
-                                    cifar_archive_candidates, load_dataset)
+                                    cifar_archive_candidates, load_dataset,
+                                    synthetic_dataset)
 
 __all__ = [
     'CIFAR10_MEAN',
@@ -24,4 +25,5 @@ __all__ = [
     'normalize',
     'num_batches',
     'random_crop_flip',
+    'synthetic_dataset',
 ]

@@ -18,6 +18,8 @@ Sources, by name:
   ``/usr/share/datasets/fashion-mnist`` where Debian's
   ``dataset-fashion-mnist`` installs them); failing that, a prepared tfds copy.
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (no download).
+* ``synthetic``: random images and labels of CIFAR-10's shapes, made on the spot from a
+  fixed seed; for throughput checks only (the labels are random: nothing generalises).
 
 tensorflow, tensorflow-datasets and scikit-learn are imported inside the
 functions that need them, so importing this module stays cheap.
@@ -47,6 +49,7 @@ __all__ = [
     'cifar_archive_candidates',
     'load_dataset',
     'read_idx',
+    'synthetic_dataset',
 ]
 
 # The authors' normalisation constants (run_cnn_test_cifar10.py / _cifar100.py).
@@ -537,12 +540,41 @@ def _load_digits(data_dir: str | None) -> Dataset:
 
 
 # --------------------------------------------------------------------------
+# Random data of CIFAR-10's shapes, for timing.
+
+
+def synthetic_dataset(num_train: int = 50_000, num_test: int = 10_000,
+                      seed: int = 0) -> Dataset:
+  """Uniformly random uint8 32x32x3 images and labels of 10 classes (CIFAR-10's shapes).
+
+  The same ``seed`` gives the same arrays. Throughput only: the labels are random, so
+  test error stays near 90%. Normalised with CIFAR-10's mean and std.
+  """
+  rng = np.random.default_rng(seed)
+
+  def split(n):
+    return (rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
+            rng.integers(0, 10, n, dtype=np.int32))
+
+  (train_x, train_y), (test_x, test_y) = split(num_train), split(num_test)
+  return Dataset(name='synthetic', train_images=train_x, train_labels=train_y,
+                 test_images=test_x, test_labels=test_y, num_classes=10,
+                 mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+def _load_synthetic(data_dir: str | None) -> Dataset:
+  del data_dir  # made on the spot
+  return synthetic_dataset()
+
+
+# --------------------------------------------------------------------------
 
 DATASETS: dict[str, Callable[[str | None], Dataset]] = {
     'cifar10': _load_cifar10,
     'cifar100': _load_cifar100,
     'fashion_mnist': _load_fashion_mnist,
     'digits': _load_digits,
+    'synthetic': _load_synthetic,
 }
 
 
@@ -550,7 +582,8 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
   """Loads a dataset into host memory as uint8 NHWC arrays, never downloading.
 
   Args:
-    name: one of ``cifar10``, ``cifar100``, ``fashion_mnist``, ``digits``.
+    name: one of ``cifar10``, ``cifar100``, ``fashion_mnist``, ``digits``,
+      ``synthetic`` (random, for timing).
     data_dir: where to look for the data (the ``--data_dir`` flag): a
       tensorflow-datasets data directory for CIFAR (default: tfds's own), or
       the directory holding the Fashion-MNIST IDX files. Ignored for digits.
