@@ -22,29 +22,22 @@ PyTorch side: ``padam_jax.reference.models.get_torch_model`` (same structure) in
 crop and flip are not done there (they cost little either way).
 
 The JAX and PyTorch steps of every model alternate within each repeat, so that
-both see the same machine state; the ratio column is JAX/PyTorch throughput.
+both see the same machine state; the ratio column is JAX/PyTorch throughput of the
+median steps, the last column that of each side's fastest step (less sensitive to other
+jobs on a shared machine).
 """
 
 from __future__ import annotations
 
-import os
-
-_DEVICE_FLAG = '--xla_force_host_platform_device_count'
-if _DEVICE_FLAG not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             f' {_DEVICE_FLAG}={len(os.sched_getaffinity(0))}').strip()
-
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import train_steps  # first: sets the host device count before JAX loads
+
 import statistics
 import time
 from typing import Callable
 
 from absl import app, flags
 import jax
-import numpy as np
-
-from padam_jax import config as config_lib
-from padam_jax import data, train
 
 _MODELS = flags.DEFINE_list('models', ['vgg16', 'resnet18', 'wrn16_4'],
                             'Architectures to time.')
@@ -56,65 +49,7 @@ _STEPS_PER_CALL = flags.DEFINE_integer(
     'steps_per_call', None, 'Train steps per compiled call (a lax.scan when > 1); '
     'default: what Trainer picks for the backend (1 on CPU).')
 
-NUM_CLASSES = 10
-IMAGE_SHAPE = (32, 32, 3)
-LEARNING_RATE = 0.01
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
-POOL_BATCHES = 4  # the image pool the JAX batches are gathered from
-
-
-def jax_step(name: str, width: float, batch_size: int) -> Callable[[], None]:
-  """A closure running one ``Trainer`` epoch of ``POOL_BATCHES`` steps, blocking at its end.
-
-  The caller divides its time by ``POOL_BATCHES``.
-  """
-  rng = np.random.RandomState(0)
-  pool = POOL_BATCHES * batch_size
-  dataset = data.Dataset(
-      name='random', train_images=rng.randint(0, 256, (pool, *IMAGE_SHAPE), dtype=np.uint8),
-      train_labels=rng.randint(0, NUM_CLASSES, (pool,)).astype(np.int32),
-      test_images=np.zeros((batch_size, *IMAGE_SHAPE), np.uint8),
-      test_labels=np.zeros((batch_size,), np.int32), num_classes=NUM_CLASSES,
-      mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD)
-  config = config_lib.resolve(config_lib.TrainConfig(
-      model=name, width=width, dataset='cifar10', optimizer='sgdm',
-      learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
-      batch_size=batch_size, drop_remainder=True, epochs=1))
-  trainer = train.Trainer(config, dataset, steps_per_call=_STEPS_PER_CALL.value)
-  box = {'state': trainer.init_state(), 'epoch': 1}
-
-  def run() -> None:
-    box['state'], _ = trainer.train_epoch(box['state'], box['epoch'], lambda _: None)
-    box['epoch'] += 1
-    jax.block_until_ready(box['state'])
-
-  return run
-
-
-def torch_step(name: str, width: float, batch_size: int) -> Callable[[], None]:
-  """A closure running one eager PyTorch training step of the twin model."""
-  import torch  # pylint: disable=import-outside-toplevel
-  from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
-
-  torch.manual_seed(0)
-  model = get_torch_model(name, num_classes=NUM_CLASSES, width=width)
-  model.train()
-  opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
-                        weight_decay=WEIGHT_DECAY)
-  batches = [(torch.randn(batch_size, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]),
-              torch.randint(0, NUM_CLASSES, (batch_size,))) for _ in range(POOL_BATCHES)]
-  box = {'step': 0}
-
-  def run() -> None:
-    x, y = batches[box['step'] % POOL_BATCHES]
-    box['step'] += 1
-    opt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    opt.step()
-
-  return run
+POOL_BATCHES = train_steps.POOL_BATCHES
 
 
 def _seconds(fn: Callable[[], None]) -> float:
@@ -135,9 +70,10 @@ def main(argv) -> None:
 
   steps: dict[str, dict[str, Callable[[], None]]] = {}
   for name in _MODELS.value:
-    steps[name] = {'jax': jax_step(name, _WIDTH.value, batch)}
+    steps[name] = {'jax': train_steps.jax_step(name, _WIDTH.value, batch,
+                                               _STEPS_PER_CALL.value).run}
     if _TORCH.value:
-      steps[name]['torch'] = torch_step(name, _WIDTH.value, batch)
+      steps[name]['torch'] = train_steps.torch_step(name, _WIDTH.value, batch)
     for side, fn in steps[name].items():  # warm-up: compilation, allocator, caches
       print(f'{name} {side}: warm-up {_seconds(fn):.2f} s', flush=True)
       fn()
@@ -151,15 +87,19 @@ def main(argv) -> None:
         print(f'repeat {r + 1}: {name} {side} {seconds:.3f} s', flush=True)
 
   print()
-  print('| model | JAX img/s | PyTorch img/s | ratio JAX/PyTorch |')
-  print('|---|---:|---:|---:|')
+  print('| model | JAX img/s | PyTorch img/s | ratio JAX/PyTorch | ratio of fastest steps |')
+  print('|---|---:|---:|---:|---:|')
   for name in steps:
-    jax_rate = batch / statistics.median(times[(name, 'jax')])
+    jax_times = times[(name, 'jax')]
+    jax_rate = batch / statistics.median(jax_times)
     if (name, 'torch') in times:
-      torch_rate = batch / statistics.median(times[(name, 'torch')])
-      print(f'| {name} | {jax_rate:.1f} | {torch_rate:.1f} | {jax_rate / torch_rate:.2f} |')
+      torch_times = times[(name, 'torch')]
+      torch_rate = batch / statistics.median(torch_times)
+      print(f'| {name} | {jax_rate:.1f} | {torch_rate:.1f} | {jax_rate / torch_rate:.2f} | '
+            f'{min(torch_times) / min(jax_times):.2f} |')
     else:
-      print(f'| {name} | {jax_rate:.1f} | - | - |')
+      print(f'| {name} | {jax_rate:.1f} | - | - | - |')
+
 
 
 if __name__ == '__main__':

@@ -1,0 +1,103 @@
+"""One training step of a CIFAR model in JAX (through ``Trainer``) and in PyTorch (eager twin).
+
+Shared by ``experiments.bench_train`` and ``experiments.profile_step``. Both sides use SGD
+with momentum 0.9 and weight decay 5e-4 on a batch of random 32x32x3 images with 10
+classes. Importing this module before JAX sets ``--xla_force_host_platform_device_count``
+to the number of CPU cores (unless ``XLA_FLAGS`` already sets it), so that the
+data-parallel step uses every core.
+"""
+
+from __future__ import annotations
+
+import os
+
+_DEVICE_FLAG = '--xla_force_host_platform_device_count'
+if _DEVICE_FLAG not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             f' {_DEVICE_FLAG}={len(os.sched_getaffinity(0))}').strip()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+from padam_jax import config as config_lib
+from padam_jax import data, train
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (32, 32, 3)
+LEARNING_RATE = 0.01
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+POOL_BATCHES = 4  # the image pool the JAX batches are gathered from
+
+
+@dataclasses.dataclass
+class JaxStep:
+  """``run()`` trains one ``Trainer`` epoch of ``POOL_BATCHES`` steps and blocks at its end."""
+
+  trainer: train.Trainer
+  state: Any
+  epoch: int = 1
+
+  def run(self) -> None:
+    self.state, _ = self.trainer.train_epoch(self.state, self.epoch, lambda _: None)
+    self.epoch += 1
+    jax.block_until_ready(self.state)
+
+  def lowered(self):
+    """The jitted one-step program of ``Trainer`` lowered for this state and batch."""
+    t = self.trainer
+    indices, _, key = t._epoch_plan(self.epoch)  # pylint: disable=protected-access
+    return t._train_one.lower(  # pylint: disable=protected-access
+        self.state, key, t.train_images, t.train_labels, indices[:1],
+        np.zeros((1,), np.int32))
+
+
+def jax_step(name: str, width: float, batch_size: int,
+             steps_per_call: Optional[int] = None) -> JaxStep:
+  """A ``Trainer`` over a pool of ``POOL_BATCHES`` random uint8 batches (augmented on device)."""
+  rng = np.random.RandomState(0)
+  pool = POOL_BATCHES * batch_size
+  dataset = data.Dataset(
+      name='random', train_images=rng.randint(0, 256, (pool, *IMAGE_SHAPE), dtype=np.uint8),
+      train_labels=rng.randint(0, NUM_CLASSES, (pool,)).astype(np.int32),
+      test_images=np.zeros((batch_size, *IMAGE_SHAPE), np.uint8),
+      test_labels=np.zeros((batch_size,), np.int32), num_classes=NUM_CLASSES,
+      mean=data.CIFAR10_MEAN, std=data.CIFAR10_STD)
+  config = config_lib.resolve(config_lib.TrainConfig(
+      model=name, width=width, dataset='cifar10', optimizer='sgdm',
+      learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+      batch_size=batch_size, drop_remainder=True, epochs=1))
+  trainer = train.Trainer(config, dataset, steps_per_call=steps_per_call)
+  return JaxStep(trainer, trainer.init_state())
+
+
+def torch_step(name: str, width: float, batch_size: int) -> Callable[[], None]:
+  """A closure running one eager PyTorch training step of the twin model.
+
+  The batch is float32 and already normalised: no crop or flip (they cost little).
+  """
+  import torch  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
+
+  torch.manual_seed(0)
+  model = get_torch_model(name, num_classes=NUM_CLASSES, width=width)
+  model.train()
+  opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
+                        weight_decay=WEIGHT_DECAY)
+  batches = [(torch.randn(batch_size, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]),
+              torch.randint(0, NUM_CLASSES, (batch_size,))) for _ in range(POOL_BATCHES)]
+  box = {'step': 0}
+
+  def run() -> None:
+    x, y = batches[box['step'] % POOL_BATCHES]
+    box['step'] += 1
+    opt.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+
+  return run
