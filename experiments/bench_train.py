@@ -12,9 +12,9 @@ with momentum 0.9 and weight decay 5e-4 (``padam_jax.sgdm`` and
 JAX side: ``padam_jax.train.Trainer`` itself, training epochs of ``POOL_BATCHES``
 steps over a pool of random uint8 images (gathered, cropped, flipped and normalised
 on the device, split over all local devices; on CPU one jitted, donated call per
-batch); the time per step is the epoch's time divided by its steps. Unless ``XLA_FLAGS`` already sets ``--xla_force_host_platform_device_count``,
-this script sets it to the number of CPU cores before importing JAX, so that the
-data-parallel step uses every core.
+batch); the time per step is the epoch's time divided by its steps. Unless ``XLA_FLAGS``
+already sets ``--xla_force_host_platform_device_count``, the host devices are set up as
+the launchers do (``experiments.launch``: two per CPU core) before JAX is imported.
 
 PyTorch side: ``padam_jax.reference.models.get_torch_model`` (same structure) in
 ``train()`` mode, eager, default number of threads; cross-entropy, backward and

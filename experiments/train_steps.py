@@ -2,19 +2,13 @@
 
 Shared by ``experiments.bench_train`` and ``experiments.profile_step``. Both sides use SGD
 with momentum 0.9 and weight decay 5e-4 on a batch of random 32x32x3 images with 10
-classes. Importing this module before JAX sets ``--xla_force_host_platform_device_count``
-to the number of CPU cores (unless ``XLA_FLAGS`` already sets it), so that the
-data-parallel step uses every core.
+classes. Importing this module before JAX sets up the host devices as the launchers do
+(``experiments.launch``), so that the data-parallel step uses every core.
 """
 
 from __future__ import annotations
 
-import os
-
-_DEVICE_FLAG = '--xla_force_host_platform_device_count'
-if _DEVICE_FLAG not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             f' {_DEVICE_FLAG}={len(os.sched_getaffinity(0))}').strip()
+from experiments import launch  # noqa: F401  first: the host devices, before JAX loads
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses
