@@ -14,7 +14,9 @@ classified from the optimized HLO: convolutions and the matmuls of ``conv_loweri
 patches form are forward, input-gradient or kernel-gradient (a result of a kernel's
 size), all-reduces belong to BatchNorm statistics or to the gradients, and other
 (fused) instructions go by the name scope of their ops (``bn*``, ``conv*``, ``augment``,
-``optimizer``). Per-device times are averaged over the devices; "host, dispatch, idle"
+``optimizer``), except that fusions XLA names after a transpose or copy (layout changes,
+e.g. activations transposed for a kernel gradient, often with a BatchNorm or ReLU fused
+in) are counted apart. Per-device times are averaged over the devices; "host, dispatch, idle"
 is the untraced wall time of a step minus the devices' busy span.
 
 PyTorch: ``torch.profiler`` on the same number of steps; each op's self time goes to the
@@ -53,7 +55,8 @@ _OUT = flags.DEFINE_string('out', None, 'Append the Markdown table to this file.
 
 CATEGORIES = (
     'conv forward', 'conv input-gradient', 'conv kernel-gradient',
-    'conv patches (pad/slice/concat)', 'BatchNorm', 'BatchNorm all-reduce',
+    'conv patches (pad/slice/concat)', 'layout transposes and copies', 'BatchNorm',
+    'BatchNorm all-reduce',
     'gradient all-reduce', 'other elementwise (ReLU, add, loss, head, copies)', 'augmentation',
     'optimizer update', 'host, dispatch, idle')
 
@@ -106,6 +109,8 @@ def classify(name: str, instructions: dict, computations: dict, kernel_sizes: se
     return 'optimizer update'
   in_conv = any(re.fullmatch(r'(\w+_)?conv\d*', s) for s in scopes)
   ops = {i['op'] for i in [inst] + inner}
+  if inst['op'] in ('transpose', 'copy') or re.match(r'(wrapped_)?(transpose|copy)', name):
+    return 'layout transposes and copies'
   if 'convolution' in ops or (in_conv and 'dot' in ops):
     if inst['numel'] in kernel_sizes:
       return 'conv kernel-gradient'
