@@ -42,7 +42,6 @@ import time
 
 from absl import app, flags
 import jax
-import numpy as np
 
 _MODEL = flags.DEFINE_string('model', 'wrn16_4', 'Architecture to profile.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Channel-width multiplier.')
