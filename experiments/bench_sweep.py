@@ -12,7 +12,7 @@ wall times, since on CPU the K single runs also compile K programs.
 
 import time
 
-from experiments import launch  # noqa: F401  first: one host device per core
+from experiments import launch  # noqa: F401  first: the host devices
 from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 import jax  # noqa: E402

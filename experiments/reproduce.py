@@ -15,7 +15,7 @@ WORKDIR`` rebuilds them from the runs' ``metrics.jsonl``).
 import os
 import time
 
-from experiments import launch  # noqa: F401  first: one host device per core
+from experiments import launch  # noqa: F401  first: the host devices
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax import config as config_lib  # noqa: E402

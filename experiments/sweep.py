@@ -11,7 +11,7 @@ flags as ``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with
 ``--notensorboard``); ``WORKDIR/sweep.json`` lists them.
 """
 
-from experiments import launch  # first: sets up one host device per core
+from experiments import launch  # first: sets up the host devices
 from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 

@@ -16,7 +16,7 @@ report it again). Messages are one line; ``--verbosity`` adds tracebacks.
 
 import os
 
-from experiments import launch  # first: sets up one host device per core
+from experiments import launch  # first: sets up the host devices
 from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 

@@ -79,7 +79,8 @@ def train_step(state: TrainState, rng: jax.Array, images: jax.Array, labels: jax
   if mesh is not None:
     images = sharding.constrain_batch(images, mesh)
     labels = sharding.constrain_batch(labels, mesh)
-  x = data_lib.augment(rng, images, mean, std, dtype=compute_dtype)
+  with jax.named_scope('augment'):  # scope names label the ops in profiles
+    x = data_lib.augment(rng, images, mean, std, dtype=compute_dtype)
 
   def loss_fn(params):
     logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
@@ -90,9 +91,10 @@ def train_step(state: TrainState, rng: jax.Array, images: jax.Array, labels: jax
 
   (_, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  new_state = state.replace(step=state.step + 1,
-                            params=optax.apply_updates(state.params, updates),
+  with jax.named_scope('optimizer'):
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params,
                             batch_stats=batch_stats, opt_state=opt_state)
   return new_state, _sums(logits, labels, jnp.ones(labels.shape, jnp.float32))
 

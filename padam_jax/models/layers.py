@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from padam_jax.models import conv_lowering
+from padam_jax.models import batch_stats, conv_lowering
 
 Dtype = Any
 Initializer = Callable[..., jax.Array]
@@ -71,18 +71,18 @@ class BatchNorm(nn.Module):
     running_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
 
     x = x.astype(stat_dtype)
-    if train:
-      axes = tuple(range(x.ndim - 1))
-      mean = jnp.mean(x, axis=axes)
-      var = jnp.mean(jnp.square(x - mean), axis=axes)
+    if train:  # one all-reduce each way when the batch is split over devices
+      shift = jax.lax.stop_gradient(running_mean.value.astype(stat_dtype))
+      y, mean, var = batch_stats.normalize_train(
+        x, scale.astype(stat_dtype), bias.astype(stat_dtype), shift, self.epsilon)
       if not self.is_initializing():
         n = x.size // features
         unbiased_var = var * (n / max(n - 1, 1))
         m = self.momentum
         running_mean.value = (1 - m) * running_mean.value + m * mean
         running_var.value = (1 - m) * running_var.value + m * unbiased_var
-    else:
-      mean, var = running_mean.value, running_var.value
+      return y.astype(self.dtype)
+    mean, var = running_mean.value, running_var.value
 
     mul = scale.astype(stat_dtype) * jax.lax.rsqrt(var.astype(stat_dtype) + self.epsilon)
     y = (x - mean.astype(stat_dtype)) * mul + bias.astype(stat_dtype)
