@@ -1,14 +1,14 @@
 """What the launchers share: host devices, --workdir, joining the hosts of a multi-host
 run, errors, quiet logging and progress lines.
 
-Importing this module (before anything imports jax) exposes ``HOST_DEVICES_PER_CORE``
-XLA host devices per CPU core (unless ``XLA_FLAGS`` sets a count), so that on CPU every
-core works on each batch. Two per core measured faster than one (WRN-16-4 at width
-0.25 and 1.0, 2-core AMD EPYC): while one device waits (for an all-reduce or a
-convolution running on the shared thread pool), the other keeps its core busy. Four per
-core was faster still at width 0.25, but a batch split over 8 devices needs a size
-divisible by 8, and the default evaluation batch (100) is not; an indivisible batch is
-replicated (every device computes all of it).
+Importing this module (before anything imports jax) exposes ``host_device_count()``
+XLA host devices (unless ``XLA_FLAGS`` sets a count), so that on CPU every core works
+on each batch: about ``HOST_DEVICES_PER_CORE`` per core. Two per core measured faster
+than one (WRN-16-4 at width 0.25 and 1.0, 2-core AMD EPYC): while one device waits (for
+an all-reduce or a convolution running on the shared thread pool), the other keeps its
+core busy. Four per core was faster still at width 0.25, but a batch split over 8
+devices needs a size divisible by 8, and the default evaluation batch (100) is not; an
+indivisible batch is replicated (every device computes all of it, see ``sharding``).
 """
 
 import os
@@ -16,11 +16,19 @@ import sys
 import traceback
 
 HOST_DEVICES_PER_CORE = 2
+
+
+def host_device_count(cores: int) -> int:
+  """``HOST_DEVICES_PER_CORE * cores`` rounded down to a power of two, so that it divides
+  the usual power-of-two batch sizes (a count of 24 would not split a batch of 128)."""
+  return 1 << (HOST_DEVICES_PER_CORE * cores).bit_length() - 1
+
+
 _DEVICES = '--xla_force_host_platform_device_count'
 if _DEVICES not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = (
       f"{os.environ.get('XLA_FLAGS', '')} "
-      f'{_DEVICES}={HOST_DEVICES_PER_CORE * len(os.sched_getaffinity(0))}').strip()
+      f'{_DEVICES}={host_device_count(len(os.sched_getaffinity(0)))}').strip()
 
 from absl import flags  # noqa: E402  pylint: disable=wrong-import-position
 

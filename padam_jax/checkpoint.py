@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
@@ -24,6 +25,10 @@ _UNFINISHED = '*.orbax-checkpoint-tmp*'
 def unfinished_writes(workdir: str) -> list[str]:
   """Orbax's temporary directories under ``workdir/checkpoints``: writes that never ended."""
   return sorted(glob.glob(os.path.join(workdir, CHECKPOINTS_DIR, _UNFINISHED)))
+
+
+# Outcomes of restoring one checkpoint, in increasing severity (see ``restore_latest``).
+_RESTORED, _UNREADABLE, _NOT_PERMITTED = 0, 1, 2
 
 
 class Checkpointer:
@@ -95,13 +100,23 @@ class Checkpointer:
     """
     failures = []
     for epoch in sorted(self._manager.all_steps(), reverse=True):
+      path = os.path.join(self.directory, str(epoch))
+      outcome, reason = _RESTORED, ''
       try:
         state = self.restore(epoch, like)
       except Exception as error:  # pylint: disable=broad-except
-        os_error = faults.as_os_error(error, os.path.join(self.directory, str(epoch)))
+        os_error = faults.as_os_error(error, path)
         if os_error is not None and faults.is_permission_error(os_error):
-          raise os_error from error  # the checkpoint may be fine: not ours to move
-        failures.append((epoch, faults.brief(error)))
+          outcome, reason = _NOT_PERMITTED, os_error
+        else:
+          outcome, reason = _UNREADABLE, faults.brief(error)
+      # Every process takes the worst outcome of all, so that all go the same way.
+      outcome = hosts.worst(outcome)
+      if outcome == _NOT_PERMITTED:  # the checkpoint may be fine: not ours to move
+        raise (reason if isinstance(reason, OSError) else PermissionError(
+            errno.EACCES, 'another process of this run may not read it', path))
+      if outcome == _UNREADABLE:
+        failures.append((epoch, reason or 'unreadable by another process of this run'))
         self._reopen()
         continue
       if failures:

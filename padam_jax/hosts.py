@@ -4,8 +4,8 @@ A run over N hosts is N copies of the same command, one per process, joined by
 ``jax.distributed``. Every process computes on its own devices (its slice of each
 batch, see ``sharding``) and saves and restores checkpoints together with the
 others; only the primary process (index 0) writes ``config.json``,
-``metrics.jsonl``, summaries, plots and progress lines. With one process every
-function here is a no-op or trivially true.
+``metrics.jsonl``, summaries, plots and progress lines. With one process the
+functions but ``initialize`` are no-ops or trivially true.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import jax
+import numpy as np
 
 
 def initialize(coordinator_address: Optional[str] = None,
@@ -30,8 +31,9 @@ def initialize(coordinator_address: Optional[str] = None,
   if coordinator_address is None and num_processes is None and process_id is None:
     try:
       jax.distributed.initialize()
-    except ValueError:  # no managed cluster detected: a single process
-      pass
+    except ValueError as error:
+      if 'coordinator_address should be defined' not in str(error):
+        raise  # a cluster was detected but is incomplete: not silently one process
     return
   if coordinator_address is None:
     raise ValueError('--num_processes/--process_id need --coordinator_address HOST:PORT '
@@ -51,6 +53,14 @@ def is_primary() -> bool:
 def primary_only(report: Callable[[str], Any]) -> Callable[[str], Any]:
   """``report`` on the primary process; elsewhere a function that drops its line."""
   return report if is_primary() else (lambda line: None)
+
+
+def worst(code: int) -> int:
+  """The largest of every process's ``code``: a decision all processes take together."""
+  if jax.process_count() == 1:
+    return code
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return int(np.max(multihost_utils.process_allgather(np.int32(code))))
 
 
 def barrier(name: str) -> None:

@@ -143,6 +143,12 @@ class Trainer:
     self.config = config
     self.dataset = dataset = dataset.subset(config.train_size, config.test_size)
     self.mesh = sharding.make_mesh() if mesh is None else mesh
+    for name in ('batch_size', 'eval_batch_size'):
+      size = getattr(config, name)
+      if size % self.mesh.size:
+        logger.warning('%s %d does not split over %d devices: every device computes whole '
+                       'batches (a size divisible by the device count is faster)', name,
+                       size, self.mesh.size)
     self.steps_per_epoch = data_lib.num_batches(dataset.num_train, config.batch_size,
                                                 config.drop_remainder)
     if self.steps_per_epoch < 1:
@@ -323,7 +329,8 @@ def open_runs(trainer: Trainer, workdir: str,
     progress(f'resumed from the checkpoint of epoch {done}')
   for run_dir, config, board in runs:
     runlog.keep_epochs_up_to(run_dir, done)
-    board.start(config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
+    if done < config.epochs:  # a finished run gets no new event file
+      board.start(config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
   return checkpointer, done, state
 
 

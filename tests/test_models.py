@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from padam_jax.models import MODELS, count_params, get_model
+from padam_jax.models import batch_stats
 from padam_jax.models.layers import BatchNorm, channels
 
 NAMES = ('vgg16', 'resnet18', 'wrn16_4')
@@ -114,6 +115,30 @@ def test_batchnorm_matches_pytorch_formulas():
   stats = updates['batch_stats']
   expected = (xs - np.asarray(stats['mean'])) / np.sqrt(np.asarray(stats['var']) + 1e-5)
   np.testing.assert_allclose(y_eval.reshape(-1, 5), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_statistics_gradients_equal_autodiff_of_two_pass_formula():
+  """The hand-written backward pass of ``normalize_train``, for cotangents of all three
+  outputs, against JAX's derivative of the plain two-pass statistics (float64)."""
+  rng = np.random.RandomState(3)
+  x, dy = (rng.normal(2.0, 3.0, size=(4, 3, 3, 5)) for _ in range(2))
+  scale, bias, shift, dmean, dvar = (rng.normal(size=5) for _ in range(5))
+
+  def two_pass(x, scale, bias):
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias, mean, var
+
+  ours = lambda x, scale, bias: batch_stats.normalize_train(x, scale, bias, shift, 1e-5)  # noqa: E731
+  with jax.enable_x64():
+    x, dy, scale, bias, shift, dmean, dvar = (
+        jnp.asarray(a, jnp.float64) for a in (x, dy, scale, bias, shift, dmean, dvar))
+    (y, mean, var), ours_vjp = jax.vjp(ours, x, scale, bias)
+    expected, reference_vjp = jax.vjp(two_pass, x, scale, bias)
+    for got, want in zip((y, mean, var), expected):
+      np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    for got, want in zip(ours_vjp((dy, dmean, dvar)), reference_vjp((dy, dmean, dvar))):
+      np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_batchnorm_bf16_keeps_float32_statistics():

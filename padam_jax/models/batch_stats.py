@@ -11,8 +11,10 @@ and ``sum(dy * x_hat)`` (one more). Stacking the two sums into one reduction ins
 measured no faster: XLA then materialises the stacked array.
 
 The sums are taken around ``shift`` (any per-channel estimate of the mean, e.g. the
-running mean, without gradient), which keeps ``E[(x - shift)^2] - E[x - shift]^2`` away
-from cancellation; the result equals the two-pass statistics up to round-off.
+running mean, without gradient): ``E[(x - shift)^2] - E[x - shift]^2`` loses digits to
+cancellation only as far as ``shift`` is from the batch mean in units of the batch's
+standard deviation (at the first step the running mean is 0: the one-pass formula).
+Being a ``custom_vjp``, it has reverse-mode derivatives only (no ``jvp``/``jacfwd``).
 """
 
 from __future__ import annotations
