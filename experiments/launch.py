@@ -51,13 +51,15 @@ def workdir() -> str:
   return _WORKDIR.value
 
 
-def join_hosts() -> None:
-  """Joins the other processes of a multi-host run (first thing in ``main``)."""
+def start() -> None:
+  """The first thing in a launcher's ``main``: joins the other processes of a multi-host
+  run (before any JAX work), then quiets logging."""
   from padam_jax import hosts  # pylint: disable=import-outside-toplevel
   try:
     hosts.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   except ValueError as error:
     fail(error)
+  _quiet_logging()
 
 
 def say(message: str) -> None:
@@ -79,7 +81,7 @@ def fail(error: Exception, label: str = 'error', exit_code: int = 2) -> None:
   sys.exit(exit_code)
 
 
-def quiet_logging() -> None:
+def _quiet_logging() -> None:
   """Unless --verbosity is given: WARNING level (Orbax logs every file it writes at INFO)
   and no tracebacks of Orbax's background threads for failures reported in one line."""
   from absl import logging  # pylint: disable=import-outside-toplevel

@@ -41,8 +41,7 @@ def main(argv):
   del argv
   from padam_jax import report, runlog, train  # pylint: disable=import-outside-toplevel
 
-  launch.join_hosts()
-  launch.quiet_logging()
+  launch.start()
   say = launch.say
   workdir = launch.workdir()
   scale = suites.SCALES[_SCALE.value]

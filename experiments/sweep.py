@@ -33,8 +33,7 @@ def main(argv):
   del argv
   from padam_jax import runlog, train  # pylint: disable=import-outside-toplevel
 
-  launch.join_hosts()
-  launch.quiet_logging()
+  launch.start()
   say = launch.say
   try:
     grid = sweep.parse_grid(_GRID.value)

@@ -30,8 +30,7 @@ def main(argv):
   from experiments.plot import plot_runs  # pylint: disable=import-outside-toplevel
   from padam_jax import runlog, train  # pylint: disable=import-outside-toplevel
 
-  launch.join_hosts()
-  launch.quiet_logging()
+  launch.start()
   say = launch.say
   workdir = launch.workdir()
   try:
