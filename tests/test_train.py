@@ -99,14 +99,16 @@ def test_training_learns(tmp_path, tiny_config):
 
   The criterion is the mean train loss of the last two epochs over the first epoch's,
   not a single test-error point (which another CPU's rounding moves by several
-  percent). Measured with seeds 0-4 on an AMD EPYC (AVX2): 0.448, 0.667, 0.496, 0.457,
-  0.683; the threshold, 0.85, sits well above the worst.
+  percent). Measured with seeds 0-4 on an AMD EPYC (AVX2), with the one-all-reduce
+  BatchNorm statistics: 0.585, 0.745, 0.457, 0.360 (seed 3, the one run here), 0.612
+  (before that change: 0.448, 0.667, 0.496, 0.457, 0.683); the threshold, 0.85, sits
+  above the worst.
   """
   records = train.train_and_evaluate(
       tiny_config(optimizer='sgdm', epochs=6, train_size=320, test_size=100),
       str(tmp_path))
   losses = [r['train_loss'] for r in records]
-  assert np.mean(losses[-2:]) < 0.85 * losses[0]  # worst of 5 seeds: 0.683
+  assert np.mean(losses[-2:]) < 0.85 * losses[0]  # worst of 5 seeds: 0.745
 
 
 def test_two_devices_match_one(tiny_dataset, tiny_config):
