@@ -2,10 +2,12 @@
 
     python -m experiments.plot --workdirs runs/a,runs/b --output curves.png
     python -m experiments.plot --reproduction runs/repro --suite all --output_dir docs/cpu
+    python -m experiments.plot --reproduction runs/repro --claims
 
 The first compares single runs (train loss and test error per epoch); the second builds
 the seed's figures (PNG) and tables (Markdown, also printed) from a directory of
-``experiments.reproduce``.
+``experiments.reproduce``; the third only the claims table (``claims.md``: each claim of
+the seed with our value, its 95% interval over seeds and a verdict).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ _OUTPUT = flags.DEFINE_string('output', 'curves.png', 'The PNG to write.')
 _REPRODUCTION = flags.DEFINE_string('reproduction', None,
                                     'A WORKDIR of experiments.reproduce to plot.')
 _SUITE = flags.DEFINE_list('suite', ['all'], 'Suites to plot (with --reproduction).')
+_CLAIMS = flags.DEFINE_bool('claims', False, 'With --reproduction: only the claims table '
+                            '(OUTPUT_DIR/claims.md).')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where figures and tables.md go '
                                   '(default: REPRODUCTION/figures).')
 
@@ -64,18 +68,23 @@ def main(argv):
   if _WORKDIRS.value:
     print(plot_runs(_WORKDIRS.value, _OUTPUT.value))
     return
-  from padam_jax import report, suites  # pylint: disable=import-outside-toplevel
+  from padam_jax import claims, report, suites  # pylint: disable=import-outside-toplevel
   unknown = set(_SUITE.value) - {*suites.SUITE_NAMES, 'all'}
   if unknown:
     raise app.UsageError(f'unknown suite {sorted(unknown)[0]!r}; choose from '
                          f'{", ".join(suites.SUITE_NAMES)}, all')
   output_dir = _OUTPUT_DIR.value or os.path.join(_REPRODUCTION.value, 'figures')
+  if _CLAIMS.value:
+    print(claims.write(_REPRODUCTION.value, output_dir))
+    return
   try:
     built = report.build(_REPRODUCTION.value, _SUITE.value, output_dir)
   except (FileNotFoundError, ValueError) as error:
     raise app.UsageError(str(error)) from None
   for name, value in built.items():
     print(f'{name}:\n{value}\n')
+  print(f'claims:\n{claims.write(_REPRODUCTION.value, output_dir)}')
+
 
 
 if __name__ == '__main__':

@@ -34,23 +34,30 @@ _PRESET = flags.DEFINE_enum('preset', 'seed', sorted(config_lib.PRESETS),
                              config_lib.PRESET_HELP + ' --scale cpu sets its own epochs.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data dir (CIFAR), or the folder of '
                                 'the Fashion-MNIST IDX files.')
+_EPOCHS = flags.DEFINE_integer('epochs', None, 'Epochs of every run (default: the scale\'s, '
+                               'else the preset\'s). A longer constant-lr run resumes.')
+_SWEEP = flags.DEFINE_multi_string('sweep', None, 'Train only these sweeps of the suites '
+                                   '(repeatable; for parallel processes, one each); the '
+                                   'report is then left to experiments.plot.')
 _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and tables.')
 
 
 def main(argv):
   del argv
-  from padam_jax import report, runlog, train  # pylint: disable=import-outside-toplevel
+  from padam_jax import claims, report, runlog, train  # pylint: disable=import-outside-toplevel
 
   launch.start()
   say = launch.say
   workdir = launch.workdir()
   scale = suites.SCALES[_SCALE.value]
   try:
-    specs = suites.sweeps_of(_SUITE.value)
+    specs = suites.sweeps_of(_SUITE.value, _SWEEP.value)
     plan = []
     for spec in specs:
       fields, grid = suites.sweep_arguments(spec, scale, _PRESET.value, _SEEDS.value,
                                             _DATA_DIR.value)
+      if _EPOCHS.value is not None:
+        fields['epochs'] = _EPOCHS.value
       base = config_lib.TrainConfig(**fields)
       plan.append((spec, base, grid, sweep_lib.expand(base, grid)))
     datasets = {}
@@ -78,12 +85,17 @@ def main(argv):
     say(f'trained in {time.perf_counter() - start:.0f} s')
   if not hosts.is_primary():  # every process has trained; one writes the report
     return
+  if _SWEEP.value:
+    say(f'report: python -m experiments.plot --reproduction {workdir} once every sweep of '
+        'the suites is trained')
+    return
   try:
     built = report.build(workdir, _SUITE.value, os.path.join(workdir, 'figures'))
   except (FileNotFoundError, ValueError) as error:
     launch.fail(error)
   for name, value in built.items():
     say(f'\n{name}:\n{value}')
+  say(f'\nclaims:\n{claims.write(workdir, os.path.join(workdir, "figures"))}')
 
 
 if __name__ == '__main__':

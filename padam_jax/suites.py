@@ -61,6 +61,10 @@ SCALES = {
                            train_size=8192, test_size=5000,
                            description='Fashion-MNIST (first 8,192 train / 5,000 test '
                                        'images), 1/8-width models, 30 epochs'),
+    # For one GPU without network (experiments/gpu_reproduce.sh sets the epochs to fit).
+    'fashion_full': Scale(dataset='fashion_mnist', width=1.0, epochs=None,
+                          description='Fashion-MNIST (all 60,000 train / 10,000 test '
+                                      'images), full-width models, the preset\'s epochs'),
 }
 
 
@@ -117,7 +121,7 @@ SWEEPS: dict[str, SweepSpec] = {s.name: s for s in [
 ]}
 
 
-def _padam_curve(model: str, label: str = 'padam') -> Curve:
+def padam_curve(model: str, label: str = 'padam') -> Curve:
   """Padam with p = 1/8 and lr 0.1, taken from the sweep that holds it."""
   if model == 'wrn16_4':
     return Curve(label, 'wrn16_4-padam')
@@ -126,8 +130,9 @@ def _padam_curve(model: str, label: str = 'padam') -> Curve:
   return Curve(label, 'resnet18-padam-p-lr', (('partial', 0.125), ('learning_rate', 0.1)))
 
 
-def _optimizer_curves(model: str) -> tuple[Curve, ...]:
-  return (_padam_curve(model),
+def optimizer_curves(model: str) -> tuple[Curve, ...]:
+  """Figure 1's lines of ``model``: Padam (p = 1/8, lr 0.1), SGDM, Adam, AMSGrad."""
+  return (padam_curve(model),
           *(Curve(o, f'{model}-{o}') for o in ('sgdm', 'adam', 'amsgrad')))
 
 
@@ -139,11 +144,11 @@ def _p_curves(sweep: str, extra: tuple[tuple[str, Any], ...] = ()) -> tuple[Curv
 SUITES: dict[str, Suite] = {s.name: s for s in [
     Suite('figure1', 'Figure 1: 4 optimizers x 3 architectures',
           sweeps=tuple(sorted({c.sweep for m in ARCHITECTURES
-                               for c in _optimizer_curves(m)})),
-          panels=tuple(Panel(m, _optimizer_curves(m)) for m in ARCHITECTURES)),
+                               for c in optimizer_curves(m)})),
+          panels=tuple(Panel(m, optimizer_curves(m)) for m in ARCHITECTURES)),
     Suite('table2', 'Table 2: Wide ResNet test accuracy at 1/4, 1/2, 3/4 and all epochs',
           sweeps=tuple(f'wrn16_4-{o}' for o in OPTIMIZERS),
-          panels=(Panel('wrn16_4', _optimizer_curves('wrn16_4')),), table='table2'),
+          panels=(Panel('wrn16_4', optimizer_curves('wrn16_4')),), table='table2'),
     Suite('figure2', 'Figure 2: p in {1/4, 1/8, 1/16} at lr 0.1 (VGG-16 and ResNet-18)',
           sweeps=('vgg16-padam-p', 'resnet18-padam-p-lr'),
           panels=(Panel('vgg16', _p_curves('vgg16-padam-p')),
@@ -160,21 +165,28 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
           sweeps=('resnet18-padam-p-schedule', 'resnet18-padam-p-lr', 'resnet18-sgdm'),
           panels=(Panel('resnet18', (
               Curve('padam, p 1/4 -> 1/16, lr 0.01 -> 0.1', 'resnet18-padam-p-schedule'),
-              _padam_curve('resnet18', 'padam, p = 1/8, lr 0.1'),
+              padam_curve('resnet18', 'padam, p = 1/8, lr 0.1'),
               Curve('sgdm', 'resnet18-sgdm'))),),
           table='final'),
 ]}
 SUITE_NAMES = tuple(SUITES)
 
 
-def sweeps_of(suite_names: list[str]) -> list[SweepSpec]:
-  """The sweeps the named suites need ('all': every suite), each once, in a fixed order."""
+def sweeps_of(suite_names: list[str], only: Optional[list[str]] = None) -> list[SweepSpec]:
+  """The sweeps the named suites need ('all': every suite), each once, in a fixed order;
+  with ``only``, just those of them."""
   names = SUITE_NAMES if 'all' in suite_names else suite_names
   unknown = [n for n in names if n not in SUITES]
   if unknown:
     raise ValueError(f'unknown suite {unknown[0]!r}; choose from {", ".join(SUITE_NAMES)}, '
                      'all')
   wanted = {s for n in names for s in SUITES[n].sweeps}
+  if only:
+    outside = sorted(set(only) - wanted)
+    if outside:
+      raise ValueError(f'sweep {outside[0]!r} is not one of the suites\' sweeps: '
+                       f'{", ".join(sorted(wanted))}')
+    wanted = set(only)
   return [spec for name, spec in SWEEPS.items() if name in wanted]
 
 

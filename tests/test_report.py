@@ -1,47 +1,35 @@
 """The seed's suites as data, and the figures and tables built from metrics.jsonl alone."""
 
-import json
 import os
 
 import numpy as np
 import pytest
 
 from padam_jax import config as config_lib
-from padam_jax import report, runlog, suites, sweep
+from padam_jax import report, suites, sweep
+import fake_runs
 
 EPOCHS = 8
 
 
-def _fake_sweep(workdir, spec, seeds, diverge=()):
-  """A sweep directory as run_sweep leaves it, with made-up but plausible records."""
-  fields, grid = suites.sweep_arguments(spec, suites.SCALES['cpu'], 'seed', seeds)
-  members = sweep.expand(config_lib.TrainConfig(**fields), grid)
-  sweep_dir = os.path.join(workdir, spec.name)
-  os.makedirs(sweep_dir)
-  with open(os.path.join(sweep_dir, sweep.SWEEP_FILE), 'w') as f:
-    json.dump({'mode': 'sequential', 'grid': grid,
-               'runs': [{'name': m.name, 'values': m.values} for m in members]}, f)
-  for i, member in enumerate(members):
-    run_dir = os.path.join(sweep_dir, member.name)
-    os.makedirs(run_dir)
-    runlog.write_or_check_config(run_dir, member.config.to_dict(), resuming=False)
-    for epoch in range(1, EPOCHS + 1):
-      diverged = member.values.get('learning_rate') in diverge and epoch >= 3
-      value = None if diverged else 1.0 / (epoch + i)
-      record = {'epoch': epoch, 'step': 32 * epoch, 'train_loss': value,
-                'train_accuracy': None if diverged else 0.5, 'test_loss': value,
-                'test_error': None if diverged else 0.3 - 0.01 * epoch,
-                'learning_rate': 0.1, 'partial': None, 'train_seconds': 1.0}
-      if diverged:
-        record['diverged'] = True
-      runlog.append_metrics(run_dir, record)
+def _plausible(diverge=()):
+  """Records that fall with the epoch; members at a learning rate in ``diverge`` diverge at
+  epoch 3."""
+  def metrics(sweep_name, values, index, epoch):
+    del sweep_name
+    if values.get('learning_rate') in diverge and epoch >= 3:
+      return None
+    loss = 1.0 / (epoch + index)
+    return {'train_loss': loss, 'test_loss': loss, 'test_error': 0.3 - 0.01 * epoch}
+  return metrics
 
 
 @pytest.fixture(scope='module')
 def fake_reproduction(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('repro'))
   for spec in suites.sweeps_of(['all']):
-    _fake_sweep(workdir, spec, seeds=2, diverge=(0.1,) if spec.name.endswith('-p-lr') else ())
+    fake_runs.write_sweep(workdir, spec, 2, EPOCHS,
+                          _plausible((0.1,) if spec.name.endswith('-p-lr') else ()))
   return workdir
 
 
@@ -64,6 +52,10 @@ def test_all_trains_each_sweep_once_and_figure1_reuses_the_grids():
       f'wrn16_4-{o}' for o in suites.OPTIMIZERS}
   with pytest.raises(ValueError, match='figure9'):
     suites.sweeps_of(['figure9'])
+  only = suites.sweeps_of(['table2'], ['wrn16_4-adam'])  # one process per sweep
+  assert [s.name for s in only] == ['wrn16_4-adam']
+  with pytest.raises(ValueError, match="'vgg16-adam' is not one of the suites"):
+    suites.sweeps_of(['table2'], ['vgg16-adam'])
 
 
 def test_scales_differ_only_in_numbers():
@@ -85,7 +77,8 @@ def test_figures_and_tables_from_metrics_alone(fake_reproduction, tmp_path):
     assert os.path.getsize(built[name]) > 10_000, name  # a PNG with content
   table2 = built['table2_table']
   assert '| padam |' in table2 and '(88.43)' in table2  # the seed's number beside ours
-  assert 'epoch 2 (seed: 25)' in table2 and 'epoch 8 (seed: 100)' in table2
+  assert 'epoch 2 (CIFAR-10: 25)' in table2 and 'epoch 8 (CIFAR-10: 100)' in table2
+  assert '| mean of epochs 8-8 |' in table2
   assert '+-' in table2  # two seeds: mean +- std
   assert 'p 1/4 -> 1/16' in built['p_schedule_table']
   assert os.path.exists(tmp_path / 'tables.md')
