@@ -121,23 +121,26 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
 
 def heatmap_cells(workdir: str, sweep_name: str) -> tuple[list[float], list[float],
                                                           np.ndarray, np.ndarray]:
-  """``(ps, lrs, final test error % [p, lr] (mean over seeds), diverged counts)``."""
+  """``(ps, lrs, final test error % [p, lr], diverged counts)``: the error is the mean over
+  seeds of each finished run's mean over the last sixth of its epochs (NaN: none
+  finished, or every run diverged)."""
   ps, lrs = list(suites.PARTIALS), list(suites.LEARNING_RATES)
   error = np.full((len(ps), len(lrs)), np.nan)
   diverged = np.zeros((len(ps), len(lrs)), int)
   for i, p in enumerate(ps):
     for j, lr in enumerate(lrs):
-      runs = curve_runs(workdir, suites.Curve('', sweep_name,
-                                              (('partial', p), ('learning_rate', lr))))
+      curve = suites.Curve('', sweep_name, (('partial', p), ('learning_rate', lr)))
+      runs, epochs = curve_runs(workdir, curve), configured_epochs(workdir, curve)
       diverged[i, j] = sum(bool(r and r[-1].get('diverged')) for r in runs)
-      finals = [r[-1]['test_error'] for r in runs if r and not r[-1].get('diverged')]
+      finals = [v for v in (run_value(r, epochs, 'final_accuracy') for r in runs)
+                if not math.isnan(v)]
       if finals:
-        error[i, j] = 100 * float(np.mean(finals))
+        error[i, j] = 100 - float(np.mean(finals))
   return ps, lrs, error, diverged
 
 
 def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
-  """Final test error over the p x lr grid; diverged cells are marked."""
+  """Final test error over the p x lr grid; diverged and unfinished cells are marked."""
   plt = _pyplot()
   ps, lrs, error, diverged = heatmap_cells(workdir, sweep_name)
   fig, ax = plt.subplots(figsize=(5, 4))
@@ -145,13 +148,16 @@ def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
   for i in range(len(ps)):
     for j in range(len(lrs)):
       if np.isnan(error[i, j]):
-        text = 'diverged' if diverged[i, j] else 'not run'
+        text = 'diverged' if diverged[i, j] else 'not finished'
       else:
         text = f'{error[i, j]:.1f}%' + (f'\n({diverged[i, j]} div.)' if diverged[i, j] else '')
       ax.text(j, i, text, ha='center', va='center', color='w', fontsize=9)
   ax.set_xticks(range(len(lrs)), [f'{lr:g}' for lr in lrs])
   ax.set_yticks(range(len(ps)), [f'1/{round(1 / p)}' for p in ps])
-  ax.set(xlabel='learning rate', ylabel='p', title=f'final test error, {sweep_name}')
+  epochs = configured_epochs(workdir, suites.Curve('', sweep_name))
+  ax.set(xlabel='learning rate', ylabel='p',
+         title=f'test error, mean of the last {last_epochs(epochs)} of {epochs} epochs\n'
+               f'{sweep_name}')
   fig.colorbar(image, ax=ax, label='test error (%)')
   fig.tight_layout()
   fig.savefig(output, dpi=110)
@@ -187,8 +193,26 @@ def table2_markdown(workdir: str) -> str:
   header = ' | '.join(f'epoch {e} (CIFAR-10: {s})' for e, s in
                       zip(epochs, suites.SEED_TABLE2_EPOCHS))
   first = total - last_epochs(total) + 1
+  rows.append('')
+  rows.append(_flattening(workdir, curves, total))
   return '\n'.join([f'| optimizer | {header} | mean of epochs {first}-{total} | seeds |',
                     '|---|' + '---:|' * 6, *rows])
+
+
+def _flattening(workdir: str, curves: Sequence[suites.Curve], total: int) -> str:
+  """How much each curve's train loss (mean over seeds) fell over its last two epochs."""
+  if total < 3:
+    return 'Train loss over the last two epochs: too few epochs to tell.'
+  parts = []
+  for curve in curves:
+    loss = _nan_reduce(np.nanmean, metric_matrix(curve_runs(workdir, curve), 'train_loss'))
+    if loss.size < total or np.isnan(loss[[total - 3, total - 1]]).any():
+      parts.append(f'{curve.label} unfinished')
+      continue
+    before, after = loss[total - 3], loss[total - 1]
+    parts.append(f'{curve.label} {after:.4f} ({100 * (after - before) / before:+.1f}%)')
+  return (f'Train loss at epoch {total} (mean over seeds) and its change since epoch '
+          f'{total - 2}: ' + ', '.join(parts) + '.')
 
 
 def final_table_markdown(workdir: str, suite: suites.Suite) -> str:
