@@ -3,6 +3,7 @@
 import dataclasses
 import errno
 import glob
+import json
 import logging
 import os
 import shutil
@@ -205,22 +206,34 @@ def test_non_finite_loss_marks_the_epoch_saves_nothing_and_stays_stopped(run, di
 def test_is_diverged_per_value_and_per_member():
   assert faults.is_diverged(2.3, 2.1) is False
   assert faults.is_diverged(2.3, float('nan')) is True
-  assert faults.is_diverged(float('inf')) is True
+  assert faults.is_diverged(float('inf'), 2.0) is True
   np.testing.assert_array_equal(
       faults.is_diverged(np.array([2.3, np.nan, 1e30]), np.array([2.0, 2.0, np.inf])),
       [False, True, True])
 
 
+def test_finite_divergence_is_a_multiple_of_the_initial_loss():
+  first_epoch = faults.loss_limit(None, num_classes=10)
+  assert first_epoch == pytest.approx(1e3 * np.log(10))
+  assert faults.is_diverged(first_epoch * 1.01, 2.0, first_epoch) is True
+  assert faults.is_diverged(first_epoch * 0.99, 2.0, first_epoch) is False
+  limits = faults.loss_limit([2.0, None, 0.5], num_classes=10)
+  np.testing.assert_array_equal(
+      faults.is_diverged(np.array([1999.0, 5e3, 501.0]), np.ones(3), limits),
+      [False, False, True])
+
+
 def test_non_finite_values_are_written_as_null_and_found(tmp_path):
   workdir = str(tmp_path)
   runlog.append_metrics(workdir, {'epoch': 1, 'train_loss': 2.3})
-  assert runlog.diverged_epoch(workdir) is None
+  assert runlog.diverged_record(workdir) is None
   runlog.append_metrics(workdir, {'epoch': 2, 'train_loss': float('nan'),
                                   'test_loss': float('-inf'), 'diverged': True})
   with open(tmp_path / runlog.METRICS_FILE) as f:
-    assert f.read().splitlines()[1] == (
-        '{"diverged": true, "epoch": 2, "test_loss": null, "train_loss": null}')
-  assert runlog.diverged_epoch(workdir) == 2
+    line = json.loads(f.read().splitlines()[1])
+  assert line == {'diverged': True, 'epoch': 2, 'test_loss': None, 'train_loss': None,
+                  'crc32': line['crc32']}
+  assert runlog.diverged_record(workdir)['epoch'] == 2
 
 
 # --- --train_size / --test_size ----------------------------------------------------------
