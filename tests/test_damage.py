@@ -4,7 +4,7 @@ Each file (``config.json``, ``metrics.jsonl``, ``sweep.json``, every checkpoint 
 TensorBoard event file) is truncated to half, emptied, or has 3 bytes flipped (a fixed
 seed); the run is then continued to epoch 4. Every case must end with the records of the
 uninterrupted run (timings aside), or stop with a one-line ``RunError`` naming the run.
-The suite runs one file of each kind; ``-m slow`` runs every file and, with
+The suite runs a few cases; ``-m slow`` runs every file and, with
 ``PADAM_DAMAGE_TABLE=PATH``, writes the file x damage -> outcome table of the README.
 """
 
@@ -24,11 +24,11 @@ pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptio
 
 DAMAGES = ('truncate', 'empty', 'flip')
 SWEEP_MEMBER = 'seed=3'  # the tiny run's seed: a sweep of it alone is the tiny run
-# One file of each kind, for the suite (paths in the run directory; sweep.json beside it).
-ONE_OF_EACH = ('config.json', 'metrics.jsonl', 'sweep.json', 'tensorboard/*',
-               'checkpoints/3/_CHECKPOINT_METADATA', 'checkpoints/3/default/_METADATA',
-               'checkpoints/3/default/manifest.ocdbt', 'checkpoints/3/default/d/*',
-               'checkpoints/3/default/ocdbt.process_0/d/*')
+# The suite's cases (paths in the run directory, sweep.json beside it; * is any name): a
+# configuration recovered from the flags, a sweep file rewritten, a checkpoint's data
+# damaged. tests/test_faults.py tears a record; the slow test does every file every way.
+SUITE_CASES = (('config.json', 'empty'), ('sweep.json', 'flip'),
+               ('checkpoints/3/default/ocdbt.process_0/d/*', 'flip'))
 
 
 def damage(path: str, how: str, seed: int = 0) -> None:
@@ -121,8 +121,7 @@ def describe(records, error, lines, reference) -> str:
   return 'same records: ' + ', '.join(notes)
 
 
-@pytest.mark.parametrize('how', DAMAGES)
-@pytest.mark.parametrize('pattern', ONE_OF_EACH)
+@pytest.mark.parametrize('pattern, how', SUITE_CASES)
 def test_damaged_file_is_recovered_or_named(tiny_run, tiny_dataset, reference, tmp_path,
                                             pattern, how):
   files = [sweep.SWEEP_FILE, *run_files(tiny_run.workdir)]

@@ -247,3 +247,42 @@ def test_subset_of_a_dataset(digits):
     digits.subset(digits.num_train + 1)
   with pytest.raises(ValueError, match='train_size'):
     config_lib.resolve(config_lib.TrainConfig(train_size=0))
+
+
+# --- records and checkpoints agree ------------------------------------------------------
+
+def test_torn_record_is_trained_again_never_left_as_a_gap(run, tiny_run, digits):
+  """The last line of metrics.jsonl cut short by 20 bytes: epoch 3 is recorded again."""
+  workdir, config = run
+  path = os.path.join(workdir, runlog.METRICS_FILE)
+  with open(path, 'rb+') as f:
+    f.truncate(os.path.getsize(path) - 20)
+  assert [r['epoch'] for r in runlog.read_metrics(workdir)] == [1, 2]
+  lines = []
+  records = train.train_and_evaluate(config(), workdir, progress=lines.append, dataset=digits)
+  assert _without_timing(records) == _without_timing(tiny_run.records)
+  said = '\n'.join(lines)
+  assert f'{path}: line 3 is torn or damaged; its intact records end at epoch 2' in said
+  assert 'deleted the checkpoint of epoch 3' in said
+  assert 'resumed from the checkpoint of epoch 2' in lines
+
+
+def test_a_changed_number_is_found_by_its_checksum(tmp_path):
+  workdir = str(tmp_path)
+  for epoch in (1, 2, 3):
+    runlog.append_metrics(workdir, {'epoch': epoch, 'train_loss': 2.5})
+  path = tmp_path / runlog.METRICS_FILE
+  path.write_text(path.read_text().replace('2.5', '2.7', 2))  # epochs 1 and 2
+  assert runlog.check_metrics(workdir) == ([], 'line 1 is torn or damaged')
+
+
+def test_finite_but_huge_loss_diverges(run, digits, monkeypatch):
+  """With the limit at 0.5x the first epoch's loss, epoch 4's finite loss exceeds it."""
+  workdir, config = run
+  monkeypatch.setattr(faults, 'DIVERGENCE_FACTOR', 0.5)
+  with pytest.raises(faults.DivergedError, match='^the train loss grew beyond 0.5x its '
+                     'initial value in epoch 4; the checkpoint of epoch 3 is kept'):
+    train.train_and_evaluate(config(epochs=5), workdir, dataset=digits)
+  last = runlog.read_metrics(workdir)[-1]
+  assert last['diverged'] is True and np.isfinite(last['train_loss'])
+  assert _saved(workdir) == ['2', '3']
