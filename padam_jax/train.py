@@ -330,7 +330,8 @@ def open_runs(trainer: Trainer, workdir: str,
 
   Writes or checks each run's ``config.json`` (``runs``: its directory, configuration
   and summaries), restores the newest readable checkpoint whose epochs every run
-  records intact, drops the runs' records of later epochs and starts their summaries. Returns ``(checkpointer, epoch, state)``:
+  records intact, drops the runs' records of later epochs and starts their summaries.
+  Returns ``(checkpointer, epoch, state)``:
   epoch 0 and the initial state when nothing is saved yet.
   """
   checkpointer = Checkpointer(workdir, report=progress)
