@@ -70,7 +70,7 @@ def table_files(workdir: str) -> list[str]:
     parts = path.split(os.sep)
     if parts[0] == 'checkpoints' and parts[1] != str(newest):
       continue
-    if parts[-2] == 'd':
+    if len(parts) > 1 and parts[-2] == 'd':
       folder = os.path.dirname(path)
       largest[folder] = max(largest.get(folder, path), path,
                             key=lambda p: os.path.getsize(os.path.join(workdir, p)))
