@@ -9,6 +9,8 @@ an all-reduce or a convolution running on the shared thread pool), the other kee
 core busy. Four per core was faster still at width 0.25, but a batch split over 8
 devices needs a size divisible by 8, and the default evaluation batch (100) is not; an
 indivisible batch is replicated (every device computes all of it, see ``sharding``).
+It also lengthens the timeouts of their collectives (``COLLECTIVE_TIMEOUTS``, unless
+``XLA_FLAGS`` sets them), so that a loaded machine does not end a run.
 """
 
 import os
@@ -25,10 +27,23 @@ def host_device_count(cores: int) -> int:
 
 
 _DEVICES = '--xla_force_host_platform_device_count'
-if _DEVICES not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (
-      f"{os.environ.get('XLA_FLAGS', '')} "
-      f'{_DEVICES}={host_device_count(len(os.sched_getaffinity(0)))}').strip()
+# How long a collective (an all-reduce between host devices) waits for a slow peer before
+# XLA ends the process (40 s by default), and before it warns that one is stuck: long
+# enough that a heavily loaded machine slows a run down instead of killing it.
+COLLECTIVE_TIMEOUTS = {'--xla_cpu_collective_call_terminate_timeout_seconds': 3600,
+                       '--xla_cpu_collective_call_warn_stuck_timeout_seconds': 300}
+
+
+def with_host_defaults(xla_flags: str, cores: int) -> str:
+  """``xla_flags`` plus the host-device count and ``COLLECTIVE_TIMEOUTS``, each flag unless
+  ``xla_flags`` already gives it."""
+  defaults = {_DEVICES: host_device_count(cores), **COLLECTIVE_TIMEOUTS}
+  added = [f'{flag}={value}' for flag, value in defaults.items() if flag not in xla_flags]
+  return ' '.join([xla_flags, *added]).strip()
+
+
+os.environ['XLA_FLAGS'] = with_host_defaults(os.environ.get('XLA_FLAGS', ''),
+                                             len(os.sched_getaffinity(0)))
 
 from absl import flags  # noqa: E402  pylint: disable=wrong-import-position
 

@@ -91,15 +91,19 @@ class Checkpointer:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
     return self._manager.restore(epoch, args=self._ocp.args.StandardRestore(abstract))
 
-  def restore_latest(self, like: Any) -> tuple[int, Any]:
+  def restore_latest(self, like: Any, up_to: Optional[int] = None) -> tuple[int, Any]:
     """The newest readable checkpoint as ``(epoch, state)``; ``(0, like)`` if there is none.
 
-    Unreadable newer checkpoints are moved to ``checkpoints/damaged/`` (reported
-    in one line each). When checkpoints exist but none is readable, nothing is
-    moved and ``NoReadableCheckpointError`` is raised.
+    Only epochs up to ``up_to`` (any if None) are restored; later checkpoints are
+    deleted (reported in one line), as their epochs are trained again. Unreadable newer
+    checkpoints are moved to ``checkpoints/damaged/`` (reported in one line each).
+    When checkpoints exist but none is readable, nothing is moved and
+    ``NoReadableCheckpointError`` is raised.
     """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    later = [s for s in steps if up_to is not None and s > up_to]
     failures = []
-    for epoch in sorted(self._manager.all_steps(), reverse=True):
+    for epoch in steps[len(later):]:
       path = os.path.join(self.directory, str(epoch))
       outcome, reason = _RESTORED, ''
       try:
@@ -121,6 +125,7 @@ class Checkpointer:
         continue
       if failures:
         self._move_damaged_aside(failures)
+      self._delete(later)
       return epoch, state
     if failures:
       epochs = ', '.join(str(e) for e, _ in failures)
@@ -128,7 +133,15 @@ class Checkpointer:
           f'no checkpoint in {self.directory} is readable (epochs {epochs}; epoch '
           f'{failures[0][0]}: {failures[0][1]}): restore them from a backup, or start '
           f'over with a new --workdir (or after deleting {self.directory})')
+    self._delete(later)
     return 0, like
+
+  def _delete(self, epochs: list[int]) -> None:
+    """Deletes the checkpoints of ``epochs`` (newer than the records: trained again)."""
+    for epoch in sorted(epochs):
+      self._manager.delete(epoch)
+      self._report(f'deleted the checkpoint of epoch {epoch}: a record of an epoch up to it '
+                   'is missing or damaged, so that epoch is trained again')
 
   def _move_damaged_aside(self, failures: list[tuple[int, str]]) -> None:
     """Moves the unreadable checkpoints to ``damaged/`` (the primary process does it)."""

@@ -3,13 +3,14 @@
 A ``RunError``'s text is the whole message a user needs (what failed, what is saved,
 what to do); ``exit_code`` is the launcher's status for it: ``EXIT_ERROR`` (2) for a
 problem the user can fix and rerun, ``EXIT_DIVERGED`` (3) for a run whose loss stopped
-being finite.
+being finite or grew beyond ``DIVERGENCE_FACTOR`` times its initial value.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import re
 import sys
@@ -19,6 +20,8 @@ import numpy as np
 
 EXIT_ERROR = 2
 EXIT_DIVERGED = 3
+# An epoch whose mean train loss exceeds this many times the run's initial one diverged.
+DIVERGENCE_FACTOR = 1e3
 
 # Failures of a disk or of permissions, as tensorstore (under Orbax) words them.
 _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
@@ -47,30 +50,47 @@ class NoReadableCheckpointError(RunError):
 
 
 class DivergedError(RunError):
-  """The loss stopped being finite; the run is not trained further."""
+  """The loss stopped being finite or grew too large; the run is not trained further."""
 
   exit_code = EXIT_DIVERGED
   label = 'diverged'
 
 
-def is_diverged(*losses: Any) -> Any:
-  """Whether any of ``losses`` is NaN or infinite: a bool, or a bool array per member.
+def loss_limit(first_train_loss: Any, num_classes: int) -> Any:
+  """The mean train loss above which an epoch has diverged, although finite.
+
+  ``DIVERGENCE_FACTOR`` times the first epoch's train loss (one value, or one per
+  member); before that epoch has ended (``None``), times ln(``num_classes``), the loss
+  of a uniform guess.
+  """
+  if first_train_loss is None:
+    return DIVERGENCE_FACTOR * math.log(num_classes)
+  return DIVERGENCE_FACTOR * np.asarray(first_train_loss, dtype=np.float64)
+
+
+def is_diverged(train_loss: Any, test_loss: Any, limit: Any = math.inf) -> Any:
+  """Whether a loss is NaN or infinite or ``train_loss`` exceeds ``limit`` (``loss_limit``):
+  a bool, or a bool array per member.
 
   Pass an epoch's train and test losses: the test loss is measured on the state
   about to be saved, the train loss before each update.
   """
-  diverged = np.zeros((), bool)
-  for loss in losses:
-    diverged = diverged | ~np.isfinite(np.asarray(loss, dtype=np.float64))
+  train = np.asarray(train_loss, dtype=np.float64)
+  test = np.asarray(test_loss, dtype=np.float64)
+  diverged = ~np.isfinite(train) | ~np.isfinite(test) | (train > limit)
   return bool(diverged) if diverged.ndim == 0 else diverged
 
 
-def diverged_message(workdir: str, epoch: int, *, again: bool = False) -> str:
-  """The one line for a run that diverged in ``epoch`` (``again``: found on a rerun)."""
+def diverged_message(workdir: str, epoch: int, *, finite: bool = False,
+                     again: bool = False) -> str:
+  """The one line for a run that diverged in ``epoch`` (``finite``: by ``loss_limit``;
+  ``again``: found on a rerun)."""
   saved = (f'the checkpoint of epoch {epoch - 1} is kept' if epoch > 1
            else 'no checkpoint was saved')
-  what = (f'{workdir} holds a run whose loss became non-finite in epoch {epoch}'
-          if again else f'the loss became non-finite in epoch {epoch}')
+  how = (f'train loss grew beyond {DIVERGENCE_FACTOR:g}x its initial value' if finite
+         else 'loss became non-finite')
+  what = (f'{workdir} holds a run whose {how} in epoch {epoch}' if again
+          else f'the {how} in epoch {epoch}')
   return (f'{what}; {saved} and the run is not trained further: use a new --workdir '
           'with other settings (e.g. a smaller --lr)')
 

@@ -1,8 +1,16 @@
 """A run directory's human-readable files: ``config.json`` and ``metrics.jsonl``.
 
 ``metrics.jsonl`` holds one JSON object per finished epoch and is the only
-source that plots and tables read. In a multi-host run every process reads these
-files but only the primary one writes them: the writers here do nothing elsewhere.
+source that plots and tables read. Each line carries ``"crc32"``, the CRC-32 of the
+line's record without it (compact JSON, sorted keys), so that a damaged line is told
+from an intact one; the file is written anew and renamed on every change, so a kill
+leaves the old or the new file, never half a line. The intact records are the longest
+run of intact lines holding epochs 1, 2, 3, ... (``read_metrics``); a run resumes only
+from a checkpoint all of whose epochs are among them. Files written before the checksum
+(no line has one) are read as they are.
+
+In a multi-host run every process reads these files but only the primary one writes
+them: the writers here do nothing elsewhere.
 """
 
 from __future__ import annotations
@@ -10,62 +18,124 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Optional
+import zlib
+from typing import Any, Callable, Optional
 
 from padam_jax import hosts
 
 METRICS_FILE = 'metrics.jsonl'
 CONFIG_FILE = 'config.json'
+CHECK_KEY = 'crc32'
 
 
 def _strict(value: Any) -> Any:
   return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def append_metrics(workdir: str, record: dict[str, Any]) -> None:
-  """Appends one epoch's record (flushed and fsynced: survives a kill).
+def _checksum(record: dict[str, Any]) -> str:
+  text = json.dumps(record, sort_keys=True, separators=(',', ':'), allow_nan=False)
+  return f'{zlib.crc32(text.encode()):08x}'
 
-  Non-finite numbers are written as ``null``, so the file stays strict JSON.
-  """
-  if not hosts.is_primary():
-    return
+
+def _line(record: dict[str, Any]) -> str:
+  """One line of ``metrics.jsonl``: ``record`` (non-finite numbers as null) and its CRC."""
   record = {k: _strict(v) for k, v in record.items()}
-  with open(os.path.join(workdir, METRICS_FILE), 'a', encoding='utf-8') as f:
-    f.write(json.dumps(record, sort_keys=True, allow_nan=False) + '\n')
+  return json.dumps({**record, CHECK_KEY: _checksum(record)}, sort_keys=True,
+                    allow_nan=False) + '\n'
+
+
+def write_atomically(path: str, text: str) -> None:
+  """Replaces ``path`` by ``text``: written beside it, fsynced, then renamed over it."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(text)
     f.flush()
     os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _parse(line: str, checked: bool) -> Optional[dict[str, Any]]:
+  """The record of one line, or None when it is torn or damaged."""
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return None
+  if not isinstance(record, dict) or not isinstance(record.get('epoch'), int):
+    return None
+  if checked and record.pop(CHECK_KEY, None) != _checksum(record):
+    return None
+  return record
+
+
+def check_metrics(workdir: str) -> tuple[list[dict[str, Any]], Optional[str]]:
+  """The intact records of ``workdir/metrics.jsonl`` and what is wrong after them (or None).
+
+  Intact records hold epochs 1, 2, ... in order, one line each; reading stops at the
+  first line that is torn, damaged (checksum), unreadable or out of sequence.
+  """
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return [], None
+  with open(path, 'rb') as f:
+    text = f.read().decode('utf-8', errors='replace')
+  lines = text.splitlines(keepends=True)
+  checked = f'"{CHECK_KEY}"' in text
+  records = []
+  for number, line in enumerate(lines, 1):
+    record = _parse(line, checked) if line.endswith('\n') else None
+    if record is None:
+      return records, f'line {number} is torn or damaged'
+    if record['epoch'] != len(records) + 1:
+      return records, (f'line {number} holds epoch {record["epoch"]} where epoch '
+                       f'{len(records) + 1} belongs')
+    records.append(record)
+  return records, None
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """All records of ``workdir/metrics.jsonl`` ([] if absent); skips a torn last line."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
-    return []
-  records = []
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
-        break  # a write cut short by a kill: the epoch is redone on resume
-  return records
+  """The intact records of ``workdir/metrics.jsonl`` ([] if absent; see ``check_metrics``)."""
+  return check_metrics(workdir)[0]
 
 
-def diverged_epoch(workdir: str) -> Optional[int]:
-  """The first epoch whose record is marked ``"diverged": true``, or None."""
-  return next((r['epoch'] for r in read_metrics(workdir) if r.get('diverged')), None)
+def append_metrics(workdir: str, record: dict[str, Any]) -> None:
+  """Adds one epoch's record after the intact ones (the file is replaced atomically).
+
+  Non-finite numbers are written as ``null``, so the file stays strict JSON.
+  """
+  if hosts.is_primary():
+    _write_metrics(workdir, [*read_metrics(workdir), record])
+
+
+def _write_metrics(workdir: str, records: list[dict[str, Any]]) -> None:
+  write_atomically(os.path.join(workdir, METRICS_FILE), ''.join(_line(r) for r in records))
+
+
+def diverged_record(workdir: str) -> Optional[dict[str, Any]]:
+  """The first record marked ``"diverged": true``, or None."""
+  return next((r for r in read_metrics(workdir) if r.get('diverged')), None)
 
 
 def keep_epochs_up_to(workdir: str, last_epoch: int) -> None:
-  """Drops records of epochs after ``last_epoch`` (they are redone on resume)."""
-  if not hosts.is_primary():
-    return
-  records = [r for r in read_metrics(workdir) if r['epoch'] <= last_epoch]
-  path = os.path.join(workdir, METRICS_FILE)
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.writelines(json.dumps(r, sort_keys=True) + '\n' for r in records)
-  os.replace(tmp, path)
+  """Keeps the intact records of epochs up to ``last_epoch`` only (the rest is redone)."""
+  if hosts.is_primary():
+    _write_metrics(workdir, [r for r in read_metrics(workdir) if r['epoch'] <= last_epoch])
+
+
+def read_json_object(path: str) -> Optional[dict[str, Any]]:
+  """The JSON object in ``path``, or None when the file is damaged (not such an object)."""
+  try:
+    with open(path, 'rb') as f:
+      content = json.loads(f.read().decode('utf-8'))
+  except ValueError:  # also UnicodeDecodeError
+    return None
+  return content if isinstance(content, dict) else None
+
+
+def write_json(path: str, content: dict[str, Any]) -> None:
+  """Writes ``content`` to ``path`` (indented, in its order, atomically) from the primary
+  process."""
+  if hosts.is_primary():
+    write_atomically(path, json.dumps(content, indent=2) + '\n')
 
 
 class ConfigMismatchError(ValueError):
@@ -74,27 +144,24 @@ class ConfigMismatchError(ValueError):
 
 def write_or_check_config(workdir: str, config: dict[str, Any], *, resuming: bool,
                           may_differ: tuple[str, ...] = ('epochs', 'data_dir'),
-                          hint: str = '') -> None:
+                          hint: str = '', report: Callable[[str], None] = print) -> None:
   """Saves ``config.json``; when ``resuming``, first checks it equals the saved one.
 
   Raises ``ConfigMismatchError`` naming the fields that differ (but ``may_differ``).
-  The file is replaced atomically, so a kill never leaves it torn.
+  A damaged file (not a JSON object with the fields of ``config``) is rewritten from
+  ``config``, said in one line to ``report``. The file is replaced atomically.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if resuming and os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      previous = json.load(f)
-    differing = sorted(k for k in set(previous) | set(config)
-                       if k not in may_differ and previous.get(k) != config.get(k))
-    if differing:
-      changes = ', '.join(f'{k}: {previous.get(k)!r} -> {config.get(k)!r}'
-                          for k in differing)
-      raise ConfigMismatchError(
-          f'{workdir} holds a run with another configuration ({changes}'
-          f'{"; " + hint if hint else ""}); use a new --workdir or the same settings')
-  if not hosts.is_primary():
-    return
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+    previous = read_json_object(path)
+    if previous is None or set(previous) != set(config):
+      report(f'{path} is damaged; rewrote it from the settings of this command')
+    else:
+      differing = sorted(k for k in config
+                         if k not in may_differ and previous[k] != config[k])
+      if differing:
+        changes = ', '.join(f'{k}: {previous[k]!r} -> {config[k]!r}' for k in differing)
+        raise ConfigMismatchError(
+            f'{path} holds a run with another configuration ({changes}'
+            f'{"; " + hint if hint else ""}); use a new --workdir or the same settings')
+  write_json(path, dict(sorted(config.items())))

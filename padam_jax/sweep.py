@@ -11,9 +11,9 @@ mode each member is an ordinary single run.
 
 Either way each member has its own run directory, ``WORKDIR/<name>/``, with the same
 ``config.json`` and ``metrics.jsonl`` as a single run of it; ``WORKDIR/sweep.json``
-lists them. A member whose training loss turns non-finite is frozen (its state stops
-changing) and its records say ``"diverged": true`` from that epoch on; the others
-are not disturbed.
+lists them. A member whose loss diverges (as a single run's: ``faults.is_diverged``) is
+frozen (its state stops changing) and its records say ``"diverged": true`` from that
+epoch on; the others are not disturbed.
 """
 
 from __future__ import annotations
@@ -200,25 +200,25 @@ def member_record(epoch: int, step: int, metrics: dict[str, Any], k: int,
 
 
 def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
-                      members: Sequence[Member]) -> None:
-  """Writes ``sweep.json``, or checks that a resumed sweep has the same grid and mode."""
+                      members: Sequence[Member], report: Callable[[str], None]) -> None:
+  """Writes ``sweep.json``, or checks that a resumed sweep has the same grid and mode.
+
+  A damaged file (not a JSON object of the same fields) is rewritten from this sweep's
+  grid and mode, said in one line to ``report``.
+  """
   content = {'mode': mode, 'grid': grid,
              'runs': [{'name': m.name, 'values': m.values} for m in members]}
   path = os.path.join(workdir, SWEEP_FILE)
   if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      previous = json.load(f)
-    if previous != content:
-      raise runlog.ConfigMismatchError(
-          f'{workdir} holds another sweep (mode {previous.get("mode")!r}, grid '
-          f'{previous.get("grid")}); use a new --workdir or the same grid and mode')
-    return
-  if not hosts.is_primary():
-    return
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(content, f, indent=2)
-  os.replace(tmp, path)
+    previous = runlog.read_json_object(path)
+    if previous is not None and set(previous) == set(content):
+      if previous != content:
+        raise runlog.ConfigMismatchError(
+            f'{path} holds another sweep (mode {previous["mode"]!r}, grid '
+            f'{previous["grid"]}); use a new --workdir or the same grid and mode')
+      return
+    report(f'{path} is damaged; rewrote it from the grid and mode of this command')
+  runlog.write_json(path, content)
 
 
 def read_sweep(workdir: str) -> dict[str, Any]:
@@ -271,13 +271,13 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
   for member in members:  # a finished run with other settings is refused, not reused
     run_dir = os.path.join(workdir, member.name)
     if os.path.exists(os.path.join(run_dir, runlog.CONFIG_FILE)):
-      train.record_config(run_dir, member.config, resuming=True)
+      train.record_config(run_dir, member.config, resuming=True, report=progress)
   pending = [m for m in members if not is_complete(os.path.join(workdir, m.name), m.config)]
   if not pending:
     progress(f'{workdir}: all {len(members)} runs complete')
     return {m.name: runlog.read_metrics(os.path.join(workdir, m.name)) for m in members}
   os.makedirs(workdir, exist_ok=True)
-  _write_sweep_file(workdir, mode, grid, members)
+  _write_sweep_file(workdir, mode, grid, members, progress)
   if mode == 'sequential':
     for i, member in enumerate(members):
       if member in pending:
@@ -305,6 +305,8 @@ def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[st
     checkpointer, done, state = train.open_runs(
         trainer, workdir, [(d, m.config, b) for d, m, b in zip(dirs, members, boards)],
         guard, progress)
+    # Each member's train loss of epoch 1, which sets its divergence limit.
+    firsts = [train.first_train_loss(d) for d in dirs] if done else None
     for epoch in range(done + 1, config.epochs + 1):
       frozen = jax.device_get(state.diverged).tolist()
       if all(frozen):
@@ -319,9 +321,12 @@ def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[st
       first_step = (epoch - 1) * trainer.steps_per_epoch
       state, train_metrics = trainer.train_epoch(state, epoch, progress, observe)
       metrics = {**train_metrics, **trainer.evaluate(state)}
-      # As a single run: a non-finite train or test loss; the member stops changing.
+      # As a single run: a non-finite train or test loss, or a train loss beyond its
+      # limit; the member stops changing.
+      limit = faults.loss_limit(firsts, trainer.dataset.num_classes)
       state = state.replace(diverged=state.diverged | faults.is_diverged(
-          np.asarray(metrics['train_loss']), np.asarray(metrics['test_loss'])))
+          metrics['train_loss'], metrics['test_loss'], limit))
+      firsts = metrics['train_loss'] if firsts is None else firsts
       diverged = jax.device_get(state.diverged).tolist()
       steps = jax.device_get(state.members.step).tolist()
       for k, (run_dir, board) in enumerate(zip(dirs, boards)):

@@ -292,14 +292,34 @@ def load_config_dataset(config: config_lib.TrainConfig) -> data_lib.Dataset:
   return dataset
 
 
-def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool) -> None:
-  """Writes ``config.json``; a resumed run must match it (but a longer constant run)."""
+def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool,
+                  report: Callable[[str], None] = logger.warning) -> None:
+  """Writes ``config.json``; a resumed run must match it (but a longer constant run).
+
+  A damaged ``config.json`` is rewritten from ``config``, said in one line to ``report``.
+  """
   if config.schedules_depend_on_epochs():
     runlog.write_or_check_config(
         workdir, config.to_dict(), resuming=resuming, may_differ=('data_dir',),
-        hint='the learning-rate or p schedule is laid out over --epochs')
+        hint='the learning-rate or p schedule is laid out over --epochs', report=report)
   else:
-    runlog.write_or_check_config(workdir, config.to_dict(), resuming=resuming)
+    runlog.write_or_check_config(workdir, config.to_dict(), resuming=resuming,
+                                 report=report)
+
+
+def recorded_epochs(run_dir: str, report: Callable[[str], None]) -> int:
+  """How many epochs ``run_dir/metrics.jsonl`` records intact; damage is said in one line."""
+  records, problem = runlog.check_metrics(run_dir)
+  if problem:
+    report(f'{os.path.join(run_dir, runlog.METRICS_FILE)}: {problem}; its intact records '
+           f'end at epoch {len(records)}, and the epochs after it are trained again')
+  return len(records)
+
+
+def first_train_loss(run_dir: str) -> Optional[float]:
+  """The train loss of epoch 1 in ``run_dir/metrics.jsonl`` (None if not recorded)."""
+  records = runlog.read_metrics(run_dir)
+  return records[0]['train_loss'] if records else None
 
 
 def open_runs(trainer: Trainer, workdir: str,
@@ -309,21 +329,24 @@ def open_runs(trainer: Trainer, workdir: str,
   """Resumes (or starts) training whose checkpoints are in ``workdir``.
 
   Writes or checks each run's ``config.json`` (``runs``: its directory, configuration
-  and summaries), restores the newest readable checkpoint, drops the runs' records of
-  later epochs and starts their summaries. Returns ``(checkpointer, epoch, state)``:
+  and summaries), restores the newest readable checkpoint whose epochs every run
+  records intact, drops the runs' records of later epochs and starts their summaries.
+  Returns ``(checkpointer, epoch, state)``:
   epoch 0 and the initial state when nothing is saved yet.
   """
   checkpointer = Checkpointer(workdir, report=progress)
   guard.saved_epoch = checkpointer.latest_epoch() or 0
   for run_dir, config, _ in runs:
     os.makedirs(run_dir, exist_ok=True)
-    record_config(run_dir, config, resuming=bool(guard.saved_epoch))
+    record_config(run_dir, config, resuming=bool(guard.saved_epoch), report=progress)
+  recorded = min(recorded_epochs(run_dir, progress) for run_dir, _, _ in runs)
   state = trainer.init_state()
   processes = jax.process_count()
   progress(f'{trainer.dataset!r}; {trainer.describe(state)}; {trainer.steps_per_epoch} '
            f'steps/epoch; {jax.device_count()} {jax.default_backend()} device(s)'
            + (f' in {processes} processes' if processes > 1 else ''))
-  done, state = checkpointer.restore_latest(state)
+  # Only a checkpoint whose epochs all have intact records: the others are trained again.
+  done, state = checkpointer.restore_latest(state, up_to=recorded)
   guard.saved_epoch = done
   if done:
     progress(f'resumed from the checkpoint of epoch {done}')
@@ -342,7 +365,8 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
 
   Rerunning with a larger ``epochs`` continues the same run (refused when a
   multistep or p schedule is laid out over ``epochs``: it would change the past).
-  A non-finite train or test loss marks the epoch's record ``"diverged": true``,
+  A non-finite train or test loss, or a train loss beyond ``faults.loss_limit``, marks
+  the epoch's record ``"diverged": true``,
   saves no checkpoint and raises ``faults.DivergedError`` (again on every rerun);
   a failed write raises ``faults.StorageError``. Returns all epoch records of
   ``workdir/metrics.jsonl``. ``tensorboard``: also write TensorBoard summaries
@@ -356,11 +380,14 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
   with (faults.StorageGuard(workdir) as guard,
         summaries.RunSummaries(workdir, tensorboard) as board):
     os.makedirs(workdir, exist_ok=True)
-    diverged_in = runlog.diverged_epoch(workdir)
+    diverged_in = runlog.diverged_record(workdir)
     if diverged_in:  # the same settings would diverge again: refuse, every time
-      raise faults.DivergedError(faults.diverged_message(workdir, diverged_in, again=True))
+      finite = not faults.is_diverged(diverged_in['train_loss'], diverged_in['test_loss'])
+      raise faults.DivergedError(faults.diverged_message(
+          workdir, diverged_in['epoch'], finite=finite, again=True))
     checkpointer, done, state = open_runs(trainer, workdir, [(workdir, config, board)],
                                           guard, progress)
+    first_loss = first_train_loss(workdir) if done else None
     for epoch in range(done + 1, config.epochs + 1):
       first_step = (epoch - 1) * trainer.steps_per_epoch
       state, train_metrics = trainer.train_epoch(state, epoch, progress, board.train_loss)
@@ -369,13 +396,16 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
                 'learning_rate': float(trainer.learning_rate(first_step)),
                 'partial': (None if trainer.partial is None
                             else float(trainer.partial(first_step)))}
-      diverged = faults.is_diverged(record['train_loss'], record['test_loss'])
+      limit = faults.loss_limit(first_loss, trainer.dataset.num_classes)
+      diverged = faults.is_diverged(record['train_loss'], record['test_loss'], limit)
       if diverged:
         record['diverged'] = True
       runlog.append_metrics(workdir, record)
       board.epoch(record)
-      if diverged:  # the non-finite state is never saved
-        raise faults.DivergedError(faults.diverged_message(workdir, epoch))
+      if diverged:  # the diverged state is never saved
+        finite = not faults.is_diverged(record['train_loss'], record['test_loss'])
+        raise faults.DivergedError(faults.diverged_message(workdir, epoch, finite=finite))
+      first_loss = record['train_loss'] if first_loss is None else first_loss
       checkpointer.save(epoch, state)
       guard.saved_epoch = epoch
       progress(f'epoch {epoch}/{config.epochs}: train loss {record["train_loss"]:.4f} '

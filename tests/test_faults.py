@@ -3,6 +3,7 @@
 import dataclasses
 import errno
 import glob
+import json
 import logging
 import os
 import shutil
@@ -205,22 +206,34 @@ def test_non_finite_loss_marks_the_epoch_saves_nothing_and_stays_stopped(run, di
 def test_is_diverged_per_value_and_per_member():
   assert faults.is_diverged(2.3, 2.1) is False
   assert faults.is_diverged(2.3, float('nan')) is True
-  assert faults.is_diverged(float('inf')) is True
+  assert faults.is_diverged(float('inf'), 2.0) is True
   np.testing.assert_array_equal(
       faults.is_diverged(np.array([2.3, np.nan, 1e30]), np.array([2.0, 2.0, np.inf])),
       [False, True, True])
 
 
+def test_finite_divergence_is_a_multiple_of_the_initial_loss():
+  first_epoch = faults.loss_limit(None, num_classes=10)
+  assert first_epoch == pytest.approx(1e3 * np.log(10))
+  assert faults.is_diverged(first_epoch * 1.01, 2.0, first_epoch) is True
+  assert faults.is_diverged(first_epoch * 0.99, 2.0, first_epoch) is False
+  limits = faults.loss_limit([2.0, None, 0.5], num_classes=10)
+  np.testing.assert_array_equal(
+      faults.is_diverged(np.array([1999.0, 5e3, 501.0]), np.ones(3), limits),
+      [False, False, True])
+
+
 def test_non_finite_values_are_written_as_null_and_found(tmp_path):
   workdir = str(tmp_path)
   runlog.append_metrics(workdir, {'epoch': 1, 'train_loss': 2.3})
-  assert runlog.diverged_epoch(workdir) is None
+  assert runlog.diverged_record(workdir) is None
   runlog.append_metrics(workdir, {'epoch': 2, 'train_loss': float('nan'),
                                   'test_loss': float('-inf'), 'diverged': True})
   with open(tmp_path / runlog.METRICS_FILE) as f:
-    assert f.read().splitlines()[1] == (
-        '{"diverged": true, "epoch": 2, "test_loss": null, "train_loss": null}')
-  assert runlog.diverged_epoch(workdir) == 2
+    line = json.loads(f.read().splitlines()[1])
+  assert line == {'diverged': True, 'epoch': 2, 'test_loss': None, 'train_loss': None,
+                  'crc32': line['crc32']}
+  assert runlog.diverged_record(workdir)['epoch'] == 2
 
 
 # --- --train_size / --test_size ----------------------------------------------------------
@@ -234,3 +247,42 @@ def test_subset_of_a_dataset(digits):
     digits.subset(digits.num_train + 1)
   with pytest.raises(ValueError, match='train_size'):
     config_lib.resolve(config_lib.TrainConfig(train_size=0))
+
+
+# --- records and checkpoints agree ------------------------------------------------------
+
+def test_torn_record_is_trained_again_never_left_as_a_gap(run, tiny_run, digits):
+  """The last line of metrics.jsonl cut short by 20 bytes: epoch 3 is recorded again."""
+  workdir, config = run
+  path = os.path.join(workdir, runlog.METRICS_FILE)
+  with open(path, 'rb+') as f:
+    f.truncate(os.path.getsize(path) - 20)
+  assert [r['epoch'] for r in runlog.read_metrics(workdir)] == [1, 2]
+  lines = []
+  records = train.train_and_evaluate(config(), workdir, progress=lines.append, dataset=digits)
+  assert _without_timing(records) == _without_timing(tiny_run.records)
+  said = '\n'.join(lines)
+  assert f'{path}: line 3 is torn or damaged; its intact records end at epoch 2' in said
+  assert 'deleted the checkpoint of epoch 3' in said
+  assert 'resumed from the checkpoint of epoch 2' in lines
+
+
+def test_a_changed_number_is_found_by_its_checksum(tmp_path):
+  workdir = str(tmp_path)
+  for epoch in (1, 2, 3):
+    runlog.append_metrics(workdir, {'epoch': epoch, 'train_loss': 2.5})
+  path = tmp_path / runlog.METRICS_FILE
+  path.write_text(path.read_text().replace('2.5', '2.7', 2))  # epochs 1 and 2
+  assert runlog.check_metrics(workdir) == ([], 'line 1 is torn or damaged')
+
+
+def test_finite_but_huge_loss_diverges(run, digits, monkeypatch):
+  """With the limit at 0.5x the first epoch's loss, epoch 4's finite loss exceeds it."""
+  workdir, config = run
+  monkeypatch.setattr(faults, 'DIVERGENCE_FACTOR', 0.5)
+  with pytest.raises(faults.DivergedError, match='^the train loss grew beyond 0.5x its '
+                     'initial value in epoch 4; the checkpoint of epoch 3 is kept'):
+    train.train_and_evaluate(config(epochs=5), workdir, dataset=digits)
+  last = runlog.read_metrics(workdir)[-1]
+  assert last['diverged'] is True and np.isfinite(last['train_loss'])
+  assert _saved(workdir) == ['2', '3']

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import pytest
 from conftest import assert_tensorboard_matches, subprocess_env
 
 from padam_jax import checkpoint, runlog
@@ -26,24 +27,24 @@ _WITH_FILE_LIMIT = (
     'os.execv(sys.executable, [sys.executable, *sys.argv[2:]])')
 
 
-def _launch(*args, file_limit=None):
+def _launch(*args, file_limit=None, env=None):
   """Starts the launcher; ``file_limit``: bytes a file may grow to (a larger write fails)."""
   prefix = ['-c', _WITH_FILE_LIMIT, str(file_limit), '-m'] if file_limit else ['-m']
   # the many runs of the fault test reuse the tiny run's compiled programs
   return subprocess.Popen([sys.executable, *prefix, 'experiments.train', *args], cwd=ROOT,
-                          env=subprocess_env(), stdout=subprocess.PIPE,
+                          env=env or subprocess_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
 
 
-def _run(*args, timeout=300, file_limit=None):
-  process = _launch(*args, file_limit=file_limit)
+def _run(*args, timeout=300, file_limit=None, env=None):
+  process = _launch(*args, file_limit=file_limit, env=env)
   output, _ = process.communicate(timeout=timeout)
   return process.returncode, output
 
 
 def _metrics(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [{k: v for k, v in json.loads(line).items() if k != 'train_seconds'}
+    return [{k: v for k, v in json.loads(line).items() if k not in ('train_seconds', 'crc32')}
             for line in f]
 
 
@@ -159,13 +160,58 @@ def test_diverged_run_exits_with_status_3(tmp_path, tiny_run):
   """Exit statuses: 3 for a diverged run (tests/test_faults.py makes one diverge)."""
   workdir = str(tmp_path / 'run')
   shutil.copytree(tiny_run.workdir, workdir)
-  runlog.append_metrics(workdir, {**tiny_run.records[-1], 'epoch': 4, 'diverged': True})
+  runlog.append_metrics(workdir, {**tiny_run.records[-1], 'epoch': 4, 'train_loss': None,
+                                  'diverged': True})
   code, output = _run(*tiny_run.flags(epochs=5), f'--workdir={workdir}')
   assert code == 3, output
   assert output.strip() == (
       f'diverged: {workdir} holds a run whose loss became non-finite in epoch 4; the '
       'checkpoint of epoch 3 is kept and the run is not trained further: use a new '
       '--workdir with other settings (e.g. a smaller --lr)')
+
+
+def _launcher_xla_flags(xla_flags):
+  """The ``XLA_FLAGS`` the launchers run with, given the user's."""
+  code = 'from experiments import launch; import os; print(os.environ["XLA_FLAGS"])'
+  return subprocess.run([sys.executable, '-c', code], cwd=ROOT, check=True, text=True,
+                        capture_output=True, env={**os.environ, 'XLA_FLAGS': xla_flags}
+                        ).stdout.strip().split()
+
+
+def test_launchers_lengthen_collective_timeouts_but_keep_the_users():
+  terminate, warn = ('--xla_cpu_collective_call_terminate_timeout_seconds',
+                                    '--xla_cpu_collective_call_warn_stuck_timeout_seconds')
+  defaults = _launcher_xla_flags('')
+  assert f'{terminate}=3600' in defaults and f'{warn}=300' in defaults
+  assert any(flag.startswith('--xla_force_host_platform_device_count=') for flag in defaults)
+  given = _launcher_xla_flags(f'--xla_force_host_platform_device_count=1 {terminate}=7')
+  assert given[:2] == ['--xla_force_host_platform_device_count=1', f'{terminate}=7']
+  assert given[2:] == [f'{warn}=300']
+
+
+@pytest.mark.slow
+def test_loaded_machine_ends_like_an_idle_one(tmp_path, tiny_run):
+  """The launcher's default host devices (4 on 2 cores) with every core kept busy by other
+  processes for the whole run: it completes with the records of the same run unloaded."""
+  env = {**subprocess_env(), 'XLA_FLAGS': '--xla_backend_optimization_level=0'}
+  command = tiny_run.flags(epochs=2, tensorboard=False)
+  idle, loaded = str(tmp_path / 'idle'), str(tmp_path / 'loaded')
+  code, output = _run(*command, f'--workdir={idle}', env=env)
+  assert code == 0, output
+  busy = [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+          for _ in range(len(os.sched_getaffinity(0)))]
+  try:
+    start = time.monotonic()
+    code, output = _run(*command, f'--workdir={loaded}', env=env, timeout=900)
+    seconds = time.monotonic() - start
+  finally:
+    for process in busy:
+      process.kill()
+      process.wait()
+  assert code == 0, output
+  assert '4 cpu device(s)' in output or len(os.sched_getaffinity(0)) != 2, output
+  assert _metrics(loaded) == _metrics(idle)
+  print(f'loaded run: {seconds:.1f} s')
 
 
 def test_readme_test_command_is_what_ci_runs():

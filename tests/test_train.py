@@ -30,7 +30,9 @@ def test_metrics_jsonl_has_one_record_per_epoch(tiny_run):
     assert np.isfinite(r['train_loss']) and 0 <= r['test_error'] <= 1
     assert r['learning_rate'] == 0.1 and r['partial'] == 0.125
   with open(os.path.join(workdir, runlog.METRICS_FILE)) as f:
-    assert [json.loads(line) for line in f] == records
+    lines = [json.loads(line) for line in f]
+  assert [{k: v for k, v in line.items() if k != runlog.CHECK_KEY} for line in lines] == records
+  assert all(len(line[runlog.CHECK_KEY]) == 8 for line in lines)
   with open(os.path.join(workdir, runlog.CONFIG_FILE)) as f:
     assert json.load(f)['weight_decay'] == 0.005
 

@@ -1,0 +1,184 @@
+"""Every file of a run directory damaged in turn, then the same command again.
+
+Each file (``config.json``, ``metrics.jsonl``, ``sweep.json``, every checkpoint file, the
+TensorBoard event file) is truncated to half, emptied, or has 3 bytes flipped (a fixed
+seed); the run is then continued to epoch 4. Every case must end with the records of the
+uninterrupted run (timings aside), or stop with a one-line ``RunError`` naming the run.
+The suite runs a few cases; ``-m slow`` runs each kind of file (``table_files``) and, with
+``PADAM_DAMAGE_TABLE=PATH``, writes the file x damage -> outcome table of the README.
+"""
+
+import collections
+import os
+import random
+import re
+import shutil
+
+import pytest
+
+from padam_jax import config as config_lib
+from padam_jax import faults, runlog, sweep, train
+
+# A failed restore leaves tensorstore callbacks that later report 'Event loop is closed'.
+pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+
+DAMAGES = ('truncate', 'empty', 'flip')
+SWEEP_MEMBER = 'seed=3'  # the tiny run's seed: a sweep of it alone is the tiny run
+# The suite's cases (paths in the run directory, sweep.json beside it; * is any name): a
+# configuration recovered from the flags, a sweep file rewritten, a checkpoint's data
+# damaged. tests/test_faults.py tears a record; the slow test does every file every way.
+SUITE_CASES = (('config.json', 'empty'), ('sweep.json', 'flip'),
+               ('checkpoints/3/default/ocdbt.process_0/d/*', 'flip'))
+
+
+def damage(path: str, how: str, seed: int = 0) -> None:
+  """Truncates ``path`` to half, empties it, or flips 3 of its bytes (``seed``)."""
+  with open(path, 'rb') as f:
+    content = bytearray(f.read())
+  if how == 'truncate':
+    content = content[:len(content) // 2]
+  elif how == 'empty':
+    content = bytearray()
+  elif how == 'flip':
+    rng = random.Random(f'{seed}:{os.path.basename(path)}')
+    for position in rng.sample(range(len(content)), min(3, len(content))):
+      content[position] ^= rng.randrange(1, 256)
+  else:
+    raise ValueError(f'unknown damage {how!r}; choose one of {", ".join(DAMAGES)}')
+  with open(path, 'wb') as f:
+    f.write(content)
+
+
+def _without_timing(records):
+  return [{k: v for k, v in r.items() if k != 'train_seconds'} for r in records]
+
+
+def run_files(workdir: str) -> list[str]:
+  """Every file of a finished run directory, relative to it, in a stable order."""
+  found = []
+  for root, _, names in os.walk(workdir):
+    found += [os.path.relpath(os.path.join(root, n), workdir) for n in names]
+  return sorted(found)
+
+
+def table_files(workdir: str) -> list[str]:
+  """The files the slow test damages: all but the older checkpoint's (read only when the
+  newest fails), and of the data files named by hash, the largest of each directory."""
+  newest = max(int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints')) if n.isdigit())
+  chosen, largest = [], {}
+  for path in run_files(workdir):
+    parts = path.split(os.sep)
+    if parts[0] == 'checkpoints' and parts[1] != str(newest):
+      continue
+    if len(parts) > 1 and parts[-2] == 'd':
+      folder = os.path.dirname(path)
+      largest[folder] = max(largest.get(folder, path), path,
+                            key=lambda p: os.path.getsize(os.path.join(workdir, p)))
+    else:
+      chosen.append(path)
+  return [*chosen, *largest.values()]
+
+
+def _pick(files: list[str], pattern: str) -> str:
+  """The first of ``files`` matching ``pattern`` (``*``: any one path component)."""
+  regex = re.compile(re.escape(pattern).replace(r'\*', '[^/]+') + '$')
+  return next(f for f in files if regex.match(f))
+
+
+@pytest.fixture(scope='module')
+def reference(tiny_run, tmp_path_factory, tiny_dataset):
+  """The tiny run continued to epoch 4 undamaged: the records every case must end with."""
+  workdir = str(tmp_path_factory.mktemp('reference') / 'run')
+  shutil.copytree(tiny_run.workdir, workdir)
+  config = config_lib.TrainConfig(**{**tiny_run.settings, 'epochs': 4})
+  return _without_timing(train.train_and_evaluate(config, workdir, progress=lambda _: None,
+                                                  dataset=tiny_dataset))
+
+
+def _sweep_of_tiny_run(tiny_run, workdir: str) -> dict:
+  """``workdir``: a sequential sweep of the tiny run's seed alone, holding the tiny run."""
+  shutil.copytree(tiny_run.workdir, os.path.join(workdir, SWEEP_MEMBER))
+  grid = {'seed': [tiny_run.settings['seed']]}
+  members = sweep.expand(config_lib.TrainConfig(**tiny_run.settings), grid)
+  write = sweep._write_sweep_file  # pylint: disable=protected-access
+  write(workdir, 'sequential', grid, members, print)
+  return grid
+
+
+def rerun_damaged(tiny_run, dataset, workdir: str, path: str, how: str) -> tuple:
+  """Damages ``path`` (relative to a sweep of the tiny run in ``workdir``), continues the
+  sweep to epoch 4; returns ``(records or None, one-line error or None, progress lines)``."""
+  grid = _sweep_of_tiny_run(tiny_run, workdir)
+  target = path if path == sweep.SWEEP_FILE else os.path.join(SWEEP_MEMBER, path)
+  damage(os.path.join(workdir, target), how)
+  lines = []
+  base = config_lib.TrainConfig(**{**tiny_run.settings, 'epochs': 4})
+  try:
+    results = sweep.run_sweep(base, grid, workdir, mode='sequential', progress=lines.append,
+                              dataset=dataset, tensorboard=True)
+  except (faults.RunError, runlog.ConfigMismatchError) as error:
+    return None, str(error), lines
+  return _without_timing(results[SWEEP_MEMBER]), None, lines
+
+
+def describe(records, error, lines, reference) -> str:
+  """The outcome of one case, as the README's table says it; fails on a silent difference."""
+  if error is not None:
+    assert '\n' not in error and 'Traceback' not in error, error
+    code = faults.EXIT_ERROR
+    return f'stops, status {code}: `{re.sub(r"/[^ ]*/(sweep|run)", "RUN", error)}`'
+  assert records == reference, 'the records differ from the uninterrupted run\'s'
+  text = '\n'.join(lines)
+  resumed = re.findall(r'resumed from the checkpoint of epoch (\d+)', text)
+  notes = [f'resumes from epoch {resumed[-1]}' if resumed else 'starts over']
+  notes += [note for key, note in (
+      ('is damaged; rewrote it', 'rewrites the file from the flags'),
+      ('is torn or damaged', 'drops the damaged record and after'),
+      ('holds epoch', 'drops the records out of sequence'),
+      ('is unreadable', 'moves the checkpoint aside'),
+      ('deleted the checkpoint', 'deletes the later checkpoint')) if key in text]
+  return 'same records: ' + ', '.join(notes)
+
+
+@pytest.mark.parametrize('pattern, how', SUITE_CASES)
+def test_damaged_file_is_recovered_or_named(tiny_run, tiny_dataset, reference, tmp_path,
+                                            pattern, how):
+  files = [sweep.SWEEP_FILE, *run_files(tiny_run.workdir)]
+  records, error, lines = rerun_damaged(tiny_run, tiny_dataset, str(tmp_path),
+                                        _pick(files, pattern), how)
+  outcome = describe(records, error, lines, reference)
+  assert outcome.startswith('same records') or error.startswith(str(tmp_path)), outcome
+
+
+@pytest.mark.slow
+def test_every_file_damaged_every_way(tiny_run, tiny_dataset, reference, tmp_path):
+  """The ``table_files`` x all damages; ``PADAM_DAMAGE_TABLE=PATH`` writes the README's
+  table (about 7 s a case on 2 cores)."""
+  files = [sweep.SWEEP_FILE, *table_files(tiny_run.workdir)]
+  outcomes = collections.defaultdict(list)  # (kind of file, damage) -> outcomes
+  for i, path in enumerate(files):
+    for how in DAMAGES:
+      case = str(tmp_path / f'{i}-{how}')
+      outcome = describe(*rerun_damaged(tiny_run, tiny_dataset, case, path, how), reference)
+      outcomes[_kind(path), how].append(outcome)
+  table = ['| file | ' + ' | '.join(DAMAGES) + ' |', '|---|---|---|---|']
+  for kind in dict.fromkeys(k for k, _ in outcomes):
+    cells = [_summary(outcomes[kind, how]) for how in DAMAGES]
+    table.append(f'| `{kind}` | ' + ' | '.join(cells) + ' |')
+  if os.environ.get('PADAM_DAMAGE_TABLE'):
+    with open(os.environ['PADAM_DAMAGE_TABLE'], 'w', encoding='utf-8') as f:
+      f.write('\n'.join(table) + '\n')
+
+
+def _kind(path: str) -> str:
+  """A file's row of the table: data files of a checkpoint (named by hash) share one."""
+  path = re.sub(r'/d/[0-9a-f]+$', '/d/*', path)
+  return re.sub(r'tfevents\..*$', 'tfevents.*', path)
+
+
+def _summary(outcomes: list[str]) -> str:
+  """One cell: the outcome, or each distinct outcome with how many files it was."""
+  counts = collections.Counter(outcomes)
+  if len(counts) == 1:
+    return outcomes[0] + (f' (all {len(outcomes)})' if len(outcomes) > 1 else '')
+  return '; '.join(f'{n} files: {o}' for o, n in counts.items())
