@@ -182,11 +182,11 @@ def test_launchers_lengthen_collective_timeouts_but_keep_the_users():
   terminate, warn = ('--xla_cpu_collective_call_terminate_timeout_seconds',
                                     '--xla_cpu_collective_call_warn_stuck_timeout_seconds')
   defaults = _launcher_xla_flags('')
-  assert f'{terminate}=3600' in defaults and f'{warn}=300' in defaults
+  assert f'{terminate}=600' in defaults and f'{warn}=120' in defaults
   assert any(flag.startswith('--xla_force_host_platform_device_count=') for flag in defaults)
   given = _launcher_xla_flags(f'--xla_force_host_platform_device_count=1 {terminate}=7')
   assert given[:2] == ['--xla_force_host_platform_device_count=1', f'{terminate}=7']
-  assert given[2:] == [f'{warn}=300']
+  assert given[2:] == [f'{warn}=120']
 
 
 @pytest.mark.slow
