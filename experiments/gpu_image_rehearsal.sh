@@ -48,7 +48,7 @@ if ! [[ -x $PY ]] || [[ $("$PY" -c 'import jax; print(jax.__version__)' 2>/dev/n
   echo "venv built in $((SECONDS - t)) s" >&2
 fi
 "$PY" -m pip check >&2
-"$PY" - <<'EOF' >&2
+"$PY" -I - <<'EOF' >&2  # -I: not this checkout, not PYTHONPATH
 import importlib.util
 absent = ('tensorflow', 'tensorflow_datasets', 'tensorboardX', 'torch', 'padam_jax')
 present = [m for m in absent if importlib.util.find_spec(m)]
