@@ -11,7 +11,8 @@
 #   bash experiments/gpu_image_rehearsal.sh   # writes ${OUT:-/tmp/gpu_image_rehearsal}
 #
 # VENV (default OUT/venv) is reused when it already holds jax 0.11.2. The IDX files come from
-# FASHION_MNIST_DIR (default: Debian's dataset-fashion-mnist). Exits non-zero if a part fails.
+# FASHION_MNIST_DIR (default: Debian's dataset-fashion-mnist). REHEARSAL_PARTS picks parts
+# (default "gpu_check fashion_mnist gpu_reproduce"). Exits non-zero if a part fails.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -88,25 +89,31 @@ gpu_check() {
   ! grep -E '^\| [a-z_0-9-]+ \| (failed|timed out)' "$OUT/gpu_check/report.md"
 }
 
+# The IDX files as carried onto the machine: a copy, so no system path is read.
+CARRIED=$OUT/fashion-mnist
+rm -rf "$CARRIED" && mkdir -p "$CARRIED" && cp "$FASHION_MNIST_DIR"/*-ubyte.gz "$CARRIED/"
+
 fashion_mnist() {
-  rm -rf "$OUT/fashion-mnist" "$OUT/train"
-  mkdir -p "$OUT/fashion-mnist"
-  cp "$FASHION_MNIST_DIR"/*-ubyte.gz "$OUT/fashion-mnist/"
-  python -m experiments.train --dataset fashion_mnist --data_dir "$OUT/fashion-mnist" \
+  rm -rf "$OUT/train"
+  python -m experiments.train --dataset fashion_mnist --data_dir "$CARRIED" \
     --model resnet18 --width 0.0625 --train_size 256 --test_size 100 --epochs 1 \
     --batch_size 32 --workdir "$OUT/train"
   test -s "$OUT/train/metrics.jsonl"
 }
 
-run_part gpu_check gpu_check
-run_part fashion_mnist fashion_mnist
-if [[ -f experiments/gpu_reproduce.sh ]]; then
-  run_part gpu_reproduce env OUT="$OUT/gpu_reproduce" GPU_REPRODUCE_SMOKE=1 \
+gpu_reproduce() {
+  OUT=$OUT/gpu_reproduce FASHION_MNIST_DIR=$CARRIED GPU_REPRODUCE_SMOKE=1 \
     bash experiments/gpu_reproduce.sh
-else
-  PARTS+=(gpu_reproduce) STATUS[gpu_reproduce]='not present (experiments/gpu_reproduce.sh)'
-  ELAPSED[gpu_reproduce]=-
-fi
+}
+
+for name in ${REHEARSAL_PARTS:-gpu_check fashion_mnist gpu_reproduce}; do
+  if [[ $name == gpu_reproduce && ! -f experiments/gpu_reproduce.sh ]]; then
+    PARTS+=(gpu_reproduce) STATUS[gpu_reproduce]='not present (experiments/gpu_reproduce.sh)'
+    ELAPSED[gpu_reproduce]=-
+  else
+    run_part "$name" "$name"
+  fi
+done
 
 {
   echo '# GPU image rehearsal (CPU)'
@@ -114,7 +121,8 @@ fi
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); commit: $(git describe --always --dirty \
     2>/dev/null || echo unknown); network: $REHEARSAL_NETWORK"
   "$PY" -c 'import platform; print("Python", platform.python_version())'
-  "$PY" -m pip list 2>/dev/null | awk '$1 ~ /^(jax|jaxlib|flax|optax|chex|orbax-checkpoint|numpy)$/ {
+  "$PY" -m pip list 2>/dev/null \
+    | awk '$1 ~ /^(jax|jaxlib|flax|optax|chex|orbax-checkpoint|numpy|scipy)$/ {
     printf "%s%s %s", sep, $1, $2; sep = ", " } END { print "" }'
   echo 'absent: tensorflow, tensorflow-datasets, tensorboardX, torch; padam-jax not installed'
   echo
