@@ -48,8 +48,15 @@ def main(argv):
   curves = os.path.join(workdir, 'curves.png')
   if not hosts.is_primary():
     return
-  plot_runs([workdir], curves, title=f'{config.model} on {config.dataset}, {config.optimizer}')
-  say(f'metrics: {os.path.join(workdir, "metrics.jsonl")}\ncurves: {curves}')
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+  try:
+    plot_runs([workdir], curves, title=f'{config.model} on {config.dataset}, {config.optimizer}')
+  except ModuleNotFoundError as error:  # matplotlib (the [train] extra) is not installed
+    if error.name != 'matplotlib':
+      raise
+    say(f'metrics: {metrics}\ncurves: not drawn (no matplotlib)')
+    return
+  say(f'metrics: {metrics}\ncurves: {curves}')
 
 
 if __name__ == '__main__':

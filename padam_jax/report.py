@@ -7,6 +7,7 @@ seeds give the mean and the standard deviation drawn as a shaded band. A diverge
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -230,15 +231,21 @@ def final_table_markdown(workdir: str, suite: suites.Suite) -> str:
 
 
 def build(workdir: str, suite_names: Sequence[str], output_dir: str) -> dict[str, Any]:
-  """Every figure (PNG) and table (Markdown) of the suites; returns ``{name: path or text}``."""
+  """Every figure (PNG) and table (Markdown) of the suites; returns ``{name: path or text}``.
+
+  Without matplotlib (the ``train`` extra) the figures are left out with one warning.
+  """
   os.makedirs(output_dir, exist_ok=True)
   names = suites.SUITE_NAMES if 'all' in suite_names else suite_names
+  figures = importlib.util.find_spec('matplotlib') is not None
+  if not figures:
+    warnings.warn('matplotlib is not installed: no figures, only the tables', stacklevel=2)
   built: dict[str, Any] = {}
   for name in names:
     suite = suites.SUITES[name]
-    if suite.panels:
+    if suite.panels and figures:
       built[name] = plot_panels(workdir, suite, os.path.join(output_dir, f'{name}.png'))
-    if suite.heatmap:
+    if suite.heatmap and figures:
       built[f'{name}_heatmap'] = plot_heatmap(
           workdir, suite.heatmap, os.path.join(output_dir, f'{name}_heatmap.png'))
     if suite.table:

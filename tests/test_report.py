@@ -1,6 +1,7 @@
 """The seed's suites as data, and the figures and tables built from metrics.jsonl alone."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -82,6 +83,15 @@ def test_figures_and_tables_from_metrics_alone(fake_reproduction, tmp_path):
   assert '+-' in table2  # two seeds: mean +- std
   assert 'p 1/4 -> 1/16' in built['p_schedule_table']
   assert os.path.exists(tmp_path / 'tables.md')
+
+
+def test_tables_without_matplotlib(fake_reproduction, tmp_path, monkeypatch):
+  """As on an install without matplotlib: the tables, no figures, one warning."""
+  monkeypatch.setitem(sys.modules, 'matplotlib', None)
+  with pytest.warns(UserWarning, match='matplotlib is not installed'):
+    built = report.build(fake_reproduction, ['all'], str(tmp_path))
+  assert '| padam |' in built['table2_table'] and 'figure1' not in built
+  assert not list(tmp_path.glob('*.png')) and os.path.exists(tmp_path / 'tables.md')
 
 
 def test_diverged_runs_are_marked(fake_reproduction):

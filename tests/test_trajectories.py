@@ -1,7 +1,10 @@
 """Our optimizers against PyTorch oracles, float64, hundreds of steps."""
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +21,14 @@ def _fixture():
 
 def _settings():
   return json.loads(str(_fixture()['settings_json']))
+
+
+def test_import_needs_no_torch():
+  """The committed-fixture tests run where torch is not installed (e.g. on Python 3.12)."""
+  code = ('import sys; from padam_jax.reference import trajectory; '
+          'assert "torch" not in sys.modules, "torch imported"')
+  subprocess.run([sys.executable, '-c', code], check=True,
+                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_fixture_is_current():

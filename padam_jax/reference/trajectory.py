@@ -161,14 +161,19 @@ def torch_trajectory(problem: Problem, make_optimizer, *,
 
 
 def torch_reference_padam(setting: dict[str, Any]):
-  """A ``make_optimizer`` for the re-written authors' Padam under ``setting``."""
-  from padam_jax.reference import optim  # pylint: disable=import-outside-toplevel
+  """A ``make_optimizer`` for the re-written authors' Padam under ``setting``.
 
+  torch is imported when the optimizer is made: ``COMPLEX_ORACLES`` calls this at import.
+  """
   s = {**_PADAM_DEFAULTS, **setting}
-  return lambda params: optim.Padam(
-      params, lr=s['lr'], betas=(s['b1'], s['b2']), eps=s['eps'],
-      weight_decay=s['weight_decay'], amsgrad=s['amsgrad'],
-      partial=s['partial'], exact_bias_correction=s['exact_bias_correction'])
+
+  def make(params):
+    from padam_jax.reference import optim  # pylint: disable=import-outside-toplevel
+    return optim.Padam(
+        params, lr=s['lr'], betas=(s['b1'], s['b2']), eps=s['eps'],
+        weight_decay=s['weight_decay'], amsgrad=s['amsgrad'],
+        partial=s['partial'], exact_bias_correction=s['exact_bias_correction'])
+  return make
 
 
 def _torch_optim(name: str, **kwargs):
