@@ -203,8 +203,10 @@ def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
                       members: Sequence[Member], report: Callable[[str], None]) -> None:
   """Writes ``sweep.json``, or checks that a resumed sweep has the same grid and mode.
 
-  A damaged file (not a JSON object of the same fields) is rewritten from this sweep's
-  grid and mode, said in one line to ``report``.
+  A sequential sweep may grow (more seeds, say): its runs are independent, so the runs it
+  holds are kept and the new ones added. A damaged file (not a JSON object of the same
+  fields) is rewritten from this sweep's grid and mode. Either is said in one line to
+  ``report``.
   """
   content = {'mode': mode, 'grid': grid,
              'runs': [{'name': m.name, 'values': m.values} for m in members]}
@@ -212,13 +214,25 @@ def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
   if os.path.exists(path):
     previous = runlog.read_json_object(path)
     if previous is not None and set(previous) == set(content):
-      if previous != content:
+      if previous == content:
+        return
+      if not _grows(previous, content):
         raise runlog.ConfigMismatchError(
             f'{path} holds another sweep (mode {previous["mode"]!r}, grid '
-            f'{previous["grid"]}); use a new --workdir or the same grid and mode')
-      return
-    report(f'{path} is damaged; rewrote it from the grid and mode of this command')
+            f'{previous["grid"]}); use a new --workdir or the same grid and mode (a '
+            'sequential sweep may only grow)')
+      report(f'{path}: {len(content["runs"]) - len(previous["runs"])} runs added to its '
+             f'{len(previous["runs"])}')
+    else:
+      report(f'{path} is damaged; rewrote it from the grid and mode of this command')
   runlog.write_json(path, content)
+
+
+def _grows(previous: dict[str, Any], content: dict[str, Any]) -> bool:
+  """Whether ``content`` is the sequential sweep ``previous`` with runs added."""
+  return (previous['mode'] == content['mode'] == 'sequential'
+          and set(previous['grid']) == set(content['grid'])
+          and all(run in content['runs'] for run in previous['runs']))
 
 
 def read_sweep(workdir: str) -> dict[str, Any]:

@@ -116,6 +116,22 @@ def test_resume_with_another_grid_is_refused(vmapped, tiny_config, tiny_dataset)
                     dataset=tiny_dataset)
 
 
+def test_a_sequential_sweep_may_grow_but_not_change(tiny_config, tmp_path):
+  said = []
+  def write(mode, seeds):
+    grid = {'seed': seeds}
+    sweep._write_sweep_file(str(tmp_path), mode, grid,  # pylint: disable=protected-access
+                            sweep.expand(tiny_config(), grid), said.append)
+  write('sequential', [0, 1, 2])
+  write('sequential', [0, 1, 2, 3, 4])  # two more seeds: the first three are kept
+  assert said == [f'{tmp_path / sweep.SWEEP_FILE}: 2 runs added to its 3']
+  assert [r['name'] for r in sweep.read_sweep(str(tmp_path))['runs']] == [
+      f'seed={k}' for k in range(5)]
+  for mode, seeds in (('sequential', [1, 2, 3, 4, 5]), ('vmap', [0, 1, 2, 3, 4, 5])):
+    with pytest.raises(runlog.ConfigMismatchError, match='may only grow'):
+      write(mode, seeds)
+
+
 def test_parse_grid_and_expand(tiny_config):
   grid = sweep.parse_grid(['lr=0.1,0.01', 'partial=0.25,0.125,0.0625', 'seed=0,1'])
   assert grid == {'learning_rate': [0.1, 0.01], 'partial': [0.25, 0.125, 0.0625],
