@@ -251,22 +251,6 @@ def test_subset_of_a_dataset(digits):
 
 # --- records and checkpoints agree ------------------------------------------------------
 
-def test_torn_record_is_trained_again_never_left_as_a_gap(run, tiny_run, digits):
-  """The last line of metrics.jsonl cut short by 20 bytes: epoch 3 is recorded again."""
-  workdir, config = run
-  path = os.path.join(workdir, runlog.METRICS_FILE)
-  with open(path, 'rb+') as f:
-    f.truncate(os.path.getsize(path) - 20)
-  assert [r['epoch'] for r in runlog.read_metrics(workdir)] == [1, 2]
-  lines = []
-  records = train.train_and_evaluate(config(), workdir, progress=lines.append, dataset=digits)
-  assert _without_timing(records) == _without_timing(tiny_run.records)
-  said = '\n'.join(lines)
-  assert f'{path}: line 3 is torn or damaged; its intact records end at epoch 2' in said
-  assert 'deleted the checkpoint of epoch 3' in said
-  assert 'resumed from the checkpoint of epoch 2' in lines
-
-
 def test_a_changed_number_is_found_by_its_checksum(tmp_path):
   workdir = str(tmp_path)
   for epoch in (1, 2, 3):
