@@ -23,9 +23,9 @@ import numpy as np
 
 from padam_jax import report, stats, suites
 
-MEASURES = {
-    'final_accuracy': 'test accuracy (%), mean of epochs {first}-{epochs}',
-    'mean_train_loss': 'train loss, mean over all {epochs} epochs',
+MEASURES = {  # what is measured, and over which epochs
+    'final_accuracy': ('test accuracy (%)', 'mean of epochs {first}-{epochs}'),
+    'mean_train_loss': ('train loss', 'mean over all {epochs} epochs'),
 }
 RULE = ('Each row: x, a difference of per-run values averaged over seeds, with its 95% '
         'Welch t interval over seeds. Verdict: supported when the interval lies wholly on '
@@ -149,10 +149,10 @@ def _ours(judged: Judged, digits: int) -> str:
 
 def _measured(judged: Judged) -> str:
   epochs = judged.epochs
-  text = MEASURES[judged.claim.measure]
-  text = (text.format(first=epochs - report.last_epochs(epochs) + 1, epochs=epochs) if epochs
-          else text.split(',')[0])
-  return f'x = {judged.claim.contrast}, {text}'
+  what, over = MEASURES[judged.claim.measure]
+  if epochs:
+    what += ', ' + over.format(first=epochs - report.last_epochs(epochs) + 1, epochs=epochs)
+  return f'x = {judged.claim.contrast}, {what}'
 
 
 def _seeds_for_verdict(judged: Judged) -> str:

@@ -51,20 +51,30 @@ def _welch(variances: Sequence[float], coefficients: Sequence[float],
   return math.sqrt(se2), df
 
 
-def contrast(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
-             confidence: float = CONFIDENCE) -> Interval:
-  """``sum_i a_i * mean(groups[i])`` with Welch's interval; NaN values are dropped."""
-  if len(groups) != len(coefficients):
-    raise ValueError(f'{len(groups)} groups for {len(coefficients)} coefficients')
+def _moments(groups: Sequence[Sequence[float]]
+             ) -> tuple[tuple[int, ...], list[float], Optional[list[float]]]:
+  """Per group without its NaN values: counts, means and sample variances (None when a
+  group has fewer than two values)."""
   clean = [[float(v) for v in g if not math.isnan(v)] for g in groups]
   counts = tuple(len(g) for g in clean)
   if min(counts) == 0:
     raise ValueError(f'a group of the contrast holds no value (values per group: {counts})')
   means = [sum(g) / len(g) for g in clean]
-  estimate = sum(a * m for a, m in zip(coefficients, means))
   if min(counts) < 2:
+    return counts, means, None
+  return counts, means, [sum((v - m) ** 2 for v in g) / (len(g) - 1)
+                         for g, m in zip(clean, means)]
+
+
+def contrast(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
+             confidence: float = CONFIDENCE) -> Interval:
+  """``sum_i a_i * mean(groups[i])`` with Welch's interval; NaN values are dropped."""
+  if len(groups) != len(coefficients):
+    raise ValueError(f'{len(groups)} groups for {len(coefficients)} coefficients')
+  counts, means, variances = _moments(groups)
+  estimate = sum(a * m for a, m in zip(coefficients, means))
+  if variances is None:
     return Interval(estimate, None, None, counts)
-  variances = [sum((v - m) ** 2 for v in g) / (len(g) - 1) for g, m in zip(clean, means)]
   se, df = _welch(variances, coefficients, counts)
   half = 0.0 if se == 0 else _t_quantile(df, confidence) * se
   return Interval(estimate, estimate - half, estimate + half, counts)
@@ -92,16 +102,14 @@ def seeds_to_decide(groups: Sequence[Sequence[float]], coefficients: Sequence[fl
   """Seeds per group that would make the verdict other than inconclusive, if the means
   and standard deviations measured now stayed as they are; ``None`` if no number up to
   1000 would (an estimate on the boundary, or fewer than two seeds to measure a spread)."""
-  clean = [[float(v) for v in g if not math.isnan(v)] for g in groups]
-  if min(len(g) for g in clean) < 2:
+  counts, means, variances = _moments(groups)
+  if variances is None:
     return None
-  means = [sum(g) / len(g) for g in clean]
-  variances = [sum((v - m) ** 2 for v in g) / (len(g) - 1) for g, m in zip(clean, means)]
   estimate = sum(a * m for a, m in zip(coefficients, means))
   for n in range(2, _MAX_SEEDS + 1):
-    se, df = _welch(variances, coefficients, [n] * len(clean))
+    se, df = _welch(variances, coefficients, [n] * len(counts))
     half = _t_quantile(df, confidence) * se if se else 0.0
-    interval = Interval(estimate, estimate - half, estimate + half, (n,) * len(clean))
+    interval = Interval(estimate, estimate - half, estimate + half, (n,) * len(counts))
     if verdict(interval, kind, margin) != INCONCLUSIVE:
       return n
   return None
