@@ -30,7 +30,7 @@ _DEVICES = '--xla_force_host_platform_device_count'
 # How long a collective (an all-reduce between host devices) waits for a late peer before
 # XLA ends the process (40 s by default), and before it warns that one is stuck. Long
 # enough that a loaded machine slows a run down instead of ending it; short enough that a
-# collective that will never complete (docs/reproduction.md records one: every thread of
+# collective that will never complete (docs/reproduction.md records four: every thread of
 # the process idle) ends the process within minutes, and its rerun resumes.
 COLLECTIVE_TIMEOUTS = {'--xla_cpu_collective_call_terminate_timeout_seconds': 600,
                        '--xla_cpu_collective_call_warn_stuck_timeout_seconds': 120}
