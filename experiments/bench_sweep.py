@@ -17,7 +17,8 @@ from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 import jax  # noqa: E402
 
-from padam_jax import data, sweep, train  # noqa: E402
+from padam_jax import data  # noqa: E402
+from padam_jax.training import loop, sweep  # noqa: E402
 
 _PARTIALS = flags.DEFINE_list('partials', ['0.25', '0.125', '0.0625'], 'Grid of p.')
 _LRS = flags.DEFINE_list('lrs', ['0.1', '0.01', '0.001'], 'Grid of learning rates.')
@@ -25,7 +26,7 @@ _TIMED_EPOCHS = flags.DEFINE_integer('timed_epochs', 1, 'Epochs timed after the 
 _SYNTHETIC_TRAIN = flags.DEFINE_integer('synthetic_train', 1024, 'Synthetic training images.')
 
 
-def _time_epochs(trainer: train.Trainer, epochs: int) -> tuple[float, float]:
+def _time_epochs(trainer: loop.Trainer, epochs: int) -> tuple[float, float]:
   """(seconds to build + first epoch, seconds per later epoch)."""
   quiet = lambda _: None  # noqa: E731
   start = time.perf_counter()
@@ -54,7 +55,7 @@ def main(argv):
                                         _TIMED_EPOCHS.value)
   sequential_first, sequential = 0.0, 0.0
   for member in members:
-    first, per_epoch = _time_epochs(train.Trainer(member.config, dataset),
+    first, per_epoch = _time_epochs(loop.Trainer(member.config, dataset),
                                     _TIMED_EPOCHS.value)
     sequential_first += first
     sequential += per_epoch

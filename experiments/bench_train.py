@@ -9,7 +9,7 @@ with 10 classes, for each architecture, in images per second (median over
 with momentum 0.9 and weight decay 5e-4 (``padam_jax.sgdm`` and
 ``torch.optim.SGD``), so the comparison is about the model step.
 
-JAX side: ``padam_jax.train.Trainer`` itself, training epochs of ``POOL_BATCHES``
+JAX side: ``padam_jax.training.loop.Trainer`` itself, training epochs of ``POOL_BATCHES``
 steps (or ``--steps_per_call``, if more: one whole compiled call) over a pool of random
 uint8 images (gathered, cropped, flipped and normalised on the device, split over all
 local devices; on CPU one jitted, donated call per batch) with activations in
@@ -41,7 +41,7 @@ from typing import Callable
 from absl import app, flags
 import jax
 
-from padam_jax import config as config_lib
+from padam_jax.training import config as config_lib
 
 _MODELS = flags.DEFINE_list('models', ['vgg16', 'resnet18', 'wrn16_4'],
                             'Architectures to time.')

@@ -2,7 +2,7 @@
 
 from absl import flags
 
-from padam_jax import config as config_lib
+from padam_jax.training import config as config_lib
 from padam_jax.alias import OPTIMIZERS
 from padam_jax.data import DATASETS
 from padam_jax.models import MODELS

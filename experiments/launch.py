@@ -71,7 +71,7 @@ def workdir() -> str:
 def start() -> None:
   """The first thing in a launcher's ``main``: joins the other processes of a multi-host
   run (before any JAX work), then quiets logging."""
-  from padam_jax import hosts  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import hosts  # pylint: disable=import-outside-toplevel
   try:
     hosts.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   except ValueError as error:
@@ -81,7 +81,7 @@ def start() -> None:
 
 def say(message: str) -> None:
   """A progress line, printed by the primary process only."""
-  from padam_jax import hosts  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import hosts  # pylint: disable=import-outside-toplevel
   if hosts.is_primary():
     print(message, flush=True)
 
@@ -102,7 +102,7 @@ def _quiet_logging() -> None:
   """Unless --verbosity is given: WARNING level (Orbax logs every file it writes at INFO)
   and no tracebacks of Orbax's background threads for failures reported in one line."""
   from absl import logging  # pylint: disable=import-outside-toplevel
-  from padam_jax import faults  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import faults  # pylint: disable=import-outside-toplevel
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
     faults.quiet_background_failures(logging.get_absl_handler())

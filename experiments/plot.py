@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from absl import app, flags
 import numpy as np
 
-from padam_jax import runlog
+from padam_jax.training import runlog
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'Run directories to plot.')
 _OUTPUT = flags.DEFINE_string('output', 'curves.png', 'The PNG to write.')
@@ -68,7 +68,7 @@ def main(argv):
   if _WORKDIRS.value:
     print(plot_runs(_WORKDIRS.value, _OUTPUT.value))
     return
-  from padam_jax import claims, report, suites  # pylint: disable=import-outside-toplevel
+  from padam_jax.reproduction import claims, report, suites  # pylint: disable=import-outside-toplevel
   unknown = set(_SUITE.value) - {*suites.SUITE_NAMES, 'all'}
   if unknown:
     raise app.UsageError(f'unknown suite {sorted(unknown)[0]!r}; choose from '

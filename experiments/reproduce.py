@@ -18,9 +18,10 @@ import time
 from experiments import launch  # noqa: F401  first: the host devices
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
-from padam_jax import config as config_lib  # noqa: E402
-from padam_jax import faults, hosts, suites  # noqa: E402
-from padam_jax import sweep as sweep_lib  # noqa: E402
+from padam_jax.training import config as config_lib  # noqa: E402
+from padam_jax.training import faults, hosts  # noqa: E402
+from padam_jax.reproduction import suites  # noqa: E402
+from padam_jax.training import sweep as sweep_lib  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
 _SUITE = flags.DEFINE_multi_enum('suite', ['all'], [*suites.SUITE_NAMES, 'all'],
@@ -44,7 +45,8 @@ _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and table
 
 def main(argv):
   del argv
-  from padam_jax import claims, report, runlog, train  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.reproduction import claims, report  # pylint: disable=import-outside-toplevel
 
   launch.start()
   say = launch.say
@@ -63,7 +65,7 @@ def main(argv):
     datasets = {}
     if not _PLOT_ONLY.value:
       first = plan[0][3][0].config
-      datasets[first.dataset] = train.load_config_dataset(first)
+      datasets[first.dataset] = loop.load_config_dataset(first)
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
   start = time.perf_counter()

@@ -15,7 +15,7 @@ from experiments import launch  # first: sets up the host devices
 from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
-from padam_jax import faults, sweep  # noqa: E402
+from padam_jax.training import faults, sweep  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
 _GRID = flags.DEFINE_multi_string(
@@ -31,7 +31,7 @@ _AXIS_FLAGS = {'learning_rate': 'lr'}
 
 def main(argv):
   del argv
-  from padam_jax import runlog, train  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
 
   launch.start()
   say = launch.say
@@ -44,7 +44,7 @@ def main(argv):
                        'give one of the two')
     base = config_flags.config_from_flags()
     members = sweep.expand(base, grid)  # validates every configuration
-    dataset = train.load_config_dataset(members[0].config)
+    dataset = loop.load_config_dataset(members[0].config)
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
   try:

@@ -20,26 +20,26 @@ from experiments import launch  # first: sets up the host devices
 from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
-from padam_jax import config as config_lib  # noqa: E402
-from padam_jax import faults, hosts  # noqa: E402
+from padam_jax.training import config as config_lib  # noqa: E402
+from padam_jax.training import faults, hosts  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
 
 def main(argv):
   del argv
   from experiments.plot import plot_runs  # pylint: disable=import-outside-toplevel
-  from padam_jax import runlog, train  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
 
   launch.start()
   say = launch.say
   workdir = launch.workdir()
   try:
     config = config_lib.resolve(config_flags.config_from_flags())
-    dataset = train.load_config_dataset(config)
+    dataset = loop.load_config_dataset(config)
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
   try:
-    train.train_and_evaluate(config, workdir, progress=say, dataset=dataset,
+    loop.train_and_evaluate(config, workdir, progress=say, dataset=dataset,
                              tensorboard=launch.tensorboard())
   except runlog.ConfigMismatchError as error:
     launch.fail(error)

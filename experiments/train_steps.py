@@ -17,8 +17,9 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-from padam_jax import config as config_lib
-from padam_jax import data, train
+from padam_jax.training import config as config_lib
+from padam_jax import data
+from padam_jax.training import loop
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
@@ -32,7 +33,7 @@ POOL_BATCHES = 4  # the image pool the JAX batches are gathered from (at least)
 class JaxStep:
   """``run()`` trains one ``Trainer`` epoch of ``steps`` steps and blocks at its end."""
 
-  trainer: train.Trainer
+  trainer: loop.Trainer
   state: Any
   epoch: int = 1
 
@@ -67,7 +68,7 @@ def jax_step(name: str, width: float, batch_size: int, steps_per_call: Optional[
       model=name, width=width, dataset='synthetic', optimizer='sgdm',
       learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
       batch_size=batch_size, drop_remainder=True, epochs=1, compute_dtype=compute_dtype))
-  trainer = train.Trainer(config, dataset, steps_per_call=steps_per_call)
+  trainer = loop.Trainer(config, dataset, steps_per_call=steps_per_call)
   return JaxStep(trainer, trainer.init_state())
 
 

@@ -1,8 +1,10 @@
 """padam-jax: the Padam optimizer for JAX/Optax, with PyTorch-convention baselines.
 
-Only the optimizer is imported here (it needs jax, optax and chex alone); the
-training stack lives in ``padam_jax.models``, ``padam_jax.data`` and
-``padam_jax.train``, imported on demand.
+Only the optimizer is imported here (it needs jax, optax and chex alone). Beside it:
+``padam_jax.models`` and ``padam_jax.data`` (flax, tensorflow-datasets), the training
+stack ``padam_jax.training``, the reproduction of the paper's experiments
+``padam_jax.reproduction`` and the PyTorch oracles ``padam_jax.reference``; each is
+imported on demand.
 """
 
 from padam_jax.alias import (OPTIMIZERS, adam, adamw, amsgrad, get_optimizer,

@@ -46,7 +46,7 @@ def tiny_dataset():
 @pytest.fixture(scope='session')
 def tiny_config():
   """``tiny_config(**overrides)``: the tiny run's ``TrainConfig`` (2 epochs by default)."""
-  from padam_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import config as config_lib  # pylint: disable=import-outside-toplevel
 
   def make(**overrides):
     return config_lib.TrainConfig(**{**TINY, 'epochs': 2, **overrides})
@@ -94,10 +94,10 @@ def tiny_run(tmp_path_factory) -> TinyRun:
   The fault tests resume copies of it in-process and through the launcher, which
   reuses its compiled programs from the cache and must end with the same records.
   """
-  from padam_jax import config, train  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import config, loop  # pylint: disable=import-outside-toplevel
   settings = {**TINY, 'epochs': 3}
   workdir = str(tmp_path_factory.mktemp('tiny_run'))
-  records = train.train_and_evaluate(config.TrainConfig(**settings), workdir,
+  records = loop.train_and_evaluate(config.TrainConfig(**settings), workdir,
                                      progress=lambda _: None, tensorboard=True)
   return TinyRun(settings, workdir, records)
 
@@ -113,7 +113,7 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
   # a test that reads them skips here, after its other checks.
   pytest.importorskip('tensorboardX')
   from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
-  from padam_jax import summaries  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import summaries  # pylint: disable=import-outside-toplevel
   scalars, others = {}, {}
   paths = sorted(glob.glob(os.path.join(workdir, summaries.LOGDIR, '*tfevents*')))
   assert paths, f'no event files in {workdir}/{summaries.LOGDIR}'
@@ -142,12 +142,12 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
 def assert_tensorboard_matches(workdir: str, records: list) -> None:
   """The run's TensorBoard summaries hold its epoch records, config and progress losses.
 
-  With fewer than ``train.PROGRESS_EVERY`` steps per epoch, the one progress report of an
+  With fewer than ``loop.PROGRESS_EVERY`` steps per epoch, the one progress report of an
   epoch is at its last step and its loss is the epoch's train loss.
   """
   scalars, others = read_tensorboard(workdir)  # skips without tensorboardX
   from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=import-outside-toplevel
-  from padam_jax import runlog, summaries  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import runlog, summaries  # pylint: disable=import-outside-toplevel
   f32 = lambda value: float(np.float32(value))  # noqa: E731  (scalars are float32)
   for key in summaries.EPOCH_KEYS:
     assert scalars[f'epoch/{key}'] == {r['step']: f32(r[key]) for r in records}, key

@@ -4,8 +4,9 @@ import json
 import os
 from typing import Any, Callable, Optional
 
-from padam_jax import config as config_lib
-from padam_jax import runlog, suites, sweep
+from padam_jax.training import config as config_lib
+from padam_jax.training import runlog, sweep
+from padam_jax.reproduction import suites
 
 # (sweep name, member grid values, member index, epoch) -> the record's metrics, or None
 # for a diverged epoch.

@@ -17,8 +17,8 @@ import shutil
 
 import pytest
 
-from padam_jax import config as config_lib
-from padam_jax import faults, runlog, sweep, train
+from padam_jax.training import config as config_lib
+from padam_jax.training import faults, loop, runlog, sweep
 
 # A failed restore leaves tensorstore callbacks that later report 'Event loop is closed'.
 pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
@@ -84,7 +84,7 @@ def reference(tiny_run, tmp_path_factory, tiny_dataset):
   workdir = str(tmp_path_factory.mktemp('reference') / 'run')
   shutil.copytree(tiny_run.workdir, workdir)
   config = config_lib.TrainConfig(**{**tiny_run.settings, 'epochs': 4})
-  return _without_timing(train.train_and_evaluate(config, workdir, progress=lambda _: None,
+  return _without_timing(loop.train_and_evaluate(config, workdir, progress=lambda _: None,
                                                   dataset=tiny_dataset))
 
 

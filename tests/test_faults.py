@@ -16,8 +16,9 @@ import pytest
 
 from conftest import assert_tensorboard_matches
 
-from padam_jax import config as config_lib
-from padam_jax import checkpoint, data, faults, runlog, train
+from padam_jax.training import config as config_lib
+from padam_jax import data
+from padam_jax.training import checkpoint, faults, loop, runlog
 
 # A failed restore leaves tensorstore callbacks that later report 'Event loop is closed'.
 pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
@@ -62,7 +63,7 @@ def test_damaged_latest_checkpoint_is_moved_aside_and_the_run_goes_on(
   workdir, config = run
   damage_checkpoint(workdir, 3)
   lines = []
-  records = train.train_and_evaluate(config(), workdir, progress=lines.append, dataset=digits,
+  records = loop.train_and_evaluate(config(), workdir, progress=lines.append, dataset=digits,
                                      tensorboard=True)
   unreadable = [line for line in lines if 'unreadable' in line]
   assert len(unreadable) == 1
@@ -86,7 +87,7 @@ def test_no_readable_checkpoint_stops_and_moves_nothing(run, digits, damage_chec
                      match=r'^no checkpoint in .*run/checkpoints is readable \(epochs 3, 2; '
                      r'epoch 3: OUT_OF_RANGE: .*\): restore them from a backup, or start over '
                      'with a new --workdir'):
-    train.train_and_evaluate(config(epochs=4), workdir, dataset=digits)
+    loop.train_and_evaluate(config(epochs=4), workdir, dataset=digits)
   assert _saved(workdir) == ['2', '3']
   assert [r['epoch'] for r in runlog.read_metrics(workdir)] == [1, 2, 3]
 
@@ -102,7 +103,7 @@ def test_full_disk_names_the_saved_epoch(run, digits, monkeypatch):
 
   monkeypatch.setattr(ocp.CheckpointManager, 'save', full_disk_save)
   with pytest.raises(faults.StorageError) as caught:
-    train.train_and_evaluate(config(epochs=4), workdir, dataset=digits)
+    loop.train_and_evaluate(config(epochs=4), workdir, dataset=digits)
   assert str(caught.value) == (
       f'could not write {workdir}/checkpoints/4: No space left on device; epoch 3 is safely '
       'saved: free some space and rerun the same command to continue')
@@ -118,7 +119,7 @@ def test_workdir_that_cannot_be_created(tmp_path, tiny_run, digits):
   with pytest.raises(faults.StorageError,
                      match=f'^could not write {workdir}: Not a directory; no epoch is saved '
                      'yet: fix the cause and rerun the same command to continue$'):
-    train.train_and_evaluate(config_lib.TrainConfig(**tiny_run.settings), workdir,
+    loop.train_and_evaluate(config_lib.TrainConfig(**tiny_run.settings), workdir,
                              dataset=digits)
 
 
@@ -167,7 +168,7 @@ def test_background_failures_are_hidden():
     faults.quiet_background_failures(handler)
     orbax = logging.LogRecord('absl', logging.ERROR, '/x/orbax/checkpoint/future.py', 1,
                               'failed', None, None)
-    ours = logging.LogRecord('absl', logging.ERROR, '/x/padam_jax/train.py', 1, 'failed',
+    ours = logging.LogRecord('absl', logging.ERROR, '/x/padam_jax/training/loop.py', 1, 'failed',
                              None, None)
     assert [handler.filter(orbax), handler.filter(ours)] == [False, True]
     for error in (RuntimeError('Event loop is closed'), RuntimeError('other')):
@@ -186,7 +187,7 @@ def test_non_finite_loss_marks_the_epoch_saves_nothing_and_stays_stopped(run, di
   labels[0] = digits.num_classes
   poisoned = dataclasses.replace(digits, train_labels=labels)
   with pytest.raises(faults.DivergedError) as caught:
-    train.train_and_evaluate(config(epochs=5), workdir, dataset=poisoned)
+    loop.train_and_evaluate(config(epochs=5), workdir, dataset=poisoned)
   assert str(caught.value) == (
       'the loss became non-finite in epoch 4; the checkpoint of epoch 3 is kept and the run '
       'is not trained further: use a new --workdir with other settings (e.g. a smaller --lr)')
@@ -199,7 +200,7 @@ def test_non_finite_loss_marks_the_epoch_saves_nothing_and_stays_stopped(run, di
   # a rerun, even with good data, reports it again and trains nothing
   with pytest.raises(faults.DivergedError, match=f'^{workdir} holds a run whose loss became '
                      'non-finite in epoch 4; the checkpoint of epoch 3 is kept'):
-    train.train_and_evaluate(config(epochs=5), workdir, dataset=digits)
+    loop.train_and_evaluate(config(epochs=5), workdir, dataset=digits)
   assert len(runlog.read_metrics(workdir)) == 4
 
 
@@ -266,7 +267,7 @@ def test_finite_but_huge_loss_diverges(run, digits, monkeypatch):
   monkeypatch.setattr(faults, 'DIVERGENCE_FACTOR', 0.5)
   with pytest.raises(faults.DivergedError, match='^the train loss grew beyond 0.5x its '
                      'initial value in epoch 4; the checkpoint of epoch 3 is kept'):
-    train.train_and_evaluate(config(epochs=5), workdir, dataset=digits)
+    loop.train_and_evaluate(config(epochs=5), workdir, dataset=digits)
   last = runlog.read_metrics(workdir)[-1]
   assert last['diverged'] is True and np.isfinite(last['train_loss'])
   assert _saved(workdir) == ['2', '3']

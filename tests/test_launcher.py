@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import assert_tensorboard_matches, subprocess_env
 
-from padam_jax import checkpoint, runlog
+from padam_jax.training import checkpoint, runlog
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PHASES = ('train', 'eval', 'checkpoint')

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import assert_tensorboard_matches, subprocess_env
 
-from padam_jax import hosts
+from padam_jax.training import hosts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROCESSES = 2

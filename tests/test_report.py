@@ -6,8 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from padam_jax import config as config_lib
-from padam_jax import report, suites, sweep
+from padam_jax.training import config as config_lib
+from padam_jax.training import sweep
+from padam_jax.reproduction import report, suites
 import fake_runs
 
 EPOCHS = 8

@@ -12,7 +12,7 @@ import pytest
 from conftest import (TINY_FLAGS, assert_tensorboard_matches, read_tensorboard,
                       subprocess_env)
 
-from padam_jax import runlog, sweep, train
+from padam_jax.training import loop, runlog, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMING_KEYS = ('train_seconds',)
@@ -45,7 +45,7 @@ def test_members_equal_their_single_runs(vmapped, tiny_config, tiny_dataset, tmp
   """
   workdir, results = vmapped
   for name, seed in zip(GOOD, (3, 4)):
-    single = train.train_and_evaluate(tiny_config(seed=seed, epochs=1),
+    single = loop.train_and_evaluate(tiny_config(seed=seed, epochs=1),
                                       str(tmp_path / name), dataset=tiny_dataset)[0]
     ours = results[name]
     assert [r['epoch'] for r in ours] == [1, 2] and [r['step'] for r in ours] == [3, 6]

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from padam_jax import config as config_lib
-from padam_jax import data, runlog, schedules, sharding, train
+from padam_jax.training import config as config_lib
+from padam_jax import data, schedules
+from padam_jax.training import loop, runlog, sharding
 
 TIMING_KEYS = ('train_seconds',)
 
@@ -40,9 +41,9 @@ def test_metrics_jsonl_has_one_record_per_epoch(tiny_run):
 def test_same_seed_same_run_and_exact_resume(tmp_path, tiny_dataset, tiny_config, tiny_run):
   """A fresh run's first epoch equals the tiny run's (same seed, same run); resumed with
   --epochs 3 from its checkpoint it ends with the tiny run's uninterrupted records."""
-  first = train.train_and_evaluate(tiny_config(epochs=1), str(tmp_path), dataset=tiny_dataset)
+  first = loop.train_and_evaluate(tiny_config(epochs=1), str(tmp_path), dataset=tiny_dataset)
   assert _without_timing(first) == _without_timing(tiny_run.records[:1])
-  resumed = train.train_and_evaluate(tiny_config(epochs=3), str(tmp_path),
+  resumed = loop.train_and_evaluate(tiny_config(epochs=3), str(tmp_path),
                                      dataset=tiny_dataset)
   assert _without_timing(resumed) == _without_timing(tiny_run.records)
 
@@ -60,7 +61,7 @@ def test_resume_drops_records_newer_than_the_checkpoint(tmp_path, tiny_dataset, 
   runlog.append_metrics(workdir, {**tiny_run.records[-1], 'epoch': 4, 'train_loss': -1.0})
   with open(os.path.join(workdir, runlog.METRICS_FILE), 'a') as f:
     f.write('{"epoch": 5, "torn')  # a write cut short
-  records = train.train_and_evaluate(tiny_config(epochs=4), workdir, dataset=tiny_dataset)
+  records = loop.train_and_evaluate(tiny_config(epochs=4), workdir, dataset=tiny_dataset)
   assert [r['epoch'] for r in records] == [1, 2, 3, 4]
   assert records[3]['train_loss'] > 0
 
@@ -68,7 +69,7 @@ def test_resume_drops_records_newer_than_the_checkpoint(tmp_path, tiny_dataset, 
 def test_resume_with_another_config_is_refused(tmp_path, tiny_dataset, tiny_config,
                                                tiny_run):
   with pytest.raises(ValueError, match='learning_rate'):
-    train.train_and_evaluate(tiny_config(epochs=4, learning_rate=0.05),
+    loop.train_and_evaluate(tiny_config(epochs=4, learning_rate=0.05),
                              _copy_of(tiny_run, tmp_path), dataset=tiny_dataset)
 
 
@@ -76,7 +77,7 @@ def test_failed_launch_leaves_the_workdir_usable(tmp_path, tiny_config):
   """A wrong --data_dir fails before writing anything; the corrected rerun may proceed."""
   cfg = tiny_config(dataset='fashion_mnist', data_dir=str(tmp_path / 'missing'))
   with pytest.raises(data.DatasetUnavailableError, match='--data_dir'):
-    train.train_and_evaluate(cfg, str(tmp_path / 'run'))
+    loop.train_and_evaluate(cfg, str(tmp_path / 'run'))
   assert not os.path.exists(tmp_path / 'run')
 
 
@@ -84,7 +85,7 @@ def test_drop_remainder_multistep_schedule_and_no_extension(tmp_path, tiny_datas
                                                             tiny_config):
   """Multistep decay with the partial batch dropped; a longer rerun would move the decay."""
   cfg = tiny_config(epochs=4, drop_remainder=True, lr_schedule='multistep', optimizer='sgdm')
-  records = train.train_and_evaluate(cfg, str(tmp_path), dataset=tiny_dataset)
+  records = loop.train_and_evaluate(cfg, str(tmp_path), dataset=tiny_dataset)
   assert [r['step'] for r in records] == [2, 4, 6, 8]
   # x0.1 at 50% and 75% of the 8 steps: epochs 3 and 4 start at steps 4 and 6.
   np.testing.assert_allclose([r['learning_rate'] for r in records],
@@ -92,7 +93,7 @@ def test_drop_remainder_multistep_schedule_and_no_extension(tmp_path, tiny_datas
   assert all(r['partial'] is None for r in records)
   # multistep boundaries sit at fractions of --epochs: extending would rewrite them.
   with pytest.raises(runlog.ConfigMismatchError, match='epochs'):
-    train.train_and_evaluate(dataclasses.replace(cfg, epochs=5), str(tmp_path),
+    loop.train_and_evaluate(dataclasses.replace(cfg, epochs=5), str(tmp_path),
                              dataset=tiny_dataset)
 
 
@@ -106,7 +107,7 @@ def test_training_learns(tmp_path, tiny_config):
   (before that change: 0.448, 0.667, 0.496, 0.457, 0.683); the threshold, 0.85, sits
   above the worst.
   """
-  records = train.train_and_evaluate(
+  records = loop.train_and_evaluate(
       tiny_config(optimizer='sgdm', epochs=6, train_size=320, test_size=100),
       str(tmp_path))
   losses = [r['train_loss'] for r in records]
@@ -123,7 +124,7 @@ def test_two_devices_match_one(tiny_dataset, tiny_config):
   cfg = config_lib.resolve(tiny_config(epochs=1, drop_remainder=True))
   outcomes = []
   for devices in (jax.devices()[:1], jax.devices()[:2]):
-    trainer = train.Trainer(cfg, tiny_dataset, mesh=sharding.make_mesh(devices))
+    trainer = loop.Trainer(cfg, tiny_dataset, mesh=sharding.make_mesh(devices))
     state, metrics = trainer.train_epoch(trainer.init_state(), 1, progress=lambda _: None)
     outcomes.append((jax.device_get(state), metrics['train_loss']))
   np.testing.assert_allclose(outcomes[0][1], outcomes[1][1], rtol=1e-5)
@@ -135,7 +136,7 @@ def test_steps_per_call_scan_matches_single_steps(tiny_dataset, tiny_config):
   cfg = config_lib.resolve(tiny_config(epochs=1))
   losses = []
   for steps_per_call in (1, 2):
-    trainer = train.Trainer(cfg, tiny_dataset, steps_per_call=steps_per_call)
+    trainer = loop.Trainer(cfg, tiny_dataset, steps_per_call=steps_per_call)
     _, metrics = trainer.train_epoch(trainer.init_state(), 1, progress=lambda _: None)
     losses.append(metrics['train_loss'])
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-3)  # round-off, fused differently
@@ -193,11 +194,11 @@ def test_multistep_boundaries():
 
 def test_bfloat16_compute(tmp_path, tiny_dataset, tiny_config):
   """--compute_dtype bfloat16: activations in bf16, params and moments stay float32."""
-  records = train.train_and_evaluate(
+  records = loop.train_and_evaluate(
       tiny_config(epochs=1, compute_dtype='bfloat16', drop_remainder=True), str(tmp_path),
       dataset=tiny_dataset)
   assert np.isfinite(records[0]['train_loss'])
-  trainer = train.Trainer(config_lib.resolve(tiny_config(compute_dtype='bfloat16')),
+  trainer = loop.Trainer(config_lib.resolve(tiny_config(compute_dtype='bfloat16')),
                           tiny_dataset)
   state = trainer.init_state()
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}

@@ -38,7 +38,7 @@ experiments.crosscheck`` (README, *Cross-framework validation*):
   (WRN-16-4, width 1/16, Padam: 7e-6 against 3e-2 after 20 steps).
 
 Our step is written here from the model and optimizer pieces rather than taken from
-``padam_jax.train.train_step``, which augments inside the step and computes the loss in
+``padam_jax.training.loop.train_step``, which augments inside the step and computes the loss in
 float32 whatever the compute dtype (float64 would then agree only to float32 round-off);
 ``tests/test_model_crosscheck.py`` checks that in float32 the two steps agree.
 torch is imported only by the functions that run it.
@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from padam_jax import config as config_lib
+from padam_jax.training import config as config_lib
 from padam_jax import data as data_lib
 from padam_jax import models
 from padam_jax.reference import trajectory

@@ -1,8 +1,8 @@
 """The seed's checkable claims, each judged from the runs' ``metrics.jsonl`` with an interval.
 
 A :class:`Claim` is a linear contrast of per-run quantities over curves of the
-reproduction (:class:`padam_jax.suites.Curve`), a claimed direction or margin, and the
-rule of :mod:`padam_jax.stats`. Two quantities are measured per run:
+reproduction (:class:`padam_jax.reproduction.suites.Curve`), a claimed direction or margin, and the
+rule of :mod:`padam_jax.reproduction.stats`. Two quantities are measured per run:
 
 * ``final_accuracy``: test accuracy (%) averaged over the last sixth of the configured
   epochs (at least one): under a constant learning rate a single epoch's accuracy swings
@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from padam_jax import report, stats, suites
+from padam_jax.reproduction import report, stats, suites
 
 MEASURES = {  # what is measured, and over which epochs
     'final_accuracy': ('test accuracy (%)', 'mean of epochs {first}-{epochs}'),

@@ -23,10 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from padam_jax import config as config_lib
+from padam_jax.training import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import faults, hosts, models, runlog, sharding, summaries
-from padam_jax.checkpoint import Checkpointer
+from padam_jax import models
+from padam_jax.training import faults, hosts, runlog, sharding, summaries
+from padam_jax.training.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
   saves no checkpoint and raises ``faults.DivergedError`` (again on every rerun);
   a failed write raises ``faults.StorageError``. Returns all epoch records of
   ``workdir/metrics.jsonl``. ``tensorboard``: also write TensorBoard summaries
-  (``padam_jax.summaries``).
+  (``padam_jax.training.summaries``).
   """
   config = config_lib.resolve(config)
   progress = hosts.primary_only(progress)

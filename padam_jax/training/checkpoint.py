@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import jax
 
-from padam_jax import faults, hosts
+from padam_jax.training import faults, hosts
 
 logger = logging.getLogger(__name__)
 

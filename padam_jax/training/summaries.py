@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from padam_jax import hosts
+from padam_jax.training import hosts
 
 logger = logging.getLogger(__name__)
 

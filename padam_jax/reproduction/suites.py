@@ -1,7 +1,7 @@
 """The seed's experiments as data: which sweeps to train, at which scale, what each plots.
 
 A suite is a list of :class:`SweepSpec` (a base configuration and a grid, trained by
-:func:`padam_jax.sweep.run_sweep` into ``WORKDIR/<name>/``) and the figures or tables
+:func:`padam_jax.training.sweep.run_sweep` into ``WORKDIR/<name>/``) and the figures or tables
 it draws from them (:class:`Curve`: a sweep and the grid values that select runs;
 the seed axis becomes the error bars). Sweeps are shared between suites: Figure 1's
 ResNet-18 Padam line is the ``p = 1/8, lr = 0.1`` cell of Figure 3's grid, Table 2

@@ -21,7 +21,7 @@ import os
 import zlib
 from typing import Any, Callable, Optional
 
-from padam_jax import hosts
+from padam_jax.training import hosts
 
 METRICS_FILE = 'metrics.jsonl'
 CONFIG_FILE = 'config.json'

@@ -1,6 +1,6 @@
 """Figures and Markdown tables of the seed's suites, built from runs' ``metrics.jsonl`` alone.
 
-Each :class:`padam_jax.suites.Curve` selects the runs of one sweep directory; their
+Each :class:`padam_jax.reproduction.suites.Curve` selects the runs of one sweep directory; their
 seeds give the mean and the standard deviation drawn as a shaded band. A diverged run
 (``"diverged": true``) contributes no values from that epoch on and is marked as such.
 """
@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from padam_jax import runlog, suites, sweep
+from padam_jax.training import runlog, sweep
+from padam_jax.reproduction import suites
 
 METRICS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 100.0))
 

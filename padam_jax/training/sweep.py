@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padam_jax import config as config_lib
+from padam_jax.training import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax import faults, hosts, runlog, sharding, summaries, train
+from padam_jax.training import faults, hosts, loop, runlog, sharding, summaries
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,13 @@ def expand(base: config_lib.TrainConfig, grid: dict[str, list[Any]]) -> list[Mem
 class SweepState(flax.struct.PyTreeNode):
   """K stacked train states, their varying hyperparameters, which have diverged."""
 
-  members: train.TrainState
+  members: loop.TrainState
   hyper: dict[str, jax.Array]  # field -> float32[K]: arguments, not constants, of the program
   diverged: jax.Array  # bool[K]
 
 
-class SweepTrainer(train.Trainer):
-  """A :class:`train.Trainer` whose state is K members trained by one vmapped step."""
+class SweepTrainer(loop.Trainer):
+  """A :class:`loop.Trainer` whose state is K members trained by one vmapped step."""
 
   def __init__(self, members: Sequence[Member], dataset: data_lib.Dataset, mesh=None,
                steps_per_call: Optional[int] = None):
@@ -135,8 +135,8 @@ class SweepTrainer(train.Trainer):
     @functools.partial(jax.jit, out_shardings=sharding.replicated(self.mesh))
     def init(hyper, seeds):
       def one(hyper, seed):
-        return train.init_train_state(self.model, self._member_tx(hyper),
-                                      train.derive_key(seed, 'init'), image_shape)
+        return loop.init_train_state(self.model, self._member_tx(hyper),
+                                      loop.derive_key(seed, 'init'), image_shape)
       return SweepState(members=jax.vmap(one)(hyper, seeds), hyper=hyper,
                         diverged=jnp.zeros(seeds.shape, bool))
 
@@ -152,11 +152,11 @@ class SweepTrainer(train.Trainer):
     plans = {}
     for seed in set(self._seeds.tolist()):
       indices, mask = data_lib.epoch_batches(
-          train.derive_key(seed, 'shuffle', epoch), self.dataset.num_train,
+          loop.derive_key(seed, 'shuffle', epoch), self.dataset.num_train,
           self.config.batch_size, drop_remainder=self.config.drop_remainder)
       plans[seed] = np.asarray(indices), np.asarray(mask)
     indices = np.stack([plans[s][0] for s in self._seeds.tolist()], axis=1)
-    keys = jax.vmap(lambda seed: train.derive_key(seed, 'augment', epoch))(self._seeds)
+    keys = jax.vmap(lambda seed: loop.derive_key(seed, 'augment', epoch))(self._seeds)
     return indices, plans[int(self._seeds[0])][1], keys
 
   def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
@@ -280,12 +280,12 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
   config = members[0].config
   progress = hosts.primary_only(progress)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
-    dataset = train.load_config_dataset(config)
+    dataset = loop.load_config_dataset(config)
   mode = choose_mode(mode, len(members))
   for member in members:  # a finished run with other settings is refused, not reused
     run_dir = os.path.join(workdir, member.name)
     if os.path.exists(os.path.join(run_dir, runlog.CONFIG_FILE)):
-      train.record_config(run_dir, member.config, resuming=True, report=progress)
+      loop.record_config(run_dir, member.config, resuming=True, report=progress)
   pending = [m for m in members if not is_complete(os.path.join(workdir, m.name), m.config)]
   if not pending:
     progress(f'{workdir}: all {len(members)} runs complete')
@@ -297,7 +297,7 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
       if member in pending:
         progress(f'run {i + 1}/{len(members)}: {member.name}')
         try:
-          train.train_and_evaluate(member.config, os.path.join(workdir, member.name),
+          loop.train_and_evaluate(member.config, os.path.join(workdir, member.name),
                                    progress=progress, dataset=dataset,
                                    tensorboard=tensorboard)
         except faults.DivergedError as error:  # marked in its records; the others go on
@@ -316,11 +316,11 @@ def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[st
   dirs = [os.path.join(workdir, m.name) for m in members]
   with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
     boards = [stack.enter_context(summaries.RunSummaries(d, tensorboard)) for d in dirs]
-    checkpointer, done, state = train.open_runs(
+    checkpointer, done, state = loop.open_runs(
         trainer, workdir, [(d, m.config, b) for d, m, b in zip(dirs, members, boards)],
         guard, progress)
     # Each member's train loss of epoch 1, which sets its divergence limit.
-    firsts = [train.first_train_loss(d) for d in dirs] if done else None
+    firsts = [loop.first_train_loss(d) for d in dirs] if done else None
     for epoch in range(done + 1, config.epochs + 1):
       frozen = jax.device_get(state.diverged).tolist()
       if all(frozen):
