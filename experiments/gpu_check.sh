@@ -46,24 +46,7 @@ else
   LIMIT_BENCH=70 LIMIT_TRAIN=70 LIMIT_SWEEP=70 LIMIT_OPTIMIZER=40
 fi
 
-declare -A STATUS ELAPSED
-PARTS=()
-
-# run_part NAME LIMIT_S COMMAND...: COMMAND's output to OUT/NAME.log; never stops the script.
-run_part() {
-  local name=$1 limit=$2 start=$SECONDS code=0
-  shift 2
-  PARTS+=("$name")
-  echo "[$(date +%T)] $name (at most $limit s): $*" >&2
-  timeout --kill-after=5 "$limit" "$@" >"$OUT/$name.log" 2>&1 || code=$?
-  ELAPSED[$name]=$((SECONDS - start))
-  case $code in
-    0) STATUS[$name]=ok ;;
-    124 | 137) STATUS[$name]="timed out after $limit s" ;;
-    *) STATUS[$name]="failed (exit $code)" ;;
-  esac
-  echo "[$(date +%T)] $name: ${STATUS[$name]} in ${ELAPSED[$name]} s" >&2
-}
+source "$(dirname "${BASH_SOURCE[0]}")/parts.sh"
 
 # The lines of a log that match PATTERN, with blank lines around its Markdown tables.
 extract() {
@@ -169,11 +152,7 @@ EOF
   echo
   echo '## Parts'
   echo
-  echo '| part | status | wall s |'
-  echo '|---|---|---:|'
-  for name in "${PARTS[@]}"; do
-    echo "| $name | ${STATUS[$name]} | ${ELAPSED[$name]} |"
-  done
+  parts_table
   echo
   echo "Logs: $OUT/*.log; the training run: $OUT/train"
 } >"$OUT/report.md"

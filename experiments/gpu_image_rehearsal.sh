@@ -69,19 +69,7 @@ fi
 export PYTHONPATH=$ROOT PATH=$VENV/bin:$PATH PYTHON=$PY
 cd "$ROOT"
 
-declare -A STATUS ELAPSED
-PARTS=()
-# run_part NAME COMMAND...: COMMAND's output to OUT/NAME.log; never stops the script.
-run_part() {
-  local name=$1 start=$SECONDS code=0
-  shift
-  PARTS+=("$name")
-  echo "[$(date +%T)] $name: $*" >&2
-  "$@" >"$OUT/$name.log" 2>&1 || code=$?
-  ELAPSED[$name]=$((SECONDS - start))
-  if ((code == 0)); then STATUS[$name]=ok; else STATUS[$name]="failed (exit $code)"; fi
-  echo "[$(date +%T)] $name: ${STATUS[$name]} in ${ELAPSED[$name]} s" >&2
-}
+source experiments/parts.sh
 
 # gpu_check.sh reports failed parts in its report but always exits 0: read the report.
 gpu_check() {
@@ -111,7 +99,7 @@ for name in ${REHEARSAL_PARTS:-gpu_check fashion_mnist gpu_reproduce}; do
     PARTS+=(gpu_reproduce) STATUS[gpu_reproduce]='not present (experiments/gpu_reproduce.sh)'
     ELAPSED[gpu_reproduce]=-
   else
-    run_part "$name" "$name"
+    run_part "$name" 0 "$name"
   fi
 done
 
@@ -126,11 +114,7 @@ done
     printf "%s%s %s", sep, $1, $2; sep = ", " } END { print "" }'
   echo 'absent: tensorflow, tensorflow-datasets, tensorboardX, torch; padam-jax not installed'
   echo
-  echo '| part | status | wall s |'
-  echo '|---|---|---:|'
-  for name in "${PARTS[@]}"; do
-    echo "| $name | ${STATUS[$name]} | ${ELAPSED[$name]} |"
-  done
+  parts_table
   echo
   echo "Logs: $OUT/*.log"
 } >"$OUT/report.md"
