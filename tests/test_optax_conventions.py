@@ -275,7 +275,7 @@ def test_multisteps_accumulates_safely(name):
   one compiled micro-step serves all k.
 
   Its default float32 accumulator would drop imaginary parts, so the complex leaf
-  is accumulated apart with a complex accumulator, as the README advises.
+  is accumulated apart with a complex accumulator, as docs/semantics.md advises.
   """
   k = 4
   tx = _optimizer(name)
