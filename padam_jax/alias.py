@@ -3,9 +3,11 @@
 Every optimizer here is an ``optax.chain`` of small pieces and matches its PyTorch
 counterpart (the authors' ``Padam``, ``torch.optim.SGD``/``Adam``/``AdamW``) to
 round-off in float64. ``OPTIMIZERS`` maps names to factories.
-"""
 
-from __future__ import annotations
+Annotations are evaluated (no ``from __future__ import annotations``): optax's
+shared optimizer tests read ``learning_rate: ScalarOrSchedule`` from the signature
+to decide whether an optimizer takes a schedule.
+"""
 
 from typing import Any, Callable, Optional
 

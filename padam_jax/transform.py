@@ -10,7 +10,7 @@ optimizers do through ``torch.view_as_real``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional
 
 import chex
 import jax
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-ScalarOrSchedule = Union[float, jax.Array, optax.Schedule]
+ScalarOrSchedule = optax.ScalarOrSchedule  # the very alias optax annotates its own with
 
 # Exponents 2**-k up to this k are computed with square roots: XLA's CPU `pow`
 # costs several times a whole AMSGrad update, a chain of sqrt costs almost nothing.
