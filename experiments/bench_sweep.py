@@ -12,13 +12,12 @@ wall times, since on CPU the K single runs also compile K programs.
 
 import time
 
-from experiments import launch  # noqa: F401  first: the host devices
-from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
-from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
-import jax  # noqa: E402
+from absl import flags
+import jax
 
-from padam_jax import data  # noqa: E402
-from padam_jax.training import loop, sweep  # noqa: E402
+from experiments import config_flags, launch
+from padam_jax import data
+from padam_jax.training import loop, sweep
 
 _PARTIALS = flags.DEFINE_list('partials', ['0.25', '0.125', '0.0625'], 'Grid of p.')
 _LRS = flags.DEFINE_list('lrs', ['0.1', '0.01', '0.001'], 'Grid of learning rates.')
@@ -67,4 +66,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  launch.run(main)

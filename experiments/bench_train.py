@@ -16,7 +16,7 @@ local devices; on CPU one jitted, donated call per batch) with activations in
 ``--compute_dtype``; the time per step is the epoch's time divided by its steps
 (``experiments.train_steps``). Unless ``XLA_FLAGS``
 already sets ``--xla_force_host_platform_device_count``, the host devices are set up as
-the launchers do (``experiments.launch``: two per CPU core) before JAX is imported.
+the launchers do (``experiments.launch.run``: two per CPU core) before JAX starts.
 
 PyTorch side: ``padam_jax.reference.models.get_torch_model`` (same structure) in
 ``train()`` mode, eager, default number of threads; cross-entropy, backward and
@@ -31,16 +31,14 @@ jobs on a shared machine).
 
 from __future__ import annotations
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from experiments import train_steps  # first: sets the host device count before JAX loads
-
 import statistics
 import time
 from typing import Callable
 
-from absl import app, flags
+from absl import flags
 import jax
 
+from experiments import launch, train_steps
 from padam_jax.training import config as config_lib
 
 _MODELS = flags.DEFINE_list('models', ['vgg16', 'resnet18', 'wrn16_4'],
@@ -111,4 +109,4 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  launch.run(main)

@@ -1,22 +1,29 @@
-"""What the launchers share: host devices, --workdir, joining the hosts of a multi-host
-run, errors, quiet logging and progress lines.
+"""What the launchers share: their entry point, --workdir, joining the hosts of a
+multi-host run, errors, quiet logging and progress lines.
 
-Importing this module (before anything imports jax) exposes ``host_device_count()``
-XLA host devices (unless ``XLA_FLAGS`` sets a count), so that on CPU every core works
-on each batch: about ``HOST_DEVICES_PER_CORE`` per core. Two per core measured faster
-than one (WRN-16-4 at width 0.25 and 1.0, 2-core AMD EPYC): while one device waits (for
-an all-reduce or a convolution running on the shared thread pool), the other keeps its
-core busy. Four per core was faster still at width 0.25, but a batch split over 8
-devices needs a size divisible by 8, and the default evaluation batch (100) is not; an
-indivisible batch is replicated (every device computes all of it, see ``sharding``).
-It also lengthens the timeouts of their collectives (``COLLECTIVE_TIMEOUTS``, unless
-``XLA_FLAGS`` sets them), so that a loaded machine does not end a run.
+A launcher ends with ``launch.run(main)`` rather than ``app.run(main)``: ``run`` first
+gives XLA ``host_device_count()`` host devices, so that on CPU every core works on each
+batch, and lengthens the timeouts of their collectives (``COLLECTIVE_TIMEOUTS``), so that
+a loaded machine does not end a run; ``XLA_FLAGS`` keeps any of these flags it already
+gives. XLA reads ``XLA_FLAGS`` when JAX creates its CPU client, at the first JAX
+computation, so importing jax before ``run`` is fine.
 """
 
 import os
 import sys
 import traceback
+from typing import Any, Callable
 
+from absl import app, flags, logging
+
+from experiments.exit_codes import EXIT_ERROR
+from padam_jax.training import faults, hosts
+
+# Two rather than one: while one device waits (for an all-reduce, or for a convolution
+# running on the shared thread pool), the other keeps its core busy (measured:
+# docs/measurements.md#host-devices). Not four: on 2 cores a batch would be split over 8
+# devices, and the default evaluation batch (100) is not divisible by 8; an indivisible
+# batch is replicated (every device computes all of it, see ``sharding``).
 HOST_DEVICES_PER_CORE = 2
 
 
@@ -44,10 +51,17 @@ def with_host_defaults(xla_flags: str, cores: int) -> str:
   return ' '.join([xla_flags, *added]).strip()
 
 
-os.environ['XLA_FLAGS'] = with_host_defaults(os.environ.get('XLA_FLAGS', ''),
-                                             len(os.sched_getaffinity(0)))
+def use_host_defaults() -> None:
+  """Adds the host-device count and ``COLLECTIVE_TIMEOUTS`` to ``XLA_FLAGS`` (see
+  ``with_host_defaults``); before the first JAX computation, or XLA never reads them."""
+  os.environ['XLA_FLAGS'] = with_host_defaults(os.environ.get('XLA_FLAGS', ''),
+                                               len(os.sched_getaffinity(0)))
 
-from absl import flags  # noqa: E402  pylint: disable=wrong-import-position
+
+def run(main: Callable[[list[str]], Any]) -> None:
+  """A launcher's entry point: ``app.run(main)`` with XLA's host defaults set first."""
+  use_host_defaults()
+  app.run(main)
 
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
@@ -71,7 +85,6 @@ def workdir() -> str:
 def start() -> None:
   """The first thing in a launcher's ``main``: joins the other processes of a multi-host
   run (before any JAX work), then quiets logging."""
-  from padam_jax.training import hosts  # pylint: disable=import-outside-toplevel
   try:
     hosts.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   except ValueError as error:
@@ -81,7 +94,6 @@ def start() -> None:
 
 def say(message: str) -> None:
   """A progress line, printed by the primary process only."""
-  from padam_jax.training import hosts  # pylint: disable=import-outside-toplevel
   if hosts.is_primary():
     print(message, flush=True)
 
@@ -90,7 +102,7 @@ def tensorboard() -> bool:
   return _TENSORBOARD.value
 
 
-def fail(error: Exception, label: str = 'error', exit_code: int = 2) -> None:
+def fail(error: Exception, label: str = 'error', exit_code: int = EXIT_ERROR) -> None:
   """Ends the program with a one-line message (and the traceback under --verbosity)."""
   if flags.FLAGS['verbosity'].present:
     traceback.print_exc()
@@ -101,8 +113,6 @@ def fail(error: Exception, label: str = 'error', exit_code: int = 2) -> None:
 def _quiet_logging() -> None:
   """Unless --verbosity is given: WARNING level (Orbax logs every file it writes at INFO)
   and no tracebacks of Orbax's background threads for failures reported in one line."""
-  from absl import logging  # pylint: disable=import-outside-toplevel
-  from padam_jax.training import faults  # pylint: disable=import-outside-toplevel
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
     faults.quiet_background_failures(logging.get_absl_handler())

@@ -27,9 +27,6 @@ gradient in the ratio that separate calls for each take on the model's convoluti
 
 from __future__ import annotations
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from experiments import train_steps  # first: sets the host device count before JAX loads
-
 import collections
 import glob
 import gzip
@@ -40,8 +37,10 @@ import statistics
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
+
+from experiments import launch, train_steps
 
 _MODEL = flags.DEFINE_string('model', 'wrn16_4', 'Architecture to profile.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Channel-width multiplier.')
@@ -299,4 +298,4 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  launch.run(main)

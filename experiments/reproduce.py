@@ -15,14 +15,14 @@ WORKDIR`` rebuilds them from the runs' ``metrics.jsonl``).
 import os
 import time
 
-from experiments import launch  # noqa: F401  first: the host devices
-from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
+from absl import flags
 
-from padam_jax.training import config as config_lib  # noqa: E402
-from padam_jax.training import faults, hosts  # noqa: E402
-from padam_jax.reproduction import suites  # noqa: E402
-from padam_jax.training import sweep as sweep_lib  # noqa: E402
-from padam_jax.data import DatasetUnavailableError  # noqa: E402
+from experiments import exit_codes, launch
+from padam_jax.data import DatasetUnavailableError
+from padam_jax.reproduction import suites
+from padam_jax.training import config as config_lib
+from padam_jax.training import faults, hosts
+from padam_jax.training import sweep as sweep_lib
 
 _SUITE = flags.DEFINE_multi_enum('suite', ['all'], [*suites.SUITE_NAMES, 'all'],
                                  'Suites to run (repeatable).')
@@ -83,7 +83,7 @@ def main(argv):
       except runlog.ConfigMismatchError as error:
         launch.fail(error)
       except faults.RunError as error:
-        launch.fail(error, error.label, error.exit_code)
+        launch.fail(error, error.label, exit_codes.exit_code(error))
     say(f'trained in {time.perf_counter() - start:.0f} s')
   if not hosts.is_primary():  # every process has trained; one writes the report
     return
@@ -102,4 +102,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  launch.run(main)

@@ -11,12 +11,11 @@ flags as ``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with
 ``--notensorboard``); ``WORKDIR/sweep.json`` lists them.
 """
 
-from experiments import launch  # first: sets up the host devices
-from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
-from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
+from absl import flags
 
-from padam_jax.training import faults, sweep  # noqa: E402
-from padam_jax.data import DatasetUnavailableError  # noqa: E402
+from experiments import config_flags, exit_codes, launch
+from padam_jax.data import DatasetUnavailableError
+from padam_jax.training import faults, sweep
 
 _GRID = flags.DEFINE_multi_string(
     'grid', [], 'NAME=V1,V2,... (repeatable; the grid is the product). NAME: '
@@ -54,7 +53,7 @@ def main(argv):
   except runlog.ConfigMismatchError as error:
     launch.fail(error)
   except faults.RunError as error:
-    launch.fail(error, error.label, error.exit_code)
+    launch.fail(error, error.label, exit_codes.exit_code(error))
   say('| run | epochs | final train loss | final test error |\n|---|---:|---:|---:|')
   for name, records in results.items():
     last = records[-1] if records else {}
@@ -67,4 +66,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  launch.run(main)

@@ -16,13 +16,12 @@ report it again). Messages are one line; ``--verbosity`` adds tracebacks.
 
 import os
 
-from experiments import launch  # first: sets up the host devices
-from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import-order
-from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
+from absl import flags
 
-from padam_jax.training import config as config_lib  # noqa: E402
-from padam_jax.training import faults, hosts  # noqa: E402
-from padam_jax.data import DatasetUnavailableError  # noqa: E402
+from experiments import config_flags, exit_codes, launch
+from padam_jax.data import DatasetUnavailableError
+from padam_jax.training import config as config_lib
+from padam_jax.training import faults, hosts
 
 
 def main(argv):
@@ -44,7 +43,7 @@ def main(argv):
   except runlog.ConfigMismatchError as error:
     launch.fail(error)
   except faults.RunError as error:
-    launch.fail(error, error.label, error.exit_code)
+    launch.fail(error, error.label, exit_codes.exit_code(error))
   curves = os.path.join(workdir, 'curves.png')
   if not hosts.is_primary():
     return
@@ -61,4 +60,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  launch.run(main)

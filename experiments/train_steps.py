@@ -2,15 +2,12 @@
 
 Shared by ``experiments.bench_train`` and ``experiments.profile_step``. Both sides use SGD
 with momentum 0.9 and weight decay 5e-4 on a batch of random 32x32x3 images with 10
-classes. Importing this module before JAX sets up the host devices as the launchers do
-(``experiments.launch``), so that the data-parallel step uses every core.
+classes. The benchmarks start through ``experiments.launch.run``, which sets up the host
+devices as the launchers do, so that the data-parallel step uses every core.
 """
 
 from __future__ import annotations
 
-from experiments import launch  # noqa: F401  first: the host devices, before JAX loads
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses
 from typing import Any, Callable, Optional
 

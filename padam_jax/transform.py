@@ -100,7 +100,7 @@ def fractional_power(x: jax.Array, exponent: Any) -> jax.Array:
   A concrete exponent 0, +-2**-k (k <= 6) or -1 uses ones, a chain of square
   roots ending in ``rsqrt`` for negative exponents, or a reciprocal; any other
   exponent, traced ones included, uses ``exp(exponent * log(x))`` in at least
-  float32. XLA's ``pow`` costs several times a whole AMSGrad update on CPU.
+  float32. XLA's ``pow`` is slow on CPU (measured: docs/measurements.md#fractional-power).
   """
   value = _concrete_scalar(exponent)
   if value == 0.0:

@@ -120,7 +120,7 @@ def describe(records, error, lines, reference) -> str:
   """The outcome of one case, as the README's table says it; fails on a silent difference."""
   if error is not None:
     assert '\n' not in error and 'Traceback' not in error, error
-    code = faults.EXIT_ERROR
+    code = 2  # the launchers' status for these errors (experiments/exit_codes.py)
     return f'stops, status {code}: `{re.sub(r"/[^ ]*/(sweep|run)", "RUN", error)}`'
   assert records == reference, 'the records differ from the uninterrupted run\'s'
   text = '\n'.join(lines)

@@ -107,7 +107,6 @@ def test_full_disk_names_the_saved_epoch(run, digits, monkeypatch):
   assert str(caught.value) == (
       f'could not write {workdir}/checkpoints/4: No space left on device; epoch 3 is safely '
       'saved: free some space and rerun the same command to continue')
-  assert caught.value.exit_code == faults.EXIT_ERROR
   # the launcher test reruns after such a failure
   assert len(checkpoint.unfinished_writes(workdir)) == 1
   assert _saved(workdir)[:2] == ['2', '3']
@@ -191,7 +190,6 @@ def test_non_finite_loss_marks_the_epoch_saves_nothing_and_stays_stopped(run, di
   assert str(caught.value) == (
       'the loss became non-finite in epoch 4; the checkpoint of epoch 3 is kept and the run '
       'is not trained further: use a new --workdir with other settings (e.g. a smaller --lr)')
-  assert caught.value.exit_code == faults.EXIT_DIVERGED == 3
   records = runlog.read_metrics(workdir)
   assert [r['epoch'] for r in records] == [1, 2, 3, 4]
   assert records[3]['diverged'] is True and records[3]['train_loss'] is None

@@ -171,23 +171,27 @@ def test_diverged_run_exits_with_status_3(tmp_path, tiny_run):
       '--workdir with other settings (e.g. a smaller --lr)')
 
 
-def _launcher_xla_flags(xla_flags):
-  """The ``XLA_FLAGS`` the launchers run with, given the user's."""
-  code = 'from experiments import launch; import os; print(os.environ["XLA_FLAGS"])'
-  return subprocess.run([sys.executable, '-c', code], cwd=ROOT, check=True, text=True,
-                        capture_output=True, env={**os.environ, 'XLA_FLAGS': xla_flags}
-                        ).stdout.strip().split()
+def _launcher_devices_and_xla_flags(xla_flags):
+  """JAX's device count and the ``XLA_FLAGS`` in a launcher's ``main``, given the user's
+  flags (the launcher's module imported first, as ``python -m`` does)."""
+  code = ('import os, jax; from experiments import launch, train; '
+          'launch.run(lambda _: print(jax.device_count(), os.environ["XLA_FLAGS"]))')
+  devices, *flags = subprocess.run(
+      [sys.executable, '-c', code], cwd=ROOT, check=True, text=True, capture_output=True,
+      env={**os.environ, 'XLA_FLAGS': xla_flags}).stdout.strip().split()
+  return int(devices), flags
 
 
-def test_launchers_lengthen_collective_timeouts_but_keep_the_users():
-  terminate, warn = ('--xla_cpu_collective_call_terminate_timeout_seconds',
-                                    '--xla_cpu_collective_call_warn_stuck_timeout_seconds')
-  defaults = _launcher_xla_flags('')
+def test_launchers_set_host_devices_and_collective_timeouts_but_keep_the_users():
+  count, terminate, warn = ('--xla_force_host_platform_device_count',
+                            '--xla_cpu_collective_call_terminate_timeout_seconds',
+                            '--xla_cpu_collective_call_warn_stuck_timeout_seconds')
+  devices, defaults = _launcher_devices_and_xla_flags('')
   assert f'{terminate}=600' in defaults and f'{warn}=120' in defaults
-  assert any(flag.startswith('--xla_force_host_platform_device_count=') for flag in defaults)
-  given = _launcher_xla_flags(f'--xla_force_host_platform_device_count=1 {terminate}=7')
-  assert given[:2] == ['--xla_force_host_platform_device_count=1', f'{terminate}=7']
-  assert given[2:] == [f'{warn}=120']
+  assert f'{count}={devices}' in defaults  # XLA used the count run() set
+  devices, given = _launcher_devices_and_xla_flags(f'{count}=3 {terminate}=7')
+  assert devices == 3
+  assert given == [f'{count}=3', f'{terminate}=7', f'{warn}=120']
 
 
 @pytest.mark.slow

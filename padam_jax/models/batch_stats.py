@@ -7,8 +7,9 @@ and a synchronisation point. Written naively (mean, then the variance from it) a
 differentiated by JAX, one BatchNorm costs about four of them a step; here the forward
 pass takes the sum and the sum of squares from the same input (XLA merges their two
 all-reduces into one) and the backward pass, written by hand, likewise takes ``sum(dy)``
-and ``sum(dy * x_hat)`` (one more). Stacking the two sums into one reduction instead
-measured no faster: XLA then materialises the stacked array.
+and ``sum(dy * x_hat)`` (one more). Stacking the two sums into one reduction instead is
+no faster: XLA then materialises the stacked array (measured:
+docs/measurements.md#batch-stats).
 
 The sums are taken around ``shift`` (any per-channel estimate of the mean, e.g. the
 running mean, without gradient): ``E[(x - shift)^2] - E[x - shift]^2`` loses digits to

@@ -3,23 +3,15 @@
 Every convolution of the models goes through ``layers.Conv``, which calls ``conv2d`` here;
 this is the only place that decides how a convolution is expressed to XLA.
 
-XLA's limitations (measured on XLA:CPU, jax 0.10, AVX-512, batch 128 split over 2 host
-devices, forward + backward of one convolution, the two lowerings timed side by side):
+Why: on XLA:CPU, XLA's convolution is far slower than patches + matmul on tiny maps
+(a 3x3 kernel over VGG-16's 2x2 maps above all; no compiler option tried, oneDNN, XNNPACK
+or library fusions of convolutions, changed that) and slower on 3x3 and 4x4 maps, on
+strided convolutions and on the RGB stem (3 input channels; only the kernel gradient is
+needed). Stride-1 3x3 convolutions on 8x8 and larger maps stay XLA's, which is faster
+there; a per-tap matmul kernel gradient was slower still (measured:
+docs/measurements.md#conv-lowering; ``python -m experiments.bench_conv`` reruns it).
 
-* a 3x3 kernel over a 2x2 map (VGG-16's last block, 512 -> 512) takes ~4 s in XLA's
-  convolution against ~90 ms as patches + matmul (~48x; PyTorch ~35-180 ms); on a 1x1
-  map it is ~6x. No compiler option we tried (oneDNN, XNNPACK, library fusions of
-  convolutions) changed that.
-* 3x3 and 4x4 maps: patches ~1.1x faster. Strided 3x3 convs: ~1.2x faster. Strided 1x1
-  convs (projection shortcuts): 1.5-2.3x faster. The RGB stem (3 input channels; only the
-  kernel gradient is needed): ~1.4x faster.
-* Stride-1 3x3 convs on 8x8 and larger maps: XLA's convolution is faster (patches 0.74x
-  at 32x32, 0.88x at 16x16, ~0.96x at 8x8), so it is kept there. These are also where
-  XLA still trails PyTorch (oneDNN): the forward pass is on par, but the backward
-  convolutions (mainly the kernel gradient) are ~1.3-1.7x slower; a per-tap matmul
-  kernel gradient was slower still (2x at 32x32), so that remains XLA's.
-
-What we do: on CPU, for the convolutions listed as faster above (``use_patches``), build
+What we do: on CPU, for the convolutions where patches are faster (``use_patches``), build
 the patches explicitly: pad the input as PyTorch does, take the ``k * k`` shifted (and
 strided) slices, concatenate them along channels, and contract with the kernel reshaped
 to ``(k * k * in, out)`` in one ``lax.dot_general`` (float32 accumulation). The result is

@@ -124,8 +124,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max-pool with stride 2 on NHWC (PyTorch ``max_pool2d(x, 2, 2)``; odd edges dropped).
 
   Written as a reshape and a max: its gradient is a cheap elementwise mask, where the
-  gradient of ``flax.linen.max_pool`` (a ``reduce_window``) measured ~4x slower on
-  XLA:CPU (VGG-16's five pools: 183 vs 49 ms a step, PyTorch 75 ms). Exact ties share
+  gradient of ``flax.linen.max_pool`` (a ``reduce_window``) is several times slower on
+  XLA:CPU (measured: docs/measurements.md#max-pool). Exact ties share
   the gradient instead of giving it to the first maximum; after a ReLU the only likely
   ties are zeros, whose gradient the ReLU discards anyway.
   """

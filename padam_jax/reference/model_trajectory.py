@@ -9,33 +9,22 @@ decay on every parameter, the update). After each step we compare the parameters
 the BatchNorm running statistics and the logits of a fixed batch of test images in
 eval mode, each as the largest ``|ours - theirs|_inf / |theirs|_inf`` over leaves.
 
-Tolerances (``TOLERANCES``, applied by ``judge``), from runs of ``python -m
-experiments.crosscheck`` (README, *Cross-framework validation*):
+Tolerances (``TOLERANCES``, applied by ``judge``; the runs that chose them:
+docs/measurements.md#crosscheck-tolerances):
 
-* float64: the frameworks may differ by at most 1e-8. After one step they are 1e-13 to
-  1e-12 apart (round-off; largest on BatchNorm offsets, which start at zero); then
-  training amplifies the difference. With Padam at lr 0.1 it stays below 2e-12 for 20
-  steps; SGDM at lr 0.1 multiplies it by 1.5-2 a step, to 2e-10 (VGG-16), 5e-10
-  (ResNet-18) and 4e-8 (WRN-16-4, over the tolerance) after 20 steps at width 1/4, and
-  from ~1e-9 on a ReLU input that close to zero can switch sides in one run only, after
-  which the runs part. That is the dynamics, not the code: our own WRN-16-4 run, its
-  initial weights nudged by 1e-15 (``run(..., nudge=1e-15)``), parts from itself as fast
-  (3e-14 after one step, 6e-9 after 20). So 1e-8 holds over 20 steps where training
-  amplifies round-off less than ~1e4-fold.
-* float32: no fixed bound on JAX vs PyTorch can hold over 20 steps. The frameworks start
-  4e-6 to 5e-5 apart, and within a few steps (2-3 at width 1/4 and batch 16, 2-11 at width
-  1/16 and batch 8) a ReLU input within float32 round-off of zero switches sides in one
-  run only; from then on the runs part as fast as training amplifies differences, to
-  0.4-2.5 after 20 steps at width 1/4. Our own float32 run nudged by 1e-7 parts from
-  itself as much (ResNet-18, Padam: 5e-2 after one step, 2.0 after 20), and PyTorch's
-  float32 run from its float64 run. So in float32 the twin also trains in float64 (which
-  equals ours to 1e-8), and our float32 run must stay within ``FLOAT32_FACTOR`` (10) times
-  PyTorch's float32 deviation from that reference, or within 1e-4, whichever is larger.
-  1e-4 is 3x the largest deviation float32 round-off reached in 20 steps when no ReLU
-  switched (3e-5, VGG-16, width 1/16, SGDM); 10x covers the luck of which run switches
-  first: measured, ours was at most 2.6x further from the reference than PyTorch's
-  (VGG-16, SGDM, width 1/4, where both runs lost all agreement) and often much closer
-  (WRN-16-4, width 1/16, Padam: 7e-6 against 3e-2 after 20 steps).
+* float64: the frameworks may differ by at most 1e-8. They start at round-off apart and
+  training amplifies the difference; a ReLU input that close to zero can then switch sides
+  in one run only, after which the runs part. That is the dynamics, not the code (our own
+  run, its initial weights nudged, ``run(..., nudge=1e-15)``, parts from itself as fast),
+  so 1e-8 holds over 20 steps where training amplifies round-off less than ~1e4-fold.
+* float32: no fixed bound on JAX vs PyTorch can hold over 20 steps: within a few steps a
+  ReLU input within float32 round-off of zero switches sides in one run only, and from then
+  on the runs part as fast as training amplifies differences (as does our own float32 run
+  from itself, nudged, and PyTorch's float32 run from its float64 run). So in float32 the
+  twin also trains in float64 (which equals ours to 1e-8), and our float32 run must stay
+  within ``FLOAT32_FACTOR`` (10) times PyTorch's float32 deviation from that reference, or
+  within 1e-4, whichever is larger: 1e-4 is above what float32 round-off reaches in 20
+  steps when no ReLU switches, and the factor covers the luck of which run switches first.
 
 Our step is written here from the model and optimizer pieces rather than taken from
 ``padam_jax.training.loop.train_step``, which augments inside the step and computes the loss in
@@ -167,7 +156,8 @@ _augment = jax.jit(data_lib.augment)  # one program for every run (mean and std 
 
 def _jit(fn: Callable) -> Callable:
   """``jax.jit`` with LLVM at -O1: the programs here are small and compiled once per run, and
-  on CPU they compile about 20% faster than at the default level and run as fast (measured)."""
+  on CPU they compile faster than at the default level and run as fast (measured:
+  docs/measurements.md#crosscheck-compile)."""
   return jax.jit(fn, compiler_options={'xla_backend_optimization_level': 1})
 
 
@@ -202,9 +192,10 @@ def make_batches(dataset: data_lib.Dataset, spec: Spec) -> Batches:
 def init_variables(model: str, width: float, num_classes: int, seed: int) -> dict[str, Any]:
   """Our initial ``params`` and ``batch_stats`` (float32, numpy): the models' own init rules.
 
-  The key is an 'rbg' key, compiled about four times faster than the default threefry key
-  (the draws differ from a training run's; both frameworks get the same ones), and the
-  program runs once, so it is compiled without LLVM optimisations (about twice as fast).
+  The key is an 'rbg' key, which compiles faster than the default threefry key (the draws
+  differ from a training run's; both frameworks get the same ones), and the program runs
+  once, so it is compiled without LLVM optimisations (measured:
+  docs/measurements.md#crosscheck-compile).
   """
   module = models.get_model(model, num_classes=num_classes, width=width)
   with _precision('float32'):

@@ -47,16 +47,17 @@ class Scale:
 SCALES = {
     'full': Scale(dataset='cifar10', width=1.0, epochs=None,
                   description='CIFAR-10, full-width models, the preset\'s epochs'),
-    # Chosen so that `--suite all --seeds 1` (23 runs) ends within 45 minutes on 2 CPU
-    # cores: real Fashion-MNIST (offline), 1/8-width models, 2,048 training and 1,000
-    # test images, 8 epochs of 16 steps (README, "Reproducing the paper").
+    # Meant for `--suite all --seeds 1` (23 runs) to end within 45 minutes on 2 CPU cores
+    # (measured: docs/measurements.md#cpu-scales): real Fashion-MNIST (offline), 1/8-width
+    # models, 2,048 training and 1,000 test images, 8 epochs of 16 steps (README,
+    # "Reproducing the paper").
     'cpu': Scale(dataset='fashion_mnist', width=0.125, epochs=8, train_size=2048,
                  test_size=1000,
                  description='Fashion-MNIST (first 2,048 train / 1,000 test images), '
                              '1/8-width models, 8 epochs'),
     # Long enough that training loss flattens (the best optimizer's last two epochs
-    # improve it by less than 5%), short enough that `--suite table2 --seeds 3` fits in
-    # 2 hours on 2 CPU cores (docs/reproduction.md has the measurement).
+    # improve it by less than 5%), meant for `--suite table2 --seeds 3` to fit in 2 hours
+    # on 2 CPU cores (measured: docs/measurements.md#cpu-scales).
     'cpu_converged': Scale(dataset='fashion_mnist', width=0.125, epochs=30,
                            train_size=8192, test_size=5000,
                            description='Fashion-MNIST (first 8,192 train / 5,000 test '

@@ -1,9 +1,9 @@
 """What stops a run on purpose: storage failures, divergence, and their one-line messages.
 
 A ``RunError``'s text is the whole message a user needs (what failed, what is saved,
-what to do); ``exit_code`` is the launcher's status for it: ``EXIT_ERROR`` (2) for a
-problem the user can fix and rerun, ``EXIT_DIVERGED`` (3) for a run whose loss stopped
-being finite or grew beyond ``DIVERGENCE_FACTOR`` times its initial value.
+what to do), ``label`` the word it is reported under; a ``DivergedError`` is a run whose
+loss stopped being finite or grew beyond ``DIVERGENCE_FACTOR`` times its initial value.
+Which exit status each gets is the launchers' choice (``experiments.exit_codes``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any, Optional
 
 import numpy as np
 
-EXIT_ERROR = 2
-EXIT_DIVERGED = 3
 # An epoch whose mean train loss exceeds this many times the run's initial one diverged.
 DIVERGENCE_FACTOR = 1e3
 
@@ -37,7 +35,6 @@ _STATUS_CODE = re.compile(r'^[A-Z][A-Z_]+$')
 class RunError(Exception):
   """A run stopped for a reason its user can act on; ``str()`` is the one-line message."""
 
-  exit_code = EXIT_ERROR
   label = 'error'
 
 
@@ -52,7 +49,6 @@ class NoReadableCheckpointError(RunError):
 class DivergedError(RunError):
   """The loss stopped being finite or grew too large; the run is not trained further."""
 
-  exit_code = EXIT_DIVERGED
   label = 'diverged'
 
 

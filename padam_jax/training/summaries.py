@@ -45,7 +45,8 @@ EPOCH_KEYS = ('train_loss', 'train_accuracy', 'test_loss', 'test_error', 'learni
 def _tensorboardx():
   """tensorboardX's summary functions and protos, imported without PyTorch.
 
-  Its package imports torch, when installed, for type hints only (2 s of start-up);
+  Its package imports torch, when installed, for type hints only (seconds of start-up,
+  measured: docs/measurements.md#tensorboardx-import);
   a ``None`` in ``sys.modules`` makes that import fail fast, as if torch were absent.
   """
   blocked = 'torch' not in sys.modules
