@@ -3,8 +3,8 @@ multi-host run, errors, quiet logging and progress lines.
 
 A launcher ends with ``launch.run(main)`` rather than ``app.run(main)``: ``run`` first
 gives XLA ``host_device_count()`` host devices, so that on CPU every core works on each
-batch, and lengthens the timeouts of their collectives (``COLLECTIVE_TIMEOUTS``), so that
-a loaded machine does not end a run; ``XLA_FLAGS`` keeps any of these flags it already
+batch, and lengthens the timeouts of their collectives (``hosts.COLLECTIVE_TIMEOUTS``), so
+that a loaded machine does not end a run; ``XLA_FLAGS`` keeps any of these flags it already
 gives. XLA reads ``XLA_FLAGS`` when JAX creates its CPU client, at the first JAX
 computation, so importing jax before ``run`` is fine.
 """
@@ -33,29 +33,12 @@ def host_device_count(cores: int) -> int:
   return 1 << (HOST_DEVICES_PER_CORE * cores).bit_length() - 1
 
 
-_DEVICES = '--xla_force_host_platform_device_count'
-# How long a collective (an all-reduce between host devices) waits for a late peer before
-# XLA ends the process (40 s by default), and before it warns that one is stuck. Long
-# enough that a loaded machine slows a run down instead of ending it; short enough that a
-# collective that will never complete (docs/reproduction.md records four: every thread of
-# the process idle) ends the process within minutes, and its rerun resumes.
-COLLECTIVE_TIMEOUTS = {'--xla_cpu_collective_call_terminate_timeout_seconds': 600,
-                       '--xla_cpu_collective_call_warn_stuck_timeout_seconds': 120}
-
-
-def with_host_defaults(xla_flags: str, cores: int) -> str:
-  """``xla_flags`` plus the host-device count and ``COLLECTIVE_TIMEOUTS``, each flag unless
-  ``xla_flags`` already gives it."""
-  defaults = {_DEVICES: host_device_count(cores), **COLLECTIVE_TIMEOUTS}
-  added = [f'{flag}={value}' for flag, value in defaults.items() if flag not in xla_flags]
-  return ' '.join([xla_flags, *added]).strip()
-
-
 def use_host_defaults() -> None:
-  """Adds the host-device count and ``COLLECTIVE_TIMEOUTS`` to ``XLA_FLAGS`` (see
-  ``with_host_defaults``); before the first JAX computation, or XLA never reads them."""
-  os.environ['XLA_FLAGS'] = with_host_defaults(os.environ.get('XLA_FLAGS', ''),
-                                               len(os.sched_getaffinity(0)))
+  """Adds ``host_device_count()`` host devices and ``hosts.COLLECTIVE_TIMEOUTS`` to
+  ``XLA_FLAGS``, each unless given; before the first JAX computation, or XLA never reads
+  them."""
+  os.environ['XLA_FLAGS'] = hosts.with_host_defaults(
+      os.environ.get('XLA_FLAGS', ''), host_device_count(len(os.sched_getaffinity(0))))
 
 
 def run(main: Callable[[list[str]], Any]) -> None:

@@ -15,14 +15,18 @@ import os
 import struct
 import tempfile
 
-# Must be set before jax initialises its backends (conftest runs first).
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=2 '
-                      '--xla_backend_optimization_level=0')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import jax
+import numpy as np
+import pytest
 
-import jax  # noqa: E402  pylint: disable=wrong-import-position
-import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
-import pytest  # noqa: E402  pylint: disable=wrong-import-position
+from padam_jax.training import hosts
+
+# Before jax creates its CPU client (at the first computation): two host devices, and the
+# launchers' collective timeouts, so that a loaded machine slows the suite down instead of
+# ending it at XLA's default 40 s.
+os.environ['XLA_FLAGS'] = hosts.with_host_defaults(
+    os.environ.get('XLA_FLAGS', '--xla_backend_optimization_level=0'), device_count=2)
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 jax.config.update('jax_compilation_cache_dir',
                   os.environ.get('PADAM_TEST_JAX_CACHE',

@@ -6,6 +6,10 @@ batch, see ``sharding``) and saves and restores checkpoints together with the
 others; only the primary process (index 0) writes ``config.json``,
 ``metrics.jsonl``, summaries, plots and progress lines. With one process the
 functions but ``initialize`` are no-ops or trivially true.
+
+Within one process, XLA's CPU backend can split the host into several devices;
+``with_host_defaults`` writes their count and the timeouts of their collectives into
+``XLA_FLAGS`` (read when JAX creates its CPU client, at the first computation).
 """
 
 from __future__ import annotations
@@ -14,6 +18,23 @@ from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
+
+HOST_DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
+# How long a collective (an all-reduce between host devices) waits for a late peer before
+# XLA ends the process (40 s by default), and before it warns that one is stuck. Long
+# enough that a loaded machine slows a run down instead of ending it; short enough that a
+# collective that will never complete (docs/reproduction.md records four: every thread of
+# the process idle) ends the process within minutes, and its rerun resumes.
+COLLECTIVE_TIMEOUTS = {'--xla_cpu_collective_call_terminate_timeout_seconds': 600,
+                       '--xla_cpu_collective_call_warn_stuck_timeout_seconds': 120}
+
+
+def with_host_defaults(xla_flags: str, device_count: int) -> str:
+  """``xla_flags`` plus ``device_count`` host devices and ``COLLECTIVE_TIMEOUTS``, each
+  flag unless ``xla_flags`` already gives it."""
+  defaults = {HOST_DEVICE_COUNT_FLAG: device_count, **COLLECTIVE_TIMEOUTS}
+  added = [f'{flag}={value}' for flag, value in defaults.items() if flag not in xla_flags]
+  return ' '.join([xla_flags, *added]).strip()
 
 
 def initialize(coordinator_address: Optional[str] = None,
