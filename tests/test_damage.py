@@ -6,7 +6,8 @@ seed); the run is then continued to epoch 4. Every case must end with the record
 uninterrupted run (timings aside), or stop with a one-line ``RunError`` naming the run.
 The suite damages three files at once and reruns once (tests/test_faults.py damages a
 checkpoint); ``-m slow`` runs each kind of file (``table_files``) every way and, with
-``PADAM_DAMAGE_TABLE=PATH``, writes the file x damage -> outcome table of the README.
+``PADAM_DAMAGE_TABLE=PATH``, writes the file x damage -> outcome table of docs/training.md
+("Every file damaged").
 """
 
 import collections
@@ -117,7 +118,8 @@ def rerun_damaged(tiny_run, dataset, workdir: str, damages: dict[str, str]) -> t
 
 
 def describe(records, error, lines, reference) -> str:
-  """The outcome of one case, as the README's table says it; fails on a silent difference."""
+  """The outcome of one case, as docs/training.md's table says it; fails on a silent
+  difference."""
   if error is not None:
     assert '\n' not in error and 'Traceback' not in error, error
     code = 2  # the launchers' status for these errors (experiments/exit_codes.py)
@@ -156,7 +158,7 @@ def test_damaged_run_files_are_recovered_to_the_same_records(tiny_run, tiny_data
 
 @pytest.mark.slow
 def test_every_file_damaged_every_way(tiny_run, tiny_dataset, reference, tmp_path):
-  """The ``table_files`` x all damages; ``PADAM_DAMAGE_TABLE=PATH`` writes the README's
+  """The ``table_files`` x all damages; ``PADAM_DAMAGE_TABLE=PATH`` writes docs/training.md's
   table (about 7 s a case on 2 cores)."""
   files = [sweep.SWEEP_FILE, *table_files(tiny_run.workdir)]
   outcomes = collections.defaultdict(list)  # (kind of file, damage) -> outcomes

@@ -1,7 +1,7 @@
 """The authors' Padam update rule, re-written in PyTorch as a test oracle.
 
-Follows uclaml/Padam ``Padam.py`` step for step (see the package README's
-*Semantics*): coupled L2, Adam moments, max over the raw second moment,
+Follows uclaml/Padam ``Padam.py`` step for step (see docs/semantics.md,
+*The update*): coupled L2, Adam moments, max over the raw second moment,
 ``denom = sqrt(v_max) + eps`` raised to ``2 * partial``, step size
 ``lr * sqrt(1 - b2**t) / (1 - b1**t)``.
 """

@@ -49,8 +49,8 @@ SCALES = {
                   description='CIFAR-10, full-width models, the preset\'s epochs'),
     # Meant for `--suite all --seeds 1` (23 runs) to end within 45 minutes on 2 CPU cores
     # (measured: docs/measurements.md#cpu-scales): real Fashion-MNIST (offline), 1/8-width
-    # models, 2,048 training and 1,000 test images, 8 epochs of 16 steps (README,
-    # "Reproducing the paper").
+    # models, 2,048 training and 1,000 test images, 8 epochs of 16 steps (docs/reproduction.md,
+    # "The smoke scale").
     'cpu': Scale(dataset='fashion_mnist', width=0.125, epochs=8, train_size=2048,
                  test_size=1000,
                  description='Fashion-MNIST (first 2,048 train / 1,000 test images), '
