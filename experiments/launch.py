@@ -91,10 +91,14 @@ def tensorboard() -> bool:
 
 
 def fail(error: Exception, label: str = 'error', exit_code: int = 2) -> None:
-  """Ends the program with a one-line message (and the traceback under --verbosity)."""
+  """Ends the program with a one-line message (and the traceback under --verbosity); a bad
+  configuration field is named by its flag (``--lr``)."""
+  from experiments import config_flags  # pylint: disable=import-outside-toplevel
+  from padam_jax.training.config import ConfigError  # pylint: disable=import-outside-toplevel
   if flags.FLAGS['verbosity'].present:
     traceback.print_exc()
-  print(f'{label}: {error}', file=sys.stderr)
+  message = config_flags.describe(error) if isinstance(error, ConfigError) else error
+  print(f'{label}: {message}', file=sys.stderr)
   sys.exit(exit_code)
 
 

@@ -4,8 +4,9 @@
         --epochs 5 --grid lr=0.1,0.01 --grid partial=0.25,0.125,0.0625 \\
         --workdir runs/grid
 
-The grid is the product of the ``--grid NAME=V1,V2,...`` flags (NAME: lr, partial,
-weight_decay, b1, b2, momentum, eps, seed); every other setting takes the same
+The grid is the product of the ``--grid NAME=V1,V2,...`` flags (NAME: a numeric
+setting's flag, such as lr, partial, weight_decay or seed; ``python -m
+experiments.config_flags --markdown`` lists them); every other setting takes the same
 flags as ``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with its
 ``config.json``, ``metrics.jsonl`` and TensorBoard summaries (``tensorboard/``, unless
 ``--notensorboard``); ``WORKDIR/sweep.json`` lists them.
@@ -16,17 +17,17 @@ from experiments import config_flags  # noqa: E402  pylint: disable=wrong-import
 from absl import app, flags  # noqa: E402  pylint: disable=wrong-import-order
 
 from padam_jax.training import faults, sweep  # noqa: E402
+from padam_jax.training import config as config_lib  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
+config_flags.define_flags()
 _GRID = flags.DEFINE_multi_string(
     'grid', [], 'NAME=V1,V2,... (repeatable; the grid is the product). NAME: '
-    + ', '.join(sweep.AXES) + '.')
+    + ', '.join(map(config_flags.flag_name, config_lib.GRID_AXES)) + '.')
 _MODE = flags.DEFINE_enum(
     'mode', 'auto', list(sweep.MODES),
     'vmap: all configurations in one program; sequential: one after the other as '
     'single runs; auto: vmap on GPU/TPU, sequential on CPU (measured faster there).')
-# The single-run flag each grid axis replaces.
-_AXIS_FLAGS = {'learning_rate': 'lr'}
 
 
 def main(argv):
@@ -37,8 +38,7 @@ def main(argv):
   say = launch.say
   try:
     grid = sweep.parse_grid(_GRID.value)
-    clash = sorted(_AXIS_FLAGS.get(f, f) for f in grid
-                   if _AXIS_FLAGS.get(f, f) in config_flags.explicit_flags())
+    clash = sorted(set(map(config_flags.flag_name, grid)) & config_flags.explicit_flags())
     if clash:
       raise ValueError(f'--{clash[0]} is fixed by its flag and varied by --grid: '
                        'give one of the two')

@@ -24,6 +24,8 @@ from padam_jax.training import config as config_lib  # noqa: E402
 from padam_jax.training import faults, hosts  # noqa: E402
 from padam_jax.data import DatasetUnavailableError  # noqa: E402
 
+config_flags.define_flags()
+
 
 def main(argv):
   del argv
