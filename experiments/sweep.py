@@ -4,10 +4,10 @@
         --epochs 5 --grid lr=0.1,0.01 --grid partial=0.25,0.125,0.0625 \\
         --workdir runs/grid
 
-The grid is the product of the ``--grid NAME=V1,V2,...`` flags (NAME: a numeric
-setting's flag, such as lr, partial, weight_decay or seed; ``python -m
-experiments.config_flags --markdown`` lists them); every other setting takes the same
-flags as ``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with its
+The grid is the product of the ``--grid NAME=V1,V2,...`` flags (NAME: the flag, or
+field name, of an optimizer hyperparameter or the seed, such as lr, partial, b2 or seed;
+``--grid``'s help lists them); every other setting takes the same flags as
+``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with its
 ``config.json``, ``metrics.jsonl`` and TensorBoard summaries (``tensorboard/``, unless
 ``--notensorboard``); ``WORKDIR/sweep.json`` lists them.
 """
