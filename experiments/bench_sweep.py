@@ -2,7 +2,7 @@
 
     python -m experiments.bench_sweep --model resnet18 --width 0.125
 
-The grid is the seed's Figure 3 (p in {1/4, 1/8, 1/16} x lr in {0.1, 0.01, 0.001}:
+The grid is the reproduction's Figure 3 (p in {1/4, 1/8, 1/16} x lr in {0.1, 0.01, 0.001}:
 K = 9) on ``--synthetic_train`` synthetic CIFAR-shaped images. Both modes train an epoch to
 compile and warm up, then time ``--timed_epochs`` more; the sequential time is the sum over
 the K single runs. Prints seconds per epoch (all K configurations) and the ratio
@@ -19,6 +19,7 @@ from experiments import config_flags, launch
 from padam_jax import data
 from padam_jax.training import loop, sweep
 
+config_flags.define_flags()
 _PARTIALS = flags.DEFINE_list('partials', ['0.25', '0.125', '0.0625'], 'Grid of p.')
 _LRS = flags.DEFINE_list('lrs', ['0.1', '0.01', '0.001'], 'Grid of learning rates.')
 _TIMED_EPOCHS = flags.DEFINE_integer('timed_epochs', 1, 'Epochs timed after the first.')

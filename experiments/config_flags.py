@@ -1,59 +1,111 @@
-"""The flags of one run's configuration (``experiments.train`` and ``experiments.sweep``)."""
+"""The command line of a run's configuration: absl flags derived from ``TrainConfig``.
+
+Each field becomes one flag, named by its short name (``--lr``) or its own, typed by
+the field (``Optional[float]``: a float flag), an enum where the field has choices, with
+the field's help text. ``define_flags()`` defines them all (``experiments.train``,
+``experiments.sweep``); ``define_flags(fields, ...)`` a chosen few, with the program's own
+defaults (``experiments.reproduce``, ``experiments.crosscheck``).
+
+    python -m experiments.config_flags --markdown
+
+prints the table of the flags (docs/training.md holds it; a test checks it is current).
+"""
+
+import sys
+from typing import Any, Mapping, Optional, Sequence
 
 from absl import flags
 
 from padam_jax.training import config as config_lib
-from padam_jax.alias import OPTIMIZERS
-from padam_jax.data import DATASETS
-from padam_jax.models import MODELS
 
-_MODEL = flags.DEFINE_enum('model', 'resnet18', sorted(MODELS), 'Architecture.')
-_WIDTH = flags.DEFINE_float('width', 1.0, 'Channel multiplier (1 = the paper\'s model).')
-_DATASET = flags.DEFINE_enum('dataset', 'cifar10', sorted(DATASETS), 'Dataset.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data dir, or the folder of '
-                                'the Fashion-MNIST IDX files.')
-_TRAIN_SIZE = flags.DEFINE_integer('train_size', None, 'Train on the first N training '
-                                   'examples only (default: all).')
-_TEST_SIZE = flags.DEFINE_integer('test_size', None, 'Evaluate on the first N test '
-                                  'examples only (default: all).')
-_OPTIMIZER = flags.DEFINE_enum('optimizer', 'padam', sorted(OPTIMIZERS), 'Optimizer.')
-_PRESET = flags.DEFINE_enum('preset', 'seed', sorted(config_lib.PRESETS),
-                             config_lib.PRESET_HELP)
-_LR = flags.DEFINE_float('lr', None, 'Learning rate (default: the seed\'s Table 1: '
-                         '0.1 for padam/padamw/sgdm, 0.001 for adam/amsgrad/adamw).')
-_LR_START = flags.DEFINE_float('lr_start', None, 'With --lr_schedule warmup: the learning '
-                               'rate rises linearly from this to --lr over the run.')
-_PARTIAL = flags.DEFINE_float('partial', None, 'Padam\'s p (default 1/8).')
-_PARTIAL_END = flags.DEFINE_float('partial_end', None,
-                                  'If set, p moves linearly from --partial to this.')
-_WEIGHT_DECAY = flags.DEFINE_float('weight_decay', None, 'Weight decay (default: preset).')
-_EPOCHS = flags.DEFINE_integer('epochs', None, 'Epochs (default: preset).')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Training batch size.')
-_LR_SCHEDULE = flags.DEFINE_enum('lr_schedule', None, list(config_lib.LR_SCHEDULES),
-                                 'Learning-rate schedule (default: preset).')
-_DROP_REMAINDER = flags.DEFINE_bool(
-    'drop_remainder', False, 'Drop the last partial batch (default: keep it, as the '
-    'authors: 391 steps per CIFAR epoch).')
-_COMPUTE_DTYPE = flags.DEFINE_enum('compute_dtype', 'float32',
-                                   list(config_lib.COMPUTE_DTYPES),
-                                   'Activation dtype (bfloat16 for GPU/TPU).')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of init, shuffling and augmentation.')
+# field -> its flag, for every field whose flag this program defined.
+_DEFINED: dict[str, flags.FlagHolder] = {}
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+           str: flags.DEFINE_string}
 
+
+def flag_name(field: str) -> str:
+  """The flag of a ``TrainConfig`` field, without dashes (``lr`` for ``learning_rate``)."""
+  return config_lib.short_name(field)
+
+
+def flag_help(field: str, default: Any = None, unset: Optional[str] = None) -> str:
+  """The field's help text; with a ``None`` default, also what ``None`` stands for
+  (``unset``, else the field's)."""
+  metadata = config_lib.FIELDS[field].metadata
+  unset = unset or metadata['unset']
+  if default is None and unset:
+    return f'{metadata["help"].rstrip(".")} (default: {unset}).'
+  return metadata['help']
+
+
+def define_flags(fields: Optional[Sequence[str]] = None, *,
+                 defaults: Optional[Mapping[str, Any]] = None,
+                 unset: Optional[Mapping[str, str]] = None,
+                 notes: Optional[Mapping[str, str]] = None,
+                 flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the flags of ``fields`` (default: every field of ``TrainConfig``).
+
+  A program's own meaning of a field, where it differs: ``defaults``, its default
+  (``None`` allowed); ``unset``, what ``None`` stands for; ``notes``, a sentence added to
+  the help.
+  """
+  defaults, unset, notes = defaults or {}, unset or {}, notes or {}
+  for field in fields or config_lib.FIELDS:
+    default = defaults.get(field, config_lib.FIELDS[field].default)
+    text = ' '.join(filter(None, [flag_help(field, default, unset.get(field)),
+                                  notes.get(field)]))
+    choices = config_lib.FIELDS[field].metadata['choices']
+    if choices:
+      holder = flags.DEFINE_enum(flag_name(field), default, list(choices), text,
+                                 flag_values=flag_values)
+    else:
+      holder = _DEFINE[config_lib.field_type(field)](flag_name(field), default, text,
+                                                      flag_values=flag_values)
+    _DEFINED[field] = holder
+
+
+def field_values() -> dict[str, Any]:
+  """``{field: value}`` of every configuration flag this program defined."""
+  return {field: holder.value for field, holder in _DEFINED.items()}
 
 
 def config_from_flags() -> config_lib.TrainConfig:
-  """The (unresolved) run configuration the flags describe."""
-  return config_lib.TrainConfig(
-      model=_MODEL.value, width=_WIDTH.value, dataset=_DATASET.value,
-      data_dir=_DATA_DIR.value, optimizer=_OPTIMIZER.value, preset=_PRESET.value,
-      learning_rate=_LR.value, lr_start=_LR_START.value, partial=_PARTIAL.value,
-      partial_end=_PARTIAL_END.value, weight_decay=_WEIGHT_DECAY.value,
-      epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value, lr_schedule=_LR_SCHEDULE.value,
-      drop_remainder=_DROP_REMAINDER.value, seed=_SEED.value,
-      compute_dtype=_COMPUTE_DTYPE.value, train_size=_TRAIN_SIZE.value,
-      test_size=_TEST_SIZE.value)
+  """The (unresolved) run configuration the flags describe (defaults for the others)."""
+  return config_lib.TrainConfig(**field_values())
 
 
 def explicit_flags() -> set[str]:
   """Names of the configuration flags given on the command line."""
-  return {name for name in flags.FLAGS if flags.FLAGS[name].present}
+  return {flag_name(field) for field, holder in _DEFINED.items() if holder.present}
+
+
+def describe(error: config_lib.ConfigError) -> str:
+  """The error in the command line's words: ``--lr must ...`` for ``learning_rate``."""
+  return f'--{flag_name(error.field)} {error.problem}'
+
+
+def _cell(value: Any) -> str:
+  return '' if value is None else f'`{value}`'
+
+
+def markdown_table() -> str:
+  """The flags of every field as a Markdown table (docs/training.md holds it)."""
+  lines = ['| flag | values | default | `--grid` | meaning |',
+           '|---|---|---|---|---|']
+  for field, f in config_lib.FIELDS.items():
+    metadata = f.metadata
+    choices = metadata['choices']
+    values = (', '.join(f'`{c}`' for c in choices) if choices
+              else config_lib.field_type(field).__name__)
+    default = (metadata['unset'] or 'unset') if f.default is None else _cell(f.default)
+    grid = 'yes' if field in config_lib.GRID_AXES else ''
+    text = metadata['help'].replace('|', '\\|')
+    lines.append(f'| `--{flag_name(field)}` | {values} | {default} | {grid} | {text} |')
+  return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+  if sys.argv[1:] != ['--markdown']:
+    sys.exit('usage: python -m experiments.config_flags --markdown')
+  sys.stdout.write(markdown_table())

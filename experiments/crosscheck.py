@@ -20,34 +20,33 @@ float32, where the twin also trains in float64, our float32 run no further from 
 float64 run than 10x PyTorch's float32 run, or 1e-4 (``--tolerance``).
 """
 
+import dataclasses
 import json
 
 from absl import app, flags
 import numpy as np
 import torch
 
+from experiments import config_flags
 from padam_jax import data
-from padam_jax.alias import OPTIMIZERS
-from padam_jax.models import MODELS
 from padam_jax.reference import model_trajectory, trajectory
 
 _FIXTURE = flags.DEFINE_string(
     'fixture', 'tests/fixtures/padam_reference.npz', 'Committed trajectories.')
-_MODEL = flags.DEFINE_enum('model', None, sorted(MODELS),
-                           'Cross-check whole training steps of this model (default: the '
-                           'optimizers alone).')
-_WIDTH = flags.DEFINE_float('width', 0.25, 'Channel multiplier of the model.')
-_OPTIMIZER = flags.DEFINE_enum('optimizer', 'padam', sorted(OPTIMIZERS), 'Optimizer.')
+# The fields model_trajectory.Spec shares with TrainConfig: their flags, with the Spec's
+# defaults (and no model: the optimizers alone).
+_SPEC_FIELDS = ('model', 'width', 'optimizer', 'batch_size', 'learning_rate', 'partial',
+                'weight_decay', 'seed')
+config_flags.define_flags(
+    _SPEC_FIELDS,
+    defaults={**{f.name: f.default for f in dataclasses.fields(model_trajectory.Spec)
+                 if f.name in _SPEC_FIELDS}, 'model': None},
+    unset={'model': 'the optimizers alone'},
+    notes={'model': 'Cross-checks whole training steps of this model.',
+           'batch_size': 'Also the eval batch size.'})
 _STEPS = flags.DEFINE_integer('steps', 20, 'Training steps.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float64', list(model_trajectory.DTYPES),
                            'Parameters and compute dtype in both frameworks.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Training (and eval) batch size.')
-_LR = flags.DEFINE_float('lr', None, 'Learning rate (default: the seed\'s Table 1).')
-_PARTIAL = flags.DEFINE_float('partial', model_trajectory.Spec.partial,
-                              'Padam\'s p (padam, padamw).')
-_WEIGHT_DECAY = flags.DEFINE_float('weight_decay', model_trajectory.DEFAULT_WEIGHT_DECAY,
-                                   'Weight decay (default: the seed\'s 0.005).')
-_SEED = flags.DEFINE_integer('seed', 0, 'Initial weights, batch order and augmentation.')
 _NUDGE = flags.DEFINE_float(
     'nudge', None, 'A control instead of the check: compare our run with our own run from '
     'initial weights multiplied by 1 + nudge * N(0, 1) (e.g. 1e-15 in float64), to see how '
@@ -87,10 +86,8 @@ def check_optimizers() -> None:
 
 def check_model() -> int:
   """The whole-training-step check; returns the exit status."""
-  spec = model_trajectory.Spec(
-    model=_MODEL.value, width=_WIDTH.value, optimizer=_OPTIMIZER.value, dtype=_DTYPE.value,
-    steps=_STEPS.value, batch_size=_BATCH_SIZE.value, learning_rate=_LR.value,
-    partial=_PARTIAL.value, weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value)
+  spec = model_trajectory.Spec(**config_flags.field_values(), dtype=_DTYPE.value,
+                               steps=_STEPS.value)
   nudge = _NUDGE.value
   print(f'{spec.model} width {spec.width}, {spec.optimizer} (lr {spec.lr}, weight decay '
         f'{spec.weight_decay}), {spec.dtype}, batch {spec.batch_size}, digits'
@@ -120,7 +117,7 @@ def check_model() -> int:
 
 def main(argv):
   del argv
-  if _MODEL.value is None:
+  if config_flags.field_values()['model'] is None:
     check_optimizers()
     return 0
   return check_model()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The seed's Table 2 on one GPU in about 8 minutes, without network: WRN-16-4 at full width
-# on all of Fashion-MNIST, Padam, SGDM, Adam and AMSGrad (the seed's preset: constant lr,
-# weight decay 0.005), SEEDS seeds each.
+# The reproduction's Table 2 on one GPU in about 8 minutes, without network: WRN-16-4 at
+# full width on all of Fashion-MNIST, Padam, SGDM, Adam and AMSGrad (the reproduction
+# preset: constant lr, weight decay 0.005), SEEDS seeds each.
 #
 #   bash experiments/gpu_reproduce.sh                        # writes ${OUT:-/tmp/gpu_reproduce}
 #   GPU_REPRODUCE_SMOKE=1 bash experiments/gpu_reproduce.sh  # tiny sizes: end to end on CPU

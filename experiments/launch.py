@@ -16,8 +16,10 @@ from typing import Any, Callable
 
 from absl import app, flags, logging
 
+from experiments import config_flags
 from experiments.exit_codes import EXIT_ERROR
 from padam_jax.training import faults, hosts
+from padam_jax.training.config import ConfigError
 
 # Two rather than one: while one device waits (for an all-reduce, or for a convolution
 # running on the shared thread pool), the other keeps its core busy (measured:
@@ -86,10 +88,12 @@ def tensorboard() -> bool:
 
 
 def fail(error: Exception, label: str = 'error', exit_code: int = EXIT_ERROR) -> None:
-  """Ends the program with a one-line message (and the traceback under --verbosity)."""
+  """Ends the program with a one-line message (and the traceback under --verbosity); a bad
+  configuration field is named by its flag (``--lr``)."""
   if flags.FLAGS['verbosity'].present:
     traceback.print_exc()
-  print(f'{label}: {error}', file=sys.stderr)
+  message = config_flags.describe(error) if isinstance(error, ConfigError) else error
+  print(f'{label}: {message}', file=sys.stderr)
   sys.exit(exit_code)
 
 

@@ -1,11 +1,12 @@
-"""The seed's experiments, one command each: trains every sweep a suite needs, then plots.
+"""The student reproduction's experiments, one command each: trains every sweep a suite
+needs, then plots.
 
     python -m experiments.reproduce --suite all --scale cpu --seeds 1 --workdir runs/repro
 
 Suites: figure1 (4 optimizers x 3 architectures), table2 (Wide ResNet accuracy at
 1/4, 1/2, 3/4 and all of the epochs), figure2 (p in {1/4, 1/8, 1/16}), figure3 (p x
-lr on ResNet-18), p_schedule (the seed's proposed p and lr schedules), all.
-``--scale full`` is the seed's protocol on CIFAR-10 (for GPUs); ``--scale cpu`` a
+lr on ResNet-18), p_schedule (the reproduction's proposed p and lr schedules), all.
+``--scale full`` is the reproduction's protocol on CIFAR-10 (for GPUs); ``--scale cpu`` a
 reduced one on Fashion-MNIST that the same code runs on 2 CPU cores. Every sweep
 lives in ``WORKDIR/<sweep>/``; rerunning skips complete runs and resumes the others.
 Figures and tables go to ``WORKDIR/figures/`` (``experiments.plot --reproduction
@@ -17,7 +18,7 @@ import time
 
 from absl import flags
 
-from experiments import exit_codes, launch
+from experiments import config_flags, exit_codes, launch
 from padam_jax.data import DatasetUnavailableError
 from padam_jax.reproduction import suites
 from padam_jax.training import config as config_lib
@@ -31,12 +32,11 @@ _SCALE = flags.DEFINE_enum('scale', 'cpu', list(suites.SCALES),
 _SEEDS = flags.DEFINE_integer('seeds', 1, 'Seeds per configuration (error bars).')
 _MODE = flags.DEFINE_enum('mode', 'auto', list(sweep_lib.MODES),
                           'How each sweep trains its grid (see experiments.sweep).')
-_PRESET = flags.DEFINE_enum('preset', 'seed', sorted(config_lib.PRESETS),
-                             config_lib.PRESET_HELP + ' --scale cpu sets its own epochs.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data dir (CIFAR), or the folder of '
-                                'the Fashion-MNIST IDX files.')
-_EPOCHS = flags.DEFINE_integer('epochs', None, 'Epochs of every run (default: the scale\'s, '
-                               'else the preset\'s). A longer constant-lr run resumes.')
+config_flags.define_flags(
+    ('preset', 'data_dir', 'epochs'),
+    unset={'epochs': 'the scale\'s, else the preset\'s'},
+    notes={'preset': 'A --scale that sets its own epochs overrides the preset\'s.',
+           'epochs': 'Every run\'s; a longer constant-lr run resumes.'})
 _SWEEP = flags.DEFINE_multi_string('sweep', None, 'Train only these sweeps of the suites '
                                    '(repeatable; for parallel processes, one each); the '
                                    'report is then left to experiments.plot.')
@@ -53,13 +53,14 @@ def main(argv):
   workdir = launch.workdir()
   scale = suites.SCALES[_SCALE.value]
   try:
+    chosen = config_flags.config_from_flags()  # preset, data_dir, epochs
     specs = suites.sweeps_of(_SUITE.value, _SWEEP.value)
     plan = []
     for spec in specs:
-      fields, grid = suites.sweep_arguments(spec, scale, _PRESET.value, _SEEDS.value,
-                                            _DATA_DIR.value)
-      if _EPOCHS.value is not None:
-        fields['epochs'] = _EPOCHS.value
+      fields, grid = suites.sweep_arguments(spec, scale, chosen.preset, _SEEDS.value,
+                                            chosen.data_dir)
+      if chosen.epochs is not None:
+        fields['epochs'] = chosen.epochs
       base = config_lib.TrainConfig(**fields)
       plan.append((spec, base, grid, sweep_lib.expand(base, grid)))
     datasets = {}
@@ -72,7 +73,7 @@ def main(argv):
   if not _PLOT_ONLY.value:
     runs = sum(len(members) for *_, members in plan)
     say(f'{len(plan)} sweeps, {runs} runs ({scale.description}; preset '
-        f'{_PRESET.value}) in {workdir}')
+        f'{chosen.preset}) in {workdir}')
     for i, (spec, base, grid, members) in enumerate(plan):
       say(f'[{i + 1}/{len(plan)}] {spec.name}: {len(members)} runs '
           f'({time.perf_counter() - start:.0f} s so far)')

@@ -4,9 +4,10 @@
         --epochs 5 --grid lr=0.1,0.01 --grid partial=0.25,0.125,0.0625 \\
         --workdir runs/grid
 
-The grid is the product of the ``--grid NAME=V1,V2,...`` flags (NAME: lr, partial,
-weight_decay, b1, b2, momentum, eps, seed); every other setting takes the same
-flags as ``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with its
+The grid is the product of the ``--grid NAME=V1,V2,...`` flags (NAME: the flag, or
+field name, of an optimizer hyperparameter or the seed, such as lr, partial, b2 or seed;
+``--grid``'s help lists them); every other setting takes the same flags as
+``experiments.train``. Each configuration gets ``WORKDIR/<name>/`` with its
 ``config.json``, ``metrics.jsonl`` and TensorBoard summaries (``tensorboard/``, unless
 ``--notensorboard``); ``WORKDIR/sweep.json`` lists them.
 """
@@ -15,17 +16,17 @@ from absl import flags
 
 from experiments import config_flags, exit_codes, launch
 from padam_jax.data import DatasetUnavailableError
+from padam_jax.training import config as config_lib
 from padam_jax.training import faults, sweep
 
+config_flags.define_flags()
 _GRID = flags.DEFINE_multi_string(
     'grid', [], 'NAME=V1,V2,... (repeatable; the grid is the product). NAME: '
-    + ', '.join(sweep.AXES) + '.')
+    + ', '.join(map(config_flags.flag_name, config_lib.GRID_AXES)) + '.')
 _MODE = flags.DEFINE_enum(
     'mode', 'auto', list(sweep.MODES),
     'vmap: all configurations in one program; sequential: one after the other as '
     'single runs; auto: vmap on GPU/TPU, sequential on CPU (measured faster there).')
-# The single-run flag each grid axis replaces.
-_AXIS_FLAGS = {'learning_rate': 'lr'}
 
 
 def main(argv):
@@ -36,8 +37,7 @@ def main(argv):
   say = launch.say
   try:
     grid = sweep.parse_grid(_GRID.value)
-    clash = sorted(_AXIS_FLAGS.get(f, f) for f in grid
-                   if _AXIS_FLAGS.get(f, f) in config_flags.explicit_flags())
+    clash = sorted(set(map(config_flags.flag_name, grid)) & config_flags.explicit_flags())
     if clash:
       raise ValueError(f'--{clash[0]} is fixed by its flag and varied by --grid: '
                        'give one of the two')

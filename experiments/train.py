@@ -23,6 +23,8 @@ from padam_jax.data import DatasetUnavailableError
 from padam_jax.training import config as config_lib
 from padam_jax.training import faults, hosts
 
+config_flags.define_flags()
+
 
 def main(argv):
   del argv

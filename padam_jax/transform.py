@@ -60,9 +60,18 @@ def real_hyperparameter(value: Any) -> Any:
   return value
 
 
+class HyperparameterError(ValueError):
+  """A hyperparameter out of its range: ``name`` is the argument, ``problem`` the rest."""
+
+  def __init__(self, name: str, problem: str):
+    super().__init__(f'{name} {problem}')
+    self.name = name
+    self.problem = problem
+
+
 def check_hyperparameter(name: str, value: Any, low: float, high: float,
                          *, high_inclusive: bool) -> None:
-  """Raises ``ValueError`` naming ``name`` if a concrete ``value`` is out of range.
+  """Raises ``HyperparameterError`` naming ``name`` if a concrete ``value`` is out of range.
 
   Schedules (callables) and traced values are not checked.
   """
@@ -72,12 +81,11 @@ def check_hyperparameter(name: str, value: Any, low: float, high: float,
   above = array > high if high_inclusive else array >= high
   if np.any(np.isnan(array)) or np.any(array < low) or np.any(above):
     bracket = ']' if high_inclusive else ')'
-    raise ValueError(
-        f'{name} must lie in [{low}, {high}{bracket}, got {value!r}.')
+    raise HyperparameterError(name, f'must lie in [{low}, {high}{bracket}, got {value!r}.')
 
 
 def check_non_negative(name: str, value: Any) -> None:
-  """Raises ``ValueError`` naming ``name`` if a concrete ``value`` is negative."""
+  """Raises ``HyperparameterError`` naming ``name`` if a concrete ``value`` is negative."""
   check_hyperparameter(name, value, 0.0, np.inf, high_inclusive=True)
 
 

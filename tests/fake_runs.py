@@ -16,7 +16,7 @@ Metrics = Callable[[str, dict[str, Any], int, int], Optional[dict[str, float]]]
 def write_sweep(workdir: str, spec: suites.SweepSpec, seeds: int, epochs: int,
                 metrics: Metrics, scale: str = 'cpu') -> None:
   """``WORKDIR/<spec.name>/``: ``sweep.json`` and each member's config and records."""
-  fields, grid = suites.sweep_arguments(spec, suites.SCALES[scale], 'seed', seeds)
+  fields, grid = suites.sweep_arguments(spec, suites.SCALES[scale], 'reproduction', seeds)
   fields['epochs'] = epochs
   members = sweep.expand(config_lib.TrainConfig(**fields), grid)
   sweep_dir = os.path.join(workdir, spec.name)

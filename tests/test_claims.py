@@ -149,6 +149,7 @@ def test_converged_scale_sits_between_the_smoke_and_full_scales():
   assert smoke.width <= converged.width < full.width
   assert smoke.epochs < converged.epochs and smoke.train_size < converged.train_size
   assert smoke.test_size < converged.test_size
-  fields, grid = suites.sweep_arguments(suites.SWEEPS['wrn16_4-padam'], converged, 'seed', 3)
+  fields, grid = suites.sweep_arguments(suites.SWEEPS['wrn16_4-padam'], converged,
+                                        'reproduction', 3)
   assert (fields['epochs'], fields['train_size'], grid) == (
       converged.epochs, converged.train_size, {'seed': [0, 1, 2]})

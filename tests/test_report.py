@@ -1,4 +1,4 @@
-"""The seed's suites as data, and the figures and tables built from metrics.jsonl alone."""
+"""The reproduction's suites as data, and the figures and tables built from metrics.jsonl alone."""
 
 import os
 import sys
@@ -47,7 +47,7 @@ def test_all_trains_each_sweep_once_and_figure1_reuses_the_grids():
   specs = suites.sweeps_of(['all'])
   assert len(specs) == len({s.name for s in specs}) == 13
   runs = sum(len(sweep.expand(config_lib.TrainConfig(**f), g))
-             for f, g in (suites.sweep_arguments(s, suites.SCALES['cpu'], 'seed', 1)
+             for f, g in (suites.sweep_arguments(s, suites.SCALES['cpu'], 'reproduction', 1)
                           for s in specs))
   assert runs == 23  # 12 of Figure 1, 4 + 6 more of Figures 2 and 3, 1 p schedule
   assert {s.name for s in suites.sweeps_of(['table2'])} == {
@@ -63,7 +63,7 @@ def test_all_trains_each_sweep_once_and_figure1_reuses_the_grids():
 def test_scales_differ_only_in_numbers():
   cpu, full = suites.SCALES['cpu'], suites.SCALES['full']
   spec = suites.SWEEPS['resnet18-padam-p-schedule']
-  for scale, preset in ((cpu, 'seed'), (full, 'paper')):
+  for scale, preset in ((cpu, 'reproduction'), (full, 'paper')):
     fields, grid = suites.sweep_arguments(spec, scale, preset, seeds=3)
     config = config_lib.resolve(config_lib.TrainConfig(**fields))
     assert (config.dataset, config.width) == (scale.dataset, scale.width)
@@ -78,7 +78,7 @@ def test_figures_and_tables_from_metrics_alone(fake_reproduction, tmp_path):
   for name in ('figure1', 'table2', 'figure2', 'figure3', 'figure3_heatmap', 'p_schedule'):
     assert os.path.getsize(built[name]) > 10_000, name  # a PNG with content
   table2 = built['table2_table']
-  assert '| padam |' in table2 and '(88.43)' in table2  # the seed's number beside ours
+  assert '| padam |' in table2 and '(88.43)' in table2  # the reproduction's number beside ours
   assert 'epoch 2 (CIFAR-10: 25)' in table2 and 'epoch 8 (CIFAR-10: 100)' in table2
   assert '| mean of epochs 8-8 |' in table2
   assert '+-' in table2  # two seeds: mean +- std

@@ -145,10 +145,11 @@ def test_steps_per_call_scan_matches_single_steps(tiny_dataset, tiny_config):
 # --- configuration ------------------------------------------------------------
 
 def test_presets_and_per_optimizer_defaults():
-  seed = config_lib.resolve(config_lib.TrainConfig(optimizer='adam'))
-  assert (seed.learning_rate, seed.weight_decay, seed.epochs, seed.lr_schedule) == (
-      1e-3, 0.005, 100, 'constant')
-  assert seed.partial is None
+  reproduction = config_lib.resolve(config_lib.TrainConfig(optimizer='adam'))
+  assert (reproduction.preset, reproduction.learning_rate, reproduction.weight_decay,
+          reproduction.epochs, reproduction.lr_schedule) == (
+      'reproduction', 1e-3, 0.005, 100, 'constant')
+  assert reproduction.partial is None
   paper = config_lib.resolve(config_lib.TrainConfig(preset='paper'))
   assert (paper.learning_rate, paper.weight_decay, paper.epochs, paper.lr_schedule,
           paper.partial) == (0.1, 5e-4, 200, 'multistep', 0.125)

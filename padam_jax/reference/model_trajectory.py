@@ -61,8 +61,8 @@ if TYPE_CHECKING:
 TOLERANCES = {'float64': 1e-8, 'float32': 1e-4}
 FLOAT32_FACTOR = 10.0
 DTYPES = tuple(TOLERANCES)
-# The seed's weight decay (its Table 1), the stronger of the two presets.
-DEFAULT_WEIGHT_DECAY = config_lib.PRESETS['seed']['weight_decay']
+# The reproduction's weight decay (its Table 1), the stronger of the two presets.
+DEFAULT_WEIGHT_DECAY = config_lib.PRESETS['reproduction']['weight_decay']
 
 Flat = dict[str, np.ndarray]
 
@@ -77,7 +77,7 @@ class Spec:
   dtype: str = 'float64'
   steps: int = 20
   batch_size: int = 16
-  learning_rate: Optional[float] = None  # None: the seed's Table 1 for the optimizer
+  learning_rate: Optional[float] = None  # None: the reproduction's Table 1 for the optimizer
   partial: float = config_lib.DEFAULT_PARTIAL
   weight_decay: float = DEFAULT_WEIGHT_DECAY
   seed: int = 0

@@ -189,11 +189,11 @@ def table2_markdown(workdir: str) -> str:
     measured = 100 * (1 - metric_matrix(runs, 'test_error'))[:, :total]
     accuracy[:, :measured.shape[1]] = measured
     cells = [f'{_cell(accuracy[:, e - 1])} ({seed:.2f})'
-             for e, seed in zip(epochs, suites.SEED_TABLE2[curve.label])]
+             for e, seed in zip(epochs, suites.REPRODUCTION_TABLE2[curve.label])]
     final = _cell([run_value(r, total, 'final_accuracy') for r in runs])
     rows.append(f'| {curve.label} | ' + ' | '.join(cells) + f' | {final} | {len(runs)} |')
   header = ' | '.join(f'epoch {e} (CIFAR-10: {s})' for e, s in
-                      zip(epochs, suites.SEED_TABLE2_EPOCHS))
+                      zip(epochs, suites.REPRODUCTION_TABLE2_EPOCHS))
   first = total - last_epochs(total) + 1
   rows.append('')
   rows.append(_flattening(workdir, curves, total))

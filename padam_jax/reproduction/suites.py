@@ -1,4 +1,5 @@
-"""The seed's experiments as data: which sweeps to train, at which scale, what each plots.
+"""The student reproduction's experiments as data: which sweeps to train, at which scale,
+what each plots.
 
 A suite is a list of :class:`SweepSpec` (a base configuration and a grid, trained by
 :func:`padam_jax.training.sweep.run_sweep` into ``WORKDIR/<name>/``) and the figures or tables
@@ -18,18 +19,18 @@ ARCHITECTURES = ('vgg16', 'resnet18', 'wrn16_4')
 OPTIMIZERS = ('padam', 'sgdm', 'adam', 'amsgrad')
 PARTIALS = (0.25, 0.125, 0.0625)
 LEARNING_RATES = (0.1, 0.01, 0.001)
-# The seed's proposal: start adaptive with a small step, end SGD-like with a large one.
+# The reproduction's proposal: start adaptive with a small step, end SGD-like with a large one.
 P_SCHEDULE = dict(partial=0.25, partial_end=0.0625, lr_schedule='warmup', lr_start=0.01,
                   learning_rate=0.1)
 
-# The seed's Table 2: Wide ResNet on CIFAR-10, test accuracy (%) at epochs 25/50/75/100.
-SEED_TABLE2 = {
+# The reproduction's Table 2: Wide ResNet on CIFAR-10, test accuracy (%) at epochs 25/50/75/100.
+REPRODUCTION_TABLE2 = {
     'adam': (84.59, 87.75, 87.51, 88.65),
     'amsgrad': (86.83, 88.08, 88.88, 89.18),
     'sgdm': (81.39, 82.13, 78.46, 81.78),
     'padam': (88.07, 87.66, 87.68, 88.43),
 }
-SEED_TABLE2_EPOCHS = (25, 50, 75, 100)
+REPRODUCTION_TABLE2_EPOCHS = (25, 50, 75, 100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Scale:
 
   dataset: str
   width: float
-  epochs: Optional[int]  # None: the preset's (seed 100, paper 200)
+  epochs: Optional[int]  # None: the preset's (reproduction 100, paper 200)
   train_size: Optional[int] = None
   test_size: Optional[int] = None
   description: str = ''
@@ -161,7 +162,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
                              _p_curves('resnet18-padam-p-lr', (('learning_rate', lr),)))
                        for lr in LEARNING_RATES),
           heatmap='resnet18-padam-p-lr'),
-    Suite('p_schedule', 'The seed\'s proposal: p 1/4 -> 1/16 with lr 0.01 -> 0.1, on '
+    Suite('p_schedule', 'The reproduction\'s proposal: p 1/4 -> 1/16 with lr 0.01 -> 0.1, on '
           'ResNet-18, against fixed p = 1/8 and SGDM',
           sweeps=('resnet18-padam-p-schedule', 'resnet18-padam-p-lr', 'resnet18-sgdm'),
           panels=(Panel('resnet18', (

@@ -1,22 +1,33 @@
 """Run configuration: one frozen dataclass, the presets, and the optimizer it implies.
 
 ``TrainConfig`` fields left as ``None`` take the preset's value or, for the
-learning rate, the per-optimizer default of the seed's Table 1; ``resolve``
-fills them in and validates everything, so a bad value fails before any work.
+learning rate, the per-optimizer default of the reproduction's Table 1; ``resolve``
+fills them in and validates everything, so a bad value fails before any work, with a
+``ConfigError`` that names the field.
+
+Each field also says, in its metadata, what the command line shows of it: its help text,
+its choices, what ``None`` stands for, and a short name where the field's own is long
+(``lr``). The flags (``experiments.config_flags``), the sweep's grid axes and the docs'
+flag table are derived from them, so a new field is one line here. A frozen dataclass
+rather than ``ml_collections.ConfigDict``: it stays hashable and typed, needs no
+dependency, and its flags stay ``--lr`` rather than ``--config.lr``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from typing import Any, Callable, Optional
 
 import optax
 
 from padam_jax import alias, schedules
-from padam_jax.transform import check_hyperparameter, check_non_negative
+from padam_jax.data import DATASETS
+from padam_jax.models import MODELS
+from padam_jax.transform import HyperparameterError, check_hyperparameter, check_non_negative
 
-# The seed's Table 1 (betas 0.9/0.999 and momentum 0.9 are the factories' defaults).
+# The reproduction's Table 1 (betas 0.9/0.999 and momentum 0.9 are the factories' defaults).
 DEFAULT_LEARNING_RATES = {
     'padam': 0.1, 'padamw': 0.1, 'sgdm': 0.1,
     'adam': 1e-3, 'amsgrad': 1e-3, 'adamw': 1e-3,
@@ -24,47 +35,78 @@ DEFAULT_LEARNING_RATES = {
 DEFAULT_PARTIAL = 0.125
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The seed: its Table 1 (weight decay 0.005), constant learning rate, 100 epochs.
-    'seed': dict(weight_decay=0.005, lr_schedule='constant', epochs=100),
+    # The student reproduction: its Table 1 (weight decay 0.005), constant learning rate,
+    # 100 epochs.
+    'reproduction': dict(weight_decay=0.005, lr_schedule='constant', epochs=100),
     # The authors' scripts: weight decay 5e-4, 200 epochs, x0.1 at epochs 100 and 150.
     'paper': dict(weight_decay=5e-4, lr_schedule='multistep', epochs=200),
 }
 LR_SCHEDULES = ('constant', 'multistep', 'warmup')
-PRESET_HELP = ('seed: weight decay 0.005, constant lr, 100 epochs (the seed\'s Table 1); '
-               'paper: weight decay 5e-4, x0.1 at 50%/75% of the epochs, 200 epochs '
-               '(the authors\' scripts).')
+PRESET_HELP = ('reproduction: weight decay 0.005, constant lr, 100 epochs (the reproduction\'s '
+               'Table 1); paper: weight decay 5e-4, x0.1 at 50%/75% of the epochs, 200 '
+               'epochs (the authors\' scripts).')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 _PADAM_FAMILY = ('padam', 'padamw')
+_ADAPTIVE = 'padam, padamw, adam, amsgrad, adamw'
+
+
+def _field(default: Any, help_text: str, *, short: Optional[str] = None,
+           choices: Optional[tuple[str, ...]] = None, unset: Optional[str] = None,
+           grid: bool = True, renamed: Optional[dict[str, str]] = None) -> Any:
+  """A ``TrainConfig`` field and what the command line shows of it.
+
+  ``short``: the flag's (and grid axis's) name where it differs from the field's;
+  ``choices``: the values allowed; ``unset``: what ``None`` stands for; ``grid``: whether
+  a sweep may vary it (numeric fields only; not those that shape the compiled program,
+  which a vmapped sweep's members share); ``renamed``: former values -> today's, read
+  from recorded configurations only.
+  """
+  metadata = {'help': help_text, 'short': short, 'choices': choices, 'unset': unset,
+              'grid': grid, 'renamed': renamed or {}}
+  return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Everything a training run depends on (``None``: preset or default)."""
 
-  model: str = 'resnet18'
-  width: float = 1.0
-  dataset: str = 'cifar10'
-  data_dir: Optional[str] = None
-  optimizer: str = 'padam'
-  preset: str = 'seed'
-  learning_rate: Optional[float] = None
-  lr_start: Optional[float] = None
-  partial: Optional[float] = None
-  partial_end: Optional[float] = None
-  weight_decay: Optional[float] = None
-  momentum: float = 0.9
-  b1: float = 0.9
-  b2: float = 0.999
-  eps: float = 1e-8
-  epochs: Optional[int] = None
-  batch_size: int = 128
-  eval_batch_size: int = 100
-  lr_schedule: Optional[str] = None
-  drop_remainder: bool = False
-  seed: int = 0
-  compute_dtype: str = 'float32'
-  train_size: Optional[int] = None
-  test_size: Optional[int] = None
+  model: str = _field('resnet18', 'Architecture.', choices=tuple(sorted(MODELS)))
+  width: float = _field(1.0, 'Channel multiplier (1 = the paper\'s model).', grid=False)
+  dataset: str = _field('cifar10', 'Dataset.', choices=tuple(sorted(DATASETS)))
+  data_dir: Optional[str] = _field(None, 'tfds data dir, or the folder of the Fashion-MNIST '
+                                   'IDX files.', unset='tfds\'s default')
+  optimizer: str = _field('padam', 'Optimizer.', choices=tuple(sorted(alias.OPTIMIZERS)))
+  preset: str = _field('reproduction', PRESET_HELP, choices=tuple(sorted(PRESETS)),
+                       renamed={'seed': 'reproduction'})
+  learning_rate: Optional[float] = _field(
+      None, 'Learning rate.', short='lr',
+      unset='the reproduction\'s Table 1: 0.1 for padam, padamw and sgdm, 0.001 for adam, '
+            'amsgrad and adamw')
+  lr_start: Optional[float] = _field(None, 'With --lr_schedule warmup: the learning rate '
+                                     'rises linearly from this to --lr over the run.')
+  partial: Optional[float] = _field(None, 'Padam\'s p (padam, padamw).',
+                                    unset=f'{DEFAULT_PARTIAL} (1/8)')
+  partial_end: Optional[float] = _field(None, 'If set, p moves linearly from --partial to '
+                                        'this over the run.')
+  weight_decay: Optional[float] = _field(None, 'Weight decay.', unset='the preset\'s')
+  momentum: float = _field(0.9, 'Momentum (sgdm).')
+  b1: float = _field(0.9, f'Decay of the first-moment average ({_ADAPTIVE}).')
+  b2: float = _field(0.999, f'Decay of the second-moment average ({_ADAPTIVE}).')
+  eps: float = _field(1e-8, f'Added to the denominator of the update ({_ADAPTIVE}).')
+  epochs: Optional[int] = _field(None, 'Epochs.', unset='the preset\'s', grid=False)
+  batch_size: int = _field(128, 'Training batch size.', grid=False)
+  eval_batch_size: int = _field(100, 'Evaluation batch size.', grid=False)
+  lr_schedule: Optional[str] = _field(None, 'Learning-rate schedule.', choices=LR_SCHEDULES,
+                                      unset='the preset\'s')
+  drop_remainder: bool = _field(False, 'Drop the last partial batch (default: keep it, as '
+                                'the authors: 391 steps per CIFAR epoch).')
+  seed: int = _field(0, 'Seed of init, shuffling and augmentation.')
+  compute_dtype: str = _field('float32', 'Activation dtype (bfloat16 for GPU/TPU).',
+                              choices=COMPUTE_DTYPES)
+  train_size: Optional[int] = _field(None, 'Train on the first N training examples only.',
+                                     unset='all', grid=False)
+  test_size: Optional[int] = _field(None, 'Evaluate on the first N test examples only.',
+                                    unset='all', grid=False)
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -74,22 +116,72 @@ class TrainConfig:
     return self.lr_schedule in ('multistep', 'warmup') or self.partial_end is not None
 
 
-def _choice(name: str, value: str, choices) -> None:
-  if value not in choices:
-    raise ValueError(f'unknown {name} {value!r}; choose one of '
-                     f'{", ".join(sorted(choices))}')
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+class ConfigError(ValueError):
+  """A bad value of a ``TrainConfig`` field: ``field`` names it, ``problem`` says the rest.
+
+  The message reads ``'<field> <problem>'``; a launcher says ``'--<flag> <problem>'``.
+  """
+
+  def __init__(self, field: str, problem: str):
+    super().__init__(f'{field} {problem}')
+    self.field = field
+    self.problem = problem
+
+
+def field_type(name: str) -> type:
+  """The type of a field's values other than ``None``: bool, int, float or str."""
+  hint = _HINTS[name]
+  if typing.get_origin(hint) is typing.Union:
+    (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+  return hint
+
+
+def short_name(name: str) -> str:
+  """The field's name on the command line (``lr`` for ``learning_rate``)."""
+  return FIELDS[name].metadata['short'] or name
+
+
+def field_named(name: str) -> Optional[str]:
+  """The field a field name or short name denotes, or None."""
+  return next((f for f in FIELDS if name in (f, short_name(f))), None)
+
+
+# The fields a sweep may vary, with the type of their values.
+GRID_AXES: dict[str, type] = {
+    name: field_type(name) for name, f in FIELDS.items()
+    if field_type(name) in (int, float) and f.metadata['grid']}
+
+
+def from_record(fields: dict[str, Any]) -> dict[str, Any]:
+  """A recorded configuration (``config.json``) in today's names: a value renamed since
+  (the preset ``seed``, now ``reproduction``) reads as its new name."""
+  current = dict(fields)
+  for name, f in FIELDS.items():
+    value = current.get(name)
+    if isinstance(value, str) and value in f.metadata['renamed']:
+      current[name] = f.metadata['renamed'][value]
+  return current
+
+
+def _check_choice(name: str, value: Any) -> None:
+  choices = FIELDS[name].metadata['choices']
+  if value is None or value in choices:
+    return
+  renamed = FIELDS[name].metadata['renamed']
+  if value in renamed:
+    raise ConfigError(name, f'{value!r} is now called {renamed[value]!r}')
+  raise ConfigError(name, f'{value!r} is not one of: {", ".join(sorted(choices))}')
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
   """Fills ``None`` fields from the preset and defaults, and validates."""
-  from padam_jax.data import DATASETS  # pylint: disable=import-outside-toplevel
-  from padam_jax.models import MODELS  # pylint: disable=import-outside-toplevel
-
-  _choice('preset', config.preset, PRESETS)
-  _choice('model', config.model, MODELS)
-  _choice('dataset', config.dataset, DATASETS)
-  _choice('optimizer', config.optimizer, alias.OPTIMIZERS)
-  _choice('compute_dtype', config.compute_dtype, COMPUTE_DTYPES)
+  for name, f in FIELDS.items():
+    if f.metadata['choices']:
+      _check_choice(name, getattr(config, name))
   filled = {k: v for k, v in PRESETS[config.preset].items()
             if getattr(config, k) is None}
   if config.learning_rate is None:
@@ -97,21 +189,21 @@ def resolve(config: TrainConfig) -> TrainConfig:
   if config.optimizer in _PADAM_FAMILY and config.partial is None:
     filled['partial'] = DEFAULT_PARTIAL
   config = dataclasses.replace(config, **filled)
-  _choice('lr_schedule', config.lr_schedule, LR_SCHEDULES)
-  if config.optimizer not in _PADAM_FAMILY and (
-      config.partial is not None or config.partial_end is not None):
-    raise ValueError(f'partial/partial_end apply only to padam and padamw, '
-                     f'not {config.optimizer!r}')
+  if config.optimizer not in _PADAM_FAMILY:
+    for name in ('partial', 'partial_end'):
+      if getattr(config, name) is not None:
+        raise ConfigError(name, f'applies only to padam and padamw, not to '
+                                f'{config.optimizer!r}')
   for name in ('epochs', 'batch_size', 'eval_batch_size', 'train_size', 'test_size'):
     value = getattr(config, name)
     if value is not None and value < 1:
-      raise ValueError(f'{name} must be >= 1, got {value}')
+      raise ConfigError(name, f'must be >= 1, got {value}')
   if (config.lr_start is None) != (config.lr_schedule != 'warmup'):
-    raise ValueError('lr_start is required by lr_schedule warmup and used by no other '
-                     f'schedule (lr_schedule {config.lr_schedule!r}, lr_start '
-                     f'{config.lr_start!r})')
+    raise ConfigError('lr_start', 'is required by lr_schedule warmup and used by no other '
+                      f'schedule (lr_schedule {config.lr_schedule!r}, lr_start '
+                      f'{config.lr_start!r})')
   if not config.width > 0:
-    raise ValueError(f'width must be > 0, got {config.width}')
+    raise ConfigError('width', f'must be > 0, got {config.width}')
   make_optimizer(config, steps_per_epoch=1)  # validates the hyperparameters
   return config
 
@@ -120,8 +212,19 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int
                    ) -> tuple[optax.GradientTransformation, Callable, Optional[Callable]]:
   """The optimizer of a resolved config, its learning-rate and p schedules.
 
-  Returns ``(tx, learning_rate(step), partial(step) or None)``.
+  Returns ``(tx, learning_rate(step), partial(step) or None)``. A hyperparameter out of
+  its range raises ``ConfigError`` naming its field.
   """
+  try:
+    return _make_optimizer(config, steps_per_epoch)
+  except HyperparameterError as error:
+    if error.name not in FIELDS:
+      raise
+    raise ConfigError(error.name, error.problem) from None
+
+
+def _make_optimizer(config: TrainConfig, steps_per_epoch: int
+                    ) -> tuple[optax.GradientTransformation, Callable, Optional[Callable]]:
   total_steps = config.epochs * steps_per_epoch
   check_non_negative('learning_rate', config.learning_rate)
   check_non_negative('lr_start', config.lr_start)

@@ -297,15 +297,17 @@ def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool,
                   report: Callable[[str], None] = logger.warning) -> None:
   """Writes ``config.json``; a resumed run must match it (but a longer constant run).
 
-  A damaged ``config.json`` is rewritten from ``config``, said in one line to ``report``.
+  A damaged ``config.json`` is rewritten from ``config``, said in one line to ``report``;
+  one recorded under former names (the preset ``seed``) is read in today's.
   """
   if config.schedules_depend_on_epochs():
     runlog.write_or_check_config(
         workdir, config.to_dict(), resuming=resuming, may_differ=('data_dir',),
-        hint='the learning-rate or p schedule is laid out over --epochs', report=report)
+        hint='the learning-rate or p schedule is laid out over --epochs', report=report,
+        upgrade=config_lib.from_record)
   else:
     runlog.write_or_check_config(workdir, config.to_dict(), resuming=resuming,
-                                 report=report)
+                                 report=report, upgrade=config_lib.from_record)
 
 
 def recorded_epochs(run_dir: str, report: Callable[[str], None]) -> int:

@@ -144,10 +144,13 @@ class ConfigMismatchError(ValueError):
 
 def write_or_check_config(workdir: str, config: dict[str, Any], *, resuming: bool,
                           may_differ: tuple[str, ...] = ('epochs', 'data_dir'),
-                          hint: str = '', report: Callable[[str], None] = print) -> None:
+                          hint: str = '', report: Callable[[str], None] = print,
+                          upgrade: Callable[[dict[str, Any]], dict[str, Any]] = dict
+                          ) -> None:
   """Saves ``config.json``; when ``resuming``, first checks it equals the saved one.
 
-  Raises ``ConfigMismatchError`` naming the fields that differ (but ``may_differ``).
+  Raises ``ConfigMismatchError`` naming the fields that differ (but ``may_differ``);
+  ``upgrade`` first puts the saved fields in today's names (values renamed since).
   A damaged file (not a JSON object with the fields of ``config``) is rewritten from
   ``config``, said in one line to ``report``. The file is replaced atomically.
   """
@@ -157,6 +160,7 @@ def write_or_check_config(workdir: str, config: dict[str, Any], *, resuming: boo
     if previous is None or set(previous) != set(config):
       report(f'{path} is damaged; rewrote it from the settings of this command')
     else:
+      previous = upgrade(previous)
       differing = sorted(k for k in config
                          if k not in may_differ and previous[k] != config[k])
       if differing:

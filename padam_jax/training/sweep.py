@@ -40,34 +40,37 @@ logger = logging.getLogger(__name__)
 
 SWEEP_FILE = 'sweep.json'
 MODES = ('auto', 'vmap', 'sequential')
-# Grid axes: flag name -> TrainConfig field. All but seed are optimizer hyperparameters.
-AXES = {'lr': 'learning_rate', 'partial': 'partial', 'weight_decay': 'weight_decay',
-        'b1': 'b1', 'b2': 'b2', 'momentum': 'momentum', 'eps': 'eps', 'seed': 'seed'}
-_INTEGER_AXES = ('seed',)
+
+
+class GridError(ValueError):
+  """A grid axis that is not ``NAME=V1,V2,...`` with NAME a grid axis of the config."""
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
-  """``['lr=0.1,0.01', 'seed=0,1']`` -> ``{'learning_rate': [0.1, 0.01], 'seed': [0, 1]}``."""
+  """``['lr=0.1,0.01', 'seed=0,1']`` -> ``{'learning_rate': [0.1, 0.01], 'seed': [0, 1]}``.
+
+  NAME is a field of ``config_lib.GRID_AXES``, by its short name (``lr``) or its own.
+  A bad NAME raises ``GridError``; bad values, ``config_lib.ConfigError`` naming the field.
+  """
   grid: dict[str, list[Any]] = {}
   for spec in specs:
     name, sep, values = spec.partition('=')
-    name = name.strip()
-    if not sep or name not in AXES:
-      raise ValueError(f'--grid {spec!r}: expected NAME=V1,V2,... with NAME one of '
-                       f'{", ".join(AXES)}')
-    field = AXES[name]
+    field = config_lib.field_named(name.strip())
+    if not sep or field not in config_lib.GRID_AXES:
+      raise GridError(f'grid axis {spec!r}: expected NAME=V1,V2,... with NAME one of '
+                      f'{", ".join(map(config_lib.short_name, config_lib.GRID_AXES))}')
     if field in grid:
-      raise ValueError(f'--grid names {name} twice')
-    cast = int if name in _INTEGER_AXES else float
+      raise config_lib.ConfigError(field, 'is named twice in the grid')
+    cast = config_lib.GRID_AXES[field]
     try:
       grid[field] = [cast(v) for v in values.split(',') if v.strip()]
     except ValueError:
-      raise ValueError(f'--grid {spec!r}: values of {name} must be '
-                       f'{cast.__name__}s') from None
+      raise config_lib.ConfigError(
+          field, f'takes {cast.__name__}s only; the grid gives {values!r}') from None
     if not grid[field]:
-      raise ValueError(f'--grid {spec!r} gives no values')
+      raise config_lib.ConfigError(field, f'has no values in the grid ({spec!r})')
     if len(set(grid[field])) != len(grid[field]):
-      raise ValueError(f'--grid {spec!r} repeats a value')
+      raise config_lib.ConfigError(field, f'repeats a value in the grid ({spec!r})')
   return grid
 
 

@@ -1,0 +1,109 @@
+"""The configuration defined once: flags, grid axes, the docs' flag table, renamed values."""
+
+import dataclasses
+import glob
+import json
+import pathlib
+import shutil
+
+from absl import flags
+import pytest
+
+from experiments import config_flags
+from padam_jax.training import config as config_lib
+from padam_jax.training import loop, runlog, sweep
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BEGIN, END = '<!-- config-flags:begin -->\n', '<!-- config-flags:end -->'
+
+
+def test_docs_flag_table_is_generated_from_the_config():
+  """docs/training.md holds ``python -m experiments.config_flags --markdown``."""
+  page = (ROOT / 'docs' / 'training.md').read_text()
+  assert BEGIN in page and END in page, 'docs/training.md lacks the config-flags markers'
+  block = page.split(BEGIN, 1)[1].split(END, 1)[0]
+  assert block == config_flags.markdown_table(), (
+      'the flag table in docs/training.md is out of date: replace it with the output of '
+      '`python -m experiments.config_flags --markdown`')
+
+
+def test_every_field_is_a_flag(monkeypatch):
+  monkeypatch.setattr(config_flags, '_DEFINED', {})
+  flag_values = flags.FlagValues()
+  config_flags.define_flags(flag_values=flag_values)
+  assert all(config_lib.FIELDS[f].metadata['help'] for f in config_lib.FIELDS)
+  assert {config_flags.flag_name(f) for f in config_lib.FIELDS} <= set(flag_values)
+  flag_values(['prog', '--lr=0.05', '--b2=0.99', '--eps=1e-6', '--momentum=0.8',
+               '--eval_batch_size=50', '--preset=paper', '--nodrop_remainder',
+               '--train_size=64'])
+  assert config_flags.config_from_flags() == config_lib.TrainConfig(
+      learning_rate=0.05, b2=0.99, eps=1e-6, momentum=0.8, eval_batch_size=50,
+      preset='paper', train_size=64)
+  assert config_flags.explicit_flags() == {'lr', 'b2', 'eps', 'momentum', 'eval_batch_size',
+                                           'preset', 'drop_remainder', 'train_size'}
+  with pytest.raises(flags.IllegalFlagValueError):  # choices come from the field
+    flag_values['optimizer'].parse('lamb')
+  with pytest.raises(flags.IllegalFlagValueError):
+    flag_values['preset'].parse('seed')  # the former name is not offered
+
+
+def test_a_chosen_few_flags_with_the_programs_defaults(monkeypatch):
+  monkeypatch.setattr(config_flags, '_DEFINED', {})
+  flag_values = flags.FlagValues()
+  config_flags.define_flags(('model', 'width', 'learning_rate'),
+                            defaults={'model': None, 'width': 0.25},
+                            unset={'model': 'no model'}, notes={'width': 'Here: small.'},
+                            flag_values=flag_values)
+  assert set(flag_values) == {'model', 'width', 'lr'}
+  assert flag_values['model'].help.endswith('Architecture (default: no model).')
+  assert flag_values['width'].help.endswith('Here: small.')
+  flag_values(['prog'])
+  assert config_flags.field_values() == {'model': None, 'width': 0.25,
+                                         'learning_rate': None}
+
+
+def test_grid_axes_are_the_numeric_fields_by_either_name():
+  assert set(config_lib.GRID_AXES) == {'learning_rate', 'lr_start', 'partial', 'partial_end',
+                                       'weight_decay', 'momentum', 'b1', 'b2', 'eps', 'seed'}
+  assert sweep.parse_grid(['learning_rate=0.1', 'b2=0.99,0.999', 'seed=1']) == {
+      'learning_rate': [0.1], 'b2': [0.99, 0.999], 'seed': [1]}
+  with pytest.raises(config_lib.ConfigError) as error:
+    sweep.parse_grid(['lr=0.1', 'learning_rate=0.2'])
+  assert error.value.field == 'learning_rate'
+  with pytest.raises(sweep.GridError, match='width'):  # shapes the program: not an axis
+    sweep.parse_grid(['width=0.5,1'])
+
+
+@pytest.mark.parametrize('overrides, field', [
+    (dict(learning_rate=-1.0), 'learning_rate'),
+    (dict(b1=1.5), 'b1'),
+    (dict(model='resnet50'), 'model'),
+    (dict(optimizer='sgdm', partial_end=0.1), 'partial_end'),
+    (dict(eval_batch_size=0), 'eval_batch_size'),
+])
+def test_config_errors_name_the_field_and_launchers_the_flag(overrides, field):
+  with pytest.raises(config_lib.ConfigError) as error:
+    config_lib.resolve(config_lib.TrainConfig(**overrides))
+  assert error.value.field == field and str(error.value).startswith(f'{field} ')
+  described = config_flags.describe(error.value)
+  assert described.startswith(f'--{config_flags.flag_name(field)} ') and '\n' not in described
+
+
+def test_former_preset_name_is_read_from_records_only(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="'seed' is now called 'reproduction'"):
+    config_lib.resolve(config_lib.TrainConfig(preset='seed'))
+  recorded = sorted(glob.glob(str(ROOT / 'docs' / 'cpu*' / 'runs' / '**' / 'config.json'),
+                              recursive=True))
+  assert recorded
+  with open(recorded[0], encoding='utf-8') as f:
+    fields = json.load(f)
+  assert fields['preset'] == 'seed'
+  config = config_lib.TrainConfig(**config_lib.from_record(fields))
+  assert config.preset == 'reproduction' and config_lib.resolve(config) == config
+  shutil.copy(recorded[0], tmp_path / runlog.CONFIG_FILE)
+  said = []
+  loop.record_config(str(tmp_path), config, resuming=True, report=said.append)
+  assert not said
+  assert json.loads((tmp_path / runlog.CONFIG_FILE).read_text()) == config.to_dict()
+  with pytest.raises(runlog.ConfigMismatchError, match='b2'):  # other fields still count
+    loop.record_config(str(tmp_path), dataclasses.replace(config, b2=0.99), resuming=True)
