@@ -418,15 +418,13 @@ def train_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
                progress: Callable[[str], None], tensorboard: bool = False) -> None:
   """The epoch loop: trains ``trainer``'s runs from their newest checkpoint in ``workdir``.
 
-  Every epoch: train, evaluate, append each run's record to its ``metrics.jsonl`` (and
-  its TensorBoard summaries, if ``tensorboard``), save one checkpoint of all runs and
-  write a progress line. An epoch whose train or test loss is non-finite, or whose
-  train loss exceeds ``faults.loss_limit`` of the run's first, diverged: its record says
-  ``"diverged": true``. With one run (``trainer.freezes_diverged`` false) the record
-  keeps its values, no checkpoint is saved and ``faults.DivergedError`` is raised (and
-  again on every rerun). A sweep's trainer freezes the run instead: its records hold no
-  metric values from then on and the others go on, until every run has diverged.
-  A failed write raises ``faults.StorageError``.
+  Each epoch: train, evaluate, append each run's record to its ``metrics.jsonl`` (and
+  TensorBoard summaries if ``tensorboard``), save one checkpoint of all runs, write a
+  progress line. A diverged epoch (``faults.is_diverged``) is marked ``"diverged": true``
+  in the run's record; then a single run stops with ``faults.DivergedError`` and no
+  checkpoint (refused again on every rerun), while a trainer that ``freezes_diverged``
+  freezes that run (no metric values in its records from then on) and goes on until
+  every run has diverged. A failed write raises ``faults.StorageError``.
   """
   freezes = trainer.freezes_diverged
   epochs = trainer.config.epochs
