@@ -6,11 +6,16 @@ forward, backward, update; state donated) -> per-epoch metrics appended to
 ``WORKDIR/metrics.jsonl`` -> an Orbax checkpoint per epoch.
 
 ``train_step`` is a pure function of ``(state, rng, images, labels)``, so it can
-be vmapped over a stack of states (several hyperparameter settings in one program).
+be vmapped over a stack of states (several hyperparameter settings in one program,
+``padam_jax.training.sweep``). ``train_runs`` is the one epoch loop: it trains what a
+``Trainer`` trains (one run here, K side by side in a sweep) and writes every run's
+records, summaries and checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -138,8 +143,8 @@ class Trainer:
                mesh=None, steps_per_call: Optional[int] = None):
     """``steps_per_call``: train steps per compiled call (a ``lax.scan``).
 
-    By default 1 on CPU, where XLA runs convolutions inside loops about 30x
-    slower (measured), and up to ``PROGRESS_EVERY`` elsewhere.
+    By default 1 on CPU, where XLA runs convolutions inside loops much slower (see
+    docs/measurements.md), and up to ``PROGRESS_EVERY`` elsewhere.
     """
     self.config = config
     self.dataset = dataset = dataset.subset(config.train_size, config.test_size)
@@ -155,8 +160,7 @@ class Trainer:
     if self.steps_per_epoch < 1:
       raise ValueError(f'batch_size {config.batch_size} exceeds the {dataset.num_train} '
                        'training examples and --drop_remainder drops the only batch')
-    self.tx, self.learning_rate, self.partial = config_lib.make_optimizer(
-        config, self.steps_per_epoch)
+    self.tx = config_lib.make_optimizer(config, self.steps_per_epoch)[0]
     dtype = jnp.dtype(config.compute_dtype)
     self.model = models.get_model(config.model, num_classes=dataset.num_classes,
                                   width=config.width, dtype=dtype)
@@ -177,9 +181,6 @@ class Trainer:
     self._train_one = jax.jit(self._train_one_impl, donate_argnums=0)
     self._eval_batch = jax.jit(self._eval_state)
 
-  # Shape of the per-batch metric sums: () for one model, (K,) for K side by side.
-  members_shape: tuple[int, ...] = ()
-
   # --- compiled programs ------------------------------------------------------
 
   def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
@@ -198,14 +199,32 @@ class Trainer:
       state, sums = self._batch_step(state, epoch_key, images, labels, *xs)
       return (state, jax.tree.map(jnp.add, totals, sums)), None
 
-    zeros = {k: jnp.zeros(self.members_shape, jnp.float32)
-             for k in ('loss_sum', 'correct', 'count')}
+    # Zero sums shaped as one step's (one value per run): found by tracing, not run.
+    shapes = jax.eval_shape(self._batch_step, state, epoch_key, images, labels,
+                            batch_indices[0], steps[0])[1]
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     (state, totals), _ = jax.lax.scan(body, (state, zeros), (batch_indices, steps))
     return state, totals
 
   def _train_one_impl(self, state, epoch_key, images, labels, batch_indices, steps):
     """The same as ``_train_chunk_impl`` for one row, without a loop."""
     return self._batch_step(state, epoch_key, images, labels, batch_indices[0], steps[0])
+
+  # --- the runs this trainer trains, as ``train_runs`` sees them (one run here) ----
+
+  # False: a run whose loss diverges ends training (``faults.DivergedError``). True (a
+  # sweep's trainer): its state can be frozen by ``freeze(state, diverged)`` while the
+  # other runs go on.
+  freezes_diverged = False
+
+  def run_steps(self, state: TrainState) -> list[int]:
+    """Each run's global step."""
+    return [int(state.step)]
+
+  def frozen(self, state: TrainState) -> list[bool]:
+    """Which runs have diverged and stopped changing (one run is never frozen)."""
+    del state
+    return [False]
 
   # --- host-side loop -----------------------------------------------------------
 
@@ -236,7 +255,7 @@ class Trainer:
     """One pass over the training set (``epoch`` is 1-based); returns mean metrics.
 
     At each progress report, ``observe(step, loss)`` (if given) gets the global step and
-    the epoch's mean train loss so far (shape ``members_shape``).
+    the epoch's mean train loss so far (one value per run: a scalar for one run).
     """
     n, batch = self.dataset.num_train, self.config.batch_size
     indices, mask, epoch_key = self._epoch_plan(epoch)
@@ -325,24 +344,34 @@ def first_train_loss(run_dir: str) -> Optional[float]:
   return records[0]['train_loss'] if records else None
 
 
-def open_runs(trainer: Trainer, workdir: str,
-              runs: Sequence[tuple[str, config_lib.TrainConfig, summaries.RunSummaries]],
-              guard: faults.StorageGuard, progress: Callable[[str], None]
-              ) -> tuple[Checkpointer, int, Any]:
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run ``train_runs`` records: its directory, resolved configuration and name."""
+
+  dir: str
+  config: config_lib.TrainConfig
+  name: str = ''
+
+
+METRIC_KEYS = ('train_loss', 'train_accuracy', 'test_loss', 'test_error')
+
+
+def _open_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
+               boards: Sequence[summaries.RunSummaries], guard: faults.StorageGuard,
+               progress: Callable[[str], None]) -> tuple[Checkpointer, int, Any]:
   """Resumes (or starts) training whose checkpoints are in ``workdir``.
 
-  Writes or checks each run's ``config.json`` (``runs``: its directory, configuration
-  and summaries), restores the newest readable checkpoint whose epochs every run
-  records intact, drops the runs' records of later epochs and starts their summaries.
-  Returns ``(checkpointer, epoch, state)``:
+  Writes or checks each run's ``config.json``, restores the newest readable checkpoint
+  whose epochs every run records intact, drops the runs' records of later epochs and
+  starts their summaries (``boards``). Returns ``(checkpointer, epoch, state)``:
   epoch 0 and the initial state when nothing is saved yet.
   """
   checkpointer = Checkpointer(workdir, report=progress)
   guard.saved_epoch = checkpointer.latest_epoch() or 0
-  for run_dir, config, _ in runs:
-    os.makedirs(run_dir, exist_ok=True)
-    record_config(run_dir, config, resuming=bool(guard.saved_epoch), report=progress)
-  recorded = min(recorded_epochs(run_dir, progress) for run_dir, _, _ in runs)
+  for run in runs:
+    os.makedirs(run.dir, exist_ok=True)
+    record_config(run.dir, run.config, resuming=bool(guard.saved_epoch), report=progress)
+  recorded = min(recorded_epochs(run.dir, progress) for run in runs)
   state = trainer.init_state()
   processes = jax.process_count()
   progress(f'{trainer.dataset!r}; {trainer.describe(state)}; {trainer.steps_per_epoch} '
@@ -353,11 +382,111 @@ def open_runs(trainer: Trainer, workdir: str,
   guard.saved_epoch = done
   if done:
     progress(f'resumed from the checkpoint of epoch {done}')
-  for run_dir, config, board in runs:
-    runlog.keep_epochs_up_to(run_dir, done)
-    if done < config.epochs:  # a finished run gets no new event file
-      board.start(config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
+  for run, board in zip(runs, boards):
+    runlog.keep_epochs_up_to(run.dir, done)
+    if done < run.config.epochs:  # a finished run gets no new event file
+      board.start(run.config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
   return checkpointer, done, state
+
+
+def _refuse_diverged(run_dir: str) -> None:
+  """Raises ``DivergedError`` if ``run_dir`` records a diverged epoch: the same settings
+  would diverge again, so such a run is refused every time."""
+  diverged_in = runlog.diverged_record(run_dir)
+  if diverged_in:
+    finite = not faults.is_diverged(diverged_in['train_loss'], diverged_in['test_loss'])
+    raise faults.DivergedError(faults.diverged_message(
+        run_dir, diverged_in['epoch'], finite=finite, again=True))
+
+
+def _epoch_line(epoch: int, epochs: int, runs: Sequence[Run], records: list[dict[str, Any]],
+                freezes: bool) -> str:
+  """The progress line of an epoch: one run's metrics or, when runs are frozen as they
+  diverge (a sweep), how many have diverged and which has the lowest test error."""
+  if not freezes:
+    record = records[0]
+    return (f'epoch {epoch}/{epochs}: train loss {record["train_loss"]:.4f} '
+            f'acc {record["train_accuracy"]:.4f}, test loss {record["test_loss"]:.4f} '
+            f'error {record["test_error"]:.4f} ({record["train_seconds"]:.1f} s)')
+  live = [k for k, record in enumerate(records) if not record.get('diverged')]
+  line = f'epoch {epoch}/{epochs}: {len(records) - len(live)} of {len(runs)} diverged'
+  if not live:
+    return line
+  best = min(live, key=lambda k: records[k]['test_error'])
+  return f'{line}; best {runs[best].name}: test error {records[best]["test_error"]:.4f}'
+
+
+def train_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
+               progress: Callable[[str], None], tensorboard: bool = False) -> None:
+  """The epoch loop: trains ``trainer``'s runs from their newest checkpoint in ``workdir``.
+
+  Each epoch: train, evaluate, append each run's record to its ``metrics.jsonl`` (and
+  TensorBoard summaries if ``tensorboard``), save one checkpoint of all runs, write a
+  progress line. A diverged epoch (``faults.is_diverged``) is marked ``"diverged": true``
+  in the run's record; then a single run stops with ``faults.DivergedError`` and no
+  checkpoint (refused again on every rerun), while a trainer that ``freezes_diverged``
+  freezes that run (no metric values in its records from then on) and goes on until
+  every run has diverged. A failed write raises ``faults.StorageError``.
+  """
+  freezes = trainer.freezes_diverged
+  epochs = trainer.config.epochs
+  schedules = [config_lib.make_optimizer(run.config, trainer.steps_per_epoch)[1:]
+               for run in runs]
+  with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
+    boards = [stack.enter_context(summaries.RunSummaries(run.dir, tensorboard))
+              for run in runs]
+    os.makedirs(workdir, exist_ok=True)
+    if not freezes:
+      for run in runs:
+        _refuse_diverged(run.dir)
+    checkpointer, done, state = _open_runs(trainer, workdir, runs, boards, guard, progress)
+    # Each run's train loss of epoch 1, which sets its divergence limit.
+    firsts = [first_train_loss(run.dir) for run in runs] if done else None
+    for epoch in range(done + 1, epochs + 1):
+      frozen = trainer.frozen(state)
+      if all(frozen):
+        progress('every run of the sweep has diverged: stopping')
+        break
+
+      def observe(step, losses, frozen=frozen):  # runs frozen before the epoch: no curve
+        for board, loss, was_frozen in zip(boards, np.reshape(losses, -1), frozen):
+          if not was_frozen:
+            board.train_loss(step, loss)
+
+      first_step = (epoch - 1) * trainer.steps_per_epoch
+      state, train_metrics = trainer.train_epoch(state, epoch, progress, observe)
+      metrics = {**train_metrics, **trainer.evaluate(state)}
+      limit = faults.loss_limit(firsts, trainer.dataset.num_classes)
+      newly = np.reshape(faults.is_diverged(metrics['train_loss'], metrics['test_loss'],
+                                            limit), -1)
+      firsts = metrics['train_loss'] if firsts is None else firsts
+      if freezes:
+        state = trainer.freeze(state, newly)
+      diverged = np.asarray(trainer.frozen(state)) | newly
+      values = {key: np.reshape(metrics[key], -1).tolist() for key in METRIC_KEYS}
+      steps = trainer.run_steps(state)
+      records = []
+      for k, (run, board, (learning_rate, partial)) in enumerate(zip(runs, boards,
+                                                                     schedules)):
+        # A frozen run's state holds its last finite-loss step: nothing about the epoch.
+        record = {'epoch': epoch, 'step': steps[k], 'train_seconds': metrics['train_seconds'],
+                  **{key: None if freezes and diverged[k] else values[key][k]
+                     for key in METRIC_KEYS},
+                  'learning_rate': float(learning_rate(first_step)),
+                  'partial': None if partial is None else float(partial(first_step))}
+        if diverged[k]:
+          record['diverged'] = True
+        runlog.append_metrics(run.dir, record)
+        board.epoch(record)
+        records.append(record)
+      if not freezes and diverged[0]:  # the diverged state is never saved
+        finite = not faults.is_diverged(values['train_loss'][0], values['test_loss'][0])
+        raise faults.DivergedError(faults.diverged_message(runs[0].dir, epoch,
+                                                           finite=finite))
+      checkpointer.save(epoch, state)
+      guard.saved_epoch = epoch
+      progress(_epoch_line(epoch, epochs, runs, records, freezes))
+    checkpointer.close()
 
 
 def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
@@ -379,41 +508,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
   progress = hosts.primary_only(progress)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = load_config_dataset(config)
-  trainer = Trainer(config, dataset)
-  with (faults.StorageGuard(workdir) as guard,
-        summaries.RunSummaries(workdir, tensorboard) as board):
-    os.makedirs(workdir, exist_ok=True)
-    diverged_in = runlog.diverged_record(workdir)
-    if diverged_in:  # the same settings would diverge again: refuse, every time
-      finite = not faults.is_diverged(diverged_in['train_loss'], diverged_in['test_loss'])
-      raise faults.DivergedError(faults.diverged_message(
-          workdir, diverged_in['epoch'], finite=finite, again=True))
-    checkpointer, done, state = open_runs(trainer, workdir, [(workdir, config, board)],
-                                          guard, progress)
-    first_loss = first_train_loss(workdir) if done else None
-    for epoch in range(done + 1, config.epochs + 1):
-      first_step = (epoch - 1) * trainer.steps_per_epoch
-      state, train_metrics = trainer.train_epoch(state, epoch, progress, board.train_loss)
-      record = {'epoch': epoch, 'step': int(state.step), **train_metrics,
-                **trainer.evaluate(state),
-                'learning_rate': float(trainer.learning_rate(first_step)),
-                'partial': (None if trainer.partial is None
-                            else float(trainer.partial(first_step)))}
-      limit = faults.loss_limit(first_loss, trainer.dataset.num_classes)
-      diverged = faults.is_diverged(record['train_loss'], record['test_loss'], limit)
-      if diverged:
-        record['diverged'] = True
-      runlog.append_metrics(workdir, record)
-      board.epoch(record)
-      if diverged:  # the diverged state is never saved
-        finite = not faults.is_diverged(record['train_loss'], record['test_loss'])
-        raise faults.DivergedError(faults.diverged_message(workdir, epoch, finite=finite))
-      first_loss = record['train_loss'] if first_loss is None else first_loss
-      checkpointer.save(epoch, state)
-      guard.saved_epoch = epoch
-      progress(f'epoch {epoch}/{config.epochs}: train loss {record["train_loss"]:.4f} '
-               f'acc {record["train_accuracy"]:.4f}, test loss {record["test_loss"]:.4f} '
-               f'error {record["test_error"]:.4f} ({record["train_seconds"]:.1f} s)')
-    checkpointer.close()
+  train_runs(Trainer(config, dataset), workdir, [Run(workdir, config)], progress,
+             tensorboard)
   hosts.barrier('run: metrics written')
   return runlog.read_metrics(workdir)

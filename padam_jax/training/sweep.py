@@ -18,7 +18,6 @@ epoch on; the others are not disturbed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import itertools
@@ -34,7 +33,7 @@ import numpy as np
 
 from padam_jax.training import config as config_lib
 from padam_jax import data as data_lib
-from padam_jax.training import faults, hosts, loop, runlog, sharding, summaries
+from padam_jax.training import faults, hosts, loop, runlog, sharding
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,6 @@ class SweepTrainer(loop.Trainer):
   def __init__(self, members: Sequence[Member], dataset: data_lib.Dataset, mesh=None,
                steps_per_call: Optional[int] = None):
     self.members = list(members)
-    self.members_shape = (len(self.members),)
     super().__init__(self.members[0].config, dataset, mesh, steps_per_call)
     fields = sorted({f for m in self.members for f in m.values if f != 'seed'})
     varying = [f for f in fields if len({m.values[f] for m in self.members}) > 1]
@@ -124,8 +122,19 @@ class SweepTrainer(loop.Trainer):
     self._hyper = {f: np.asarray([getattr(m.config, f) for m in self.members], np.float32)
                    for f in varying}
     self._seeds = np.asarray([m.config.seed for m in self.members], np.int32)
-    self.schedules = [config_lib.make_optimizer(m.config, self.steps_per_epoch)[1:]
-                      for m in self.members]
+
+  # A diverged member is frozen (its state stops changing); the others go on.
+  freezes_diverged = True
+
+  def run_steps(self, state: SweepState) -> list[int]:
+    return jax.device_get(state.members.step).tolist()
+
+  def frozen(self, state: SweepState) -> list[bool]:
+    return jax.device_get(state.diverged).tolist()
+
+  def freeze(self, state: SweepState, diverged: np.ndarray) -> SweepState:
+    """``state`` with the members marked in ``diverged`` (bool[K]) frozen too."""
+    return state.replace(diverged=state.diverged | diverged)
 
   def _member_tx(self, hyper: dict[str, jax.Array]):
     """The optimizer of one member, its varying hyperparameters traced."""
@@ -182,26 +191,6 @@ class SweepTrainer(loop.Trainer):
 
 # --- the run directories ----------------------------------------------------------------
 
-METRIC_KEYS = ('train_loss', 'train_accuracy', 'test_loss', 'test_error')
-
-
-def member_record(epoch: int, step: int, metrics: dict[str, Any], k: int,
-                  diverged: bool, learning_rate: Callable, partial: Optional[Callable],
-                  first_step: int) -> dict[str, Any]:
-  """Member ``k``'s epoch record, keyed as a single run's.
-
-  A diverged member's record has ``"diverged": true`` and no metric values (null):
-  its state holds the last finite-loss step, which says nothing about the epoch.
-  """
-  record = {'epoch': epoch, 'step': step, 'train_seconds': metrics['train_seconds'],
-            **{key: None if diverged else metrics[key][k] for key in METRIC_KEYS},
-            'learning_rate': float(learning_rate(first_step)),
-            'partial': None if partial is None else float(partial(first_step))}
-  if diverged:
-    record['diverged'] = True
-  return record
-
-
 def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
                       members: Sequence[Member], report: Callable[[str], None]) -> None:
   """Writes ``sweep.json``, or checks that a resumed sweep has the same grid and mode.
@@ -255,10 +244,9 @@ def is_complete(run_dir: str, config: config_lib.TrainConfig) -> bool:
 
 
 def choose_mode(mode: str, num_members: int) -> str:
-  """``auto``: ``vmap`` on GPU/TPU; on CPU, ``sequential`` (measured faster there).
-
-  ``python -m experiments.bench_sweep`` measures both; on the 2-core CPU machines
-  this project is developed on, the vmapped program was the slower one.
+  """``auto``: ``vmap`` on GPU/TPU; on CPU, ``sequential``, where the vmapped program
+  was measured the slower one (``python -m experiments.bench_sweep`` measures both; see
+  docs/measurements.md).
   """
   if mode not in MODES:
     raise ValueError(f'unknown mode {mode!r}; choose one of {", ".join(MODES)}')
@@ -315,47 +303,5 @@ def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[st
                  dataset: data_lib.Dataset, steps_per_call: Optional[int],
                  tensorboard: bool) -> None:
   trainer = SweepTrainer(members, dataset, steps_per_call=steps_per_call)
-  config = trainer.config
-  dirs = [os.path.join(workdir, m.name) for m in members]
-  with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
-    boards = [stack.enter_context(summaries.RunSummaries(d, tensorboard)) for d in dirs]
-    checkpointer, done, state = loop.open_runs(
-        trainer, workdir, [(d, m.config, b) for d, m, b in zip(dirs, members, boards)],
-        guard, progress)
-    # Each member's train loss of epoch 1, which sets its divergence limit.
-    firsts = [loop.first_train_loss(d) for d in dirs] if done else None
-    for epoch in range(done + 1, config.epochs + 1):
-      frozen = jax.device_get(state.diverged).tolist()
-      if all(frozen):
-        progress('every run of the sweep has diverged: stopping')
-        break
-
-      def observe(step, losses, frozen=frozen):  # members frozen before the epoch: no curve
-        for board, loss, was_frozen in zip(boards, losses, frozen):
-          if not was_frozen:
-            board.train_loss(step, loss)
-
-      first_step = (epoch - 1) * trainer.steps_per_epoch
-      state, train_metrics = trainer.train_epoch(state, epoch, progress, observe)
-      metrics = {**train_metrics, **trainer.evaluate(state)}
-      # As a single run: a non-finite train or test loss, or a train loss beyond its
-      # limit; the member stops changing.
-      limit = faults.loss_limit(firsts, trainer.dataset.num_classes)
-      state = state.replace(diverged=state.diverged | faults.is_diverged(
-          metrics['train_loss'], metrics['test_loss'], limit))
-      firsts = metrics['train_loss'] if firsts is None else firsts
-      diverged = jax.device_get(state.diverged).tolist()
-      steps = jax.device_get(state.members.step).tolist()
-      for k, (run_dir, board) in enumerate(zip(dirs, boards)):
-        record = member_record(epoch, steps[k], metrics, k, diverged[k],
-                               *trainer.schedules[k], first_step)
-        runlog.append_metrics(run_dir, record)
-        board.epoch(record)
-      checkpointer.save(epoch, state)
-      guard.saved_epoch = epoch
-      best = None if all(diverged) else int(np.nanargmin(
-          np.where(diverged, np.nan, metrics['test_error'])))
-      progress(f'epoch {epoch}/{config.epochs}: {sum(diverged)} of {len(members)} diverged'
-               + ('' if best is None else f'; best {members[best].name}: test error '
-                  f'{metrics["test_error"][best]:.4f}'))
-    checkpointer.close()
+  runs = [loop.Run(os.path.join(workdir, m.name), m.config, m.name) for m in members]
+  loop.train_runs(trainer, workdir, runs, progress, tensorboard)
