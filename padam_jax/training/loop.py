@@ -144,7 +144,7 @@ class Trainer:
     """``steps_per_call``: train steps per compiled call (a ``lax.scan``).
 
     By default 1 on CPU, where XLA runs convolutions inside loops much slower (see
-    docs/measurements.md), and up to ``PROGRESS_EVERY`` elsewhere.
+    docs/training.md#steps-per-call), and up to ``PROGRESS_EVERY`` elsewhere.
     """
     self.config = config
     self.dataset = dataset = dataset.subset(config.train_size, config.test_size)

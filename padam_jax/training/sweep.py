@@ -246,7 +246,7 @@ def is_complete(run_dir: str, config: config_lib.TrainConfig) -> bool:
 def choose_mode(mode: str, num_members: int) -> str:
   """``auto``: ``vmap`` on GPU/TPU; on CPU, ``sequential``, where the vmapped program
   was measured the slower one (``python -m experiments.bench_sweep`` measures both; see
-  docs/measurements.md).
+  docs/sweeps.md#timing-vmap-against-sequential).
   """
   if mode not in MODES:
     raise ValueError(f'unknown mode {mode!r}; choose one of {", ".join(MODES)}')
