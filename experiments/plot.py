@@ -5,9 +5,9 @@
     python -m experiments.plot --reproduction runs/repro --claims
 
 The first compares single runs (train loss and test error per epoch); the second builds
-the seed's figures (PNG) and tables (Markdown, also printed) from a directory of
+the reproduction's figures (PNG) and tables (Markdown, also printed) from a directory of
 ``experiments.reproduce``; the third only the claims table (``claims.md``: each claim of
-the seed with our value, its 95% interval over seeds and a verdict).
+the reproduction with our value, its 95% interval over seeds and a verdict).
 """
 
 from __future__ import annotations

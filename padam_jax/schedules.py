@@ -26,7 +26,7 @@ def multistep(value: float, total_steps: int,
 def linear(start: float, end: float, total_steps: int) -> optax.Schedule:
   """From ``start`` to ``end`` linearly over ``total_steps``, then constant.
 
-  For the partial power p this is the seed's proposal: begin adaptive (large p,
+  For the partial power p this is the student reproduction's proposal: begin adaptive (large p,
   as Adam) and end SGD-like (small p); for the learning rate, its companion
   warm-up (small while p is large, rising as p falls).
   """

@@ -252,7 +252,7 @@ def scale_by_padam(
     b1: decay of the first moment, in [0, 1).
     b2: decay of the second moment, in [0, 1).
     partial: the partial power p in [0, 1/2], a number or an optax schedule of
-      the step count (the seed's proposed p schedule).
+      the step count (the student reproduction's proposed p schedule).
     eps: added to ``sqrt(nu_max)`` *inside* the power: the denominator never
       drops below ``eps ** (2 * partial)``.
     amsgrad: keep the running maximum of ``nu`` (the authors' default).

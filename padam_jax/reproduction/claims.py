@@ -1,4 +1,4 @@
-"""The seed's checkable claims, each judged from the runs' ``metrics.jsonl`` with an interval.
+"""The student reproduction's checkable claims, each judged from the runs' ``metrics.jsonl`` with an interval.
 
 A :class:`Claim` is a linear contrast of per-run quantities over curves of the
 reproduction (:class:`padam_jax.reproduction.suites.Curve`), a claimed direction or margin, and the
@@ -33,14 +33,14 @@ RULE = ('Each row: x, a difference of per-run values averaged over seeds, with i
         'other side (outside the margin), inconclusive otherwise or with one seed. '
         '"Seeds for a verdict": seeds per run at which the spread measured now would '
         'decide it.')
-EQUIVALENCE_MARGIN = 1.0  # accuracy points: "within 1 point" (the seed's Table 2 reading)
+EQUIVALENCE_MARGIN = 1.0  # accuracy points: "within 1 point" (the reproduction's Table 2 reading)
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
   """``sum(coefficient * mean over seeds of measure(curve))`` is claimed ``kind``."""
 
-  claim: str  # the seed's words, short, and where it says so
+  claim: str  # the reproduction's words, short, and where it says so
   measure: str  # a key of MEASURES
   terms: tuple[tuple[float, suites.Curve], ...]
   kind: str  # stats.KINDS
@@ -82,7 +82,7 @@ def _claims() -> tuple[Claim, ...]:
             ((1.0, _p_lr(sixteenth, 0.1)), (-1.0, _p_lr(sixteenth, 0.001)),
              (-1.0, _p_lr(quarter, 0.1)), (1.0, _p_lr(quarter, 0.001))),
             'greater', contrast='(p 1/16: lr 0.1 - lr 0.001) - (p 1/4: lr 0.1 - lr 0.001)'),
-      _pair('The p schedule (1/4 -> 1/16, lr 0.01 -> 0.1) beats fixed p (the seed\'s '
+      _pair('The p schedule (1/4 -> 1/16, lr 0.01 -> 0.1) beats fixed p (the reproduction\'s '
             'proposal)', 'final_accuracy', 'greater',
             suites.Curve('p schedule', 'resnet18-padam-p-schedule'),
             suites.padam_curve('resnet18', 'p 1/8 lr 0.1')),
@@ -166,7 +166,7 @@ def _seeds_for_verdict(judged: Judged) -> str:
 
 def markdown(workdir: str) -> str:
   """The claims table: one row per claim, our value with its 95% interval and a verdict."""
-  lines = ['| claim (the seed) | measured | claimed | seeds | ours [95% interval] | verdict '
+  lines = ['| claim (the reproduction) | measured | claimed | seeds | ours [95% interval] | verdict '
            '| seeds for a verdict |',
            '|---|---|---|---|---|---|---|']
   for claim in CLAIMS:

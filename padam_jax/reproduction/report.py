@@ -1,4 +1,4 @@
-"""Figures and Markdown tables of the seed's suites, built from runs' ``metrics.jsonl`` alone.
+"""Figures and Markdown tables of the reproduction's suites, built from runs' ``metrics.jsonl`` alone.
 
 Each :class:`padam_jax.reproduction.suites.Curve` selects the runs of one sweep directory; their
 seeds give the mean and the standard deviation drawn as a shaded band. A diverged run
@@ -92,7 +92,7 @@ def _pyplot():
 
 
 def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
-  """The seed's layout: a column per panel, a row per metric, a line per curve (+-std)."""
+  """The reproduction's layout: a column per panel, a row per metric, a line per curve (+-std)."""
   plt = _pyplot()
   columns = len(suite.panels)
   width = max(4.2 * columns, 6.0)
@@ -177,8 +177,8 @@ def _cell(values: Sequence[float]) -> str:
 
 
 def table2_markdown(workdir: str) -> str:
-  """Wide ResNet test accuracy (%) at 1/4, 1/2, 3/4 and the end of the run, beside the seed
-  report's CIFAR-10 numbers, and averaged over the last sixth of the epochs."""
+  """Wide ResNet test accuracy (%) at 1/4, 1/2, 3/4 and the end of the run, beside the
+  reproduction's CIFAR-10 numbers, and averaged over the last sixth of the epochs."""
   curves = suites.SUITES['table2'].panels[0].curves
   total = configured_epochs(workdir, curves[0])
   epochs = [max(1, round(total * q / 4)) for q in (1, 2, 3, 4)]

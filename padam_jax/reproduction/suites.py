@@ -4,7 +4,7 @@ what each plots.
 A suite is a list of :class:`SweepSpec` (a base configuration and a grid, trained by
 :func:`padam_jax.training.sweep.run_sweep` into ``WORKDIR/<name>/``) and the figures or tables
 it draws from them (:class:`Curve`: a sweep and the grid values that select runs;
-the seed axis becomes the error bars). Sweeps are shared between suites: Figure 1's
+the random-seed axis becomes the error bars). Sweeps are shared between suites: Figure 1's
 ResNet-18 Padam line is the ``p = 1/8, lr = 0.1`` cell of Figure 3's grid, Table 2
 reads Figure 1's Wide ResNet runs, so ``--suite all`` trains each run once.
 ``--scale full`` and ``--scale cpu`` differ only in the numbers of :data:`SCALES`.
