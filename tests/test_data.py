@@ -36,9 +36,16 @@ def no_network(monkeypatch):
 
 
 def test_import_is_light():
-  code = ('import sys, padam_jax.data; '
-          'heavy = [m for m in ("tensorflow", "tensorflow_datasets", "sklearn") '
-          'if m in sys.modules]; print(heavy); assert not heavy, heavy')
+  """``import padam_jax`` (the optimizer) needs jax, optax and chex alone; the data
+  package loads tensorflow and scikit-learn only for the datasets that need them."""
+  code = ('import sys\n'
+          'def heavy(names): return [m for m in names if m in sys.modules]\n'
+          'import padam_jax\n'
+          'found = heavy(("flax", "orbax", "tensorflow", "torch"))\n'
+          'assert not found, found\n'
+          'import padam_jax.data\n'
+          'found = heavy(("tensorflow", "tensorflow_datasets", "sklearn"))\n'
+          'assert not found, found\n')
   subprocess.run([sys.executable, '-c', code], check=True,
                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
