@@ -1,7 +1,7 @@
 """Where one training step spends its time, by kind of operation: JAX (XLA:CPU) vs PyTorch eager.
 
     python -m experiments.profile_step --model wrn16_4 --width 0.25 [--batch_size 128
-                                       --steps 8 --top 0 --out docs/cpu_profile.md]
+                                       --steps 8 --top 0 --noconvs --out docs/cpu_profile.md]
 
 The steps are those of ``experiments.bench_train`` (``experiments.train_steps``).
 
@@ -19,6 +19,12 @@ e.g. activations transposed for a kernel gradient, often with a BatchNorm or ReL
 in) are counted apart. Per-device times are averaged over the devices; "host, dispatch, idle"
 is the untraced wall time of a step minus the devices' busy span.
 
+Then, unless ``--noconvs``, every convolution of the JAX step, one row per HLO
+instruction: its layer and pass, how XLA runs it (``hlo_text.conv_path``: a YNNPACK
+fusion, an Eigen convolution, or ``conv_lowering``'s patches matmul), its operand and
+result shapes with layouts and its ``dim_labels``, the transposes and copies that produce
+its operands, and the times of both.
+
 PyTorch: ``torch.profiler`` on the same number of steps; each op's self time goes to the
 category of its outermost classified caller. oneDNN computes both gradients of a
 convolution in one ``convolution_backward``; its time is split between input and kernel
@@ -28,6 +34,7 @@ gradient in the ratio that separate calls for each take on the model's convoluti
 from __future__ import annotations
 
 import collections
+import dataclasses
 import glob
 import gzip
 import json
@@ -40,7 +47,7 @@ import time
 from absl import flags
 import jax
 
-from experiments import launch, train_steps
+from experiments import hlo_text, launch, train_steps
 
 _MODEL = flags.DEFINE_string('model', 'wrn16_4', 'Architecture to profile.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Channel-width multiplier.')
@@ -49,6 +56,10 @@ _STEPS = flags.DEFINE_integer('steps', 8, 'Profiled steps per framework (rounded
                               f'Trainer epochs of {train_steps.POOL_BATCHES} steps).')
 _TOP = flags.DEFINE_integer('top', 0, 'Also list the N most expensive JAX instructions.')
 _TORCH = flags.DEFINE_bool('torch', True, 'Also profile the PyTorch twin.')
+_CONVS = flags.DEFINE_bool(
+    'convs', True, 'Also list every convolution of the JAX step: its pass, how XLA runs it '
+    '(YNNPACK, Eigen or the patches matmul), shapes, layouts, the transposes and copies '
+    'feeding it, and its time.')
 _OUT = flags.DEFINE_string('out', None, 'Append the Markdown table to this file.')
 
 CATEGORIES = (
@@ -58,36 +69,18 @@ CATEGORIES = (
     'gradient all-reduce', 'other elementwise (ReLU, add, loss, head, copies)', 'augmentation',
     'optimizer update', 'host, dispatch, idle')
 
-_INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.-]+) = (.+?) ([a-z][\w-]*)\((.*)$')
-_COMPUTATION = re.compile(r'^(?:ENTRY )?%([\w.-]+) .*\{$')
 _COLLECTIVES = ('all-reduce', 'all-reduce-start', 'all-reduce-done', 'all-gather',
                 'reduce-scatter', 'collective-permute', 'all-to-all')
 
 
-def _numel(shape: str) -> int:
-  dims = re.match(r'\w+\[([\d,]*)\]', shape)
-  return math.prod(int(d) for d in dims.group(1).split(',') if d) if dims else 0
-
-
-def parse_hlo(text: str) -> tuple[dict[str, dict], dict[str, list[str]]]:
-  """Instructions by name (op, numel, op_name, calls) and instruction names by computation."""
-  instructions, computations, current = {}, collections.defaultdict(list), None
-  for line in text.splitlines():
-    if m := _COMPUTATION.match(line):
-      current = m.group(1)
-    elif m := _INSTRUCTION.match(line):
-      name, shape, op, rest = m.groups()
-      op_name = re.search(r'op_name="([^"]*)"', rest)
-      calls = re.search(r'calls=%([\w.-]+)', rest)
-      instructions[name] = {'op': op, 'numel': _numel(shape),
-                            'op_name': op_name.group(1) if op_name else '',
-                            'calls': calls.group(1) if calls else None}
-      computations[current].append(name)
-  return instructions, computations
-
-
 def _scopes(op_name: str) -> list[str]:
   return [re.sub(r'^.*\(|\).*$', '', part) for part in op_name.split('/')]
+
+
+def _op_name(name: str, instructions: dict, computations: dict) -> str:
+  """The op_name of an instruction, else the first one inside its fusion."""
+  inner = hlo_text.inner(name, instructions, computations)
+  return instructions[name]['op_name'] or next((i['op_name'] for i in inner if i['op_name']), '')
 
 
 def classify(name: str, instructions: dict, computations: dict, kernel_sizes: set[int]) -> str:
@@ -95,8 +88,8 @@ def classify(name: str, instructions: dict, computations: dict, kernel_sizes: se
   inst = instructions.get(name)
   if inst is None:
     return 'other elementwise (ReLU, add, loss, head, copies)'
-  inner = [instructions[n] for n in computations.get(inst['calls'], [])]
-  op_name = inst['op_name'] or next((i['op_name'] for i in inner if i['op_name']), '')
+  inner = hlo_text.inner(name, instructions, computations)
+  op_name = _op_name(name, instructions, computations)
   scopes = _scopes(op_name)
   is_bn = any(re.fullmatch(r'(\w+_)?bn\d*', s) for s in scopes)
   if inst['op'] in _COLLECTIVES:
@@ -107,7 +100,7 @@ def classify(name: str, instructions: dict, computations: dict, kernel_sizes: se
     return 'optimizer update'
   in_conv = any(re.fullmatch(r'(\w+_)?conv\d*', s) for s in scopes)
   ops = {i['op'] for i in [inst] + inner}
-  if inst['op'] in ('transpose', 'copy') or re.match(r'(wrapped_)?(transpose|copy)', name):
+  if hlo_text.is_layout_change(name, instructions):
     return 'layout transposes and copies'
   if 'convolution' in ops or (in_conv and 'dot' in ops):
     if inst['numel'] in kernel_sizes:
@@ -128,12 +121,23 @@ def _trace_events(logdir: str, module: str) -> list[dict]:
           and 'hlo_op' in e['args']]
 
 
-def profile_jax(step: train_steps.JaxStep, steps: int) -> tuple[dict[str, float], list]:
-  """Milliseconds per step by category, and (ms per step, instruction, category) rows."""
+@dataclasses.dataclass
+class JaxProfile:
+  """The profile of the JAX step and the optimized HLO it was attributed with."""
+
+  totals: dict[str, float]  # ms per step by category
+  rows: list[tuple[float, str, str]]  # (ms per step, instruction, category), largest first
+  instructions: dict[str, dict]  # hlo_text.parse_hlo
+  computations: dict[str, list[str]]
+  kernel_sizes: set[int]
+
+
+def profile_jax(step: train_steps.JaxStep, steps: int) -> JaxProfile:
+  """Milliseconds per step by category and by HLO instruction (averaged over devices)."""
   compiled = step.lowered().compile()
   text = compiled.as_text()
   module = re.match(r'HloModule (\S+?),', text).group(1)
-  instructions, computations = parse_hlo(text)
+  instructions, computations = hlo_text.parse_hlo(text)
   kernel_sizes = {leaf.size for leaf in jax.tree.leaves(step.state.params) if leaf.ndim == 4}
   epochs = max(1, -(-steps // train_steps.POOL_BATCHES))
   steps = epochs * train_steps.POOL_BATCHES
@@ -174,7 +178,110 @@ def profile_jax(step: train_steps.JaxStep, steps: int) -> tuple[dict[str, float]
     totals[category] += us * scale
     rows.append((us * scale, op, category))
   totals['host, dispatch, idle'] = max(0.0, statistics.median(walls) * 1e3 - busy * scale)
-  return totals, sorted(rows, reverse=True)
+  return JaxProfile(totals, sorted(rows, reverse=True), instructions, computations,
+                    kernel_sizes)
+
+CONV_PASSES = ('conv forward', 'conv input-gradient', 'conv kernel-gradient')
+
+
+@dataclasses.dataclass
+class ConvRow:
+  """One convolution (or patches matmul) of the compiled step."""
+
+  layer: str  # the model's scope, e.g. 'stage1_block1/conv1'; '?' if not found
+  conv_pass: str  # one of CONV_PASSES
+  path: str  # hlo_text.conv_path: 'ynn', 'eigen', 'dot (ynn)', 'dot', ...
+  instruction: str
+  shapes: str  # operand and result shapes with layouts
+  labels: str  # dim_labels and window, or a dot's dimensions
+  feeders: list[tuple[int, str, float]]  # (operand index, the transpose or copy making it, ms)
+  ms: float
+
+  @property
+  def feeders_ms(self) -> float:
+    return sum(ms for _, _, ms in self.feeders)
+
+
+def _layer(op_name: str) -> str:
+  """'stage1_block1/conv1' from '.../transpose(jvp(Model))/stage1_block1/conv1/dot_general'."""
+  parts = [p for p in op_name.split('/') if '(' not in p]
+  convs = [i for i, p in enumerate(parts) if re.fullmatch(r'(\w+_)?conv\d*', p)]
+  return '/'.join(parts[:convs[-1] + 1]) if convs else ''
+
+
+def _sources(name: str, instructions: dict) -> set[str]:
+  """The producers of ``name``'s operands, looking through layout changes and bitcasts."""
+  found = set()
+  for operand in instructions[name]['operands']:
+    source = hlo_text.producer(operand, instructions)
+    if hlo_text.is_layout_change(source, instructions):
+      found.update(hlo_text.producer(o, instructions)
+                   for o in instructions[source]['operands'])
+    else:
+      found.add(source)
+  return found
+
+
+def conv_rows(profile: JaxProfile) -> list[ConvRow]:
+  """Every executed convolution and patches matmul of the step, by layer and pass.
+
+  XLA gives kernel-gradient convolutions it rewrites no metadata; each is named after the
+  input-gradient convolution that shares its output-gradient operand (else '?').
+  """
+  ins, comps = profile.instructions, profile.computations
+  ms = {op: t for t, op, _ in profile.rows}
+  fused = hlo_text.fused_computations(ins)
+  passes = {}
+  for computation, names in comps.items():
+    if computation in fused:
+      continue
+    for name in names:
+      category = classify(name, ins, comps, profile.kernel_sizes)
+      if category in CONV_PASSES and hlo_text.conv_path(name, ins, comps):
+        passes[name] = category
+  layer = {n: _layer(_op_name(n, ins, comps)) for n in passes}
+  sources = {n: _sources(n, ins) for n in passes}
+  named_dx = [n for n in passes if layer[n] and passes[n] == 'conv input-gradient']
+  for n in passes:
+    if not layer[n]:
+      matches = {layer[m] for m in named_dx if sources[n] & sources[m]}
+      layer[n] = matches.pop() if len(matches) == 1 else '?'
+  order = {}
+  for n in passes:  # layers in the order of their forward pass
+    if passes[n] == 'conv forward':
+      order.setdefault(layer[n], len(order))
+  rows = []
+  for n, conv_pass in passes.items():
+    feeders = [(i, f, ms.get(f, 0.0)) for i, f in hlo_text.layout_feeders(n, ins)]
+    shapes, labels = hlo_text.signature(n, ins, comps)
+    rows.append(ConvRow(layer[n], conv_pass, hlo_text.conv_path(n, ins, comps), n, shapes,
+                        labels, feeders, ms.get(n, 0.0)))
+  return sorted(rows, key=lambda r: (order.get(r.layer, len(order)),
+                                     CONV_PASSES.index(r.conv_pass), r.instruction))
+
+
+def conv_table(rows: list[ConvRow]) -> str:
+  """A Markdown table of ``conv_rows``, and the time per path."""
+  lines = ['| layer | pass | path | instruction | operands -> result (layouts) | dim_labels '
+           '| transposes/copies in (operand: producer) | their ms | ms |',
+           '|---|---|---|---|---|---|---|---:|---:|']
+  for r in rows:
+    feeders = ', '.join(f'{i}: {f}' for i, f, _ in r.feeders) or '-'
+    lines.append(f'| {r.layer} | {r.conv_pass.removeprefix("conv ")} | {r.path} | '
+                 f'{r.instruction} | {r.shapes} | {r.labels} | {feeders} | '
+                 f'{r.feeders_ms:.2f} | {r.ms:.2f} |')
+  copies = {f: ms for r in rows for _, f, ms in r.feeders}  # a copy may feed several
+  copies_ms = sum(copies.values())
+  lines.append(f'| **all** | | | {len(rows)} instructions | | | {len(copies)} distinct | '
+               f'**{copies_ms:.1f}** | '
+               f'**{sum(r.ms for r in rows):.1f}** |')
+  by_path = collections.defaultdict(lambda: [0, 0.0])
+  for r in rows:
+    by_path[r.path][0] += 1
+    by_path[r.path][1] += r.ms
+  summary = '; '.join(f'{path}: {n} instructions, {t:.1f} ms' for path, (n, t) in
+                      sorted(by_path.items(), key=lambda kv: -kv[1][1]))
+  return '\n'.join(lines) + f'\n\nBy path: {summary}.'
 
 
 _TORCH_RULES = (
@@ -283,14 +390,18 @@ def main(argv) -> None:
            f'{jax.default_backend()} device(s)')
   step = train_steps.jax_step(name, width, batch)
   columns = {}
-  columns['JAX'], rows = profile_jax(step, _STEPS.value)
+  jax_profile = profile_jax(step, _STEPS.value)
+  columns['JAX'] = jax_profile.totals
   if _TORCH.value:
     import torch  # pylint: disable=import-outside-toplevel
     title += f', PyTorch {torch.__version__} ({torch.get_num_threads()} threads)'
     columns['PyTorch'] = profile_torch(name, width, batch, _STEPS.value)
   text = f'{title}\n\n{table(columns)}\n'
+  if _CONVS.value:
+    text += (f'\nEvery convolution of the JAX step (shapes per device; ms per step and device):'
+             f'\n\n{conv_table(conv_rows(jax_profile))}\n')
   print(text)
-  for ms, op, category in rows[:_TOP.value]:
+  for ms, op, category in jax_profile.rows[:_TOP.value]:
     print(f'{ms:8.2f} ms  {op:40s} {category}')
   if _OUT.value:
     with open(_OUT.value, 'a', encoding='utf-8') as f:
