@@ -416,6 +416,26 @@ def _epoch_line(epoch: int, epochs: int, runs: Sequence[Run], records: list[dict
   return f'{line}; best {runs[best].name}: test error {records[best]["test_error"]:.4f}'
 
 
+def _epoch_records(epoch: int, first_step: int, metrics: dict[str, Any], steps: Sequence[int],
+                   diverged: np.ndarray, freezes: bool,
+                   schedules: Sequence[tuple[Callable, Optional[Callable]]]
+                   ) -> list[dict[str, Any]]:
+  """One ``metrics.jsonl`` record per run of an epoch's (possibly per-run) metrics."""
+  values = {key: np.reshape(metrics[key], -1).tolist() for key in METRIC_KEYS}
+  records = []
+  for k, (learning_rate, partial) in enumerate(schedules):
+    # A frozen run's state holds its last finite-loss step: nothing about the epoch.
+    record = {'epoch': epoch, 'step': steps[k], 'train_seconds': metrics['train_seconds'],
+              **{key: None if freezes and diverged[k] else values[key][k]
+                 for key in METRIC_KEYS},
+              'learning_rate': float(learning_rate(first_step)),
+              'partial': None if partial is None else float(partial(first_step))}
+    if diverged[k]:
+      record['diverged'] = True
+    records.append(record)
+  return records
+
+
 def train_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
                progress: Callable[[str], None], tensorboard: bool = False) -> None:
   """The epoch loop: trains ``trainer``'s runs from their newest checkpoint in ``workdir``.
@@ -463,24 +483,13 @@ def train_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
       if freezes:
         state = trainer.freeze(state, newly)
       diverged = np.asarray(trainer.frozen(state)) | newly
-      values = {key: np.reshape(metrics[key], -1).tolist() for key in METRIC_KEYS}
-      steps = trainer.run_steps(state)
-      records = []
-      for k, (run, board, (learning_rate, partial)) in enumerate(zip(runs, boards,
-                                                                     schedules)):
-        # A frozen run's state holds its last finite-loss step: nothing about the epoch.
-        record = {'epoch': epoch, 'step': steps[k], 'train_seconds': metrics['train_seconds'],
-                  **{key: None if freezes and diverged[k] else values[key][k]
-                     for key in METRIC_KEYS},
-                  'learning_rate': float(learning_rate(first_step)),
-                  'partial': None if partial is None else float(partial(first_step))}
-        if diverged[k]:
-          record['diverged'] = True
+      records = _epoch_records(epoch, first_step, metrics, trainer.run_steps(state),
+                               diverged, freezes, schedules)
+      for run, board, record in zip(runs, boards, records):
         runlog.append_metrics(run.dir, record)
         board.epoch(record)
-        records.append(record)
       if not freezes and diverged[0]:  # the diverged state is never saved
-        finite = not faults.is_diverged(values['train_loss'][0], values['test_loss'][0])
+        finite = not faults.is_diverged(records[0]['train_loss'], records[0]['test_loss'])
         raise faults.DivergedError(faults.diverged_message(runs[0].dir, epoch,
                                                            finite=finite))
       checkpointer.save(epoch, state)
