@@ -158,8 +158,7 @@ class Trainer:
     self.steps_per_epoch = data_lib.num_batches(dataset.num_train, config.batch_size,
                                                 config.drop_remainder)
     if self.steps_per_epoch < 1:
-      raise ValueError(f'batch_size {config.batch_size} exceeds the {dataset.num_train} '
-                       'training examples and --drop_remainder drops the only batch')
+      raise _only_batch_dropped(config, dataset.num_train)
     self.tx = config_lib.make_optimizer(config, self.steps_per_epoch)[0]
     dtype = jnp.dtype(config.compute_dtype)
     self.model = models.get_model(config.model, num_classes=dataset.num_classes,
@@ -307,9 +306,15 @@ def load_config_dataset(config: config_lib.TrainConfig) -> data_lib.Dataset:
   dataset = data_lib.load_dataset(config.dataset, config.data_dir)
   dataset = dataset.subset(config.train_size, config.test_size)
   if config.drop_remainder and config.batch_size > dataset.num_train:
-    raise ValueError(f'batch_size {config.batch_size} exceeds the {dataset.num_train} training '
-                     'examples and --drop_remainder drops the only batch')
+    raise _only_batch_dropped(config, dataset.num_train)
   return dataset
+
+
+def _only_batch_dropped(config: config_lib.TrainConfig, num_train: int
+                        ) -> config_lib.ConfigError:
+  return config_lib.ConfigError(
+      'batch_size', f'{config.batch_size} exceeds the {num_train} training examples, and '
+      'drop_remainder drops the only batch')
 
 
 def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool,
