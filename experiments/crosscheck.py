@@ -95,7 +95,10 @@ _EPOCHS = flags.DEFINE_integer('epochs', 8, 'Whole run: epochs.')
 _LR_SCHEDULE = flags.DEFINE_enum('lr_schedule', 'multistep', ['constant', 'multistep'],
                                  'Whole run: the learning-rate schedule (multistep: x0.1 at '
                                  '50% and 75% of the steps).')
-_SEEDS = flags.DEFINE_integer('seeds', 5, 'Whole run: seeds 0..S-1 in each framework.')
+_SEEDS = flags.DEFINE_integer('seeds', 5, 'Whole run: seeds FIRST..FIRST+S-1 in each '
+                              'framework.')
+_FIRST_SEED = flags.DEFINE_integer('first_seed', 0, 'Whole run: the first seed (FIRST), e.g. '
+                                   'to train more seeds in another process.')
 _BATCHES = flags.DEFINE_enum(
     'batches', 'own', list(whole_run.BATCHES), 'Whole run: own (each framework its own '
     'shuffling, augmentation and initial weights), jax (PyTorch trains on our batches from '
@@ -179,7 +182,7 @@ def check_whole_run() -> int:
       partial=_PARTIAL.value if padam_family else None, weight_decay=_WEIGHT_DECAY.value,
       epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value, lr_schedule=_LR_SCHEDULE.value,
       train_size=_TRAIN_SIZE.value, test_size=_TEST_SIZE.value)
-  seeds = list(range(_SEEDS.value))
+  seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
   final_epochs = _FINAL_EPOCHS.value or max(1, _EPOCHS.value // 4)
   torch.set_num_threads(_TORCH_THREADS.value)
   try:
