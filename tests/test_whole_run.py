@@ -216,3 +216,10 @@ def test_unsupported_settings_are_refused_before_any_work(tmp_path, tiny_config)
   with pytest.raises(ValueError, match='batches'):
     whole_run.run(tiny_config(), [0], str(tmp_path), batches='both')
   assert not os.listdir(tmp_path)
+
+
+def test_a_workdir_of_other_batches_is_refused(tmp_path, tiny_config):
+  whole_run.record_batches(str(tmp_path), 'jax')
+  with pytest.raises(ValueError, match="--batches 'jax', not 'own'"):
+    whole_run.run(tiny_config(), [0], str(tmp_path), batches='own',
+                  dataset=data.load_dataset('digits'))

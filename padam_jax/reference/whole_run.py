@@ -156,6 +156,22 @@ def train_jax_on_torch_batches(base: config_lib.TrainConfig, seed: int,
   return state
 
 
+SETTINGS_FILE = 'whole_run.json'
+
+
+def record_batches(workdir: str, batches: str) -> None:
+  """Writes ``WORKDIR/whole_run.json``; a WORKDIR holding runs of other batches is refused
+  (their run directories alone do not say where their batches came from)."""
+  path = os.path.join(workdir, SETTINGS_FILE)
+  previous = runlog.read_json_object(path) if os.path.exists(path) else None
+  if previous is not None and previous.get('batches') != batches:
+    raise runlog.ConfigMismatchError(
+        f'{path} holds runs with --batches {previous.get("batches")!r}, not {batches!r}; '
+        'use another --workdir')
+  os.makedirs(workdir, exist_ok=True)
+  runlog.write_json(path, {'batches': batches})
+
+
 def run(base: config_lib.TrainConfig, seeds: Sequence[int], workdir: str, batches: str = 'own',
         dataset: Optional[data_lib.Dataset] = None,
         progress: Callable[[str], None] = print) -> None:
@@ -169,6 +185,7 @@ def run(base: config_lib.TrainConfig, seeds: Sequence[int], workdir: str, batche
   training.check_supported(config)
   if dataset is None:
     dataset = loop.load_config_dataset(config)
+  record_batches(workdir, batches)
   for seed in seeds:  # seed by seed, so that the seeds finished so far can be compared
     directory = run_dir(workdir, 'jax', seed)
     if batches == 'torch':
