@@ -18,6 +18,23 @@ and of the eval-mode logits of a fixed test batch) and exits with status 1 when 
 fails its dtype's tolerance: float64, every deviation at most 1e-8 (``--tolerance``);
 float32, where the twin also trains in float64, our float32 run no further from that
 float64 run than 10x PyTorch's float32 run, or 1e-4 (``--tolerance``).
+
+With ``--whole_run``: whole training runs of ``--seeds`` seeds in JAX and in PyTorch
+(``padam_jax.reference.whole_run``; the PyTorch side: ``padam_jax.reference.training``)::
+
+    python -m experiments.crosscheck --whole_run --model wrn16_4 --width 0.125 \\
+        --optimizer padam --weight_decay 5e-4 --batch_size 128 --epochs 6 \\
+        --dataset fashion_mnist --data_dir /usr/share/datasets/fashion-mnist \\
+        --train_size 8000 --test_size 5000 --seeds 6 --workdir runs/whole
+
+prints per epoch each measure's mean +- std over seeds in both frameworks, then JAX minus
+PyTorch of each run's mean over its last ``--final_epochs`` epochs with 90% and 95%
+intervals, and an equivalence verdict (TOST; margins ``--margin_points`` for accuracies,
+``--margin_relative`` of PyTorch's mean for losses): equivalent, different or undecided,
+with the seeds an undecided test would need. ``--batches jax`` / ``torch`` are controls:
+PyTorch trains on our batches from our initial weights, or we on PyTorch's. Runs go to
+``WORKDIR/{jax,torch}/seed=<s>/`` (``metrics.jsonl``; finished runs are kept, so
+rerunning reports without training), the report also to ``WORKDIR/report.md``.
 """
 
 import dataclasses
@@ -29,7 +46,8 @@ import torch
 
 from experiments import config_flags
 from padam_jax import data
-from padam_jax.reference import model_trajectory, trajectory
+from padam_jax.reference import model_trajectory, trajectory, whole_run
+from padam_jax.training import config as config_lib
 
 _FIXTURE = flags.DEFINE_string(
     'fixture', 'tests/fixtures/padam_reference.npz', 'Committed trajectories.')
@@ -56,6 +74,36 @@ _TORCH_THREADS = flags.DEFINE_integer(
 _TOLERANCE = flags.DEFINE_float(
     'tolerance', None, 'float64: the largest deviation allowed (default 1e-8); float32: the '
     'deviation from the float64 reference always allowed (default 1e-4).')
+
+# --- whole runs (--whole_run); also uses --model, --width, --optimizer, --batch_size, --lr,
+# --partial, --weight_decay and --torch_threads above.
+_WHOLE_RUN = flags.DEFINE_bool(
+    'whole_run', False, 'Train whole runs of --seeds seeds in JAX and in PyTorch and test '
+    'whether their final numbers are equivalent.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Whole run: where WORKDIR/jax/seed=<s>/ and '
+                               'WORKDIR/torch/seed=<s>/ go (finished runs are kept).')
+# The run's other settings: the fields of TrainConfig, with whole-run defaults.
+_WHOLE_RUN_FIELDS = ('dataset', 'data_dir', 'train_size', 'test_size', 'epochs',
+                     'lr_schedule')
+config_flags.define_flags(
+    _WHOLE_RUN_FIELDS,
+    defaults={'dataset': 'fashion_mnist', 'epochs': 8, 'lr_schedule': 'multistep'},
+    notes={field: 'Whole run only.' for field in _WHOLE_RUN_FIELDS})
+_SEEDS = flags.DEFINE_integer('seeds', 5, 'Whole run: seeds FIRST..FIRST+S-1 in each '
+                              'framework.')
+_FIRST_SEED = flags.DEFINE_integer('first_seed', 0, 'Whole run: the first seed (FIRST), e.g. '
+                                   'to train more seeds in another process.')
+_BATCHES = flags.DEFINE_enum(
+    'batches', 'own', list(whole_run.BATCHES), 'Whole run: own (each framework its own '
+    'shuffling, augmentation and initial weights), jax (PyTorch trains on our batches from '
+    'our initial weights) or torch (we train on PyTorch\'s, from its initial weights).')
+_FINAL_EPOCHS = flags.DEFINE_integer('final_epochs', None, 'Whole run: a run\'s final '
+                                     'value is its mean over this many last epochs '
+                                     '(default: a quarter of --epochs, at least 1).')
+_MARGIN_POINTS = flags.DEFINE_float('margin_points', 1.0, 'Whole run: equivalence margin '
+                                    'of the accuracies, in percentage points.')
+_MARGIN_RELATIVE = flags.DEFINE_float('margin_relative', 0.03, 'Whole run: equivalence '
+                                      'margin of the losses, a fraction of PyTorch\'s mean.')
 
 
 def check_optimizers() -> None:
@@ -115,8 +163,40 @@ def check_model() -> int:
   return 0 if passed else 1
 
 
+def check_whole_run() -> int:
+  """Whole runs in both frameworks and the equivalence verdict; exit status 0."""
+  values = config_flags.field_values()
+  if values['model'] is None or _WORKDIR.value is None:
+    raise app.UsageError('--whole_run needs --model and --workdir')
+  del values['seed']  # --seeds and --first_seed choose the runs' seeds
+  if values['optimizer'] not in ('padam', 'padamw'):
+    values['partial'] = None
+  base = config_lib.TrainConfig(**values)
+  seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
+  final_epochs = _FINAL_EPOCHS.value or max(1, base.epochs // 4)
+  torch.set_num_threads(_TORCH_THREADS.value)
+  try:
+    whole_run.run(base, seeds, _WORKDIR.value, _BATCHES.value)
+    text, _ = whole_run.report(_WORKDIR.value, seeds, final_epochs, _MARGIN_POINTS.value,
+                               _MARGIN_RELATIVE.value)
+  except ValueError as error:
+    raise app.UsageError(str(error)) from None
+  config = config_lib.resolve(base)
+  text = (f'{config.model} width {config.width}, {config.optimizer} (lr {config.learning_rate}, '
+          f'weight decay {config.weight_decay}'
+          + ('' if config.partial is None else f', p {config.partial:g}')
+          + f'), {config.lr_schedule} lr, batch {config.batch_size}, {config.epochs} epochs, '
+          f'{config.dataset} (train {config.train_size or "all"}, test '
+          f'{config.test_size or "all"}), batches: {_BATCHES.value}\n\n{text}')
+  print(f'\n{text}')
+  print(f'\nreport: {whole_run.write_report(_WORKDIR.value, text)}')
+  return 0
+
+
 def main(argv):
   del argv
+  if _WHOLE_RUN.value:
+    return check_whole_run()
   if config_flags.field_values()['model'] is None:
     check_optimizers()
     return 0

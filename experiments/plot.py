@@ -31,6 +31,17 @@ _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where figures and tables.
                                   '(default: REPRODUCTION/figures).')
 
 
+def run_labels(workdirs: Sequence[str]) -> list[str]:
+  """Each run's directory name, with as many parent folders as it takes to tell the runs
+  apart (``jax/seed=0`` and ``torch/seed=0``)."""
+  parts = [os.path.normpath(w).split(os.sep) for w in workdirs]
+  for depth in range(1, max(len(p) for p in parts) + 1):
+    labels = ['/'.join(p[-depth:]) for p in parts]
+    if len(set(labels)) == len(labels):
+      return labels
+  return labels
+
+
 def plot_runs(workdirs: Sequence[str], output: str,
               labels: Optional[Sequence[str]] = None, title: str = '') -> str:
   """Draws train loss and test error (%) per epoch of each run into ``output``."""
@@ -38,7 +49,7 @@ def plot_runs(workdirs: Sequence[str], output: str,
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-  labels = labels or [os.path.basename(os.path.normpath(w)) for w in workdirs]
+  labels = labels or run_labels(workdirs)
   fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(10, 4))
   for workdir, label in zip(workdirs, labels):
     records = runlog.read_metrics(workdir)

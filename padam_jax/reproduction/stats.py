@@ -10,17 +10,29 @@ lies within a margin (``within``: |contrast| < margin). The rule:
 * supported: the interval lies wholly on the claimed side (inside the margin);
 * contradicted: the interval lies wholly on the other side (outside the margin);
 * inconclusive: otherwise, or when a group has fewer than two seeds (no interval).
+
+Two runs of the same thing (say, a training run in JAX and in PyTorch) are compared by
+an equivalence test, two one-sided tests (TOST) at level ``ALPHA`` with a margin ``m``
+(``equivalence``):
+
+* equivalent: the ``1 - 2 * ALPHA`` (90%) interval lies inside ``(-m, m)`` (both
+  one-sided tests reject a difference of ``m`` or more);
+* different: the 95% interval lies wholly beyond the margin (``low > m`` or
+  ``high < -m``): the difference is shown to exceed ``m`` (and so to exclude 0);
+* undecided: otherwise, or when a group has fewer than two seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 CONFIDENCE = 0.95
 KINDS = ('greater', 'less', 'within')
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = 'supported', 'contradicted', 'inconclusive'
+ALPHA = 0.05  # each one-sided test of the equivalence test
+EQUIVALENT, DIFFERENT, UNDECIDED = 'equivalent', 'different', 'undecided'
 _MAX_SEEDS = 1000
 
 
@@ -66,6 +78,12 @@ def _moments(groups: Sequence[Sequence[float]]
                          for g, m in zip(clean, means)]
 
 
+def _interval(estimate: float, se: float, df: float, confidence: float,
+              counts: tuple[int, ...]) -> Interval:
+  half = 0.0 if se == 0 else _t_quantile(df, confidence) * se
+  return Interval(estimate, estimate - half, estimate + half, counts)
+
+
 def contrast(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
              confidence: float = CONFIDENCE) -> Interval:
   """``sum_i a_i * mean(groups[i])`` with Welch's interval; NaN values are dropped."""
@@ -75,9 +93,7 @@ def contrast(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
   estimate = sum(a * m for a, m in zip(coefficients, means))
   if variances is None:
     return Interval(estimate, None, None, counts)
-  se, df = _welch(variances, coefficients, counts)
-  half = 0.0 if se == 0 else _t_quantile(df, confidence) * se
-  return Interval(estimate, estimate - half, estimate + half, counts)
+  return _interval(estimate, *_welch(variances, coefficients, counts), confidence, counts)
 
 
 def verdict(interval: Interval, kind: str, margin: float = 0.0) -> str:
@@ -96,20 +112,73 @@ def verdict(interval: Interval, kind: str, margin: float = 0.0) -> str:
   return CONTRADICTED if high < -margin or low > margin else INCONCLUSIVE
 
 
+def _seeds_until(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
+                 decided: Callable[[float, float, float, tuple[int, ...]], bool]
+                 ) -> Optional[int]:
+  """The fewest seeds per group (2..1000) for which ``decided(estimate, se, df, counts)``
+  holds with the means and variances measured now; ``None`` if none does or a group has
+  fewer than two values."""
+  counts, means, variances = _moments(groups)
+  if variances is None:
+    return None
+  estimate = sum(a * m for a, m in zip(coefficients, means))
+  for n in range(2, _MAX_SEEDS + 1):
+    counts = (n,) * len(means)
+    if decided(estimate, *_welch(variances, coefficients, counts), counts):
+      return n
+  return None
+
+
 def seeds_to_decide(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
                     kind: str, margin: float = 0.0,
                     confidence: float = CONFIDENCE) -> Optional[int]:
   """Seeds per group that would make the verdict other than inconclusive, if the means
   and standard deviations measured now stayed as they are; ``None`` if no number up to
   1000 would (an estimate on the boundary, or fewer than two seeds to measure a spread)."""
-  counts, means, variances = _moments(groups)
-  if variances is None:
-    return None
-  estimate = sum(a * m for a, m in zip(coefficients, means))
-  for n in range(2, _MAX_SEEDS + 1):
-    se, df = _welch(variances, coefficients, [n] * len(counts))
-    half = _t_quantile(df, confidence) * se if se else 0.0
-    interval = Interval(estimate, estimate - half, estimate + half, (n,) * len(counts))
-    if verdict(interval, kind, margin) != INCONCLUSIVE:
-      return n
-  return None
+  return _seeds_until(groups, coefficients, lambda estimate, se, df, counts: verdict(
+      _interval(estimate, se, df, confidence, counts), kind, margin) != INCONCLUSIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Equivalence:
+  """An equivalence test: the ``1 - 2 * alpha`` and ``1 - alpha`` intervals, the verdict
+  (module docstring) and, when undecided, the seeds per group the measured means and
+  spreads would need to decide (``None``: none up to 1000, or no spread measured)."""
+
+  margin: float
+  inner: Interval  # 90% at alpha 0.05: the TOST interval
+  outer: Interval  # 95%
+  verdict: str
+  seeds_needed: Optional[int]
+
+
+def equivalence_verdict(inner: Interval, outer: Interval, margin: float) -> str:
+  """The rule of this module's docstring for a margin ``m > 0``."""
+  if inner.low is None or outer.low is None:
+    return UNDECIDED
+  if -margin < inner.low and inner.high < margin:
+    return EQUIVALENT
+  if outer.low > margin or outer.high < -margin:
+    return DIFFERENT
+  return UNDECIDED
+
+
+def equivalence(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
+                margin: float, alpha: float = ALPHA) -> Equivalence:
+  """TOST of ``sum_i a_i * mean(groups[i])`` against ``(-margin, margin)``, Welch's
+  intervals; NaN values are dropped."""
+  if not margin > 0:
+    raise ValueError(f'the equivalence margin must be > 0, got {margin}')
+  if not 0 < alpha < 0.5:
+    raise ValueError(f'alpha must lie in (0, 0.5), got {alpha}')
+  inner = contrast(groups, coefficients, 1 - 2 * alpha)
+  outer = contrast(groups, coefficients, 1 - alpha)
+  decision = equivalence_verdict(inner, outer, margin)
+
+  def decided(estimate, se, df, counts):
+    return equivalence_verdict(_interval(estimate, se, df, 1 - 2 * alpha, counts),
+                               _interval(estimate, se, df, 1 - alpha, counts),
+                               margin) != UNDECIDED
+
+  needed = _seeds_until(groups, coefficients, decided) if decision == UNDECIDED else None
+  return Equivalence(margin, inner, outer, decision, needed)

@@ -20,7 +20,7 @@ import functools
 import logging
 import os
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import flax
 import jax
@@ -87,6 +87,14 @@ def train_step(state: TrainState, rng: jax.Array, images: jax.Array, labels: jax
     labels = sharding.constrain_batch(labels, mesh)
   with jax.named_scope('augment'):  # scope names label the ops in profiles
     x = data_lib.augment(rng, images, mean, std, dtype=compute_dtype)
+  return update_step(state, x, labels, model=model, tx=tx)
+
+
+def update_step(state: TrainState, x: jax.Array, labels: jax.Array, *,
+                model: flax.linen.Module, tx: optax.GradientTransformation
+                ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """The part of ``train_step`` after augmentation: forward, backward, update on the
+  model inputs ``x`` (also fed by other pipelines, e.g. PyTorch's, in cross-checks)."""
 
   def loss_fn(params):
     logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
@@ -179,6 +187,8 @@ class Trainer:
     self._train_chunk = jax.jit(self._train_chunk_impl, donate_argnums=0)
     self._train_one = jax.jit(self._train_one_impl, donate_argnums=0)
     self._eval_batch = jax.jit(self._eval_state)
+    self._augment = jax.jit(functools.partial(
+        data_lib.augment, mean=dataset.mean, std=dataset.std, dtype=dtype))
 
   # --- compiled programs ------------------------------------------------------
 
@@ -247,6 +257,27 @@ class Trainer:
                                            drop_remainder=self.config.drop_remainder)
     return np.asarray(indices), np.asarray(mask), self._key('augment', epoch)
 
+  def _epoch_rows(self, indices: np.ndarray, mask: np.ndarray
+                  ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The full batches' index rows ``[full, ..., B]`` and the last partial batch's real
+    indices (``None`` without one): the authors keep it, at its own (smaller) shape."""
+    full = self.dataset.num_train // self.config.batch_size
+    if self.config.drop_remainder or full == len(indices):
+      return indices[:full], None
+    return indices[:full], indices[full][..., mask[full].astype(bool)]
+
+  def epoch_inputs(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(x, labels)`` of each step of ``epoch``: the augmented, normalised model inputs
+    (NHWC) and labels that ``train_epoch`` trains on, for another framework to train on."""
+    if self.members_shape:
+      raise ValueError('epoch_inputs is defined for a single run, not a sweep')
+    indices, mask, epoch_key = self._epoch_plan(epoch)
+    full_rows, partial_rows = self._epoch_rows(indices, mask)
+    rows = [*full_rows, *([] if partial_rows is None else [partial_rows])]
+    for step, batch in enumerate(rows):
+      x = self._augment(jax.random.fold_in(epoch_key, step), self.train_images[batch])
+      yield np.asarray(x), np.asarray(self.train_labels[batch])
+
   def train_epoch(self, state: TrainState, epoch: int,
                   progress: Callable[[str], None] = logger.info,
                   observe: Optional[Callable[[int, np.ndarray], None]] = None
@@ -256,16 +287,14 @@ class Trainer:
     At each progress report, ``observe(step, loss)`` (if given) gets the global step and
     the epoch's mean train loss so far (one value per run: a scalar for one run).
     """
-    n, batch = self.dataset.num_train, self.config.batch_size
     indices, mask, epoch_key = self._epoch_plan(epoch)
-    full = n // batch
-    remainder = 0 if self.config.drop_remainder else n - full * batch
+    full_rows, partial_rows = self._epoch_rows(indices, mask)
+    full = len(full_rows)
     chunk = _largest_divisor_at_most(full, self.steps_per_call) if full else 0
     start = time.perf_counter()
-    plan = [(i, indices[i:i + chunk]) for i in range(0, full, chunk)] if full else []
-    if remainder:  # the authors keep the last partial batch: its own (smaller) shape
-      real = mask[full].astype(bool)
-      plan.append((full, indices[full][..., real][None]))
+    plan = [(i, full_rows[i:i + chunk]) for i in range(0, full, chunk)] if full else []
+    if partial_rows is not None:
+      plan.append((full, partial_rows[None]))
     totals, reported = None, 0
     for first, rows in plan:
       run = self._train_one if len(rows) == 1 else self._train_chunk
