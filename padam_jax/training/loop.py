@@ -269,8 +269,6 @@ class Trainer:
   def epoch_inputs(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(x, labels)`` of each step of ``epoch``: the augmented, normalised model inputs
     (NHWC) and labels that ``train_epoch`` trains on, for another framework to train on."""
-    if self.members_shape:
-      raise ValueError('epoch_inputs is defined for a single run, not a sweep')
     indices, mask, epoch_key = self._epoch_plan(epoch)
     full_rows, partial_rows = self._epoch_rows(indices, mask)
     rows = [*full_rows, *([] if partial_rows is None else [partial_rows])]

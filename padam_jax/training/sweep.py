@@ -159,6 +159,9 @@ class SweepTrainer(loop.Trainer):
     return (f'{config.model} width {config.width}; {config.optimizer}; '
             f'{len(self.members)} runs in one program')
 
+  def epoch_inputs(self, epoch: int):
+    raise ValueError('epoch_inputs is defined for a single run, not a sweep')
+
   def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
     """Per-member index batches ``[steps, K, B]``, the shared mask, K augmentation keys."""
     plans = {}
