@@ -25,15 +25,31 @@ crop and flip are not done there (they cost little either way).
 
 The JAX and PyTorch steps of every model alternate within each repeat, so that
 both see the same machine state; the ratio column is JAX/PyTorch throughput of the
-median steps, the last column that of each side's fastest step (less sensitive to other
-jobs on a shared machine).
+median steps, the next that of each side's fastest step (less sensitive to other
+jobs on a shared machine). The CPU columns give the process's CPU time (user + system,
+all threads) per step, median over the repeats: how much work each side does, apart
+from how well it keeps the cores busy.
+
+Memory (``--memory``): each side of each model is built again in a process of its own,
+warmed up (compiled), its peak resident set reset (``/proc/self/clear_refs``), then
+trained for ``MEMORY_STEPS`` more calls (a JAX call is an epoch of ``POOL_BATCHES``
+steps). The table gives the peak resident memory during those calls minus the
+process's resident memory just before the model was built (after its imports and, for
+JAX, the start of its devices): what training the model holds (parameters, optimizer
+state, activations, gradients, the compiled program and what compiling it left
+resident, the JAX data pool) beyond the framework itself. Linux only.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import resource
 import statistics
+import subprocess
+import sys
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import flags
 import jax
@@ -53,6 +69,65 @@ _STEPS_PER_CALL = flags.DEFINE_integer(
 _COMPUTE_DTYPE = flags.DEFINE_enum('compute_dtype', 'float32',
                                    list(config_lib.COMPUTE_DTYPES),
                                    'Activation dtype of the JAX step (PyTorch: float32).')
+_MEMORY = flags.DEFINE_bool(
+    'memory', False, 'Also measure the memory of each side\'s training step, each in a '
+    'process of its own (see the module docstring).')
+_MEMORY_OF = flags.DEFINE_enum('memory_of', None, ['jax', 'torch'],
+                               'Internal: this process measures one side of one model.')
+
+MEMORY_STEPS = 1  # calls of the step after the peak reset (JAX: epochs of POOL_BATCHES steps)
+_KIB = 1024
+
+
+def _status_kib(field: str) -> int:
+  """A ``/proc/self/status`` field in KiB (VmRSS: resident now; VmHWM: peak resident)."""
+  with open('/proc/self/status') as f:
+    return int(re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.M).group(1))
+
+
+def _build(side: str, name: str) -> Callable[[], None]:
+  if side == 'jax':
+    return train_steps.jax_step(name, _WIDTH.value, _BATCH.value, _STEPS_PER_CALL.value,
+                                _COMPUTE_DTYPE.value).run
+  return train_steps.torch_step(name, _WIDTH.value, _BATCH.value)
+
+
+def _measure_memory(side: str, name: str) -> None:
+  """In the child process: prints the step's memory in MiB (see the module docstring)."""
+  if side == 'jax':
+    jax.devices()  # the backend and its devices are the framework's, not the step's
+  else:
+    import torch  # pylint: disable=import-outside-toplevel,unused-import
+  before = _status_kib('VmRSS')
+  run = _build(side, name)
+  run()  # warm-up: compilation, allocator, caches
+  with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')  # resets VmHWM to the current resident set
+  for _ in range(MEMORY_STEPS):
+    run()
+  print(f'step_memory_mib={(_status_kib("VmHWM") - before) / _KIB:.1f}', flush=True)
+
+
+def _memory_mib(side: str, name: str) -> Optional[float]:
+  """The step memory of one side of one model, measured in a new process."""
+  argv = [sys.executable, '-m', 'experiments.bench_train', f'--models={name}',
+          f'--width={_WIDTH.value}', f'--batch_size={_BATCH.value}',
+          f'--compute_dtype={_COMPUTE_DTYPE.value}', f'--memory_of={side}']
+  if _STEPS_PER_CALL.value:
+    argv.append(f'--steps_per_call={_STEPS_PER_CALL.value}')
+  done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                        env=os.environ.copy())
+  found = re.search(r'step_memory_mib=([\d.]+)', done.stdout)
+  if done.returncode or not found:
+    print(f'{name} {side}: memory measurement failed (exit {done.returncode}):\n'
+          f'{done.stderr[-2000:]}', flush=True)
+    return None
+  return float(found.group(1))
+
+
+def _cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
 
 
 def _seconds(fn: Callable[[], None]) -> float:
@@ -61,8 +136,17 @@ def _seconds(fn: Callable[[], None]) -> float:
   return time.perf_counter() - start
 
 
+def _wall_and_cpu_seconds(fn: Callable[[], None]) -> tuple[float, float]:
+  start, cpu = time.perf_counter(), _cpu_seconds()
+  fn()
+  return time.perf_counter() - start, _cpu_seconds() - cpu
+
+
 def main(argv) -> None:
   del argv
+  if _MEMORY_OF.value:
+    _measure_memory(_MEMORY_OF.value, _MODELS.value[0])
+    return
   batch = _BATCH.value
   threads = None
   if _TORCH.value:
@@ -80,32 +164,60 @@ def main(argv) -> None:
                                 _COMPUTE_DTYPE.value)
     steps[name], jax_steps[name] = {'jax': step.run}, step.steps
     if _TORCH.value:
-      steps[name]['torch'] = train_steps.torch_step(name, _WIDTH.value, batch)
+      steps[name]['torch'] = _build('torch', name)
     for side, fn in steps[name].items():  # warm-up: compilation, allocator, caches
       print(f'{name} {side}: warm-up {_seconds(fn):.2f} s', flush=True)
       fn()
 
   times: dict[tuple[str, str], list[float]] = {}
+  cpu_times: dict[tuple[str, str], list[float]] = {}
   for r in range(_REPEATS.value):
     for name, sides in steps.items():
       for side, fn in sides.items():
-        seconds = _seconds(fn) / (jax_steps[name] if side == 'jax' else 1)
+        per_call = jax_steps[name] if side == 'jax' else 1
+        seconds, cpu = (t / per_call for t in _wall_and_cpu_seconds(fn))
         times.setdefault((name, side), []).append(seconds)
-        print(f'repeat {r + 1}: {name} {side} {seconds:.3f} s', flush=True)
+        cpu_times.setdefault((name, side), []).append(cpu)
+        print(f'repeat {r + 1}: {name} {side} {seconds:.3f} s (CPU {cpu:.3f} s)', flush=True)
 
+  memory = {}
+  if _MEMORY.value:
+    for name in _MODELS.value:
+      for side in ('jax', 'torch') if _TORCH.value else ('jax',):
+        memory[(name, side)] = _memory_mib(side, name)
+        print(f'{name} {side}: step memory {memory[(name, side)]} MiB', flush=True)
+  _print_table(_MODELS.value, times, cpu_times, memory, batch)
+
+
+def _print_table(names, times, cpu_times, memory, batch) -> None:
+  """The Markdown table of throughput, CPU time (and memory, when measured) per model.
+
+  ``times`` and ``cpu_times`` map ``(model, side)`` to seconds per step, ``memory`` to
+  MiB (``None``: failed); a side without entries prints as ``-``.
+  """
+  fmt = lambda value, spec: '-' if value is None else format(value, spec)  # noqa: E731
+
+  def median_ms(key):
+    return 1e3 * statistics.median(cpu_times[key]) if key in cpu_times else None
+
+  columns = ['model', 'JAX img/s', 'PyTorch img/s', 'ratio JAX/PyTorch',
+             'ratio of fastest steps', 'JAX CPU ms/step', 'PyTorch CPU ms/step']
+  if memory:
+    columns += ['JAX step MiB', 'PyTorch step MiB']
   print()
-  print('| model | JAX img/s | PyTorch img/s | ratio JAX/PyTorch | ratio of fastest steps |')
-  print('|---|---:|---:|---:|---:|')
-  for name in steps:
-    jax_times = times[(name, 'jax')]
+  print('| ' + ' | '.join(columns) + ' |')
+  print('|---|' + '---:|' * (len(columns) - 1))
+  for name in names:
+    jax_times, torch_times = times[(name, 'jax')], times.get((name, 'torch'))
     jax_rate = batch / statistics.median(jax_times)
-    if (name, 'torch') in times:
-      torch_times = times[(name, 'torch')]
-      torch_rate = batch / statistics.median(torch_times)
-      print(f'| {name} | {jax_rate:.1f} | {torch_rate:.1f} | {jax_rate / torch_rate:.2f} | '
-            f'{min(torch_times) / min(jax_times):.2f} |')
-    else:
-      print(f'| {name} | {jax_rate:.1f} | - | - | - |')
+    torch_rate = torch_times and batch / statistics.median(torch_times)
+    cells = [name, fmt(jax_rate, '.1f'), fmt(torch_rate, '.1f'),
+             fmt(torch_rate and jax_rate / torch_rate, '.2f'),
+             fmt(torch_times and min(torch_times) / min(jax_times), '.2f'),
+             fmt(median_ms((name, 'jax')), '.0f'), fmt(median_ms((name, 'torch')), '.0f')]
+    if memory:
+      cells += [fmt(memory.get((name, 'jax')), '.0f'), fmt(memory.get((name, 'torch')), '.0f')]
+    print('| ' + ' | '.join(cells) + ' |')
 
 
 if __name__ == '__main__':

@@ -134,8 +134,9 @@ def check_optimizers() -> None:
 
 def check_model() -> int:
   """The whole-training-step check; returns the exit status."""
-  spec = model_trajectory.Spec(**config_flags.field_values(), dtype=_DTYPE.value,
-                               steps=_STEPS.value)
+  values = config_flags.field_values()
+  spec = model_trajectory.Spec(**{field: values[field] for field in _SPEC_FIELDS},
+                               dtype=_DTYPE.value, steps=_STEPS.value)
   nudge = _NUDGE.value
   print(f'{spec.model} width {spec.width}, {spec.optimizer} (lr {spec.lr}, weight decay '
         f'{spec.weight_decay}), {spec.dtype}, batch {spec.batch_size}, digits'

@@ -1,6 +1,8 @@
 """Whole training steps of each model against its PyTorch twin, float64 and float32."""
 
 import functools
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,8 @@ import pytest
 from padam_jax import data, models
 from padam_jax.training import loop
 from padam_jax.reference import model_trajectory as mt
+
+from conftest import subprocess_env
 
 torch = pytest.importorskip('torch')
 pytest.importorskip('pytorch_optimizer')
@@ -168,3 +172,16 @@ def test_judge():
   assert not measured <= allowed
   assert mt.table_row(row(3, 1e-12, 2e-6, 3e-6)).count('|') == 9
   assert mt.table_header('float32').splitlines()[0].count('|') == 9
+
+
+def test_command_checks_a_model():
+  """The README's model cross-check command runs and passes (its settings are the subset
+  of the configuration flags that a step check takes)."""
+  flags = ['--model=vgg16', f'--width={WIDTH}', '--batch_size=4', '--steps=1',
+           '--optimizer=padam', '--dtype=float64', '--torch_threads=1']
+  result = subprocess.run([sys.executable, '-m', 'experiments.crosscheck', *flags],
+                          capture_output=True, text=True, env=subprocess_env(), check=False,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'vgg16 width 0.0625, padam (lr 0.1' in result.stdout
+  assert result.stdout.rstrip().endswith('passed')
