@@ -54,6 +54,10 @@ _VARIANTS = flags.DEFINE_list('variants', list(VARIANTS), f'Any of {", ".join(VA
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed epochs per variant.')
 _SHARD_MIN = flags.DEFINE_integer('shard_min_size', 1, 'sharded_update: smallest leaf split.')
 
+# The library's functions, which the variants replace while a step is traced.
+_XLA_CONV = conv_lowering.conv2d_xla
+_USE_PATCHES = conv_lowering.use_patches
+
 
 @contextlib.contextmanager
 def _patched(module, name: str, value) -> Iterator[None]:
@@ -94,10 +98,6 @@ def _cond_barrier_conv() -> Callable:
 
   conv.defvjp(forward, backward)
   return conv
-
-
-_XLA_CONV = conv_lowering.conv2d_xla
-_USE_PATCHES = conv_lowering.use_patches
 
 
 def _patches_unless(strided: bool, stem: bool) -> Callable:
