@@ -28,7 +28,10 @@ both see the same machine state; the ratio column is JAX/PyTorch throughput of t
 median steps, the next that of each side's fastest step (less sensitive to other
 jobs on a shared machine). The CPU columns give the process's CPU time (user + system,
 all threads) per step, median over the repeats: how much work each side does, apart
-from how well it keeps the cores busy.
+from how well it keeps the cores busy. Both frameworks live in the process, so threads
+of one that still spin-wait after its call would be charged to the other's; pinning
+each side to one core (``taskset``, one device, ``OMP_NUM_THREADS=1``) gives the work
+without that doubt.
 
 Memory (``--memory``): each side of each model is built again in a process of its own,
 warmed up (compiled), its peak resident set reset (``/proc/self/clear_refs``), then
@@ -76,6 +79,7 @@ _MEMORY_OF = flags.DEFINE_enum('memory_of', None, ['jax', 'torch'],
                                'Internal: this process measures one side of one model.')
 
 MEMORY_STEPS = 1  # calls of the step after the peak reset (JAX: epochs of POOL_BATCHES steps)
+MEMORY_TIMEOUT_S = 1800  # one child: imports, compilation, two calls (minutes at width 1.0)
 _KIB = 1024
 
 
@@ -115,8 +119,13 @@ def _memory_mib(side: str, name: str) -> Optional[float]:
           f'--compute_dtype={_COMPUTE_DTYPE.value}', f'--memory_of={side}']
   if _STEPS_PER_CALL.value:
     argv.append(f'--steps_per_call={_STEPS_PER_CALL.value}')
-  done = subprocess.run(argv, capture_output=True, text=True, check=False,
-                        env=os.environ.copy())
+  try:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          env=os.environ.copy(), timeout=MEMORY_TIMEOUT_S)
+  except subprocess.TimeoutExpired:
+    print(f'{name} {side}: memory measurement timed out after {MEMORY_TIMEOUT_S} s',
+          flush=True)
+    return None
   found = re.search(r'step_memory_mib=([\d.]+)', done.stdout)
   if done.returncode or not found:
     print(f'{name} {side}: memory measurement failed (exit {done.returncode}):\n'
@@ -184,8 +193,9 @@ def main(argv) -> None:
   if _MEMORY.value:
     for name in _MODELS.value:
       for side in ('jax', 'torch') if _TORCH.value else ('jax',):
-        memory[(name, side)] = _memory_mib(side, name)
-        print(f'{name} {side}: step memory {memory[(name, side)]} MiB', flush=True)
+        memory[(name, side)] = mib = _memory_mib(side, name)
+        if mib is not None:
+          print(f'{name} {side}: step memory {mib:.0f} MiB', flush=True)
   _print_table(_MODELS.value, times, cpu_times, memory, batch)
 
 

@@ -7,8 +7,10 @@ Each variant changes how the step is traced (a lowering or the update), builds i
 ``Trainer`` step (``experiments.train_steps``), and is timed in the same rounds as the
 unchanged step (``as_is``), so that both see the same machine. Prints img/s and the speed
 of each variant relative to ``as_is`` (median over ``--repeats`` epochs of
-``train_steps.POOL_BATCHES`` steps). These are the experiments behind the "what was
-tried" table of docs/cpu_profile.md; none of them is part of the library.
+``train_steps.POOL_BATCHES`` steps). These are the experiments behind the table "What was
+tried this round" of docs/cpu_profile.md; none of them is part of the library. A variant
+holds only for the programs traced in ``build``: a step retraced later (another shape)
+would be the unchanged one.
 
 Variants:
 - ``widen17``, ``widen24``, ``widen32``: convolutions with at most 16 input and output
