@@ -42,9 +42,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments import launch, train_steps
-from padam_jax import data as data_lib
 from padam_jax.models import conv_lowering
-from padam_jax.training import loop, sharding
+from padam_jax.training import sharding
 
 VARIANTS = ('widen17', 'widen24', 'widen32', 'cond_barrier', 'xla_strided', 'xla_stem',
             'sharded_update')
@@ -125,10 +124,10 @@ def _sharded_update_step(step: train_steps.JaxStep, min_size: int) -> None:
       lambda a: jax.lax.with_sharding_constraint(a, _split_spec(mesh, a.shape, min_size)), tree)
   split_tx = trainer.tx._replace(update=lambda g, s, p: trainer.tx.update(split(g), s, split(p)))
 
+  step_with_split_tx = functools.partial(trainer._step, tx=split_tx)  # pylint: disable=protected-access
+
   def train_step(state, rng, images, labels):
-    images, labels = sharding.constrain_batch(images, mesh), sharding.constrain_batch(labels, mesh)
-    x = data_lib.augment(rng, images, trainer.dataset.mean, trainer.dataset.std)
-    state, sums = loop.update_step(state, x, labels, model=trainer.model, tx=split_tx)
+    state, sums = step_with_split_tx(state, rng, images, labels)
     params = jax.lax.with_sharding_constraint(state.params, sharding.replicated(mesh))
     return state.replace(params=params, opt_state=split(state.opt_state)), sums
 
