@@ -181,6 +181,7 @@ def profile_jax(step: train_steps.JaxStep, steps: int) -> JaxProfile:
   return JaxProfile(totals, sorted(rows, reverse=True), instructions, computations,
                     kernel_sizes)
 
+
 CONV_PASSES = ('conv forward', 'conv input-gradient', 'conv kernel-gradient')
 
 
