@@ -3,9 +3,10 @@ multi-host run, errors, quiet logging and progress lines.
 
 A launcher ends with ``launch.run(main)`` rather than ``app.run(main)``: ``run`` first
 gives XLA ``host_device_count()`` host devices, so that on CPU every core works on each
-batch, and lengthens the timeouts of their collectives (``hosts.COLLECTIVE_TIMEOUTS``), so
-that a loaded machine does not end a run; ``XLA_FLAGS`` keeps any of these flags it already
-gives. XLA reads ``XLA_FLAGS`` when JAX creates its CPU client, at the first JAX
+batch, lengthens the timeouts of their collectives (``hosts.COLLECTIVE_TIMEOUTS``), so
+that a loaded machine does not end a run, and sizes the CPU client's thread pool so that
+their collectives cannot deadlock (``hosts.host_environment``); ``XLA_FLAGS`` keeps any of
+these flags it already gives, and a ``PJRT_NPROC`` already set is kept. XLA reads ``XLA_FLAGS`` when JAX creates its CPU client, at the first JAX
 computation, so importing jax before ``run`` is fine.
 """
 
@@ -36,11 +37,11 @@ def host_device_count(cores: int) -> int:
 
 
 def use_host_defaults() -> None:
-  """Adds ``host_device_count()`` host devices and ``hosts.COLLECTIVE_TIMEOUTS`` to
-  ``XLA_FLAGS``, each unless given; before the first JAX computation, or XLA never reads
-  them."""
-  os.environ['XLA_FLAGS'] = hosts.with_host_defaults(
-      os.environ.get('XLA_FLAGS', ''), host_device_count(len(os.sched_getaffinity(0))))
+  """Sets ``hosts.host_environment``: ``host_device_count()`` host devices, the
+  collectives' timeouts and a thread pool they cannot starve, each unless given; before the
+  first JAX computation, or XLA never reads them."""
+  os.environ.update(hosts.host_environment(
+      os.environ, host_device_count(len(os.sched_getaffinity(0)))))
 
 
 def run(main: Callable[[list[str]], Any]) -> None:

@@ -21,11 +21,11 @@ import pytest
 
 from padam_jax.training import hosts
 
-# Before jax creates its CPU client (at the first computation): two host devices, and the
+# Before jax creates its CPU client (at the first computation): two host devices, the
 # launchers' collective timeouts, so that a loaded machine slows the suite down instead of
-# ending it at XLA's default 40 s.
-os.environ['XLA_FLAGS'] = hosts.with_host_defaults(
-    os.environ.get('XLA_FLAGS', '--xla_backend_optimization_level=0'), device_count=2)
+# ending it at XLA's default 40 s, and their thread pool, which no dispatch can starve.
+os.environ.setdefault('XLA_FLAGS', '--xla_backend_optimization_level=0')
+os.environ.update(hosts.host_environment(os.environ, device_count=2))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 jax.config.update('jax_compilation_cache_dir',

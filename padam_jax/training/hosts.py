@@ -8,13 +8,17 @@ others; only the primary process (index 0) writes ``config.json``,
 functions but ``initialize`` are no-ops or trivially true.
 
 Within one process, XLA's CPU backend can split the host into several devices;
-``with_host_defaults`` writes their count and the timeouts of their collectives into
-``XLA_FLAGS`` (read when JAX creates its CPU client, at the first computation).
+``host_environment`` gives their count and the timeouts of their collectives in
+``XLA_FLAGS``, and a thread pool large enough that their collectives cannot starve
+(``PJRT_NPROC``); XLA reads both when JAX creates its CPU client, at the first computation.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import importlib.metadata
+import os
+import re
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import numpy as np
@@ -23,10 +27,22 @@ HOST_DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
 # How long a collective (an all-reduce between host devices) waits for a late peer before
 # XLA ends the process (40 s by default), and before it warns that one is stuck. Long
 # enough that a loaded machine slows a run down instead of ending it; short enough that a
-# collective that will never complete (docs/reproduction.md records four: every thread of
-# the process idle) ends the process within minutes, and its rerun resumes.
+# collective that will never complete (docs/allreduce_hang.md: a deadlock, now prevented
+# by ``host_environment``'s thread pool) ends the process within minutes, and its rerun
+# resumes.
 COLLECTIVE_TIMEOUTS = {'--xla_cpu_collective_call_terminate_timeout_seconds': 600,
                        '--xla_cpu_collective_call_warn_stuck_timeout_seconds': 120}
+
+
+# The CPU client's thread pool: PJRT_NPROC threads when set, else max(cores, devices).
+# Before jaxlib STARVATION_FIXED_IN, each device's part of a launch holds a pool thread, and
+# a launch beyond 32 in flight per device waits for its turn on that thread: queued
+# launches can hold every thread while a device that has yet to join an all-reduce waits
+# for one, and the all-reduce never completes. Two threads per device leave one for
+# every device (docs/allreduce_hang.md: the cause, the evidence, the versions).
+THREAD_POOL_VARIABLE = 'PJRT_NPROC'
+THREADS_PER_DEVICE = 2
+STARVATION_FIXED_IN = (0, 12, 0)
 
 
 def with_host_defaults(xla_flags: str, device_count: int) -> str:
@@ -35,6 +51,30 @@ def with_host_defaults(xla_flags: str, device_count: int) -> str:
   defaults = {HOST_DEVICE_COUNT_FLAG: device_count, **COLLECTIVE_TIMEOUTS}
   added = [f'{flag}={value}' for flag, value in defaults.items() if flag not in xla_flags]
   return ' '.join([xla_flags, *added]).strip()
+
+
+def host_environment(environ: Mapping[str, str], device_count: int,
+                     jaxlib_version: Optional[str] = None) -> dict[str, str]:
+  """The variables to set for ``device_count`` host devices (unless ``environ``'s
+  ``XLA_FLAGS`` gives a count): ``XLA_FLAGS`` by ``with_host_defaults``, and where the
+  installed jaxlib (or ``jaxlib_version``) can starve a collective and ``environ`` does not
+  set it, ``PJRT_NPROC``: ``THREADS_PER_DEVICE`` threads per device, never fewer than the
+  cores this process may use."""
+  xla_flags = with_host_defaults(environ.get('XLA_FLAGS', ''), device_count)
+  variables = {'XLA_FLAGS': xla_flags}
+  if THREAD_POOL_VARIABLE not in environ and pool_can_starve(jaxlib_version):
+    devices = int(re.findall(rf'{HOST_DEVICE_COUNT_FLAG}=(\d+)', xla_flags)[-1])
+    variables[THREAD_POOL_VARIABLE] = str(max(THREADS_PER_DEVICE * devices,
+                                              len(os.sched_getaffinity(0))))
+  return variables
+
+
+def pool_can_starve(jaxlib_version: Optional[str] = None) -> bool:
+  """Whether this jaxlib (``jaxlib_version``, else the installed one) is older than
+  ``STARVATION_FIXED_IN``."""
+  version = jaxlib_version or importlib.metadata.version('jaxlib')
+  release = tuple(int(part) for part in re.findall(r'\d+', version)[:3])
+  return release < STARVATION_FIXED_IN
 
 
 def initialize(coordinator_address: Optional[str] = None,

@@ -38,6 +38,12 @@ logger = logging.getLogger(__name__)
 
 # A progress line (and a host round-trip) every this many steps, at most.
 PROGRESS_EVERY = 40
+# The host waits for the devices every this many compiled calls (train chunks, evaluation
+# batches), so that at most about twice as many launches (a call and the jitted add of its
+# metrics) are queued per device. jaxlib's CPU client before 0.11 parks a launch beyond 32
+# in flight per device on one of its pool threads; enough such launches take every thread
+# and an all-reduce waits forever for a device that never gets one (docs/allreduce_hang.md).
+CALLS_IN_FLIGHT = 8
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -124,6 +130,23 @@ def eval_sums(params: Any, batch_stats: Any, images: jax.Array, labels: jax.Arra
   return _sums(logits, labels, weights)
 
 
+@jax.jit
+def _add_sums(totals: dict[str, jax.Array], sums: dict[str, jax.Array]
+              ) -> dict[str, jax.Array]:
+  """``totals + sums``, leaf by leaf, in one launch."""
+  return jax.tree.map(jnp.add, totals, sums)
+
+
+def _accumulate(totals: Optional[dict[str, jax.Array]], sums: dict[str, jax.Array],
+                calls: int) -> dict[str, jax.Array]:
+  """``totals + sums`` (``sums`` when ``totals`` is None); after every
+  ``CALLS_IN_FLIGHT``-th of ``calls``, waits until the devices have computed it."""
+  totals = sums if totals is None else _add_sums(totals, sums)
+  if calls % CALLS_IN_FLIGHT == 0:
+    jax.block_until_ready(totals)
+  return totals
+
+
 def _largest_divisor_at_most(n: int, limit: int) -> int:
   return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
@@ -186,7 +209,7 @@ class Trainer:
     self.steps_per_call = steps_per_call
     self._train_chunk = jax.jit(self._train_chunk_impl, donate_argnums=0)
     self._train_one = jax.jit(self._train_one_impl, donate_argnums=0)
-    self._eval_batch = jax.jit(self._eval_state)
+    self._eval_batch = jax.jit(self._eval_rows)
     self._augment = jax.jit(functools.partial(
         data_lib.augment, mean=dataset.mean, std=dataset.std, dtype=dtype))
 
@@ -196,6 +219,10 @@ class Trainer:
     """Gathers one batch on the device and trains on it (key from epoch and step)."""
     rng = jax.random.fold_in(epoch_key, step_in_epoch)
     return self._step(state, rng, images[indices], labels[indices])
+
+  def _eval_rows(self, state, images, labels, rows, weights):
+    """Gathers one evaluation batch on the device and sums its metrics."""
+    return self._eval_state(state, images[rows], labels[rows], weights)
 
   def _eval_state(self, state, images, labels, weights):
     return self._eval(state.params, state.batch_stats, images, labels, weights)
@@ -294,12 +321,12 @@ class Trainer:
     if partial_rows is not None:
       plan.append((full, partial_rows[None]))
     totals, reported = None, 0
-    for first, rows in plan:
+    for calls, (first, rows) in enumerate(plan, 1):
       run = self._train_one if len(rows) == 1 else self._train_chunk
       steps = np.arange(first, first + len(rows), dtype=np.int32)
       state, sums = run(state, epoch_key, self.train_images, self.train_labels,
                         rows, steps)
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+      totals = _accumulate(totals, sums, calls)
       done = first + len(rows)
       if done - reported >= PROGRESS_EVERY or done == self.steps_per_epoch:
         reported = done
@@ -319,10 +346,10 @@ class Trainer:
     indices, mask = data_lib.eval_batches(self.dataset.num_test,
                                           self.config.eval_batch_size)
     totals = None
-    for rows, weights in zip(np.asarray(indices), np.asarray(mask, np.float32)):
-      sums = self._eval_batch(state, self.test_images[rows], self.test_labels[rows],
-                              weights)
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    for calls, (rows, weights) in enumerate(
+        zip(np.asarray(indices), np.asarray(mask, np.float32)), 1):
+      sums = self._eval_batch(state, self.test_images, self.test_labels, rows, weights)
+      totals = _accumulate(totals, sums, calls)
     sums = jax.device_get(totals)
     return {'test_loss': (sums['loss_sum'] / sums['count']).tolist(),
             'test_error': (1.0 - sums['correct'] / sums['count']).tolist()}
