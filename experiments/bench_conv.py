@@ -41,22 +41,37 @@ from padam_jax import models
 from padam_jax.models import conv_lowering, layers
 from padam_jax.training import sharding
 
-_MODE = flags.DEFINE_enum('mode', 'lowerings', ['lowerings', 'step_shapes'],
-                          'lowerings: fixed shapes, XLA conv vs patches vs PyTorch; '
-                          'step_shapes: the convolutions of one model, pass by pass.')
+_MODE = flags.DEFINE_enum(
+  'mode',
+  'lowerings',
+  ['lowerings', 'step_shapes'],
+  'lowerings: fixed shapes, XLA conv vs patches vs PyTorch; '
+  'step_shapes: the convolutions of one model, pass by pass.',
+)
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Images per call.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per variant.')
-_MODEL = flags.DEFINE_string('model', 'wrn16_4', 'step_shapes: the model whose convolutions '
-                             'are timed.')
+_MODEL = flags.DEFINE_string(
+  'model', 'wrn16_4', 'step_shapes: the model whose convolutions are timed.'
+)
 _WIDTH = flags.DEFINE_float('width', 1.0, 'step_shapes: its channel-width multiplier.')
-_DEVICES = flags.DEFINE_integer('devices', None, 'step_shapes: host devices the batch is '
-                                'split over (default: all, as in the launchers).')
+_DEVICES = flags.DEFINE_integer(
+  'devices',
+  None,
+  'step_shapes: host devices the batch is split over (default: all, as in the launchers).',
+)
 _TORCH_THREADS = flags.DEFINE_integer('torch_threads', 2, 'step_shapes: PyTorch threads.')
 
 # (map size, in channels, out channels, kernel, stride): VGG's last block, ResNet's stages.
-SHAPES = [(2, 512, 512, 3, 1), (4, 512, 512, 3, 1), (8, 256, 256, 3, 1),
-          (16, 128, 128, 3, 1), (32, 64, 64, 3, 1), (32, 64, 128, 3, 2),
-          (32, 64, 128, 1, 2), (32, 3, 64, 3, 1)]
+SHAPES = [
+  (2, 512, 512, 3, 1),
+  (4, 512, 512, 3, 1),
+  (8, 256, 256, 3, 1),
+  (16, 128, 128, 3, 1),
+  (32, 64, 64, 3, 1),
+  (32, 64, 128, 3, 2),
+  (32, 64, 128, 1, 2),
+  (32, 3, 64, 3, 1),
+]
 PASSES = ('fwd', 'dx', 'dk')
 
 
@@ -80,13 +95,15 @@ def _jax_fn(lowering, shape):
   size, cin, cout, k, stride = shape
   x = jax.random.normal(jax.random.key(0), (_BATCH.value, size, size, cin))
   kernel = jax.random.normal(jax.random.key(1), (k, k, cin, cout)) * 0.05
-  grad = jax.jit(jax.grad(lambda x, w: jnp.sum(lowering(x, w, stride, (k - 1) // 2) ** 2),
-                          argnums=(0, 1)))
+  grad = jax.jit(
+    jax.grad(lambda x, w: jnp.sum(lowering(x, w, stride, (k - 1) // 2) ** 2), argnums=(0, 1))
+  )
   return lambda: jax.block_until_ready(grad(x, kernel))
 
 
 def _torch_fn(shape):
   import torch  # pylint: disable=import-outside-toplevel
+
   size, cin, cout, k, stride = shape
   x = torch.randn(_BATCH.value, cin, size, size, requires_grad=True)
   w = (torch.randn(cout, cin, k, k) * 0.05).requires_grad_(True)
@@ -100,18 +117,28 @@ def _torch_fn(shape):
 
 def lowerings() -> None:
   print(f'batch {_BATCH.value}, one {jax.default_backend()} device; forward + backward ms\n')
-  print('| map | in -> out | kernel/stride | XLA conv | patches | PyTorch | XLA / patches |'
-        ' patches chosen |')
+  print(
+    '| map | in -> out | kernel/stride | XLA conv | patches | PyTorch | XLA / patches |'
+    ' patches chosen |'
+  )
   print('|---|---|---|---|---|---|---|---|')
   for shape in SHAPES:
-    ms = _median_ms({'xla': _jax_fn(conv_lowering.conv2d_xla, shape),
-                     'patches': _jax_fn(conv_lowering.conv2d_patches, shape),
-                     'torch': _torch_fn(shape)}, _REPEATS.value)
+    ms = _median_ms(
+      {
+        'xla': _jax_fn(conv_lowering.conv2d_xla, shape),
+        'patches': _jax_fn(conv_lowering.conv2d_patches, shape),
+        'torch': _torch_fn(shape),
+      },
+      _REPEATS.value,
+    )
     size, cin, cout, k, stride = shape
     chosen = conv_lowering.use_patches(size, size, cin, stride, backend='cpu')
-    print(f'| {size}x{size} | {cin} -> {cout} | {k}x{k}/{stride} | {ms["xla"]:.1f} | '
-          f'{ms["patches"]:.1f} | {ms["torch"]:.1f} | {ms["xla"] / ms["patches"]:.2f} | '
-          f'{"yes" if chosen else "no"} |', flush=True)
+    print(
+      f'| {size}x{size} | {cin} -> {cout} | {k}x{k}/{stride} | {ms["xla"]:.1f} | '
+      f'{ms["patches"]:.1f} | {ms["torch"]:.1f} | {ms["xla"] / ms["patches"]:.2f} | '
+      f'{"yes" if chosen else "no"} |',
+      flush=True,
+    )
 
 
 # --mode step_shapes
@@ -131,8 +158,10 @@ class ConvShape:
   input_gradient: bool  # False for a convolution of the images: the step needs no dx
 
   def __str__(self) -> str:
-    return (f'{self.batch}x{self.height}x{self.width}x{self.in_channels} -> '
-            f'{self.out_channels}, {self.kernel}x{self.kernel}/{self.stride}')
+    return (
+      f'{self.batch}x{self.height}x{self.width}x{self.in_channels} -> '
+      f'{self.out_channels}, {self.kernel}x{self.kernel}/{self.stride}'
+    )
 
 
 def model_convs(name: str, width: float, batch: int) -> collections.Counter:
@@ -145,13 +174,25 @@ def model_convs(name: str, width: float, batch: int) -> collections.Counter:
     module = context.module
     if isinstance(module, layers.Conv) and context.method_name == '__call__':
       n, h, w, c = args[0].shape
-      found.append(ConvShape(n, h, w, c, module.features, module.kernel_size, module.strides,
-                             input_gradient=bool(found)))
+      found.append(
+        ConvShape(
+          n,
+          h,
+          w,
+          c,
+          module.features,
+          module.kernel_size,
+          module.strides,
+          input_gradient=bool(found),
+        )
+      )
     return next_fun(*args, **kwargs)
 
   with nn.intercept_methods(record):
-    jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=True),
-                   jax.ShapeDtypeStruct((batch, *train_steps.IMAGE_SHAPE), jnp.float32))
+    jax.eval_shape(
+      lambda x: model.init(jax.random.key(0), x, train=True),
+      jax.ShapeDtypeStruct((batch, *train_steps.IMAGE_SHAPE), jnp.float32),
+    )
   return collections.Counter(found)
 
 
@@ -170,9 +211,11 @@ def _jax_passes(shape: ConvShape, mesh) -> tuple[dict[str, Callable], dict[str, 
   split = sharding.batch_sharded(mesh, shape.batch)
   x, dy = jax.device_put(x, split), jax.device_put(dy, split)
   w = jax.device_put(w, sharding.replicated(mesh))
-  programs = {'fwd': lambda x, w, dy: conv(x, w),
-              'dx': lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0],
-              'dk': lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0]}
+  programs = {
+    'fwd': lambda x, w, dy: conv(x, w),
+    'dx': lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0],
+    'dk': lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0],
+  }
   if not shape.input_gradient:
     del programs['dx']
   calls, paths = {}, {}
@@ -188,24 +231,38 @@ def compiled_paths(text: str) -> str:
   'ynn', 'eigen' or 'dot (ynn)'; several joined by '+'."""
   instructions, computations = hlo_text.parse_hlo(text)
   fused = hlo_text.fused_computations(instructions)
-  paths = [hlo_text.conv_path(n, instructions, computations)
-           for c, names in computations.items() if c not in fused for n in names]
+  paths = [
+    hlo_text.conv_path(n, instructions, computations)
+    for c, names in computations.items()
+    if c not in fused
+    for n in names
+  ]
   return '+'.join(dict.fromkeys(p for p in paths if p)) or 'none'
 
 
 def _torch_passes(shape: ConvShape) -> dict[str, Callable]:
   """Blocking calls of ``nn.Conv2d``'s forward and of each gradient alone."""
   import torch  # pylint: disable=import-outside-toplevel
+
   torch.manual_seed(0)
-  conv = torch.nn.Conv2d(shape.in_channels, shape.out_channels, shape.kernel, shape.stride,
-                         padding=(shape.kernel - 1) // 2, bias=False)
-  x = torch.randn(shape.batch, shape.in_channels, shape.height, shape.width,
-                  requires_grad=shape.input_gradient)
+  conv = torch.nn.Conv2d(
+    shape.in_channels,
+    shape.out_channels,
+    shape.kernel,
+    shape.stride,
+    padding=(shape.kernel - 1) // 2,
+    bias=False,
+  )
+  x = torch.randn(
+    shape.batch, shape.in_channels, shape.height, shape.width, requires_grad=shape.input_gradient
+  )
   y = conv(x)
   dy = torch.randn_like(y)
-  calls = {'fwd': lambda: conv(x),
-           'dx': lambda: torch.autograd.grad(y, x, dy, retain_graph=True),
-           'dk': lambda: torch.autograd.grad(y, conv.weight, dy, retain_graph=True)}
+  calls = {
+    'fwd': lambda: conv(x),
+    'dx': lambda: torch.autograd.grad(y, x, dy, retain_graph=True),
+    'dk': lambda: torch.autograd.grad(y, conv.weight, dy, retain_graph=True),
+  }
   if not shape.input_gradient:
     del calls['dx']
   return calls
@@ -216,24 +273,28 @@ def _devices() -> int:
   if not 1 <= devices <= jax.device_count():
     raise app.UsageError(f'--devices {devices}: there are {jax.device_count()} devices')
   if _BATCH.value % devices:
-    raise app.UsageError(f'--batch_size {_BATCH.value} does not split over --devices '
-                         f'{devices}')
+    raise app.UsageError(f'--batch_size {_BATCH.value} does not split over --devices {devices}')
   return devices
 
 
 def step_shapes() -> None:
   import torch  # pylint: disable=import-outside-toplevel
+
   devices = _devices()
   torch.set_num_threads(_TORCH_THREADS.value)
   mesh = sharding.make_mesh(jax.devices()[:devices])
   shapes = model_convs(_MODEL.value, _WIDTH.value, _BATCH.value)
-  print(f'{_MODEL.value}, width {_WIDTH.value}, batch {_BATCH.value}: JAX {jax.__version__} '
-        f'on {devices} {jax.default_backend()} device(s), PyTorch {torch.__version__} '
-        f'({torch.get_num_threads()} threads); median ms of {_REPEATS.value} interleaved '
-        'calls; "-": the step has no input gradient there\n')
-  print('| shape (NHWC -> out, kernel/stride) | convs | JAX fwd | JAX dx | JAX dk '
-        '| PyTorch fwd | PyTorch dx | PyTorch dk | JAX speed / PyTorch speed '
-        '| XLA path (fwd / dx / dk) |')
+  print(
+    f'{_MODEL.value}, width {_WIDTH.value}, batch {_BATCH.value}: JAX {jax.__version__} '
+    f'on {devices} {jax.default_backend()} device(s), PyTorch {torch.__version__} '
+    f'({torch.get_num_threads()} threads); median ms of {_REPEATS.value} interleaved '
+    'calls; "-": the step has no input gradient there\n'
+  )
+  print(
+    '| shape (NHWC -> out, kernel/stride) | convs | JAX fwd | JAX dx | JAX dk '
+    '| PyTorch fwd | PyTorch dx | PyTorch dk | JAX speed / PyTorch speed '
+    '| XLA path (fwd / dx / dk) |'
+  )
   print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|')
   totals = {(side, p): 0.0 for side in ('jax', 'torch') for p in PASSES}
   for shape, count in shapes.items():
@@ -243,18 +304,21 @@ def step_shapes() -> None:
     ms = _median_ms(fns, _REPEATS.value)
     for key, t in ms.items():
       totals[key] += count * t
-    print(_row(str(shape), str(count), ms, ' / '.join(paths.get(p, '-') for p in PASSES)),
-          flush=True)
+    print(
+      _row(str(shape), str(count), ms, ' / '.join(paths.get(p, '-') for p in PASSES)), flush=True
+    )
   print(_row('**all convolutions of the step**', str(sum(shapes.values())), totals, ''))
 
 
 def _row(label: str, count: str, ms: dict, paths: str) -> str:
-  cells = [f'{ms[(side, p)]:.1f}' if (side, p) in ms else '-'
-           for side in ('jax', 'torch') for p in PASSES]
+  cells = [
+    f'{ms[(side, p)]:.1f}' if (side, p) in ms else '-' for side in ('jax', 'torch') for p in PASSES
+  ]
   jax_total = sum(t for (side, _), t in ms.items() if side == 'jax')
   torch_total = sum(t for (side, _), t in ms.items() if side == 'torch')
-  return (f'| {label} | {count} | ' + ' | '.join(cells) +
-          f' | {torch_total / jax_total:.2f} | {paths} |')
+  return (
+    f'| {label} | {count} | ' + ' | '.join(cells) + f' | {torch_total / jax_total:.2f} | {paths} |'
+  )
 
 
 def main(argv):

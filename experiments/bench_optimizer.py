@@ -26,8 +26,11 @@ _ROUNDS = flags.DEFINE_integer('rounds', 7, 'Timing rounds (median reported).')
 _ITERS = flags.DEFINE_integer('iters', 10, 'Updates per round and variant.')
 _TORCH = flags.DEFINE_bool('torch', True, 'Also time the PyTorch references.')
 _VECTOR_WIDTH = flags.DEFINE_integer(
-    'cpu_vector_width', 0, 'If > 0, compile every JAX variant with XLA:CPU '
-    'xla_cpu_prefer_vector_width set to this (e.g. 512 on AVX-512 machines).')
+  'cpu_vector_width',
+  0,
+  'If > 0, compile every JAX variant with XLA:CPU '
+  'xla_cpu_prefer_vector_width set to this (e.g. 512 on AVX-512 machines).',
+)
 
 ARRAYS_MOVED = 9
 
@@ -38,8 +41,7 @@ def resnet18_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
   cin = 64
   for width, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
     for block in range(2):
-      shapes += [(3, 3, cin, width), (width,), (width,),
-                 (3, 3, width, width), (width,), (width,)]
+      shapes += [(3, 3, cin, width), (width,), (width,), (3, 3, width, width), (width,), (width,)]
       if block == 0 and (stride != 1 or cin != width):
         shapes += [(1, 1, cin, width), (width,), (width,)]
       cin = width
@@ -58,8 +60,7 @@ def jax_variant(tx: optax.GradientTransformation, shapes) -> Callable[[], None]:
     updates, state = tx.update(grads, state, params)
     return optax.apply_updates(params, updates), state
 
-  options = ({'xla_cpu_prefer_vector_width': _VECTOR_WIDTH.value}
-             if _VECTOR_WIDTH.value else None)
+  options = {'xla_cpu_prefer_vector_width': _VECTOR_WIDTH.value} if _VECTOR_WIDTH.value else None
   step = jax.jit(_step, donate_argnums=(0, 1), compiler_options=options)
   params = _tree(shapes, 0)
   grads = _tree(shapes, 1)
@@ -85,10 +86,10 @@ def torch_variants(shapes) -> dict[str, Callable[[], None]]:
     return optimizer.step
 
   return {
-      'torch: authors\' Padam p=1/8 (reference)':
-          make(lambda p: Padam(p, lr=0.1, partial=0.125)),
-      'torch: Adam(amsgrad=True, fused=True)':
-          make(lambda p: torch.optim.Adam(p, lr=1e-3, amsgrad=True, fused=True)),
+    'torch: authors\' Padam p=1/8 (reference)': make(lambda p: Padam(p, lr=0.1, partial=0.125)),
+    'torch: Adam(amsgrad=True, fused=True)': make(
+      lambda p: torch.optim.Adam(p, lr=1e-3, amsgrad=True, fused=True)
+    ),
   }
 
 
@@ -121,23 +122,23 @@ def main(argv):
   del argv
   shapes = resnet18_shapes()
   num_values = sum(int(np.prod(s)) for s in shapes)
-  print(f'tree: {len(shapes)} leaves, {num_values:,} float32 values; '
-        f'{jax.device_count()} {jax.default_backend()} device(s)')
+  print(
+    f'tree: {len(shapes)} leaves, {num_values:,} float32 values; '
+    f'{jax.device_count()} {jax.default_backend()} device(s)'
+  )
   anchor = 'optax.amsgrad'
   variants = {
-      anchor: jax_variant(optax.amsgrad(1e-3), shapes),
-      'padam p=1/8': jax_variant(padam_jax.padam(0.1), shapes),
-      'padam p=1/8 wd=5e-4': jax_variant(padam_jax.padam(0.1, weight_decay=5e-4),
-                                         shapes),
-      'padam p=1/4': jax_variant(padam_jax.padam(0.1, partial=0.25), shapes),
-      'padam p=1/16': jax_variant(padam_jax.padam(0.1, partial=0.0625), shapes),
-      'padam p=0.3': jax_variant(padam_jax.padam(0.1, partial=0.3), shapes),
-      'padam p=1/2': jax_variant(padam_jax.padam(0.1, partial=0.5), shapes),
-      'padam p traced (inject_hyperparams)': jax_variant(
-          optax.inject_hyperparams(padam_jax.padam)(learning_rate=0.1,
-                                                    partial=0.125), shapes),
-      'padam_jax.amsgrad (torch convention)': jax_variant(
-          padam_jax.amsgrad(1e-3), shapes),
+    anchor: jax_variant(optax.amsgrad(1e-3), shapes),
+    'padam p=1/8': jax_variant(padam_jax.padam(0.1), shapes),
+    'padam p=1/8 wd=5e-4': jax_variant(padam_jax.padam(0.1, weight_decay=5e-4), shapes),
+    'padam p=1/4': jax_variant(padam_jax.padam(0.1, partial=0.25), shapes),
+    'padam p=1/16': jax_variant(padam_jax.padam(0.1, partial=0.0625), shapes),
+    'padam p=0.3': jax_variant(padam_jax.padam(0.1, partial=0.3), shapes),
+    'padam p=1/2': jax_variant(padam_jax.padam(0.1, partial=0.5), shapes),
+    'padam p traced (inject_hyperparams)': jax_variant(
+      optax.inject_hyperparams(padam_jax.padam)(learning_rate=0.1, partial=0.125), shapes
+    ),
+    'padam_jax.amsgrad (torch convention)': jax_variant(padam_jax.amsgrad(1e-3), shapes),
   }
   if _TORCH.value:
     variants.update(torch_variants(shapes))
@@ -151,13 +152,14 @@ def main(argv):
   bandwidth = copy_bandwidth(num_values, _ROUNDS.value)
   median = {name: statistics.median(t) for name, t in times.items()}
   moved = ARRAYS_MOVED * 4 * num_values
-  print(f'copy bandwidth: {bandwidth / 1e9:.1f} GB/s; '
-        f'{moved / 1e6:.0f} MB moved per update\n')
+  print(f'copy bandwidth: {bandwidth / 1e9:.1f} GB/s; {moved / 1e6:.0f} MB moved per update\n')
   print('| update | ms | vs optax.amsgrad | of copy bandwidth |')
   print('|---|---|---|---|')
   for name, seconds in median.items():
-    print(f'| {name} | {seconds * 1e3:.1f} | {seconds / median[anchor]:.2f}x | '
-          f'{moved / seconds / bandwidth:.0%} |')
+    print(
+      f'| {name} | {seconds * 1e3:.1f} | {seconds / median[anchor]:.2f}x | '
+      f'{moved / seconds / bandwidth:.0%} |'
+    )
 
 
 if __name__ == '__main__':

@@ -44,26 +44,30 @@ def _time_epochs(trainer: loop.Trainer, epochs: int) -> tuple[float, float]:
 def main(argv):
   del argv
   base = config_flags.config_from_flags()
-  grid = {'partial': [float(p) for p in _PARTIALS.value],
-          'learning_rate': [float(lr) for lr in _LRS.value]}
+  grid = {
+    'partial': [float(p) for p in _PARTIALS.value],
+    'learning_rate': [float(lr) for lr in _LRS.value],
+  }
   members = sweep.expand(base, grid)
   dataset = data.synthetic_dataset(_SYNTHETIC_TRAIN.value, num_test=200)
-  print(f'JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s); '
-        f'{base.model} width {base.width}, batch {base.batch_size}, '
-        f'{dataset.num_train} images per epoch, K = {len(members)}')
-  vmapped_first, vmapped = _time_epochs(sweep.SweepTrainer(members, dataset),
-                                        _TIMED_EPOCHS.value)
+  print(
+    f'JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s); '
+    f'{base.model} width {base.width}, batch {base.batch_size}, '
+    f'{dataset.num_train} images per epoch, K = {len(members)}'
+  )
+  vmapped_first, vmapped = _time_epochs(sweep.SweepTrainer(members, dataset), _TIMED_EPOCHS.value)
   sequential_first, sequential = 0.0, 0.0
   for member in members:
-    first, per_epoch = _time_epochs(loop.Trainer(member.config, dataset),
-                                    _TIMED_EPOCHS.value)
+    first, per_epoch = _time_epochs(loop.Trainer(member.config, dataset), _TIMED_EPOCHS.value)
     sequential_first += first
     sequential += per_epoch
   print('| mode | first epoch incl. compile (s) | s per epoch, all K |\n|---|---:|---:|')
   print(f'| vmap | {vmapped_first:.1f} | {vmapped:.2f} |')
   print(f'| sequential | {sequential_first:.1f} | {sequential:.2f} |')
-  print(f'sequential / vmapped per epoch: {sequential / vmapped:.2f}x; '
-        f'first epochs (compile included): {sequential_first / vmapped_first:.2f}x')
+  print(
+    f'sequential / vmapped per epoch: {sequential / vmapped:.2f}x; '
+    f'first epochs (compile included): {sequential_first / vmapped_first:.2f}x'
+  )
 
 
 if __name__ == '__main__':

@@ -60,23 +60,32 @@ import jax
 from experiments import launch, train_steps
 from padam_jax.training import config as config_lib
 
-_MODELS = flags.DEFINE_list('models', ['vgg16', 'resnet18', 'wrn16_4'],
-                            'Architectures to time.')
+_MODELS = flags.DEFINE_list('models', ['vgg16', 'resnet18', 'wrn16_4'], 'Architectures to time.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Channel-width multiplier (1.0: the exact models).')
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Images per training step.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed steps per model and framework.')
 _TORCH = flags.DEFINE_bool('torch', True, 'Also time the PyTorch twins.')
 _STEPS_PER_CALL = flags.DEFINE_integer(
-    'steps_per_call', None, 'Train steps per compiled call (a lax.scan when > 1); '
-    'default: what Trainer picks for the backend (1 on CPU).')
-_COMPUTE_DTYPE = flags.DEFINE_enum('compute_dtype', 'float32',
-                                   list(config_lib.COMPUTE_DTYPES),
-                                   'Activation dtype of the JAX step (PyTorch: float32).')
+  'steps_per_call',
+  None,
+  'Train steps per compiled call (a lax.scan when > 1); '
+  'default: what Trainer picks for the backend (1 on CPU).',
+)
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+  'compute_dtype',
+  'float32',
+  list(config_lib.COMPUTE_DTYPES),
+  'Activation dtype of the JAX step (PyTorch: float32).',
+)
 _MEMORY = flags.DEFINE_bool(
-    'memory', False, 'Also measure the memory of each side\'s training step, each in a '
-    'process of its own (see the module docstring).')
-_MEMORY_OF = flags.DEFINE_enum('memory_of', None, ['jax', 'torch'],
-                               'Internal: this process measures one side of one model.')
+  'memory',
+  False,
+  'Also measure the memory of each side\'s training step, each in a '
+  'process of its own (see the module docstring).',
+)
+_MEMORY_OF = flags.DEFINE_enum(
+  'memory_of', None, ['jax', 'torch'], 'Internal: this process measures one side of one model.'
+)
 
 MEMORY_STEPS = 1  # calls of the step after the peak reset (JAX: epochs of POOL_BATCHES steps)
 MEMORY_TIMEOUT_S = 1800  # one child: imports, compilation, two calls (minutes at width 1.0)
@@ -91,8 +100,9 @@ def _status_kib(field: str) -> int:
 
 def _build(side: str, name: str) -> Callable[[], None]:
   if side == 'jax':
-    return train_steps.jax_step(name, _WIDTH.value, _BATCH.value, _STEPS_PER_CALL.value,
-                                _COMPUTE_DTYPE.value).run
+    return train_steps.jax_step(
+      name, _WIDTH.value, _BATCH.value, _STEPS_PER_CALL.value, _COMPUTE_DTYPE.value
+    ).run
   return train_steps.torch_step(name, _WIDTH.value, _BATCH.value)
 
 
@@ -114,22 +124,36 @@ def _measure_memory(side: str, name: str) -> None:
 
 def _memory_mib(side: str, name: str) -> Optional[float]:
   """The step memory of one side of one model, measured in a new process."""
-  argv = [sys.executable, '-m', 'experiments.bench_train', f'--models={name}',
-          f'--width={_WIDTH.value}', f'--batch_size={_BATCH.value}',
-          f'--compute_dtype={_COMPUTE_DTYPE.value}', f'--memory_of={side}']
+  argv = [
+    sys.executable,
+    '-m',
+    'experiments.bench_train',
+    f'--models={name}',
+    f'--width={_WIDTH.value}',
+    f'--batch_size={_BATCH.value}',
+    f'--compute_dtype={_COMPUTE_DTYPE.value}',
+    f'--memory_of={side}',
+  ]
   if _STEPS_PER_CALL.value:
     argv.append(f'--steps_per_call={_STEPS_PER_CALL.value}')
   try:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False,
-                          env=os.environ.copy(), timeout=MEMORY_TIMEOUT_S)
+    done = subprocess.run(
+      argv,
+      capture_output=True,
+      text=True,
+      check=False,
+      env=os.environ.copy(),
+      timeout=MEMORY_TIMEOUT_S,
+    )
   except subprocess.TimeoutExpired:
-    print(f'{name} {side}: memory measurement timed out after {MEMORY_TIMEOUT_S} s',
-          flush=True)
+    print(f'{name} {side}: memory measurement timed out after {MEMORY_TIMEOUT_S} s', flush=True)
     return None
   found = re.search(r'step_memory_mib=([\d.]+)', done.stdout)
   if done.returncode or not found:
-    print(f'{name} {side}: memory measurement failed (exit {done.returncode}):\n'
-          f'{done.stderr[-2000:]}', flush=True)
+    print(
+      f'{name} {side}: memory measurement failed (exit {done.returncode}):\n{done.stderr[-2000:]}',
+      flush=True,
+    )
     return None
   return float(found.group(1))
 
@@ -160,17 +184,21 @@ def main(argv) -> None:
   threads = None
   if _TORCH.value:
     import torch  # pylint: disable=import-outside-toplevel
+
     threads = torch.get_num_threads()
-  print(f'JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s); '
-        f'PyTorch threads: {threads}; batch {batch}, width {_WIDTH.value}; JAX: '
-        f'{_COMPUTE_DTYPE.value}, {_STEPS_PER_CALL.value or "default"} steps per call',
-        flush=True)
+  print(
+    f'JAX {jax.__version__} on {jax.device_count()} {jax.default_backend()} device(s); '
+    f'PyTorch threads: {threads}; batch {batch}, width {_WIDTH.value}; JAX: '
+    f'{_COMPUTE_DTYPE.value}, {_STEPS_PER_CALL.value or "default"} steps per call',
+    flush=True,
+  )
 
   steps: dict[str, dict[str, Callable[[], None]]] = {}
   jax_steps = {}  # name -> train steps per timed JAX call
   for name in _MODELS.value:
-    step = train_steps.jax_step(name, _WIDTH.value, batch, _STEPS_PER_CALL.value,
-                                _COMPUTE_DTYPE.value)
+    step = train_steps.jax_step(
+      name, _WIDTH.value, batch, _STEPS_PER_CALL.value, _COMPUTE_DTYPE.value
+    )
     steps[name], jax_steps[name] = {'jax': step.run}, step.steps
     if _TORCH.value:
       steps[name]['torch'] = _build('torch', name)
@@ -210,8 +238,15 @@ def _print_table(names, times, cpu_times, memory, batch) -> None:
   def median_ms(key):
     return 1e3 * statistics.median(cpu_times[key]) if key in cpu_times else None
 
-  columns = ['model', 'JAX img/s', 'PyTorch img/s', 'ratio JAX/PyTorch',
-             'ratio of fastest steps', 'JAX CPU ms/step', 'PyTorch CPU ms/step']
+  columns = [
+    'model',
+    'JAX img/s',
+    'PyTorch img/s',
+    'ratio JAX/PyTorch',
+    'ratio of fastest steps',
+    'JAX CPU ms/step',
+    'PyTorch CPU ms/step',
+  ]
   if memory:
     columns += ['JAX step MiB', 'PyTorch step MiB']
   print()
@@ -221,10 +256,15 @@ def _print_table(names, times, cpu_times, memory, batch) -> None:
     jax_times, torch_times = times[(name, 'jax')], times.get((name, 'torch'))
     jax_rate = batch / statistics.median(jax_times)
     torch_rate = torch_times and batch / statistics.median(torch_times)
-    cells = [name, fmt(jax_rate, '.1f'), fmt(torch_rate, '.1f'),
-             fmt(torch_rate and jax_rate / torch_rate, '.2f'),
-             fmt(torch_times and min(torch_times) / min(jax_times), '.2f'),
-             fmt(median_ms((name, 'jax')), '.0f'), fmt(median_ms((name, 'torch')), '.0f')]
+    cells = [
+      name,
+      fmt(jax_rate, '.1f'),
+      fmt(torch_rate, '.1f'),
+      fmt(torch_rate and jax_rate / torch_rate, '.2f'),
+      fmt(torch_times and min(torch_times) / min(jax_times), '.2f'),
+      fmt(median_ms((name, 'jax')), '.0f'),
+      fmt(median_ms((name, 'torch')), '.0f'),
+    ]
     if memory:
       cells += [fmt(memory.get((name, 'jax')), '.0f'), fmt(memory.get((name, 'torch')), '.0f')]
     print('| ' + ' | '.join(cells) + ' |')

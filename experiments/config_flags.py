@@ -20,8 +20,12 @@ from padam_jax.training import config as config_lib
 
 # field -> its flag, for every field whose flag this program defined.
 _DEFINED: dict[str, flags.FlagHolder] = {}
-_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-           str: flags.DEFINE_string}
+_DEFINE = {
+  bool: flags.DEFINE_bool,
+  int: flags.DEFINE_integer,
+  float: flags.DEFINE_float,
+  str: flags.DEFINE_string,
+}
 
 
 def flag_name(field: str) -> str:
@@ -39,11 +43,14 @@ def flag_help(field: str, default: Any = None, unset: Optional[str] = None) -> s
   return metadata['help']
 
 
-def define_flags(fields: Optional[Sequence[str]] = None, *,
-                 defaults: Optional[Mapping[str, Any]] = None,
-                 unset: Optional[Mapping[str, str]] = None,
-                 notes: Optional[Mapping[str, str]] = None,
-                 flag_values: flags.FlagValues = flags.FLAGS) -> None:
+def define_flags(
+  fields: Optional[Sequence[str]] = None,
+  *,
+  defaults: Optional[Mapping[str, Any]] = None,
+  unset: Optional[Mapping[str, str]] = None,
+  notes: Optional[Mapping[str, str]] = None,
+  flag_values: flags.FlagValues = flags.FLAGS,
+) -> None:
   """Defines the flags of ``fields`` (default: every field of ``TrainConfig``).
 
   A program's own meaning of a field, where it differs: ``defaults``, its default
@@ -53,15 +60,16 @@ def define_flags(fields: Optional[Sequence[str]] = None, *,
   defaults, unset, notes = defaults or {}, unset or {}, notes or {}
   for field in fields or config_lib.FIELDS:
     default = defaults.get(field, config_lib.FIELDS[field].default)
-    text = ' '.join(filter(None, [flag_help(field, default, unset.get(field)),
-                                  notes.get(field)]))
+    text = ' '.join(filter(None, [flag_help(field, default, unset.get(field)), notes.get(field)]))
     choices = config_lib.FIELDS[field].metadata['choices']
     if choices:
-      holder = flags.DEFINE_enum(flag_name(field), default, list(choices), text,
-                                 flag_values=flag_values)
+      holder = flags.DEFINE_enum(
+        flag_name(field), default, list(choices), text, flag_values=flag_values
+      )
     else:
-      holder = _DEFINE[config_lib.field_type(field)](flag_name(field), default, text,
-                                                      flag_values=flag_values)
+      holder = _DEFINE[config_lib.field_type(field)](
+        flag_name(field), default, text, flag_values=flag_values
+      )
     _DEFINED[field] = holder
 
 
@@ -91,13 +99,13 @@ def _cell(value: Any) -> str:
 
 def markdown_table() -> str:
   """The flags of every field as a Markdown table (docs/training.md holds it)."""
-  lines = ['| flag | values | default | `--grid` | meaning |',
-           '|---|---|---|---|---|']
+  lines = ['| flag | values | default | `--grid` | meaning |', '|---|---|---|---|---|']
   for field, f in config_lib.FIELDS.items():
     metadata = f.metadata
     choices = metadata['choices']
-    values = (', '.join(f'`{c}`' for c in choices) if choices
-              else config_lib.field_type(field).__name__)
+    values = (
+      ', '.join(f'`{c}`' for c in choices) if choices else config_lib.field_type(field).__name__
+    )
     default = (metadata['unset'] or 'unset') if f.default is None else _cell(f.default)
     grid = 'yes' if field in config_lib.GRID_AXES else ''
     text = metadata['help'].replace('|', '\\|')

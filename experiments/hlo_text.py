@@ -18,8 +18,10 @@ from typing import Optional
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.-]+) = (.+?) ([a-z][\w-]*)\((.*)$')
 _COMPUTATION = re.compile(r'^(?:ENTRY )?%([\w.-]+) .*\{$')
 # Attributes kept for describing a convolution or matmul.
-_ATTRIBUTE = re.compile(r'\b(dim_labels|window|lhs_contracting_dims|rhs_contracting_dims|'
-                        r'lhs_batch_dims|rhs_batch_dims)=(\{[^}]*\}|[\w>-]+)')
+_ATTRIBUTE = re.compile(
+  r'\b(dim_labels|window|lhs_contracting_dims|rhs_contracting_dims|'
+  r'lhs_batch_dims|rhs_batch_dims)=(\{[^}]*\}|[\w>-]+)'
+)
 
 
 def _numel(shape: str) -> int:
@@ -43,12 +45,16 @@ def parse_hlo(text: str) -> tuple[dict[str, dict], dict[str, list[str]]]:
       name, shape, op, rest = m.groups()
       op_name = re.search(r'op_name="([^"]*)"', rest)
       calls = re.search(r'calls=%([\w.-]+)', rest)
-      instructions[name] = {'op': op, 'shape': shape, 'numel': _numel(shape),
-                            'operands': re.findall(r'%([\w.-]+)', rest.split(')', 1)[0]),
-                            'op_name': op_name.group(1) if op_name else '',
-                            'calls': calls.group(1) if calls else None,
-                            'ynn': '"__ynn_fusion"' in rest,
-                            'attrs': dict(_ATTRIBUTE.findall(rest))}
+      instructions[name] = {
+        'op': op,
+        'shape': shape,
+        'numel': _numel(shape),
+        'operands': re.findall(r'%([\w.-]+)', rest.split(')', 1)[0]),
+        'op_name': op_name.group(1) if op_name else '',
+        'calls': calls.group(1) if calls else None,
+        'ynn': '"__ynn_fusion"' in rest,
+        'attrs': dict(_ATTRIBUTE.findall(rest)),
+      }
       computations[current].append(name)
   return instructions, computations
 

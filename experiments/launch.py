@@ -40,8 +40,9 @@ def use_host_defaults() -> None:
   """Sets ``hosts.host_environment``: ``host_device_count()`` host devices, the
   collectives' timeouts and a thread pool they cannot starve, each unless given; before the
   first JAX computation, or XLA never reads them."""
-  os.environ.update(hosts.host_environment(
-      os.environ, host_device_count(len(os.sched_getaffinity(0)))))
+  os.environ.update(
+    hosts.host_environment(os.environ, host_device_count(len(os.sched_getaffinity(0))))
+  )
 
 
 def run(main: Callable[[list[str]], Any]) -> None:
@@ -52,16 +53,24 @@ def run(main: Callable[[list[str]], Any]) -> None:
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
 _COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', None, 'Multi-host runs: HOST:PORT of process 0 (the same on '
-    'every host). Without it, a managed cluster (SLURM, TPU pod, ...) is detected from '
-    'the environment; elsewhere the run is one process.')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
-                                      'Multi-host runs: the number of processes.')
-_PROCESS_ID = flags.DEFINE_integer('process_id', None,
-                                   'Multi-host runs: this process, 0 .. num_processes - 1.')
+  'coordinator_address',
+  None,
+  'Multi-host runs: HOST:PORT of process 0 (the same on '
+  'every host). Without it, a managed cluster (SLURM, TPU pod, ...) is detected from '
+  'the environment; elsewhere the run is one process.',
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes', None, 'Multi-host runs: the number of processes.'
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  'process_id', None, 'Multi-host runs: this process, 0 .. num_processes - 1.'
+)
 _TENSORBOARD = flags.DEFINE_bool(
-    'tensorboard', True, 'Also write TensorBoard summaries beside each metrics.jsonl, in '
-    'RUN_DIR/tensorboard/ (tensorboard --logdir WORKDIR).')
+  'tensorboard',
+  True,
+  'Also write TensorBoard summaries beside each metrics.jsonl, in '
+  'RUN_DIR/tensorboard/ (tensorboard --logdir WORKDIR).',
+)
 
 
 def workdir() -> str:

@@ -15,7 +15,8 @@ import numpy as np
 from padam_jax.reference import trajectory
 
 _OUTPUT = flags.DEFINE_string(
-    'output', 'tests/fixtures/padam_reference.npz', 'Where to write the .npz.')
+  'output', 'tests/fixtures/padam_reference.npz', 'Where to write the .npz.'
+)
 _STEPS = flags.DEFINE_integer('steps', 250, 'Optimizer steps per trajectory.')
 
 
@@ -25,11 +26,14 @@ def main(argv):
   arrays = problem.to_arrays()
   for name, setting in trajectory.PADAM_SETTINGS.items():
     arrays[f'trajectory/{name}'] = trajectory.torch_trajectory(
-        problem, trajectory.torch_reference_padam(setting))
+      problem, trajectory.torch_reference_padam(setting)
+    )
   arrays['settings_json'] = np.array(json.dumps(trajectory.PADAM_SETTINGS))
   np.savez_compressed(_OUTPUT.value, **arrays)
-  print(f'wrote {len(trajectory.PADAM_SETTINGS)} trajectories of '
-        f'{problem.steps} steps to {_OUTPUT.value}')
+  print(
+    f'wrote {len(trajectory.PADAM_SETTINGS)} trajectories of '
+    f'{problem.steps} steps to {_OUTPUT.value}'
+  )
 
 
 if __name__ == '__main__':

@@ -22,13 +22,16 @@ from padam_jax.training import runlog
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'Run directories to plot.')
 _OUTPUT = flags.DEFINE_string('output', 'curves.png', 'The PNG to write.')
-_REPRODUCTION = flags.DEFINE_string('reproduction', None,
-                                    'A WORKDIR of experiments.reproduce to plot.')
+_REPRODUCTION = flags.DEFINE_string(
+  'reproduction', None, 'A WORKDIR of experiments.reproduce to plot.'
+)
 _SUITE = flags.DEFINE_list('suite', ['all'], 'Suites to plot (with --reproduction).')
-_CLAIMS = flags.DEFINE_bool('claims', False, 'With --reproduction: only the claims table '
-                            '(OUTPUT_DIR/claims.md).')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where figures and tables.md go '
-                                  '(default: REPRODUCTION/figures).')
+_CLAIMS = flags.DEFINE_bool(
+  'claims', False, 'With --reproduction: only the claims table (OUTPUT_DIR/claims.md).'
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+  'output_dir', None, 'Where figures and tables.md go (default: REPRODUCTION/figures).'
+)
 
 
 def run_labels(workdirs: Sequence[str]) -> list[str]:
@@ -42,10 +45,12 @@ def run_labels(workdirs: Sequence[str]) -> list[str]:
   return labels
 
 
-def plot_runs(workdirs: Sequence[str], output: str,
-              labels: Optional[Sequence[str]] = None, title: str = '') -> str:
+def plot_runs(
+  workdirs: Sequence[str], output: str, labels: Optional[Sequence[str]] = None, title: str = ''
+) -> str:
   """Draws train loss and test error (%) per epoch of each run into ``output``."""
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
@@ -80,10 +85,12 @@ def main(argv):
     print(plot_runs(_WORKDIRS.value, _OUTPUT.value))
     return
   from padam_jax.reproduction import claims, report, suites  # pylint: disable=import-outside-toplevel
+
   unknown = set(_SUITE.value) - {*suites.SUITE_NAMES, 'all'}
   if unknown:
-    raise app.UsageError(f'unknown suite {sorted(unknown)[0]!r}; choose from '
-                         f'{", ".join(suites.SUITE_NAMES)}, all')
+    raise app.UsageError(
+      f'unknown suite {sorted(unknown)[0]!r}; choose from {", ".join(suites.SUITE_NAMES)}, all'
+    )
   output_dir = _OUTPUT_DIR.value or os.path.join(_REPRODUCTION.value, 'figures')
   if _CLAIMS.value:
     print(claims.write(_REPRODUCTION.value, output_dir))
@@ -95,7 +102,6 @@ def main(argv):
   for name, value in built.items():
     print(f'{name}:\n{value}\n')
   print(f'claims:\n{claims.write(_REPRODUCTION.value, output_dir)}')
-
 
 
 if __name__ == '__main__':

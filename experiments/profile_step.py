@@ -52,25 +52,47 @@ from experiments import hlo_text, launch, train_steps
 _MODEL = flags.DEFINE_string('model', 'wrn16_4', 'Architecture to profile.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Channel-width multiplier.')
 _BATCH = flags.DEFINE_integer('batch_size', 128, 'Images per training step.')
-_STEPS = flags.DEFINE_integer('steps', 8, 'Profiled steps per framework (rounded up to whole '
-                              f'Trainer epochs of {train_steps.POOL_BATCHES} steps).')
+_STEPS = flags.DEFINE_integer(
+  'steps',
+  8,
+  'Profiled steps per framework (rounded up to whole '
+  f'Trainer epochs of {train_steps.POOL_BATCHES} steps).',
+)
 _TOP = flags.DEFINE_integer('top', 0, 'Also list the N most expensive JAX instructions.')
 _TORCH = flags.DEFINE_bool('torch', True, 'Also profile the PyTorch twin.')
 _CONVS = flags.DEFINE_bool(
-    'convs', True, 'Also list every convolution of the JAX step: its pass, how XLA runs it '
-    '(YNNPACK, Eigen or the patches matmul), shapes, layouts, the transposes and copies '
-    'feeding it, and its time.')
+  'convs',
+  True,
+  'Also list every convolution of the JAX step: its pass, how XLA runs it '
+  '(YNNPACK, Eigen or the patches matmul), shapes, layouts, the transposes and copies '
+  'feeding it, and its time.',
+)
 _OUT = flags.DEFINE_string('out', None, 'Append the Markdown table to this file.')
 
 CATEGORIES = (
-    'conv forward', 'conv input-gradient', 'conv kernel-gradient',
-    'conv patches (pad/slice/concat)', 'layout transposes and copies', 'BatchNorm',
-    'BatchNorm all-reduce',
-    'gradient all-reduce', 'other elementwise (ReLU, add, loss, head, copies)', 'augmentation',
-    'optimizer update', 'host, dispatch, idle')
+  'conv forward',
+  'conv input-gradient',
+  'conv kernel-gradient',
+  'conv patches (pad/slice/concat)',
+  'layout transposes and copies',
+  'BatchNorm',
+  'BatchNorm all-reduce',
+  'gradient all-reduce',
+  'other elementwise (ReLU, add, loss, head, copies)',
+  'augmentation',
+  'optimizer update',
+  'host, dispatch, idle',
+)
 
-_COLLECTIVES = ('all-reduce', 'all-reduce-start', 'all-reduce-done', 'all-gather',
-                'reduce-scatter', 'collective-permute', 'all-to-all')
+_COLLECTIVES = (
+  'all-reduce',
+  'all-reduce-start',
+  'all-reduce-done',
+  'all-gather',
+  'reduce-scatter',
+  'collective-permute',
+  'all-to-all',
+)
 
 
 def _scopes(op_name: str) -> list[str]:
@@ -117,8 +139,13 @@ def _trace_events(logdir: str, module: str) -> list[dict]:
   path = sorted(glob.glob(f'{logdir}/**/*.trace.json.gz', recursive=True))[-1]
   with gzip.open(path) as f:
     events = json.load(f)['traceEvents']
-  return [e for e in events if e.get('ph') == 'X' and e.get('args', {}).get('hlo_module') == module
-          and 'hlo_op' in e['args']]
+  return [
+    e
+    for e in events
+    if e.get('ph') == 'X'
+    and e.get('args', {}).get('hlo_module') == module
+    and 'hlo_op' in e['args']
+  ]
 
 
 @dataclasses.dataclass
@@ -178,8 +205,7 @@ def profile_jax(step: train_steps.JaxStep, steps: int) -> JaxProfile:
     totals[category] += us * scale
     rows.append((us * scale, op, category))
   totals['host, dispatch, idle'] = max(0.0, statistics.median(walls) * 1e3 - busy * scale)
-  return JaxProfile(totals, sorted(rows, reverse=True), instructions, computations,
-                    kernel_sizes)
+  return JaxProfile(totals, sorted(rows, reverse=True), instructions, computations, kernel_sizes)
 
 
 CONV_PASSES = ('conv forward', 'conv input-gradient', 'conv kernel-gradient')
@@ -207,7 +233,7 @@ def _layer(op_name: str) -> str:
   """'stage1_block1/conv1' from '.../transpose(jvp(Model))/stage1_block1/conv1/dot_general'."""
   parts = [p for p in op_name.split('/') if '(' not in p]
   convs = [i for i, p in enumerate(parts) if re.fullmatch(r'(\w+_)?conv\d*', p)]
-  return '/'.join(parts[:convs[-1] + 1]) if convs else ''
+  return '/'.join(parts[: convs[-1] + 1]) if convs else ''
 
 
 def _sources(name: str, instructions: dict) -> set[str]:
@@ -216,8 +242,7 @@ def _sources(name: str, instructions: dict) -> set[str]:
   for operand in instructions[name]['operands']:
     source = hlo_text.producer(operand, instructions)
     if hlo_text.is_layout_change(source, instructions):
-      found.update(hlo_text.producer(o, instructions)
-                   for o in instructions[source]['operands'])
+      found.update(hlo_text.producer(o, instructions) for o in instructions[source]['operands'])
     else:
       found.add(source)
   return found
@@ -255,41 +280,61 @@ def conv_rows(profile: JaxProfile) -> list[ConvRow]:
   for n, conv_pass in passes.items():
     feeders = [(i, f, ms.get(f, 0.0)) for i, f in hlo_text.layout_feeders(n, ins)]
     shapes, labels = hlo_text.signature(n, ins, comps)
-    rows.append(ConvRow(layer[n], conv_pass, hlo_text.conv_path(n, ins, comps), n, shapes,
-                        labels, feeders, ms.get(n, 0.0)))
-  return sorted(rows, key=lambda r: (order.get(r.layer, len(order)),
-                                     CONV_PASSES.index(r.conv_pass), r.instruction))
+    rows.append(
+      ConvRow(
+        layer[n],
+        conv_pass,
+        hlo_text.conv_path(n, ins, comps),
+        n,
+        shapes,
+        labels,
+        feeders,
+        ms.get(n, 0.0),
+      )
+    )
+  return sorted(
+    rows,
+    key=lambda r: (order.get(r.layer, len(order)), CONV_PASSES.index(r.conv_pass), r.instruction),
+  )
 
 
 def conv_table(rows: list[ConvRow]) -> str:
   """A Markdown table of ``conv_rows``, and the time per path."""
-  lines = ['| layer | pass | path | instruction | operands -> result (layouts) | dim_labels '
-           '| transposes/copies in (operand: producer) | their ms | ms |',
-           '|---|---|---|---|---|---|---|---:|---:|']
+  lines = [
+    '| layer | pass | path | instruction | operands -> result (layouts) | dim_labels '
+    '| transposes/copies in (operand: producer) | their ms | ms |',
+    '|---|---|---|---|---|---|---|---:|---:|',
+  ]
   for r in rows:
     feeders = ', '.join(f'{i}: {f}' for i, f, _ in r.feeders) or '-'
-    lines.append(f'| {r.layer} | {r.conv_pass.removeprefix("conv ")} | {r.path} | '
-                 f'{r.instruction} | {r.shapes} | {r.labels} | {feeders} | '
-                 f'{r.feeders_ms:.2f} | {r.ms:.2f} |')
+    lines.append(
+      f'| {r.layer} | {r.conv_pass.removeprefix("conv ")} | {r.path} | '
+      f'{r.instruction} | {r.shapes} | {r.labels} | {feeders} | '
+      f'{r.feeders_ms:.2f} | {r.ms:.2f} |'
+    )
   copies = {f: ms for r in rows for _, f, ms in r.feeders}  # a copy may feed several
   copies_ms = sum(copies.values())
-  lines.append(f'| **all** | | | {len(rows)} instructions | | | {len(copies)} distinct | '
-               f'**{copies_ms:.1f}** | '
-               f'**{sum(r.ms for r in rows):.1f}** |')
+  lines.append(
+    f'| **all** | | | {len(rows)} instructions | | | {len(copies)} distinct | '
+    f'**{copies_ms:.1f}** | '
+    f'**{sum(r.ms for r in rows):.1f}** |'
+  )
   by_path = collections.defaultdict(lambda: [0, 0.0])
   for r in rows:
     by_path[r.path][0] += 1
     by_path[r.path][1] += r.ms
-  summary = '; '.join(f'{path}: {n} instructions, {t:.1f} ms' for path, (n, t) in
-                      sorted(by_path.items(), key=lambda kv: -kv[1][1]))
+  summary = '; '.join(
+    f'{path}: {n} instructions, {t:.1f} ms'
+    for path, (n, t) in sorted(by_path.items(), key=lambda kv: -kv[1][1])
+  )
   return '\n'.join(lines) + f'\n\nBy path: {summary}.'
 
 
 _TORCH_RULES = (
-    ('conv backward', re.compile(r'ConvolutionBackward|convolution_backward')),
-    ('conv forward', re.compile(r'aten::conv2d|aten::convolution$')),
-    ('BatchNorm', re.compile(r'batch_norm|BatchNorm')),
-    ('optimizer update', re.compile(r'Optimizer|sgd|_foreach|zero_grad')),
+  ('conv backward', re.compile(r'ConvolutionBackward|convolution_backward')),
+  ('conv forward', re.compile(r'aten::conv2d|aten::convolution$')),
+  ('BatchNorm', re.compile(r'batch_norm|BatchNorm')),
+  ('optimizer update', re.compile(r'Optimizer|sgd|_foreach|zero_grad')),
 )
 
 
@@ -312,8 +357,11 @@ def _torch_input_share(name: str, width: float, batch_size: int) -> float:
 
   model = get_torch_model(name, num_classes=train_steps.NUM_CLASSES, width=width)
   calls = []
-  hooks = [m.register_forward_hook(lambda m, i, o: calls.append((m, i[0], o)))
-           for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+  hooks = [
+    m.register_forward_hook(lambda m, i, o: calls.append((m, i[0], o)))
+    for m in model.modules()
+    if isinstance(m, torch.nn.Conv2d)
+  ]
   with torch.no_grad():
     model(torch.randn(batch_size, 3, 32, 32))
   for h in hooks:
@@ -321,10 +369,22 @@ def _torch_input_share(name: str, width: float, batch_size: int) -> float:
   seconds = [0.0, 0.0]
   for conv, x, y in calls:
     for which, mask in enumerate(([True, False, False], [False, True, False])):
+
       def grad(conv=conv, x=x, y=y, mask=mask):
         torch.ops.aten.convolution_backward(
-            torch.ones_like(y), x, conv.weight.detach(), None, conv.stride, conv.padding,
-            conv.dilation, False, [0, 0], conv.groups, mask)
+          torch.ones_like(y),
+          x,
+          conv.weight.detach(),
+          None,
+          conv.stride,
+          conv.padding,
+          conv.dilation,
+          False,
+          [0, 0],
+          conv.groups,
+          mask,
+        )
+
       grad()
       times = []
       for _ in range(3):
@@ -387,22 +447,27 @@ def table(columns: dict[str, dict[str, float]]) -> str:
 def main(argv) -> None:
   del argv
   name, width, batch = _MODEL.value, _WIDTH.value, _BATCH.value
-  title = (f'{name}, width {width}, batch {batch}: JAX {jax.__version__} on {jax.device_count()} '
-           f'{jax.default_backend()} device(s)')
+  title = (
+    f'{name}, width {width}, batch {batch}: JAX {jax.__version__} on {jax.device_count()} '
+    f'{jax.default_backend()} device(s)'
+  )
   step = train_steps.jax_step(name, width, batch)
   columns = {}
   jax_profile = profile_jax(step, _STEPS.value)
   columns['JAX'] = jax_profile.totals
   if _TORCH.value:
     import torch  # pylint: disable=import-outside-toplevel
+
     title += f', PyTorch {torch.__version__} ({torch.get_num_threads()} threads)'
     columns['PyTorch'] = profile_torch(name, width, batch, _STEPS.value)
   text = f'{title}\n\n{table(columns)}\n'
   if _CONVS.value:
-    text += (f'\nEvery convolution of the JAX step (shapes per device; ms per step and device):'
-             f'\n\n{conv_table(conv_rows(jax_profile))}\n')
+    text += (
+      f'\nEvery convolution of the JAX step (shapes per device; ms per step and device):'
+      f'\n\n{conv_table(conv_rows(jax_profile))}\n'
+    )
   print(text)
-  for ms, op, category in jax_profile.rows[:_TOP.value]:
+  for ms, op, category in jax_profile.rows[: _TOP.value]:
     print(f'{ms:8.2f} ms  {op:40s} {category}')
   if _OUT.value:
     with open(_OUT.value, 'a', encoding='utf-8') as f:

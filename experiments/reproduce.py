@@ -25,21 +25,34 @@ from padam_jax.training import config as config_lib
 from padam_jax.training import faults, hosts
 from padam_jax.training import sweep as sweep_lib
 
-_SUITE = flags.DEFINE_multi_enum('suite', ['all'], [*suites.SUITE_NAMES, 'all'],
-                                 'Suites to run (repeatable).')
-_SCALE = flags.DEFINE_enum('scale', 'cpu', list(suites.SCALES),
-                           '; '.join(f'{k}: {v.description}' for k, v in suites.SCALES.items()))
+_SUITE = flags.DEFINE_multi_enum(
+  'suite', ['all'], [*suites.SUITE_NAMES, 'all'], 'Suites to run (repeatable).'
+)
+_SCALE = flags.DEFINE_enum(
+  'scale',
+  'cpu',
+  list(suites.SCALES),
+  '; '.join(f'{k}: {v.description}' for k, v in suites.SCALES.items()),
+)
 _SEEDS = flags.DEFINE_integer('seeds', 1, 'Seeds per configuration (error bars).')
-_MODE = flags.DEFINE_enum('mode', 'auto', list(sweep_lib.MODES),
-                          'How each sweep trains its grid (see experiments.sweep).')
+_MODE = flags.DEFINE_enum(
+  'mode', 'auto', list(sweep_lib.MODES), 'How each sweep trains its grid (see experiments.sweep).'
+)
 config_flags.define_flags(
-    ('preset', 'data_dir', 'epochs'),
-    unset={'epochs': 'the scale\'s, else the preset\'s'},
-    notes={'preset': 'A --scale that sets its own epochs overrides the preset\'s.',
-           'epochs': 'Every run\'s; a longer constant-lr run resumes.'})
-_SWEEP = flags.DEFINE_multi_string('sweep', None, 'Train only these sweeps of the suites '
-                                   '(repeatable; for parallel processes, one each); the '
-                                   'report is then left to experiments.plot.')
+  ('preset', 'data_dir', 'epochs'),
+  unset={'epochs': 'the scale\'s, else the preset\'s'},
+  notes={
+    'preset': 'A --scale that sets its own epochs overrides the preset\'s.',
+    'epochs': 'Every run\'s; a longer constant-lr run resumes.',
+  },
+)
+_SWEEP = flags.DEFINE_multi_string(
+  'sweep',
+  None,
+  'Train only these sweeps of the suites '
+  '(repeatable; for parallel processes, one each); the '
+  'report is then left to experiments.plot.',
+)
 _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and tables.')
 
 
@@ -57,8 +70,9 @@ def main(argv):
     specs = suites.sweeps_of(_SUITE.value, _SWEEP.value)
     plan = []
     for spec in specs:
-      fields, grid = suites.sweep_arguments(spec, scale, chosen.preset, _SEEDS.value,
-                                            chosen.data_dir)
+      fields, grid = suites.sweep_arguments(
+        spec, scale, chosen.preset, _SEEDS.value, chosen.data_dir
+      )
       if chosen.epochs is not None:
         fields['epochs'] = chosen.epochs
       base = config_lib.TrainConfig(**fields)
@@ -72,15 +86,24 @@ def main(argv):
   start = time.perf_counter()
   if not _PLOT_ONLY.value:
     runs = sum(len(members) for *_, members in plan)
-    say(f'{len(plan)} sweeps, {runs} runs ({scale.description}; preset '
-        f'{chosen.preset}) in {workdir}')
+    say(
+      f'{len(plan)} sweeps, {runs} runs ({scale.description}; preset {chosen.preset}) in {workdir}'
+    )
     for i, (spec, base, grid, members) in enumerate(plan):
-      say(f'[{i + 1}/{len(plan)}] {spec.name}: {len(members)} runs '
-          f'({time.perf_counter() - start:.0f} s so far)')
+      say(
+        f'[{i + 1}/{len(plan)}] {spec.name}: {len(members)} runs '
+        f'({time.perf_counter() - start:.0f} s so far)'
+      )
       try:
-        sweep_lib.run_sweep(base, grid, os.path.join(workdir, spec.name), mode=_MODE.value,
-                        progress=say, dataset=datasets[members[0].config.dataset],
-                        tensorboard=launch.tensorboard())
+        sweep_lib.run_sweep(
+          base,
+          grid,
+          os.path.join(workdir, spec.name),
+          mode=_MODE.value,
+          progress=say,
+          dataset=datasets[members[0].config.dataset],
+          tensorboard=launch.tensorboard(),
+        )
       except runlog.ConfigMismatchError as error:
         launch.fail(error)
       except faults.RunError as error:
@@ -89,8 +112,10 @@ def main(argv):
   if not hosts.is_primary():  # every process has trained; one writes the report
     return
   if _SWEEP.value:
-    say(f'report: python -m experiments.plot --reproduction {workdir} once every sweep of '
-        'the suites is trained')
+    say(
+      f'report: python -m experiments.plot --reproduction {workdir} once every sweep of '
+      'the suites is trained'
+    )
     return
   try:
     built = report.build(workdir, _SUITE.value, os.path.join(workdir, 'figures'))

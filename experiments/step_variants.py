@@ -45,8 +45,15 @@ from experiments import launch, train_steps
 from padam_jax.models import conv_lowering
 from padam_jax.training import sharding
 
-VARIANTS = ('widen17', 'widen24', 'widen32', 'cond_barrier', 'xla_strided', 'xla_stem',
-            'sharded_update')
+VARIANTS = (
+  'widen17',
+  'widen24',
+  'widen32',
+  'cond_barrier',
+  'xla_strided',
+  'xla_stem',
+  'sharded_update',
+)
 
 _MODEL = flags.DEFINE_string('model', 'wrn16_4', 'Architecture.')
 _WIDTH = flags.DEFINE_float('width', 0.25, 'Channel-width multiplier.')
@@ -77,6 +84,7 @@ def _widened(channels: int) -> Callable:
       return _XLA_CONV(x, kernel, strides, pad)
     kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, 0), (0, channels - out)))
     return _XLA_CONV(x, kernel, strides, pad)[..., :out]
+
   return conv
 
 
@@ -106,6 +114,7 @@ def _patches_unless(strided: bool, stem: bool) -> Callable:
     if (strided and strides > 1) or (stem and in_channels <= conv_lowering.PATCHES_MAX_IN_CHANNELS):
       return False
     return _USE_PATCHES(height, width, in_channels, strides, backend)
+
   return use
 
 
@@ -121,7 +130,8 @@ def _sharded_update_step(step: train_steps.JaxStep, min_size: int) -> None:
   """Replaces the trainer's step by one that updates the parameters split over devices."""
   trainer, mesh = step.trainer, step.trainer.mesh
   split = lambda tree: jax.tree.map(  # noqa: E731
-      lambda a: jax.lax.with_sharding_constraint(a, _split_spec(mesh, a.shape, min_size)), tree)
+    lambda a: jax.lax.with_sharding_constraint(a, _split_spec(mesh, a.shape, min_size)), tree
+  )
   split_tx = trainer.tx._replace(update=lambda g, s, p: trainer.tx.update(split(g), s, split(p)))
 
   step_with_split_tx = functools.partial(trainer._step, tx=split_tx)  # pylint: disable=protected-access
@@ -132,19 +142,22 @@ def _sharded_update_step(step: train_steps.JaxStep, min_size: int) -> None:
     return state.replace(params=params, opt_state=split(state.opt_state)), sums
 
   trainer._step = train_step  # pylint: disable=protected-access
-  step.state = step.state.replace(opt_state=jax.tree.map(
-      lambda a: jax.device_put(a, _split_spec(mesh, a.shape, min_size)), step.state.opt_state))
+  step.state = step.state.replace(
+    opt_state=jax.tree.map(
+      lambda a: jax.device_put(a, _split_spec(mesh, a.shape, min_size)), step.state.opt_state
+    )
+  )
 
 
 def build(variant: str) -> train_steps.JaxStep:
   """The step of ``variant`` (``as_is``: unchanged), traced and compiled."""
   patches = {
-      'widen17': (conv_lowering, 'conv2d_xla', _widened(17)),
-      'widen24': (conv_lowering, 'conv2d_xla', _widened(24)),
-      'widen32': (conv_lowering, 'conv2d_xla', _widened(32)),
-      'cond_barrier': (conv_lowering, 'conv2d_xla', _cond_barrier_conv()),
-      'xla_strided': (conv_lowering, 'use_patches', _patches_unless(True, False)),
-      'xla_stem': (conv_lowering, 'use_patches', _patches_unless(False, True)),
+    'widen17': (conv_lowering, 'conv2d_xla', _widened(17)),
+    'widen24': (conv_lowering, 'conv2d_xla', _widened(24)),
+    'widen32': (conv_lowering, 'conv2d_xla', _widened(32)),
+    'cond_barrier': (conv_lowering, 'conv2d_xla', _cond_barrier_conv()),
+    'xla_strided': (conv_lowering, 'use_patches', _patches_unless(True, False)),
+    'xla_stem': (conv_lowering, 'use_patches', _patches_unless(False, True)),
   }
   context = _patched(*patches[variant]) if variant in patches else contextlib.nullcontext()
   with context:
@@ -161,8 +174,11 @@ def main(argv) -> None:
   if unknown:
     launch.fail(ValueError(f'--variants: unknown {sorted(unknown)}; choose from {VARIANTS}'))
   names = ['as_is', *_VARIANTS.value]
-  print(f'{_MODEL.value} width {_WIDTH.value}, batch {_BATCH.value}: JAX {jax.__version__} '
-        f'on {jax.device_count()} {jax.default_backend()} device(s)', flush=True)
+  print(
+    f'{_MODEL.value} width {_WIDTH.value}, batch {_BATCH.value}: JAX {jax.__version__} '
+    f'on {jax.device_count()} {jax.default_backend()} device(s)',
+    flush=True,
+  )
   steps = {name: build(name) for name in names}
   times: dict[str, list[float]] = {name: [] for name in names}
   for _ in range(_REPEATS.value):

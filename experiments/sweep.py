@@ -21,12 +21,19 @@ from padam_jax.training import faults, sweep
 
 config_flags.define_flags()
 _GRID = flags.DEFINE_multi_string(
-    'grid', [], 'NAME=V1,V2,... (repeatable; the grid is the product). NAME: '
-    + ', '.join(map(config_flags.flag_name, config_lib.GRID_AXES)) + '.')
+  'grid',
+  [],
+  'NAME=V1,V2,... (repeatable; the grid is the product). NAME: '
+  + ', '.join(map(config_flags.flag_name, config_lib.GRID_AXES))
+  + '.',
+)
 _MODE = flags.DEFINE_enum(
-    'mode', 'auto', list(sweep.MODES),
-    'vmap: all configurations in one program; sequential: one after the other as '
-    'single runs; auto: vmap on GPU/TPU, sequential on CPU (measured faster there).')
+  'mode',
+  'auto',
+  list(sweep.MODES),
+  'vmap: all configurations in one program; sequential: one after the other as '
+  'single runs; auto: vmap on GPU/TPU, sequential on CPU (measured faster there).',
+)
 
 
 def main(argv):
@@ -39,17 +46,24 @@ def main(argv):
     grid = sweep.parse_grid(_GRID.value)
     clash = sorted(set(map(config_flags.flag_name, grid)) & config_flags.explicit_flags())
     if clash:
-      raise ValueError(f'--{clash[0]} is fixed by its flag and varied by --grid: '
-                       'give one of the two')
+      raise ValueError(
+        f'--{clash[0]} is fixed by its flag and varied by --grid: give one of the two'
+      )
     base = config_flags.config_from_flags()
     members = sweep.expand(base, grid)  # validates every configuration
     dataset = loop.load_config_dataset(members[0].config)
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
   try:
-    results = sweep.run_sweep(base, grid, launch.workdir(), mode=_MODE.value,
-                              progress=say, dataset=dataset,
-                              tensorboard=launch.tensorboard())
+    results = sweep.run_sweep(
+      base,
+      grid,
+      launch.workdir(),
+      mode=_MODE.value,
+      progress=say,
+      dataset=dataset,
+      tensorboard=launch.tensorboard(),
+    )
   except runlog.ConfigMismatchError as error:
     launch.fail(error)
   except faults.RunError as error:
@@ -60,8 +74,9 @@ def main(argv):
     if last.get('diverged'):
       say(f'| {name} | {len(records)} | diverged | diverged |')
     elif last:
-      say(f'| {name} | {len(records)} | {last["train_loss"]:.4f} | '
-          f'{100 * last["test_error"]:.2f}% |')
+      say(
+        f'| {name} | {len(records)} | {last["train_loss"]:.4f} | {100 * last["test_error"]:.2f}% |'
+      )
 
 
 if __name__ == '__main__':

@@ -40,8 +40,9 @@ def main(argv):
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
   try:
-    loop.train_and_evaluate(config, workdir, progress=say, dataset=dataset,
-                             tensorboard=launch.tensorboard())
+    loop.train_and_evaluate(
+      config, workdir, progress=say, dataset=dataset, tensorboard=launch.tensorboard()
+    )
   except runlog.ConfigMismatchError as error:
     launch.fail(error)
   except faults.RunError as error:

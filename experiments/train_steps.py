@@ -48,12 +48,17 @@ class JaxStep:
     t = self.trainer
     indices, _, key = t._epoch_plan(self.epoch)  # pylint: disable=protected-access
     return t._train_one.lower(  # pylint: disable=protected-access
-        self.state, key, t.train_images, t.train_labels, indices[:1],
-        np.zeros((1,), np.int32))
+      self.state, key, t.train_images, t.train_labels, indices[:1], np.zeros((1,), np.int32)
+    )
 
 
-def jax_step(name: str, width: float, batch_size: int, steps_per_call: Optional[int] = None,
-             compute_dtype: str = 'float32') -> JaxStep:
+def jax_step(
+  name: str,
+  width: float,
+  batch_size: int,
+  steps_per_call: Optional[int] = None,
+  compute_dtype: str = 'float32',
+) -> JaxStep:
   """A ``Trainer`` over a pool of random uint8 batches (augmented on the device).
 
   The pool holds ``POOL_BATCHES`` batches, or ``steps_per_call`` if more, so that an
@@ -61,10 +66,21 @@ def jax_step(name: str, width: float, batch_size: int, steps_per_call: Optional[
   """
   batches = max(POOL_BATCHES, steps_per_call or 1)
   dataset = data.synthetic_dataset(batches * batch_size, num_test=batch_size)
-  config = config_lib.resolve(config_lib.TrainConfig(
-      model=name, width=width, dataset='synthetic', optimizer='sgdm',
-      learning_rate=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
-      batch_size=batch_size, drop_remainder=True, epochs=1, compute_dtype=compute_dtype))
+  config = config_lib.resolve(
+    config_lib.TrainConfig(
+      model=name,
+      width=width,
+      dataset='synthetic',
+      optimizer='sgdm',
+      learning_rate=LEARNING_RATE,
+      momentum=MOMENTUM,
+      weight_decay=WEIGHT_DECAY,
+      batch_size=batch_size,
+      drop_remainder=True,
+      epochs=1,
+      compute_dtype=compute_dtype,
+    )
+  )
   trainer = loop.Trainer(config, dataset, steps_per_call=steps_per_call)
   return JaxStep(trainer, trainer.init_state())
 
@@ -80,10 +96,16 @@ def torch_step(name: str, width: float, batch_size: int) -> Callable[[], None]:
   torch.manual_seed(0)
   model = get_torch_model(name, num_classes=NUM_CLASSES, width=width)
   model.train()
-  opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
-                        weight_decay=WEIGHT_DECAY)
-  batches = [(torch.randn(batch_size, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]),
-              torch.randint(0, NUM_CLASSES, (batch_size,))) for _ in range(POOL_BATCHES)]
+  opt = torch.optim.SGD(
+    model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
+  )
+  batches = [
+    (
+      torch.randn(batch_size, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]),
+      torch.randint(0, NUM_CLASSES, (batch_size,)),
+    )
+    for _ in range(POOL_BATCHES)
+  ]
   box = {'step': 0}
 
   def run() -> None:

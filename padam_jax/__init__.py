@@ -7,24 +7,27 @@ stack ``padam_jax.training``, the reproduction of the paper's experiments
 imported on demand.
 """
 
-from padam_jax.alias import (OPTIMIZERS, adam, adamw, amsgrad, get_optimizer,
-                             padam, padamw, sgdm)
-from padam_jax.transform import (ScaleByPadamState, fractional_power,
-                                 scale_by_amsgrad_torch, scale_by_padam)
+from padam_jax.alias import OPTIMIZERS, adam, adamw, amsgrad, get_optimizer, padam, padamw, sgdm
+from padam_jax.transform import (
+  ScaleByPadamState,
+  fractional_power,
+  scale_by_amsgrad_torch,
+  scale_by_padam,
+)
 
 __version__ = '0.1.0'
 
 __all__ = [
-    'OPTIMIZERS',
-    'ScaleByPadamState',
-    'adam',
-    'adamw',
-    'amsgrad',
-    'fractional_power',
-    'get_optimizer',
-    'padam',
-    'padamw',
-    'scale_by_amsgrad_torch',
-    'scale_by_padam',
-    'sgdm',
+  'OPTIMIZERS',
+  'ScaleByPadamState',
+  'adam',
+  'adamw',
+  'amsgrad',
+  'fractional_power',
+  'get_optimizer',
+  'padam',
+  'padamw',
+  'scale_by_amsgrad_torch',
+  'scale_by_padam',
+  'sgdm',
 ]

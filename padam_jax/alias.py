@@ -14,9 +14,14 @@ from typing import Any, Callable, Optional
 import jax
 import optax
 
-from padam_jax.transform import (ScalarOrSchedule, check_hyperparameter,
-                                 check_non_negative, real_hyperparameter,
-                                 scale_by_amsgrad_torch, scale_by_padam)
+from padam_jax.transform import (
+  ScalarOrSchedule,
+  check_hyperparameter,
+  check_non_negative,
+  real_hyperparameter,
+  scale_by_amsgrad_torch,
+  scale_by_padam,
+)
 
 MaskOrFn = Optional[Any]
 
@@ -34,8 +39,9 @@ def _weight_decay(weight_decay, mask: MaskOrFn) -> optax.GradientTransformation:
   return optax.add_decayed_weights(weight_decay, mask)
 
 
-def _keep_dtypes(tx: optax.GradientTransformationExtraArgs
-                 ) -> optax.GradientTransformationExtraArgs:
+def _keep_dtypes(
+  tx: optax.GradientTransformationExtraArgs,
+) -> optax.GradientTransformationExtraArgs:
   """``tx`` with its updates in the incoming dtypes and its state in the previous ones.
 
   A no-op with Python-number hyperparameters. ``optax.inject_hyperparams`` makes them
@@ -51,9 +57,14 @@ def _keep_dtypes(tx: optax.GradientTransformationExtraArgs
   return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
-def _assemble(scaling: optax.GradientTransformation, learning_rate: ScalarOrSchedule,
-              weight_decay, mask: MaskOrFn, *, decoupled: bool
-              ) -> optax.GradientTransformation:
+def _assemble(
+  scaling: optax.GradientTransformation,
+  learning_rate: ScalarOrSchedule,
+  weight_decay,
+  mask: MaskOrFn,
+  *,
+  decoupled: bool,
+) -> optax.GradientTransformation:
   """``decay -> scaling -> -lr`` (coupled L2) or ``scaling -> decay -> -lr`` (decoupled)."""
   learning_rate = real_hyperparameter(learning_rate)
   check_non_negative('learning_rate', learning_rate)
@@ -63,17 +74,17 @@ def _assemble(scaling: optax.GradientTransformation, learning_rate: ScalarOrSche
 
 
 def padam(
-    learning_rate: ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    partial: ScalarOrSchedule = 0.125,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    *,
-    amsgrad: bool = True,
-    exact_bias_correction: bool = False,
-    mu_dtype: Optional[Any] = None,
-    mask: MaskOrFn = None,
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  partial: ScalarOrSchedule = 0.125,
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  *,
+  amsgrad: bool = True,
+  exact_bias_correction: bool = False,
+  mu_dtype: Optional[Any] = None,
+  mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """Padam (Chen & Gu, arXiv:1806.06763) exactly as the authors' PyTorch code.
 
@@ -90,103 +101,123 @@ def padam(
 
   See :func:`padam_jax.scale_by_padam` for the update and the options.
   """
-  scaling = scale_by_padam(b1, b2, partial, eps, amsgrad,
-                           exact_bias_correction=exact_bias_correction,
-                           mu_dtype=mu_dtype)
+  scaling = scale_by_padam(
+    b1, b2, partial, eps, amsgrad, exact_bias_correction=exact_bias_correction, mu_dtype=mu_dtype
+  )
   return _assemble(scaling, learning_rate, weight_decay, mask, decoupled=False)
 
 
 def padamw(
-    learning_rate: ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    partial: ScalarOrSchedule = 0.125,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    *,
-    amsgrad: bool = True,
-    exact_bias_correction: bool = False,
-    mu_dtype: Optional[Any] = None,
-    mask: MaskOrFn = None,
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  partial: ScalarOrSchedule = 0.125,
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  *,
+  amsgrad: bool = True,
+  exact_bias_correction: bool = False,
+  mu_dtype: Optional[Any] = None,
+  mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """Padam with decoupled weight decay: ``theta -= lr * (padam_dir + wd * theta)``.
 
   The decay bypasses the partially adaptive scaling (as ``torch.optim.AdamW``),
   so it acts with the same strength on every coordinate.
   """
-  scaling = scale_by_padam(b1, b2, partial, eps, amsgrad,
-                           exact_bias_correction=exact_bias_correction,
-                           mu_dtype=mu_dtype)
+  scaling = scale_by_padam(
+    b1, b2, partial, eps, amsgrad, exact_bias_correction=exact_bias_correction, mu_dtype=mu_dtype
+  )
   return _assemble(scaling, learning_rate, weight_decay, mask, decoupled=True)
 
 
 def sgdm(
-    learning_rate: ScalarOrSchedule,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    *,
-    nesterov: bool = False,
-    mask: MaskOrFn = None,
+  learning_rate: ScalarOrSchedule,
+  momentum: float = 0.9,
+  weight_decay: float = 0.0,
+  *,
+  nesterov: bool = False,
+  mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """SGD with momentum as ``torch.optim.SGD``: ``buf = momentum * buf + g``."""
   momentum = real_hyperparameter(momentum)
   check_hyperparameter('momentum', momentum, 0.0, 1.0, high_inclusive=False)
-  return _assemble(optax.trace(decay=momentum, nesterov=nesterov), learning_rate,
-                   weight_decay, mask, decoupled=False)
+  return _assemble(
+    optax.trace(decay=momentum, nesterov=nesterov),
+    learning_rate,
+    weight_decay,
+    mask,
+    decoupled=False,
+  )
 
 
 def adam(
-    learning_rate: ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    *,
-    mu_dtype: Optional[Any] = None,
-    mask: MaskOrFn = None,
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  *,
+  mu_dtype: Optional[Any] = None,
+  mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """Adam as ``torch.optim.Adam`` (coupled L2 weight decay)."""
-  return _assemble(scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
-                   learning_rate, weight_decay, mask, decoupled=False)
+  return _assemble(
+    scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
+    learning_rate,
+    weight_decay,
+    mask,
+    decoupled=False,
+  )
 
 
 def amsgrad(
-    learning_rate: ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    *,
-    mu_dtype: Optional[Any] = None,
-    mask: MaskOrFn = None,
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  *,
+  mu_dtype: Optional[Any] = None,
+  mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """AMSGrad as ``torch.optim.Adam(amsgrad=True)``: maximum of the raw ``nu``."""
-  return _assemble(scale_by_amsgrad_torch(b1, b2, eps, amsgrad=True, mu_dtype=mu_dtype),
-                   learning_rate, weight_decay, mask, decoupled=False)
+  return _assemble(
+    scale_by_amsgrad_torch(b1, b2, eps, amsgrad=True, mu_dtype=mu_dtype),
+    learning_rate,
+    weight_decay,
+    mask,
+    decoupled=False,
+  )
 
 
 def adamw(
-    learning_rate: ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.01,
-    *,
-    mu_dtype: Optional[Any] = None,
-    mask: MaskOrFn = None,
+  learning_rate: ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  weight_decay: float = 0.01,
+  *,
+  mu_dtype: Optional[Any] = None,
+  mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """AdamW as ``torch.optim.AdamW``: ``theta -= lr * (adam_dir + wd * theta)``."""
-  return _assemble(scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
-                   learning_rate, weight_decay, mask, decoupled=True)
+  return _assemble(
+    scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
+    learning_rate,
+    weight_decay,
+    mask,
+    decoupled=True,
+  )
 
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
-    'padam': padam,
-    'padamw': padamw,
-    'sgdm': sgdm,
-    'adam': adam,
-    'amsgrad': amsgrad,
-    'adamw': adamw,
+  'padam': padam,
+  'padamw': padamw,
+  'sgdm': sgdm,
+  'adam': adam,
+  'amsgrad': amsgrad,
+  'adamw': adamw,
 }
 
 
@@ -195,6 +226,7 @@ def get_optimizer(name: str, **hyperparameters: Any) -> optax.GradientTransforma
   try:
     factory = OPTIMIZERS[name]
   except KeyError:
-    raise ValueError(f'unknown optimizer {name!r}; choose one of '
-                     f'{", ".join(sorted(OPTIMIZERS))}') from None
+    raise ValueError(
+      f'unknown optimizer {name!r}; choose one of {", ".join(sorted(OPTIMIZERS))}'
+    ) from None
   return factory(**hyperparameters)

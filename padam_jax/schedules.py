@@ -7,9 +7,9 @@ from typing import Sequence
 import optax
 
 
-def multistep(value: float, total_steps: int,
-              fractions: Sequence[float] = (0.5, 0.75),
-              factor: float = 0.1) -> optax.Schedule:
+def multistep(
+  value: float, total_steps: int, fractions: Sequence[float] = (0.5, 0.75), factor: float = 0.1
+) -> optax.Schedule:
   """``value``, times ``factor`` at each fraction of ``total_steps``.
 
   The authors' protocol (x0.1 at epochs 100 and 150 of 200) is the default.

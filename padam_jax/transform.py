@@ -69,8 +69,9 @@ class HyperparameterError(ValueError):
     self.problem = problem
 
 
-def check_hyperparameter(name: str, value: Any, low: float, high: float,
-                         *, high_inclusive: bool) -> None:
+def check_hyperparameter(
+  name: str, value: Any, low: float, high: float, *, high_inclusive: bool
+) -> None:
   """Raises ``HyperparameterError`` naming ``name`` if a concrete ``value`` is out of range.
 
   Schedules (callables) and traced values are not checked.
@@ -115,8 +116,11 @@ def fractional_power(x: jax.Array, exponent: Any) -> jax.Array:
     return jnp.ones_like(x)
   if value == -1.0:
     return 1 / x
-  depth = None if value is None else next(
-      (k for k in range(_MAX_SQRT_CHAIN + 1) if abs(value) == 2.0 ** -k), None)
+  depth = (
+    None
+    if value is None
+    else next((k for k in range(_MAX_SQRT_CHAIN + 1) if abs(value) == 2.0**-k), None)
+  )
   if depth is None or depth == 0:
     if value == 1.0:
       return x
@@ -178,17 +182,21 @@ def _init_moments(params, mu_dtype, amsgrad: bool) -> ScaleByPadamState:
     shape = p.shape + (2,) if jnp.iscomplexobj(p) else p.shape
     return jnp.zeros(shape, _second_moment_dtype(p.dtype))
 
-  mu = jax.tree.map(
-      lambda p: jnp.zeros(p.shape, _first_moment_dtype(p.dtype, mu_dtype)), params)
+  mu = jax.tree.map(lambda p: jnp.zeros(p.shape, _first_moment_dtype(p.dtype, mu_dtype)), params)
   nu = jax.tree.map(second, params)
   nu_max = jax.tree.map(second, params) if amsgrad else None
-  return ScaleByPadamState(
-      count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
+  return ScaleByPadamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
 
 
-def _moment_step(updates, state: ScaleByPadamState, b1, b2, amsgrad: bool,
-                 direction: Callable[[jax.Array, jax.Array], jax.Array],
-                 mu_dtype) -> tuple[optax.Updates, ScaleByPadamState]:
+def _moment_step(
+  updates,
+  state: ScaleByPadamState,
+  b1,
+  b2,
+  amsgrad: bool,
+  direction: Callable[[jax.Array, jax.Array], jax.Array],
+  mu_dtype,
+) -> tuple[optax.Updates, ScaleByPadamState]:
   """Advances the moments and maps ``direction(mu, second)`` over the leaves.
 
   ``second`` is ``nu_max`` with amsgrad and ``nu`` without; the direction is cast
@@ -198,8 +206,9 @@ def _moment_step(updates, state: ScaleByPadamState, b1, b2, amsgrad: bool,
 
   def leaf(g, m, v, v_max):
     compute = _second_moment_dtype(g.dtype)
-    as_real, as_input = ((_view_as_real, _view_as_complex) if jnp.iscomplexobj(g)
-                         else (lambda x: x, lambda x: x))
+    as_real, as_input = (
+      (_view_as_real, _view_as_complex) if jnp.iscomplexobj(g) else (lambda x: x, lambda x: x)
+    )
     g_real = as_real(g).astype(compute)
     m = b1 * as_real(m).astype(compute) + (1 - b1) * g_real
     v = b2 * v + (1 - b2) * g_real * g_real
@@ -208,28 +217,30 @@ def _moment_step(updates, state: ScaleByPadamState, b1, b2, amsgrad: bool,
     return d, as_input(m).astype(_first_moment_dtype(g.dtype, mu_dtype)), v, v_max
 
   flat_g, treedef = jax.tree.flatten(updates)
-  flat_nu_max = (treedef.flatten_up_to(state.nu_max) if amsgrad
-                 else [None] * len(flat_g))
-  flat = [leaf(*leaves) for leaves in zip(
-      flat_g, treedef.flatten_up_to(state.mu), treedef.flatten_up_to(state.nu),
-      flat_nu_max)]
+  flat_nu_max = treedef.flatten_up_to(state.nu_max) if amsgrad else [None] * len(flat_g)
+  flat = [
+    leaf(*leaves)
+    for leaves in zip(
+      flat_g, treedef.flatten_up_to(state.mu), treedef.flatten_up_to(state.nu), flat_nu_max
+    )
+  ]
   unflatten = lambda i: treedef.unflatten([f[i] for f in flat])  # noqa: E731
   count = optax.safe_increment(state.count)
   new_state = ScaleByPadamState(
-      count=count, mu=unflatten(1), nu=unflatten(2),
-      nu_max=unflatten(3) if amsgrad else None)
+    count=count, mu=unflatten(1), nu=unflatten(2), nu_max=unflatten(3) if amsgrad else None
+  )
   return unflatten(0), new_state
 
 
 def scale_by_padam(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    partial: ScalarOrSchedule = 0.125,
-    eps: float = 1e-8,
-    amsgrad: bool = True,
-    *,
-    exact_bias_correction: bool = False,
-    mu_dtype: Optional[Any] = None,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  partial: ScalarOrSchedule = 0.125,
+  eps: float = 1e-8,
+  amsgrad: bool = True,
+  *,
+  exact_bias_correction: bool = False,
+  mu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
   r"""Rescales updates with partially adaptive momentum (Padam).
 
@@ -300,12 +311,12 @@ def scale_by_padam(
 
 
 def scale_by_amsgrad_torch(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    amsgrad: bool = True,
-    *,
-    mu_dtype: Optional[Any] = None,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  amsgrad: bool = True,
+  *,
+  mu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
   """Rescales updates as ``torch.optim.Adam`` does (``amsgrad`` selects AMSGrad).
 

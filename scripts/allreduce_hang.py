@@ -50,8 +50,7 @@ def main() -> None:
     total = total + value
     steps += 1
   jax.block_until_ready(total)
-  print(f'steps {steps} on {mesh.size} devices in {time.monotonic() - start:.1f} s',
-        flush=True)
+  print(f'steps {steps} on {mesh.size} devices in {time.monotonic() - start:.1f} s', flush=True)
 
 
 if __name__ == '__main__':

@@ -28,22 +28,33 @@ os.environ.setdefault('XLA_FLAGS', '--xla_backend_optimization_level=0')
 os.environ.update(hosts.host_environment(os.environ, device_count=2))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-jax.config.update('jax_compilation_cache_dir',
-                  os.environ.get('PADAM_TEST_JAX_CACHE',
-                                 os.path.join(tempfile.gettempdir(), 'padam_jax_test_cache')))
+jax.config.update(
+  'jax_compilation_cache_dir',
+  os.environ.get(
+    'PADAM_TEST_JAX_CACHE', os.path.join(tempfile.gettempdir(), 'padam_jax_test_cache')
+  ),
+)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 # The tiny run: 70 training digits at batch 32 (2 full steps and a partial one of 6),
 # 30 test digits (one evaluation batch), a 1/16-width ResNet-18. Launcher tests pass the same
 # settings as flags (TINY_FLAGS) and so reuse the compiled programs through the cache.
-TINY = dict(model='resnet18', width=0.0625, dataset='digits', batch_size=32, train_size=70,
-            test_size=30, seed=3)
+TINY = dict(
+  model='resnet18',
+  width=0.0625,
+  dataset='digits',
+  batch_size=32,
+  train_size=70,
+  test_size=30,
+  seed=3,
+)
 TINY_FLAGS = [f'--{name}={value}' for name, value in TINY.items()]
 
 
 @pytest.fixture(scope='session')
 def tiny_dataset():
   from padam_jax import data  # pylint: disable=import-outside-toplevel
+
   return data.load_dataset('digits').subset(TINY['train_size'], TINY['test_size'])
 
 
@@ -60,9 +71,12 @@ def tiny_config():
 
 def subprocess_env() -> dict[str, str]:
   """Environment for launcher subprocesses: the test's devices, XLA flags and cache."""
-  return {**os.environ, 'XLA_FLAGS': os.environ['XLA_FLAGS'],
-          'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,
-          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+  return {
+    **os.environ,
+    'XLA_FLAGS': os.environ['XLA_FLAGS'],
+    'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,
+    'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+  }
 
 
 @pytest.fixture
@@ -99,10 +113,12 @@ def tiny_run(tmp_path_factory) -> TinyRun:
   reuses its compiled programs from the cache and must end with the same records.
   """
   from padam_jax.training import config, loop  # pylint: disable=import-outside-toplevel
+
   settings = {**TINY, 'epochs': 3}
   workdir = str(tmp_path_factory.mktemp('tiny_run'))
-  records = loop.train_and_evaluate(config.TrainConfig(**settings), workdir,
-                                     progress=lambda _: None, tensorboard=True)
+  records = loop.train_and_evaluate(
+    config.TrainConfig(**settings), workdir, progress=lambda _: None, tensorboard=True
+  )
   return TinyRun(settings, workdir, records)
 
 
@@ -118,6 +134,7 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
   pytest.importorskip('tensorboardX')
   from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
   from padam_jax.training import summaries  # pylint: disable=import-outside-toplevel
+
   scalars, others = {}, {}
   paths = sorted(glob.glob(os.path.join(workdir, summaries.LOGDIR, '*tfevents*')))
   assert paths, f'no event files in {workdir}/{summaries.LOGDIR}'
@@ -129,7 +146,7 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
       (length,) = struct.unpack_from('<Q', content, start)
       if start + 16 + length > len(content):
         break
-      event = event_pb2.Event.FromString(content[start + 12:start + 12 + length])
+      event = event_pb2.Event.FromString(content[start + 12 : start + 12 + length])
       start += 16 + length
       if event.session_log.status == event_pb2.SessionLog.START:
         for points in scalars.values():
@@ -152,6 +169,7 @@ def assert_tensorboard_matches(workdir: str, records: list) -> None:
   scalars, others = read_tensorboard(workdir)  # skips without tensorboardX
   from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=import-outside-toplevel
   from padam_jax.training import runlog, summaries  # pylint: disable=import-outside-toplevel
+
   f32 = lambda value: float(np.float32(value))  # noqa: E731  (scalars are float32)
   for key in summaries.EPOCH_KEYS:
     assert scalars[f'epoch/{key}'] == {r['step']: f32(r[key]) for r in records}, key
@@ -162,9 +180,10 @@ def assert_tensorboard_matches(workdir: str, records: list) -> None:
   assert json.loads(text) == config
   plugin = others['_hparams_/session_start_info'].metadata.plugin_data
   assert plugin.plugin_name == 'hparams'
-  start_info = plugin_hparams_pb2.HParamsPluginData.FromString(
-      plugin.content).session_start_info
+  start_info = plugin_hparams_pb2.HParamsPluginData.FromString(plugin.content).session_start_info
   values = {k: getattr(v, v.WhichOneof('kind')) for k, v in start_info.hparams.items()}
   expected = summaries.hparams(config)
-  assert values == {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                    else v for k, v in expected.items()}
+  assert values == {
+    k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    for k, v in expected.items()
+  }

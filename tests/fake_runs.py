@@ -13,8 +13,14 @@ from padam_jax.reproduction import suites
 Metrics = Callable[[str, dict[str, Any], int, int], Optional[dict[str, float]]]
 
 
-def write_sweep(workdir: str, spec: suites.SweepSpec, seeds: int, epochs: int,
-                metrics: Metrics, scale: str = 'cpu') -> None:
+def write_sweep(
+  workdir: str,
+  spec: suites.SweepSpec,
+  seeds: int,
+  epochs: int,
+  metrics: Metrics,
+  scale: str = 'cpu',
+) -> None:
   """``WORKDIR/<spec.name>/``: ``sweep.json`` and each member's config and records."""
   fields, grid = suites.sweep_arguments(spec, suites.SCALES[scale], 'reproduction', seeds)
   fields['epochs'] = epochs
@@ -22,17 +28,31 @@ def write_sweep(workdir: str, spec: suites.SweepSpec, seeds: int, epochs: int,
   sweep_dir = os.path.join(workdir, spec.name)
   os.makedirs(sweep_dir)
   with open(os.path.join(sweep_dir, sweep.SWEEP_FILE), 'w') as f:
-    json.dump({'mode': 'sequential', 'grid': grid,
-               'runs': [{'name': m.name, 'values': m.values} for m in members]}, f)
+    json.dump(
+      {
+        'mode': 'sequential',
+        'grid': grid,
+        'runs': [{'name': m.name, 'values': m.values} for m in members],
+      },
+      f,
+    )
   for i, member in enumerate(members):
     run_dir = os.path.join(sweep_dir, member.name)
     os.makedirs(run_dir)
     runlog.write_or_check_config(run_dir, member.config.to_dict(), resuming=False)
     for epoch in range(1, epochs + 1):
       values = metrics(spec.name, member.values, i, epoch)
-      record = {'epoch': epoch, 'step': 32 * epoch, 'learning_rate': 0.1, 'partial': None,
-                'train_seconds': 1.0, 'train_accuracy': 0.5, 'train_loss': None,
-                'test_loss': None, 'test_error': None}
+      record = {
+        'epoch': epoch,
+        'step': 32 * epoch,
+        'learning_rate': 0.1,
+        'partial': None,
+        'train_seconds': 1.0,
+        'train_accuracy': 0.5,
+        'train_loss': None,
+        'test_loss': None,
+        'test_error': None,
+      }
       if values is None:
         record.update(diverged=True, train_accuracy=None)
       else:

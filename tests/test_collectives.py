@@ -12,13 +12,16 @@ from padam_jax.training import hosts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Short collective timeouts: a starved all-reduce ends the child within seconds (exit 134).
-_FLAGS = ('--xla_force_host_platform_device_count=4 '
-          '--xla_cpu_collective_call_terminate_timeout_seconds=10 '
-          '--xla_cpu_collective_call_warn_stuck_timeout_seconds=5')
+_FLAGS = (
+  '--xla_force_host_platform_device_count=4 '
+  '--xla_cpu_collective_call_terminate_timeout_seconds=10 '
+  '--xla_cpu_collective_call_warn_stuck_timeout_seconds=5'
+)
 _UNDER_LAUNCH_DEFAULTS = (
-    'import runpy, sys; from experiments import launch; launch.use_host_defaults(); '
-    'sys.argv = ["allreduce_hang.py", "--seconds", sys.argv[1]]; '
-    'runpy.run_path("scripts/allreduce_hang.py", run_name="__main__")')
+  'import runpy, sys; from experiments import launch; launch.use_host_defaults(); '
+  'sys.argv = ["allreduce_hang.py", "--seconds", sys.argv[1]]; '
+  'runpy.run_path("scripts/allreduce_hang.py", run_name="__main__")'
+)
 
 
 def test_dispatching_ahead_never_starves_an_all_reduce():
@@ -27,17 +30,26 @@ def test_dispatching_ahead_never_starves_an_all_reduce():
   Without the thread pool of ``hosts.host_environment`` it hangs within about 30 steps on
   jaxlib 0.10.2, and XLA ends it after 10 s (docs/allreduce_hang.md).
   """
-  env = {k: v for k, v in os.environ.items()
-         if k != hosts.THREAD_POOL_VARIABLE}  # this suite's own pool is not the launchers'
+  env = {
+    k: v for k, v in os.environ.items() if k != hosts.THREAD_POOL_VARIABLE
+  }  # this suite's own pool is not the launchers'
   env['XLA_FLAGS'] = _FLAGS
-  result = subprocess.run([sys.executable, '-c', _UNDER_LAUNCH_DEFAULTS, '8'], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, '-c', _UNDER_LAUNCH_DEFAULTS, '8'],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   steps = int(re.search(r'steps (\d+) on 4 devices', result.stdout).group(1))
   assert steps > 64, result.stdout  # well past 32 launches in flight per device
 
 
-@pytest.mark.parametrize('jaxlib, environ, cores, expected', [
+@pytest.mark.parametrize(
+  'jaxlib, environ, cores, expected',
+  [
     ('0.10.2', {}, 2, '8'),  # two threads per device
     ('0.10.2', {}, 16, '16'),  # never fewer than the cores
     ('0.10.2', {'XLA_FLAGS': '--xla_force_host_platform_device_count=3'}, 2, '6'),
@@ -45,9 +57,11 @@ def test_dispatching_ahead_never_starves_an_all_reduce():
     ('0.11.2', {}, 2, '8'),
     ('0.12.0', {}, 2, None),  # not needed
     ('0.12.0.1', {}, 2, None),
-])
-def test_host_environment_sizes_the_pool_where_needed(monkeypatch, jaxlib, environ, cores,
-                                                      expected):
+  ],
+)
+def test_host_environment_sizes_the_pool_where_needed(
+  monkeypatch, jaxlib, environ, cores, expected
+):
   monkeypatch.setattr(os, 'sched_getaffinity', lambda _: set(range(cores)))
   variables = hosts.host_environment(environ, device_count=4, jaxlib_version=jaxlib)
   assert variables.get(hosts.THREAD_POOL_VARIABLE) == expected

@@ -23,8 +23,9 @@ def test_docs_flag_table_is_generated_from_the_config():
   assert BEGIN in page and END in page, 'docs/training.md lacks the config-flags markers'
   block = page.split(BEGIN, 1)[1].split(END, 1)[0]
   assert block == config_flags.markdown_table(), (
-      'the flag table in docs/training.md is out of date: replace it with the output of '
-      '`python -m experiments.config_flags --markdown`')
+    'the flag table in docs/training.md is out of date: replace it with the output of '
+    '`python -m experiments.config_flags --markdown`'
+  )
 
 
 def test_every_field_is_a_flag(monkeypatch):
@@ -33,14 +34,38 @@ def test_every_field_is_a_flag(monkeypatch):
   config_flags.define_flags(flag_values=flag_values)
   assert all(config_lib.FIELDS[f].metadata['help'] for f in config_lib.FIELDS)
   assert {config_flags.flag_name(f) for f in config_lib.FIELDS} <= set(flag_values)
-  flag_values(['prog', '--lr=0.05', '--b2=0.99', '--eps=1e-6', '--momentum=0.8',
-               '--eval_batch_size=50', '--preset=paper', '--nodrop_remainder',
-               '--train_size=64'])
+  flag_values(
+    [
+      'prog',
+      '--lr=0.05',
+      '--b2=0.99',
+      '--eps=1e-6',
+      '--momentum=0.8',
+      '--eval_batch_size=50',
+      '--preset=paper',
+      '--nodrop_remainder',
+      '--train_size=64',
+    ]
+  )
   assert config_flags.config_from_flags() == config_lib.TrainConfig(
-      learning_rate=0.05, b2=0.99, eps=1e-6, momentum=0.8, eval_batch_size=50,
-      preset='paper', train_size=64)
-  assert config_flags.explicit_flags() == {'lr', 'b2', 'eps', 'momentum', 'eval_batch_size',
-                                           'preset', 'drop_remainder', 'train_size'}
+    learning_rate=0.05,
+    b2=0.99,
+    eps=1e-6,
+    momentum=0.8,
+    eval_batch_size=50,
+    preset='paper',
+    train_size=64,
+  )
+  assert config_flags.explicit_flags() == {
+    'lr',
+    'b2',
+    'eps',
+    'momentum',
+    'eval_batch_size',
+    'preset',
+    'drop_remainder',
+    'train_size',
+  }
   with pytest.raises(flags.IllegalFlagValueError):  # choices come from the field
     flag_values['optimizer'].parse('lamb')
   with pytest.raises(flags.IllegalFlagValueError):
@@ -50,23 +75,38 @@ def test_every_field_is_a_flag(monkeypatch):
 def test_a_chosen_few_flags_with_the_programs_defaults(monkeypatch):
   monkeypatch.setattr(config_flags, '_DEFINED', {})
   flag_values = flags.FlagValues()
-  config_flags.define_flags(('model', 'width', 'learning_rate'),
-                            defaults={'model': None, 'width': 0.25},
-                            unset={'model': 'no model'}, notes={'width': 'Here: small.'},
-                            flag_values=flag_values)
+  config_flags.define_flags(
+    ('model', 'width', 'learning_rate'),
+    defaults={'model': None, 'width': 0.25},
+    unset={'model': 'no model'},
+    notes={'width': 'Here: small.'},
+    flag_values=flag_values,
+  )
   assert set(flag_values) == {'model', 'width', 'lr'}
   assert flag_values['model'].help.endswith('Architecture (default: no model).')
   assert flag_values['width'].help.endswith('Here: small.')
   flag_values(['prog'])
-  assert config_flags.field_values() == {'model': None, 'width': 0.25,
-                                         'learning_rate': None}
+  assert config_flags.field_values() == {'model': None, 'width': 0.25, 'learning_rate': None}
 
 
 def test_grid_axes_are_the_numeric_fields_by_either_name():
-  assert set(config_lib.GRID_AXES) == {'learning_rate', 'lr_start', 'partial', 'partial_end',
-                                       'weight_decay', 'momentum', 'b1', 'b2', 'eps', 'seed'}
+  assert set(config_lib.GRID_AXES) == {
+    'learning_rate',
+    'lr_start',
+    'partial',
+    'partial_end',
+    'weight_decay',
+    'momentum',
+    'b1',
+    'b2',
+    'eps',
+    'seed',
+  }
   assert sweep.parse_grid(['learning_rate=0.1', 'b2=0.99,0.999', 'seed=1']) == {
-      'learning_rate': [0.1], 'b2': [0.99, 0.999], 'seed': [1]}
+    'learning_rate': [0.1],
+    'b2': [0.99, 0.999],
+    'seed': [1],
+  }
   with pytest.raises(config_lib.ConfigError) as error:
     sweep.parse_grid(['lr=0.1', 'learning_rate=0.2'])
   assert error.value.field == 'learning_rate'
@@ -74,13 +114,16 @@ def test_grid_axes_are_the_numeric_fields_by_either_name():
     sweep.parse_grid(['width=0.5,1'])
 
 
-@pytest.mark.parametrize('overrides, field', [
+@pytest.mark.parametrize(
+  'overrides, field',
+  [
     (dict(learning_rate=-1.0), 'learning_rate'),
     (dict(b1=1.5), 'b1'),
     (dict(model='resnet50'), 'model'),
     (dict(optimizer='sgdm', partial_end=0.1), 'partial_end'),
     (dict(eval_batch_size=0), 'eval_batch_size'),
-])
+  ],
+)
 def test_config_errors_name_the_field_and_launchers_the_flag(overrides, field):
   with pytest.raises(config_lib.ConfigError) as error:
     config_lib.resolve(config_lib.TrainConfig(**overrides))
@@ -92,8 +135,9 @@ def test_config_errors_name_the_field_and_launchers_the_flag(overrides, field):
 def test_former_preset_name_is_read_from_records_only(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="'seed' is now called 'reproduction'"):
     config_lib.resolve(config_lib.TrainConfig(preset='seed'))
-  recorded = sorted(glob.glob(str(ROOT / 'docs' / 'cpu*' / 'runs' / '**' / 'config.json'),
-                              recursive=True))
+  recorded = sorted(
+    glob.glob(str(ROOT / 'docs' / 'cpu*' / 'runs' / '**' / 'config.json'), recursive=True)
+  )
   assert recorded
   with open(recorded[0], encoding='utf-8') as f:
     fields = json.load(f)

@@ -34,7 +34,7 @@ def damage(path: str, how: str, seed: int = 0) -> None:
   with open(path, 'rb') as f:
     content = bytearray(f.read())
   if how == 'truncate':
-    content = content[:len(content) // 2]
+    content = content[: len(content) // 2]
   elif how == 'cut':  # a write interrupted near its end
     content = content[:-20]
   elif how == 'empty':
@@ -72,8 +72,9 @@ def table_files(workdir: str) -> list[str]:
       continue
     if len(parts) > 1 and parts[-2] == 'd':
       folder = os.path.dirname(path)
-      largest[folder] = max(largest.get(folder, path), path,
-                            key=lambda p: os.path.getsize(os.path.join(workdir, p)))
+      largest[folder] = max(
+        largest.get(folder, path), path, key=lambda p: os.path.getsize(os.path.join(workdir, p))
+      )
     else:
       chosen.append(path)
   return [*chosen, *largest.values()]
@@ -85,8 +86,9 @@ def reference(tiny_run, tmp_path_factory, tiny_dataset):
   workdir = str(tmp_path_factory.mktemp('reference') / 'run')
   shutil.copytree(tiny_run.workdir, workdir)
   config = config_lib.TrainConfig(**{**tiny_run.settings, 'epochs': 4})
-  return _without_timing(loop.train_and_evaluate(config, workdir, progress=lambda _: None,
-                                                  dataset=tiny_dataset))
+  return _without_timing(
+    loop.train_and_evaluate(config, workdir, progress=lambda _: None, dataset=tiny_dataset)
+  )
 
 
 def _sweep_of_tiny_run(tiny_run, workdir: str) -> dict:
@@ -110,8 +112,15 @@ def rerun_damaged(tiny_run, dataset, workdir: str, damages: dict[str, str]) -> t
   lines = []
   base = config_lib.TrainConfig(**{**tiny_run.settings, 'epochs': 4})
   try:
-    results = sweep.run_sweep(base, grid, workdir, mode='sequential', progress=lines.append,
-                              dataset=dataset, tensorboard=True)
+    results = sweep.run_sweep(
+      base,
+      grid,
+      workdir,
+      mode='sequential',
+      progress=lines.append,
+      dataset=dataset,
+      tensorboard=True,
+    )
   except (faults.RunError, runlog.ConfigMismatchError) as error:
     return None, str(error), lines
   return _without_timing(results[SWEEP_MEMBER]), None, lines
@@ -128,30 +137,41 @@ def describe(records, error, lines, reference) -> str:
   text = '\n'.join(lines)
   resumed = re.findall(r'resumed from the checkpoint of epoch (\d+)', text)
   notes = [f'resumes from epoch {resumed[-1]}' if resumed else 'starts over']
-  notes += [note for key, note in (
+  notes += [
+    note
+    for key, note in (
       ('is damaged; rewrote it', 'rewrites the file from the flags'),
       ('is torn or damaged', 'drops the damaged record and after'),
       ('holds epoch', 'drops the records out of sequence'),
       ('is unreadable', 'moves the checkpoint aside'),
-      ('deleted the checkpoint', 'deletes the later checkpoint')) if key in text]
+      ('deleted the checkpoint', 'deletes the later checkpoint'),
+    )
+    if key in text
+  ]
   return 'same records: ' + ', '.join(notes)
 
 
-def test_damaged_run_files_are_recovered_to_the_same_records(tiny_run, tiny_dataset,
-                                                             reference, tmp_path):
+def test_damaged_run_files_are_recovered_to_the_same_records(
+  tiny_run, tiny_dataset, reference, tmp_path
+):
   """An empty config.json, a flipped sweep.json and the last record cut short by 20 bytes:
   both files are rewritten from the flags, epoch 3 is trained again, never left a gap."""
   workdir = str(tmp_path)
   run_dir = os.path.join(workdir, SWEEP_MEMBER)
   records, error, lines = rerun_damaged(
-      tiny_run, tiny_dataset, workdir,
-      {'config.json': 'empty', sweep.SWEEP_FILE: 'flip', runlog.METRICS_FILE: 'cut'})
+    tiny_run,
+    tiny_dataset,
+    workdir,
+    {'config.json': 'empty', sweep.SWEEP_FILE: 'flip', runlog.METRICS_FILE: 'cut'},
+  )
   assert error is None and records == reference
   said = '\n'.join(lines)
   assert f'{os.path.join(run_dir, runlog.CONFIG_FILE)} is damaged; rewrote it' in said
   assert f'{os.path.join(workdir, sweep.SWEEP_FILE)} is damaged; rewrote it' in said
-  assert (f'{os.path.join(run_dir, runlog.METRICS_FILE)}: line 3 is torn or damaged; its '
-          'intact records end at epoch 2') in said
+  assert (
+    f'{os.path.join(run_dir, runlog.METRICS_FILE)}: line 3 is torn or damaged; its '
+    'intact records end at epoch 2'
+  ) in said
   assert 'deleted the checkpoint of epoch 3' in said
   assert 'resumed from the checkpoint of epoch 2' in lines
 

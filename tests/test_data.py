@@ -18,8 +18,18 @@ import pytest
 from padam_jax import data
 from padam_jax.data import sources
 
-CIFAR10_LABELS = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
-                  'frog', 'horse', 'ship', 'truck']
+CIFAR10_LABELS = [
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+]
 
 
 @pytest.fixture
@@ -38,16 +48,21 @@ def no_network(monkeypatch):
 def test_import_is_light():
   """``import padam_jax`` (the optimizer) needs jax, optax and chex alone; the data
   package loads tensorflow and scikit-learn only for the datasets that need them."""
-  code = ('import sys\n'
-          'def heavy(names): return [m for m in names if m in sys.modules]\n'
-          'import padam_jax\n'
-          'found = heavy(("flax", "orbax", "tensorflow", "torch"))\n'
-          'assert not found, found\n'
-          'import padam_jax.data\n'
-          'found = heavy(("tensorflow", "tensorflow_datasets", "sklearn"))\n'
-          'assert not found, found\n')
-  subprocess.run([sys.executable, '-c', code], check=True,
-                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  code = (
+    'import sys\n'
+    'def heavy(names): return [m for m in names if m in sys.modules]\n'
+    'import padam_jax\n'
+    'found = heavy(("flax", "orbax", "tensorflow", "torch"))\n'
+    'assert not found, found\n'
+    'import padam_jax.data\n'
+    'found = heavy(("tensorflow", "tensorflow_datasets", "sklearn"))\n'
+    'assert not found, found\n'
+  )
+  subprocess.run(
+    [sys.executable, '-c', code],
+    check=True,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
 
 
 def test_unknown_name_lists_choices():
@@ -59,17 +74,21 @@ def test_unknown_name_lists_choices():
 # CIFAR through tensorflow-datasets.
 
 
-@pytest.mark.parametrize('name,classes,mean,std', [
+@pytest.mark.parametrize(
+  'name,classes,mean,std',
+  [
     ('cifar10', 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     ('cifar100', 100, (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)),
-])
-def test_cifar_prepared_through_mock_data(name, classes, mean, std, tmp_path,
-                                          no_network):
+  ],
+)
+def test_cifar_prepared_through_mock_data(name, classes, mean, std, tmp_path, no_network):
   tfds = pytest.importorskip('tensorflow_datasets')
   # mock_data replaces the builder's data and data_dir; it leaves
   # `is_prepared` alone, so declare the (mocked) data prepared.
-  with tfds.testing.mock_data(num_examples=23), mock.patch.object(
-      tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
+  with (
+    tfds.testing.mock_data(num_examples=23),
+    mock.patch.object(tfds.core.DatasetBuilder, 'is_prepared', return_value=True),
+  ):
     ds = data.load_dataset(name, data_dir=str(tmp_path))
   assert ds.name == name and ds.num_classes == classes
   assert ds.train_images.shape == (23, 32, 32, 3)
@@ -91,8 +110,7 @@ def test_cifar_unprepared_fails_fast_without_network(tmp_path, no_network):
   message = str(info.value)
   assert '--data_dir' in message
   assert 'tfds build cifar10' in message
-  assert os.path.join(str(tmp_path), 'downloads', 'manual',
-                      'cifar-10-binary.tar.gz') in message
+  assert os.path.join(str(tmp_path), 'downloads', 'manual', 'cifar-10-binary.tar.gz') in message
   assert not (tmp_path / 'cifar10').exists()  # nothing prepared, nothing left
 
 
@@ -117,13 +135,11 @@ def _write_fake_cifar10_archive(path, per_file=3):
   for fname in ['data_batch_%d.bin' % i for i in range(1, 6)] + ['test_batch.bin']:
     records = []
     for _ in range(per_file):
-      planes = np.stack([np.full((32, 32), v, np.uint8)
-                         for v in (k, 100 + k, 200 - k)])
+      planes = np.stack([np.full((32, 32), v, np.uint8) for v in (k, 100 + k, 200 - k)])
       records.append(bytes([k % 10]) + planes.tobytes())
       k += 1
     members['cifar-10-batches-bin/' + fname] = b''.join(records)
-  members['cifar-10-batches-bin/batches.meta.txt'] = (
-      '\n'.join(CIFAR10_LABELS) + '\n').encode()
+  members['cifar-10-batches-bin/batches.meta.txt'] = ('\n'.join(CIFAR10_LABELS) + '\n').encode()
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with tarfile.open(path, 'w:gz') as tar:
     for name, payload in members.items():
@@ -144,14 +160,15 @@ def test_cifar_archive_with_wrong_checksum_is_reported(tmp_path, no_network):
 def test_cifar_prepared_offline_from_placed_archive(place, tmp_path, no_network):
   pytest.importorskip('tensorflow_datasets')
   from tensorflow_datasets.core.download import download_manager as dm
+
   paths = data.cifar_archive_candidates('cifar10', str(tmp_path))
-  assert paths[0] == os.path.join(str(tmp_path), 'downloads', 'manual',
-                                  'cifar-10-binary.tar.gz')
+  assert paths[0] == os.path.join(str(tmp_path), 'downloads', 'manual', 'cifar-10-binary.tar.gz')
   assert paths[1] == os.path.join(str(tmp_path), 'cifar-10-binary.tar.gz')
   _write_fake_cifar10_archive(paths[0] if place == 'manual' else paths[1])
   # The fake archive cannot match the registered sha256 of the real one.
-  with mock.patch.object(dm.DownloadManager, '_register_or_validate_checksums',
-                         lambda *args, **kwargs: None):
+  with mock.patch.object(
+    dm.DownloadManager, '_register_or_validate_checksums', lambda *args, **kwargs: None
+  ):
     ds = data.load_dataset('cifar10', data_dir=str(tmp_path))
   assert ds.num_train == 15 and ds.num_test == 3
   images = np.concatenate([ds.train_images, ds.test_images])
@@ -159,8 +176,7 @@ def test_cifar_prepared_offline_from_placed_archive(place, tmp_path, no_network)
   k = images[:, 0, 0, 0].astype(int)  # tfds stores examples in its own order
   assert sorted(k[:15]) == list(range(15)) and sorted(k[15:]) == [15, 16, 17]
   np.testing.assert_array_equal(labels, k % 10)
-  planes = np.broadcast_to(np.stack([k, 100 + k, 200 - k], -1)[:, None, None],
-                           images.shape)
+  planes = np.broadcast_to(np.stack([k, 100 + k, 200 - k], -1)[:, None, None], images.shape)
   np.testing.assert_array_equal(images, planes)
   assert (tmp_path / 'cifar10').is_dir()
   # Now prepared: loads again without the archive.
@@ -184,10 +200,10 @@ def _idx_bytes(array, magic=None):
 def _write_fashion(directory, n_train=12, n_test=5, gz=True, seed=0):
   rng = np.random.default_rng(seed)
   arrays = {
-      'train-images-idx3-ubyte': rng.integers(0, 256, (n_train, 28, 28)),
-      'train-labels-idx1-ubyte': np.arange(n_train) % 10,
-      't10k-images-idx3-ubyte': rng.integers(0, 256, (n_test, 28, 28)),
-      't10k-labels-idx1-ubyte': (np.arange(n_test) * 3) % 10,
+    'train-images-idx3-ubyte': rng.integers(0, 256, (n_train, 28, 28)),
+    'train-labels-idx1-ubyte': np.arange(n_train) % 10,
+    't10k-images-idx3-ubyte': rng.integers(0, 256, (n_test, 28, 28)),
+    't10k-labels-idx1-ubyte': (np.arange(n_test) * 3) % 10,
   }
   os.makedirs(directory, exist_ok=True)
   for stem, array in arrays.items():
@@ -210,10 +226,8 @@ def test_fashion_mnist_from_idx(gz, tmp_path):
   assert ds.train_labels.dtype == np.int32 and ds.num_classes == 10
   np.testing.assert_array_equal(ds.train_labels, np.arange(12) % 10)
   # 2 pixels of zero padding on every side, the original in the middle.
-  np.testing.assert_array_equal(ds.train_images[:, 2:30, 2:30, 0],
-                                raw['train-images-idx3-ubyte'])
-  np.testing.assert_array_equal(ds.test_images[:, 2:30, 2:30, 0],
-                                raw['t10k-images-idx3-ubyte'])
+  np.testing.assert_array_equal(ds.train_images[:, 2:30, 2:30, 0], raw['train-images-idx3-ubyte'])
+  np.testing.assert_array_equal(ds.test_images[:, 2:30, 2:30, 0], raw['t10k-images-idx3-ubyte'])
   border = np.ones((32, 32), bool)
   border[2:30, 2:30] = False
   assert not ds.train_images[:, border].any()
@@ -231,12 +245,15 @@ def test_fashion_mnist_idx_in_subfolder(tmp_path):
   assert data.load_dataset('fashion_mnist', str(tmp_path)).num_train == 12
 
 
-@pytest.mark.parametrize('corruption,match', [
+@pytest.mark.parametrize(
+  'corruption,match',
+  [
     ('magic', 'magic number'),
     ('truncated', 'truncated|data bytes'),
     ('not_gzip', 'Cannot read'),
     ('wrong_dims', 'dimensions'),
-])
+  ],
+)
 def test_fashion_mnist_corrupt_file(corruption, match, tmp_path):
   _write_fashion(str(tmp_path))
   path = str(tmp_path / 'train-images-idx3-ubyte.gz')
@@ -279,9 +296,15 @@ def test_fashion_mnist_missing_explains_remedies(tmp_path, no_network):
     data.load_dataset('fashion_mnist', data_dir=str(tmp_path))
   assert time.monotonic() - start < 30
   message = str(info.value)
-  for needle in ('--data_dir', 'apt-get install dataset-fashion-mnist', 'tfds',
-                 'train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
-                 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'):
+  for needle in (
+    '--data_dir',
+    'apt-get install dataset-fashion-mnist',
+    'tfds',
+    'train-images-idx3-ubyte',
+    'train-labels-idx1-ubyte',
+    't10k-images-idx3-ubyte',
+    't10k-labels-idx1-ubyte',
+  ):
     assert needle in message
   if os.path.isdir(data.sources.FASHION_MNIST_SYSTEM_DIR):
     assert f'--data_dir={data.sources.FASHION_MNIST_SYSTEM_DIR}' in message
@@ -289,8 +312,10 @@ def test_fashion_mnist_missing_explains_remedies(tmp_path, no_network):
 
 def test_fashion_mnist_falls_back_to_prepared_tfds(tmp_path, no_network):
   tfds = pytest.importorskip('tensorflow_datasets')
-  with tfds.testing.mock_data(num_examples=7), mock.patch.object(
-      tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
+  with (
+    tfds.testing.mock_data(num_examples=7),
+    mock.patch.object(tfds.core.DatasetBuilder, 'is_prepared', return_value=True),
+  ):
     ds = data.load_dataset('fashion_mnist', data_dir=str(tmp_path))
   assert ds.train_images.shape == ds.test_images.shape == (7, 32, 32, 3)
   assert not ds.train_images[:, :2].any() and not ds.train_images[:, :, 30:].any()
@@ -298,8 +323,10 @@ def test_fashion_mnist_falls_back_to_prepared_tfds(tmp_path, no_network):
   assert ds.train_labels.dtype == np.int32 and ds.train_labels.max() < 10
 
 
-@pytest.mark.skipif(not os.path.isdir(data.sources.FASHION_MNIST_SYSTEM_DIR),
-                    reason='Debian package dataset-fashion-mnist not installed')
+@pytest.mark.skipif(
+  not os.path.isdir(data.sources.FASHION_MNIST_SYSTEM_DIR),
+  reason='Debian package dataset-fashion-mnist not installed',
+)
 def test_fashion_mnist_real_system_files():
   ds = data.load_dataset('fashion_mnist')
   assert ds.train_images.shape == (60000, 32, 32, 3)
@@ -328,16 +355,15 @@ def test_digits_sizes_and_range(digits):
   assert digits.train_images.shape == (1442, 32, 32, 3)
   assert digits.train_images.dtype == np.uint8
   assert digits.train_images.min() == 0 and digits.train_images.max() == 255
-  np.testing.assert_array_equal(np.bincount(digits.test_labels),
-                                np.bincount(np.concatenate(
-                                    [digits.train_labels, digits.test_labels])) // 5)
+  np.testing.assert_array_equal(
+    np.bincount(digits.test_labels),
+    np.bincount(np.concatenate([digits.train_labels, digits.test_labels])) // 5,
+  )
   # 4x nearest-neighbour upscaling: constant 4x4 blocks; channels identical.
   x = digits.train_images[..., 0]
   np.testing.assert_array_equal(x, np.repeat(np.repeat(x[:, ::4, ::4], 4, 1), 4, 2))
-  np.testing.assert_array_equal(digits.train_images[..., 0],
-                                digits.train_images[..., 2])
-  np.testing.assert_allclose(digits.mean,
-                             [x.astype(np.float64).mean() / 255] * 3, rtol=1e-12)
+  np.testing.assert_array_equal(digits.train_images[..., 0], digits.train_images[..., 2])
+  np.testing.assert_allclose(digits.mean, [x.astype(np.float64).mean() / 255] * 3, rtol=1e-12)
 
 
 def test_digits_split_is_deterministic(digits):
@@ -373,7 +399,7 @@ def _match(padded, out, padding):
   h, w = out.shape[:2]
   for dy in range(2 * padding + 1):
     for dx in range(2 * padding + 1):
-      window = padded[dy:dy + h, dx:dx + w]
+      window = padded[dy : dy + h, dx : dx + w]
       if np.array_equal(window, out):
         return dy, dx, False
       if np.array_equal(window[:, ::-1], out):
@@ -418,17 +444,16 @@ def test_augment_is_deterministic_and_normalises():
   np.testing.assert_allclose(a, data.normalize(cropped, mean, std), rtol=1e-6)
   # Zero padding becomes -mean/std after normalisation.
   zero = np.asarray(data.normalize(np.zeros((1, 1, 1, 3), np.uint8), mean, std))
-  np.testing.assert_allclose(zero[0, 0, 0], -np.array(mean) / np.array(std),
-                             rtol=1e-6)
+  np.testing.assert_allclose(zero[0, 0, 0], -np.array(mean) / np.array(std), rtol=1e-6)
 
 
 def test_normalize_values_and_dtype():
   x = np.array([[[[0, 128, 255]]]], np.uint8)
   y = data.normalize(x, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0), dtype=jnp.bfloat16)
   assert y.dtype == jnp.bfloat16
-  np.testing.assert_allclose(np.asarray(y, np.float32)[0, 0, 0],
-                             [(0 - 0.5) / 0.25, (128 / 255 - 0.5) / 0.5, 0.5],
-                             rtol=1e-2)
+  np.testing.assert_allclose(
+    np.asarray(y, np.float32)[0, 0, 0], [(0 - 0.5) / 0.25, (128 / 255 - 0.5) / 0.5, 0.5], rtol=1e-2
+  )
 
 
 # --------------------------------------------------------------------------
@@ -444,8 +469,7 @@ def test_num_batches():
 
 
 def test_epoch_batches_keep_last():
-  idx, mask = data.epoch_batches(jax.random.key(0), 50000, 128,
-                                 drop_remainder=False)
+  idx, mask = data.epoch_batches(jax.random.key(0), 50000, 128, drop_remainder=False)
   idx, mask = np.asarray(idx), np.asarray(mask)
   assert idx.shape == mask.shape == (391, 128)
   assert idx.dtype == np.int32 and mask.dtype == bool
@@ -467,11 +491,9 @@ def test_epoch_batches_drop_remainder_and_fresh_permutation():
 
 
 def test_epoch_batches_smaller_than_one_batch():
-  idx, mask = data.epoch_batches(jax.random.key(0), 10, 128,
-                                 drop_remainder=False)
+  idx, mask = data.epoch_batches(jax.random.key(0), 10, 128, drop_remainder=False)
   assert idx.shape == (1, 128) and int(mask.sum()) == 10
-  np.testing.assert_array_equal(np.sort(np.asarray(idx)[np.asarray(mask)]),
-                                np.arange(10))
+  np.testing.assert_array_equal(np.sort(np.asarray(idx)[np.asarray(mask)]), np.arange(10))
   with pytest.raises(ValueError):
     data.epoch_batches(jax.random.key(0), 10, 128, drop_remainder=True)
 
@@ -491,8 +513,7 @@ def test_eval_batches():
 
 def test_synthetic_has_cifar10_shapes_and_is_deterministic():
   ds = data.load_dataset('synthetic')
-  assert (ds.train_images.shape, ds.test_images.shape) == ((50000, 32, 32, 3),
-                                                           (10000, 32, 32, 3))
+  assert (ds.train_images.shape, ds.test_images.shape) == ((50000, 32, 32, 3), (10000, 32, 32, 3))
   assert ds.train_images.dtype == np.uint8 and ds.train_labels.dtype == np.int32
   assert ds.num_classes == 10 and set(np.unique(ds.test_labels)) == set(range(10))
   assert (ds.mean, ds.std) == (data.CIFAR10_MEAN, data.CIFAR10_STD)

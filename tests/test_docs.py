@@ -17,8 +17,10 @@ _PYTHON_BLOCK = re.compile(r'^```python\n(.*?)^```[ \t]*$', re.MULTILINE | re.DO
 
 def python_blocks(text: str) -> list[tuple[int, str]]:
   """``(line of the block's first code line, code)`` for each fenced python block."""
-  return [(text.count('\n', 0, match.start(1)) + 1, match.group(1))
-          for match in _PYTHON_BLOCK.finditer(text)]
+  return [
+    (text.count('\n', 0, match.start(1)) + 1, match.group(1))
+    for match in _PYTHON_BLOCK.finditer(text)
+  ]
 
 
 def _pages_with_snippets() -> list[pathlib.Path]:
@@ -30,8 +32,9 @@ def test_readme_has_python_snippets():
   assert python_blocks((ROOT / 'README.md').read_text())
 
 
-@pytest.mark.parametrize('page', _pages_with_snippets(),
-                         ids=lambda page: str(page.relative_to(ROOT)))
+@pytest.mark.parametrize(
+  'page', _pages_with_snippets(), ids=lambda page: str(page.relative_to(ROOT))
+)
 def test_python_snippets_run(page):
   namespace = {'__name__': f'snippets of {page.name}'}
   for line, code in python_blocks(page.read_text()):

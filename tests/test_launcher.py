@@ -22,18 +22,24 @@ PHASES = ('train', 'eval', 'checkpoint')
 # python -c this LIMIT -m MODULE ARGS...: MODULE with files limited to LIMIT bytes (then
 # writes fail with EFBIG instead of SIGXFSZ), set in the child instead of by a fork.
 _WITH_FILE_LIMIT = (
-    'import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
-    'limit = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); '
-    'os.execv(sys.executable, [sys.executable, *sys.argv[2:]])')
+  'import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+  'limit = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); '
+  'os.execv(sys.executable, [sys.executable, *sys.argv[2:]])'
+)
 
 
 def _launch(*args, file_limit=None, env=None):
   """Starts the launcher; ``file_limit``: bytes a file may grow to (a larger write fails)."""
   prefix = ['-c', _WITH_FILE_LIMIT, str(file_limit), '-m'] if file_limit else ['-m']
   # the many runs of the fault test reuse the tiny run's compiled programs
-  return subprocess.Popen([sys.executable, *prefix, 'experiments.train', *args], cwd=ROOT,
-                          env=env or subprocess_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    [sys.executable, *prefix, 'experiments.train', *args],
+    cwd=ROOT,
+    env=env or subprocess_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _run(*args, timeout=300, file_limit=None, env=None):
@@ -44,14 +50,23 @@ def _run(*args, timeout=300, file_limit=None, env=None):
 
 def _metrics(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [{k: v for k, v in json.loads(line).items() if k not in ('train_seconds', 'crc32')}
-            for line in f]
+    return [
+      {k: v for k, v in json.loads(line).items() if k not in ('train_seconds', 'crc32')}
+      for line in f
+    ]
 
 
 def test_missing_cifar_fails_fast_naming_data_dir(tmp_path):
   start = time.monotonic()
-  code, output = _run('--dataset', 'cifar10', '--data_dir', str(tmp_path / 'none'),
-                      '--workdir', str(tmp_path / 'run'), timeout=60)
+  code, output = _run(
+    '--dataset',
+    'cifar10',
+    '--data_dir',
+    str(tmp_path / 'none'),
+    '--workdir',
+    str(tmp_path / 'run'),
+    timeout=60,
+  )
   assert code != 0
   assert time.monotonic() - start < 30
   assert '--data_dir' in output and 'cifar-10-binary.tar.gz' in output
@@ -76,8 +91,10 @@ def _reached(phase, epoch, lines, workdir, first_epoch):
   checkpoint write when Orbax's temporary directory appears.
   """
   if phase == 'checkpoint':
-    return any(int(os.path.basename(path).split('.')[0]) >= epoch
-               for path in checkpoint.unfinished_writes(workdir))
+    return any(
+      int(os.path.basename(path).split('.')[0]) >= epoch
+      for path in checkpoint.unfinished_writes(workdir)
+    )
   pattern = r'epoch (\d+)/\d+:' if phase == 'train' else r'epoch (\d+) step'
   shift = 1 if phase == 'train' else 0
   reached = [int(m.group(1)) + shift for m in (re.match(pattern, x) for x in lines) if m]
@@ -109,8 +126,9 @@ def test_damaged_run_ends_like_an_uninterrupted_one(tmp_path, tiny_run, damage_c
   code, output = _run(*command, file_limit=16 * 1024)
   assert code == 2, output
   assert output.strip().splitlines()[-1] == (
-      f'error: could not write {workdir}/checkpoints/1: File too large; no epoch is saved '
-      'yet: lift the file-size limit (ulimit -f) and rerun the same command to continue')
+    f'error: could not write {workdir}/checkpoints/1: File too large; no epoch is saved '
+    'yet: lift the file-size limit (ulimit -f) and rerun the same command to continue'
+  )
   assert checkpoint.unfinished_writes(workdir)
   outputs = [output]
 
@@ -121,8 +139,7 @@ def test_damaged_run_ends_like_an_uninterrupted_one(tmp_path, tiny_run, damage_c
   plan = [(e, p) for e in (1, 2, 3) for p in ('train', 'checkpoint')]
   plan.insert(3, (2, 'eval'))
   plan.insert(1, (1, rng.choice(PHASES)))
-  delays = {'train': 0.8 * tiny_run.records[1]['train_seconds'], 'eval': 0.1,
-            'checkpoint': 0.05}
+  delays = {'train': 0.8 * tiny_run.records[1]['train_seconds'], 'eval': 0.1, 'checkpoint': 0.05}
   torn = 0
   for i, (epoch, phase) in enumerate(plan):
     if i == 7:  # checkpoints of epochs 1 and 2 (or 2 and 3) exist: damage the newest
@@ -146,8 +163,9 @@ def test_damaged_run_ends_like_an_uninterrupted_one(tmp_path, tiny_run, damage_c
   outputs.append(output)
   assert code == 0, output
   assert os.path.exists(os.path.join(workdir, 'curves.png'))
-  assert _metrics(workdir) == [{k: v for k, v in r.items() if k != 'train_seconds'}
-                               for r in tiny_run.records]
+  assert _metrics(workdir) == [
+    {k: v for k, v in r.items() if k != 'train_seconds'} for r in tiny_run.records
+  ]
   assert_tensorboard_matches(workdir, runlog.read_metrics(workdir))  # --tensorboard: default
   assert torn >= 1, 'no kill landed in a checkpoint write'
   assert not checkpoint.unfinished_writes(workdir)
@@ -161,31 +179,46 @@ def test_diverged_run_exits_with_status_3(tmp_path, tiny_run):
   """Exit statuses: 3 for a diverged run (tests/test_faults.py makes one diverge)."""
   workdir = str(tmp_path / 'run')
   shutil.copytree(tiny_run.workdir, workdir)
-  runlog.append_metrics(workdir, {**tiny_run.records[-1], 'epoch': 4, 'train_loss': None,
-                                  'diverged': True})
+  runlog.append_metrics(
+    workdir, {**tiny_run.records[-1], 'epoch': 4, 'train_loss': None, 'diverged': True}
+  )
   code, output = _run(*tiny_run.flags(epochs=5), f'--workdir={workdir}')
   assert code == 3, output
   assert output.strip() == (
-      f'diverged: {workdir} holds a run whose loss became non-finite in epoch 4; the '
-      'checkpoint of epoch 3 is kept and the run is not trained further: use a new '
-      '--workdir with other settings (e.g. a smaller --lr)')
+    f'diverged: {workdir} holds a run whose loss became non-finite in epoch 4; the '
+    'checkpoint of epoch 3 is kept and the run is not trained further: use a new '
+    '--workdir with other settings (e.g. a smaller --lr)'
+  )
 
 
 def _launcher_devices_and_xla_flags(xla_flags):
   """JAX's device count and the ``XLA_FLAGS`` in a launcher's ``main``, given the user's
   flags (the launcher's module imported first, as ``python -m`` does)."""
-  code = ('import os, jax; from experiments import launch, train; '
-          'launch.run(lambda _: print(jax.device_count(), os.environ["XLA_FLAGS"]))')
-  devices, *flags = subprocess.run(
-      [sys.executable, '-c', code], cwd=ROOT, check=True, text=True, capture_output=True,
-      env={**os.environ, 'XLA_FLAGS': xla_flags}).stdout.strip().split()
+  code = (
+    'import os, jax; from experiments import launch, train; '
+    'launch.run(lambda _: print(jax.device_count(), os.environ["XLA_FLAGS"]))'
+  )
+  devices, *flags = (
+    subprocess.run(
+      [sys.executable, '-c', code],
+      cwd=ROOT,
+      check=True,
+      text=True,
+      capture_output=True,
+      env={**os.environ, 'XLA_FLAGS': xla_flags},
+    )
+    .stdout.strip()
+    .split()
+  )
   return int(devices), flags
 
 
 def test_launchers_set_host_devices_and_collective_timeouts_but_keep_the_users():
-  count, terminate, warn = ('--xla_force_host_platform_device_count',
-                            '--xla_cpu_collective_call_terminate_timeout_seconds',
-                            '--xla_cpu_collective_call_warn_stuck_timeout_seconds')
+  count, terminate, warn = (
+    '--xla_force_host_platform_device_count',
+    '--xla_cpu_collective_call_terminate_timeout_seconds',
+    '--xla_cpu_collective_call_warn_stuck_timeout_seconds',
+  )
   devices, defaults = _launcher_devices_and_xla_flags('')
   assert f'{terminate}=600' in defaults and f'{warn}=120' in defaults
   assert f'{count}={devices}' in defaults  # XLA used the count run() set
@@ -203,8 +236,10 @@ def test_loaded_machine_ends_like_an_idle_one(tmp_path, tiny_run):
   idle, loaded = str(tmp_path / 'idle'), str(tmp_path / 'loaded')
   code, output = _run(*command, f'--workdir={idle}', env=env)
   assert code == 0, output
-  busy = [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
-          for _ in range(len(os.sched_getaffinity(0)))]
+  busy = [
+    subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+    for _ in range(len(os.sched_getaffinity(0)))
+  ]
   try:
     start = time.monotonic()
     code, output = _run(*command, f'--workdir={loaded}', env=env, timeout=900)
@@ -222,6 +257,9 @@ def test_loaded_machine_ends_like_an_idle_one(tmp_path, tiny_run):
 def test_readme_test_command_is_what_ci_runs():
   readme = (ROOT / 'README.md').read_text()
   ci = (ROOT / '.ci' / 'run').read_text()
-  command = next(line.strip() for line in ci.splitlines()
-                 if 'pytest' in line and not line.lstrip().startswith('#'))
+  command = next(
+    line.strip()
+    for line in ci.splitlines()
+    if 'pytest' in line and not line.lstrip().startswith('#')
+  )
   assert command in readme

@@ -60,16 +60,23 @@ class Runs:
 
   def ours(self, spec):
     batches, variables = self.inputs(spec)
-    return self._once(('ours', spec), lambda: list(
-      mt.jax_steps(spec, variables, spec.optimizers()[0], batches)))
+    return self._once(
+      ('ours', spec), lambda: list(mt.jax_steps(spec, variables, spec.optimizers()[0], batches))
+    )
 
   def theirs(self, spec, module=None, make_optimizer=None):
     """The twin's trajectory; a fresh one when ``module`` or ``make_optimizer`` is given."""
     batches, variables = self.inputs(spec)
 
     def train_twin():
-      return list(mt.torch_steps(module or mt.torch_twin(spec, variables),
-                                 make_optimizer or spec.optimizers()[1], batches, variables))
+      return list(
+        mt.torch_steps(
+          module or mt.torch_twin(spec, variables),
+          make_optimizer or spec.optimizers()[1],
+          batches,
+          variables,
+        )
+      )
 
     if module is not None or make_optimizer is not None:
       return train_twin()
@@ -145,14 +152,18 @@ def test_step_is_the_training_step(digits, runs):
   x = np.asarray(data.augment(rng, images, digits.mean, digits.std))
   tx = spec.optimizers()[0]
   ours = next(mt.jax_steps(spec, variables, tx, mt.Batches(x[None], labels[None], x)))
-  state = loop.TrainState(step=jnp.zeros([], jnp.int32), params=variables['params'],
-                           batch_stats=variables['batch_stats'],
-                           opt_state=tx.init(variables['params']))
+  state = loop.TrainState(
+    step=jnp.zeros([], jnp.int32),
+    params=variables['params'],
+    batch_stats=variables['batch_stats'],
+    opt_state=tx.init(variables['params']),
+  )
   model = models.get_model(spec.model, width=spec.width)
   # Run once: compiled without LLVM optimisations, about twice as fast to compile.
-  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, mean=digits.mean,
-                                   std=digits.std),
-                 compiler_options={'xla_backend_optimization_level': 0})
+  step = jax.jit(
+    functools.partial(loop.train_step, model=model, tx=tx, mean=digits.mean, std=digits.std),
+    compiler_options={'xla_backend_optimization_level': 0},
+  )
   state, _ = step(state, rng, images, labels)
   # The same computation compiled in two programs: float32 round-off only.
   assert mt.relative_deviation(ours.params, mt.flatten(state.params)) < 1e-5
@@ -177,11 +188,23 @@ def test_judge():
 def test_command_checks_a_model():
   """The README's model cross-check command runs and passes (its settings are the subset
   of the configuration flags that a step check takes)."""
-  flags = ['--model=vgg16', f'--width={WIDTH}', '--batch_size=4', '--steps=1',
-           '--optimizer=padam', '--dtype=float64', '--torch_threads=1']
-  result = subprocess.run([sys.executable, '-m', 'experiments.crosscheck', *flags],
-                          capture_output=True, text=True, env=subprocess_env(), check=False,
-                          timeout=300)
+  flags = [
+    '--model=vgg16',
+    f'--width={WIDTH}',
+    '--batch_size=4',
+    '--steps=1',
+    '--optimizer=padam',
+    '--dtype=float64',
+    '--torch_threads=1',
+  ]
+  result = subprocess.run(
+    [sys.executable, '-m', 'experiments.crosscheck', *flags],
+    capture_output=True,
+    text=True,
+    env=subprocess_env(),
+    check=False,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'vgg16 width 0.0625, padam (lr 0.1' in result.stdout
   assert result.stdout.rstrip().endswith('passed')

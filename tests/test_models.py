@@ -132,7 +132,8 @@ def test_batchnorm_statistics_gradients_equal_autodiff_of_two_pass_formula():
   ours = lambda x, scale, bias: batch_stats.normalize_train(x, scale, bias, shift, 1e-5)  # noqa: E731
   with jax.enable_x64():
     x, dy, scale, bias, shift, dmean, dvar = (
-        jnp.asarray(a, jnp.float64) for a in (x, dy, scale, bias, shift, dmean, dvar))
+      jnp.asarray(a, jnp.float64) for a in (x, dy, scale, bias, shift, dmean, dvar)
+    )
     (y, mean, var), ours_vjp = jax.vjp(ours, x, scale, bias)
     expected, reference_vjp = jax.vjp(two_pass, x, scale, bias)
     for got, want in zip((y, mean, var), expected):

@@ -33,11 +33,25 @@ def _launch_processes(flags: list[str]) -> list[subprocess.Popen]:
   env['XLA_FLAGS'] = env['XLA_FLAGS'].replace('device_count=2', 'device_count=1')
   assert 'device_count=1' in env['XLA_FLAGS']
   address = f'localhost:{_free_port()}'
-  return [subprocess.Popen(
-      [sys.executable, '-m', 'experiments.train', *flags, f'--coordinator_address={address}',
-       f'--num_processes={PROCESSES}', f'--process_id={i}'],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-          for i in range(PROCESSES)]
+  return [
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-m',
+        'experiments.train',
+        *flags,
+        f'--coordinator_address={address}',
+        f'--num_processes={PROCESSES}',
+        f'--process_id={i}',
+      ],
+      cwd=ROOT,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(PROCESSES)
+  ]
 
 
 def _finish(processes: list[subprocess.Popen]) -> list[str]:
@@ -51,8 +65,7 @@ def _progress_lines(output: str) -> list[str]:
   return [line for line in output.splitlines() if line.startswith(('epoch ', 'resumed'))]
 
 
-def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(
-    tmp_path, tiny_run):
+def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(tmp_path, tiny_run):
   """Killed during epoch 2, then rerun: every epoch equals the one-process run on two
   devices (``tiny_run``), and only process 0 writes files, summaries and progress lines."""
   workdir = tmp_path / 'run'
@@ -60,8 +73,9 @@ def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(
   processes = _launch_processes(flags)
   deadline = time.monotonic() + 300
   while not (workdir / 'checkpoints' / '1').exists():  # the write of epoch 1 has ended
-    assert time.monotonic() < deadline and all(p.poll() is None for p in processes), (
-        [p.communicate()[0] for p in processes])
+    assert time.monotonic() < deadline and all(p.poll() is None for p in processes), [
+      p.communicate()[0] for p in processes
+    ]
     time.sleep(0.01)
   for p in processes:
     p.send_signal(signal.SIGKILL)
@@ -77,8 +91,13 @@ def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(
   for ours, reference in zip(records, tiny_run.records):
     for key in METRICS:  # both split each batch over two devices: the same program
       np.testing.assert_allclose(ours[key], reference[key], rtol=1e-4, err_msg=key)
-  assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json', 'curves.png',
-                                         'metrics.jsonl', 'tensorboard']
+  assert sorted(os.listdir(workdir)) == [
+    'checkpoints',
+    'config.json',
+    'curves.png',
+    'metrics.jsonl',
+    'tensorboard',
+  ]
   assert_tensorboard_matches(str(workdir), records)
 
 

@@ -43,12 +43,12 @@ NAMES = sorted(padam_jax.OPTIMIZERS)
 # the complex minimum. The small weight decay keeps the decay step in every check and
 # moves the minimisers by less than 1e-3.
 KWARGS: dict[str, dict[str, Any]] = {
-    'padam': dict(learning_rate=1e-2, weight_decay=1e-4),
-    'padamw': dict(learning_rate=1e-2, weight_decay=1e-4),
-    'sgdm': dict(learning_rate=1e-3, weight_decay=1e-4),
-    'adam': dict(learning_rate=1e-2, weight_decay=1e-4),
-    'amsgrad': dict(learning_rate=1e-2, weight_decay=1e-4),
-    'adamw': dict(learning_rate=1e-2, weight_decay=1e-4),
+  'padam': dict(learning_rate=1e-2, weight_decay=1e-4),
+  'padamw': dict(learning_rate=1e-2, weight_decay=1e-4),
+  'sgdm': dict(learning_rate=1e-3, weight_decay=1e-4),
+  'adam': dict(learning_rate=1e-2, weight_decay=1e-4),
+  'amsgrad': dict(learning_rate=1e-2, weight_decay=1e-4),
+  'adamw': dict(learning_rate=1e-2, weight_decay=1e-4),
 }
 DEFAULT_KWARGS: dict[str, Any] = dict(learning_rate=1e-2)
 STEPS = 10_000
@@ -60,13 +60,23 @@ DOUBLE = (jnp.float64, jnp.complex128)  # under jax.enable_x64
 
 def _registry_cases() -> list[dict[str, Any]]:
   """Our optimizers in the form of optax's lists of optimizers under test."""
-  return [dict(opt_name=name, opt_kwargs=KWARGS.get(name, DEFAULT_KWARGS),
-               wrapper_name=None, wrapper_kwargs=None) for name in NAMES]
+  return [
+    dict(
+      opt_name=name,
+      opt_kwargs=KWARGS.get(name, DEFAULT_KWARGS),
+      wrapper_name=None,
+      wrapper_kwargs=None,
+    )
+    for name in NAMES
+  ]
 
 
 def _is_optimizer_list(cases: Any) -> bool:
-  return (isinstance(cases, (list, tuple)) and bool(cases)
-          and all(isinstance(case, dict) and 'opt_name' in case for case in cases))
+  return (
+    isinstance(cases, (list, tuple))
+    and bool(cases)
+    and all(isinstance(case, dict) and 'opt_name' in case for case in cases)
+  )
 
 
 def _optax_common_tests() -> types.ModuleType:
@@ -80,15 +90,18 @@ def _optax_common_tests() -> types.ModuleType:
   """
   path = os.path.join(os.path.dirname(optax.__file__), 'contrib', '_common_test.py')
   if not os.path.exists(path):
-    raise FileNotFoundError(f'optax {optax.__version__} has no {path}: the shared '
-                            'optimizer tests moved; update _optax_common_tests')
+    raise FileNotFoundError(
+      f'optax {optax.__version__} has no {path}: the shared '
+      'optimizer tests moved; update _optax_common_tests'
+    )
   spec = importlib.util.spec_from_file_location('padam_optax_common_test', path)
   module = importlib.util.module_from_spec(spec)
   product = parameterized.product
 
   def product_over_registry(*kwargs_seqs, **testgrid):
-    return product(*(_registry_cases() if _is_optimizer_list(seq) else seq
-                     for seq in kwargs_seqs), **testgrid)
+    return product(
+      *(_registry_cases() if _is_optimizer_list(seq) else seq for seq in kwargs_seqs), **testgrid
+    )
 
   with mock.patch.object(parameterized, 'product', product_over_registry):
     spec.loader.exec_module(module)
@@ -100,8 +113,9 @@ class TestOptaxSharedOptimizerTests(_optax_common_tests().ContribTest):
   """optax's ``ContribTest``, every case over ``padam_jax.OPTIMIZERS`` (see above)."""
 
 
-def _make(name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]] = lambda f: f
-          ) -> optax.GradientTransformation:
+def _make(
+  name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]] = lambda f: f
+) -> optax.GradientTransformation:
   return wrap(padam_jax.OPTIMIZERS[name])(**KWARGS.get(name, DEFAULT_KWARGS))
 
 
@@ -113,15 +127,17 @@ def _parabola(dtype) -> tuple[jax.Array, jax.Array, Callable[[jax.Array], jax.Ar
   """``sum |x - x*|^2`` from (-1, 10, 1); x* = (1, -1, 1), times (1 + i) if complex."""
   scale = 1 + 1j if jnp.issubdtype(dtype, jnp.complexfloating) else 1.0
   target = jnp.asarray(np.array([1.0, -1.0, 1.0]) * scale, dtype)
-  return (jnp.asarray([-1.0, 10.0, 1.0], dtype), target,
-          lambda x: jnp.sum(_abs_sq(x - target)))
+  return (jnp.asarray([-1.0, 10.0, 1.0], dtype), target, lambda x: jnp.sum(_abs_sq(x - target)))
 
 
 def _rosenbrock(dtype) -> tuple[jax.Array, jax.Array, Callable[[jax.Array], jax.Array]]:
   """``|a - x0|^2 + 100 |x1 - x0^2|^2`` from 0; a = 1, or 1 + i if complex; x* = (a, a^2)."""
   a = 1 + 1j if jnp.issubdtype(dtype, jnp.complexfloating) else 1.0
-  return (jnp.zeros(2, dtype), jnp.asarray([a, a * a], dtype),
-          lambda x: _abs_sq(a - x[0]) + 100 * _abs_sq(x[1] - x[0] ** 2))
+  return (
+    jnp.zeros(2, dtype),
+    jnp.asarray([a, a * a], dtype),
+    lambda x: _abs_sq(a - x[0]) + 100 * _abs_sq(x[1] - x[0] ** 2),
+  )
 
 
 def _descent_grads(loss, params):
@@ -166,16 +182,25 @@ def _probe(name: str, precision: str) -> dict[str, Any]:
   @jax.jit
   def step(params, state, take):  # `take` is True, but only known at run time
     traces.append(None)
-    updates, new_state = tx.update(grads, state, params, unexpected_array=jnp.ones(2),
-                                   unexpected_flag=True)
+    updates, new_state = tx.update(
+      grads, state, params, unexpected_array=jnp.ones(2), unexpected_flag=True
+    )
     return updates, jax.lax.cond(take, lambda: new_state, lambda: state)
 
   with jax.enable_x64(precision == 'double'):
     init = tx.init(params)
     updates, state = step(params, init, True)
     second_updates, second_state = step(optax.apply_updates(params, updates), state, True)
-  return dict(params=params, grads=grads, init=init, updates=updates, state=state,
-              second_updates=second_updates, second_state=second_state, traces=len(traces))
+  return dict(
+    params=params,
+    grads=grads,
+    init=init,
+    updates=updates,
+    state=state,
+    second_updates=second_updates,
+    second_state=second_state,
+    traces=len(traces),
+  )
 
 
 def _wide(x: jax.Array) -> np.ndarray:
@@ -188,8 +213,9 @@ def _assert_close(actual, desired, rtol: float) -> None:
   chex.assert_trees_all_equal_dtypes(actual, desired)
   for (path, a), d in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(desired)):
     eps = float(jnp.finfo(a.dtype).eps) if jnp.issubdtype(a.dtype, jnp.inexact) else 0.0
-    np.testing.assert_allclose(_wide(a), _wide(d), rtol=max(rtol, 2 * eps), atol=1e-9,
-                               err_msg=jax.tree_util.keystr(path))
+    np.testing.assert_allclose(
+      _wide(a), _wide(d), rtol=max(rtol, 2 * eps), atol=1e-9, err_msg=jax.tree_util.keystr(path)
+    )
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -280,8 +306,10 @@ def test_multisteps_accumulates_safely(name):
   k = 4
   tx = _optimizer(name)
   groups = [_mixed_params((jnp.bfloat16, jnp.float32)), _mixed_params((jnp.complex64,))]
-  multis = [optax.MultiSteps(tx, every_k_schedule=k, accumulator_dtype=dtype)
-            for dtype in (jnp.float32, jnp.complex64)]
+  multis = [
+    optax.MultiSteps(tx, every_k_schedule=k, accumulator_dtype=dtype)
+    for dtype in (jnp.float32, jnp.complex64)
+  ]
   traces = []
 
   @jax.jit

@@ -17,12 +17,14 @@ EPOCHS = 8
 def _plausible(diverge=()):
   """Records that fall with the epoch; members at a learning rate in ``diverge`` diverge at
   epoch 3."""
+
   def metrics(sweep_name, values, index, epoch):
     del sweep_name
     if values.get('learning_rate') in diverge and epoch >= 3:
       return None
     loss = 1.0 / (epoch + index)
     return {'train_loss': loss, 'test_loss': loss, 'test_error': 0.3 - 0.01 * epoch}
+
   return metrics
 
 
@@ -30,8 +32,9 @@ def _plausible(diverge=()):
 def fake_reproduction(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('repro'))
   for spec in suites.sweeps_of(['all']):
-    fake_runs.write_sweep(workdir, spec, 2, EPOCHS,
-                          _plausible((0.1,) if spec.name.endswith('-p-lr') else ()))
+    fake_runs.write_sweep(
+      workdir, spec, 2, EPOCHS, _plausible((0.1,) if spec.name.endswith('-p-lr') else ())
+    )
   return workdir
 
 
@@ -46,12 +49,14 @@ def test_every_curve_reads_a_sweep_its_suite_trains():
 def test_all_trains_each_sweep_once_and_figure1_reuses_the_grids():
   specs = suites.sweeps_of(['all'])
   assert len(specs) == len({s.name for s in specs}) == 13
-  runs = sum(len(sweep.expand(config_lib.TrainConfig(**f), g))
-             for f, g in (suites.sweep_arguments(s, suites.SCALES['cpu'], 'reproduction', 1)
-                          for s in specs))
+  runs = sum(
+    len(sweep.expand(config_lib.TrainConfig(**f), g))
+    for f, g in (suites.sweep_arguments(s, suites.SCALES['cpu'], 'reproduction', 1) for s in specs)
+  )
   assert runs == 23  # 12 of Figure 1, 4 + 6 more of Figures 2 and 3, 1 p schedule
   assert {s.name for s in suites.sweeps_of(['table2'])} == {
-      f'wrn16_4-{o}' for o in suites.OPTIMIZERS}
+    f'wrn16_4-{o}' for o in suites.OPTIMIZERS
+  }
   with pytest.raises(ValueError, match='figure9'):
     suites.sweeps_of(['figure9'])
   only = suites.sweeps_of(['table2'], ['wrn16_4-adam'])  # one process per sweep
@@ -69,8 +74,12 @@ def test_scales_differ_only_in_numbers():
     assert (config.dataset, config.width) == (scale.dataset, scale.width)
     assert (config.partial, config.partial_end, config.lr_start) == (0.25, 0.0625, 0.01)
     assert config.lr_schedule == 'warmup' and grid == {'seed': [0, 1, 2]}
-  assert config_lib.resolve(config_lib.TrainConfig(
-      **suites.sweep_arguments(spec, full, 'paper', 1)[0])).epochs == 200
+  assert (
+    config_lib.resolve(
+      config_lib.TrainConfig(**suites.sweep_arguments(spec, full, 'paper', 1)[0])
+    ).epochs
+    == 200
+  )
 
 
 def test_figures_and_tables_from_metrics_alone(fake_reproduction, tmp_path):
@@ -100,8 +109,10 @@ def test_diverged_runs_are_marked(fake_reproduction):
   column = lrs.index(0.1)
   assert np.all(np.isnan(error[:, column])) and np.all(diverged[:, column] == 2)
   assert not np.any(np.isnan(np.delete(error, column, axis=1)))
-  runs = report.curve_runs(fake_reproduction, suites.Curve(
-      '', 'resnet18-padam-p-lr', (('partial', 0.125), ('learning_rate', 0.1))))
+  runs = report.curve_runs(
+    fake_reproduction,
+    suites.Curve('', 'resnet18-padam-p-lr', (('partial', 0.125), ('learning_rate', 0.1))),
+  )
   matrix = report.metric_matrix(runs, 'train_loss')
   assert matrix.shape == (2, EPOCHS) and np.all(np.isnan(matrix[:, 2:]))
 

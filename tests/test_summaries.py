@@ -15,12 +15,24 @@ def test_summaries_mirror_metrics_jsonl_and_config(tiny_run):
 
 
 def test_epoch_scalars_leave_out_null_non_finite_and_diverged():
-  record = {'epoch': 2, 'step': 6, 'train_loss': 0.5, 'train_accuracy': 0.75,
-            'test_loss': float('nan'), 'test_error': 0.25, 'learning_rate': 0.1,
-            'partial': None, 'train_seconds': 1.5}
+  record = {
+    'epoch': 2,
+    'step': 6,
+    'train_loss': 0.5,
+    'train_accuracy': 0.75,
+    'test_loss': float('nan'),
+    'test_error': 0.25,
+    'learning_rate': 0.1,
+    'partial': None,
+    'train_seconds': 1.5,
+  }
   assert summaries.epoch_scalars(record) == {
-      'epoch/train_loss': 0.5, 'epoch/train_accuracy': 0.75, 'epoch/test_error': 0.25,
-      'epoch/learning_rate': 0.1, 'epoch/train_seconds': 1.5}
+    'epoch/train_loss': 0.5,
+    'epoch/train_accuracy': 0.75,
+    'epoch/test_error': 0.25,
+    'epoch/learning_rate': 0.1,
+    'epoch/train_seconds': 1.5,
+  }
   assert summaries.epoch_scalars({**record, 'diverged': True}) == {}
 
 
@@ -33,8 +45,7 @@ def test_a_failing_writer_warns_once_and_goes_quiet(tmp_path, caplog):
   assert len(caplog.records) == 1 and 'metrics.jsonl is unaffected' in caplog.text
 
 
-def test_without_tensorboardx_a_run_warns_once_and_writes_no_events(tmp_path, caplog,
-                                                                   monkeypatch):
+def test_without_tensorboardx_a_run_warns_once_and_writes_no_events(tmp_path, caplog, monkeypatch):
   """As on an install without tensorboardX: summaries turn themselves off, nothing fails."""
   monkeypatch.setitem(sys.modules, 'tensorboardX', None)  # `import tensorboardX` fails
   summaries._tensorboardx.cache_clear()  # pylint: disable=protected-access

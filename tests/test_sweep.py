@@ -9,8 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import (TINY_FLAGS, assert_tensorboard_matches, read_tensorboard,
-                      subprocess_env)
+from conftest import TINY_FLAGS, assert_tensorboard_matches, read_tensorboard, subprocess_env
 
 from padam_jax.training import loop, runlog, sweep
 
@@ -31,8 +30,9 @@ def _without_timing(records):
 def vmapped(tmp_path_factory, tiny_config, tiny_dataset):
   """The grid trained for 2 epochs in one program: (workdir, records by member)."""
   workdir = str(tmp_path_factory.mktemp('sweep'))
-  results = sweep.run_sweep(tiny_config(), GRID, workdir, mode='vmap', dataset=tiny_dataset,
-                            tensorboard=True)
+  results = sweep.run_sweep(
+    tiny_config(), GRID, workdir, mode='vmap', dataset=tiny_dataset, tensorboard=True
+  )
   return workdir, results
 
 
@@ -45,17 +45,22 @@ def test_members_equal_their_single_runs(vmapped, tiny_config, tiny_dataset, tmp
   """
   workdir, results = vmapped
   for name, seed in zip(GOOD, (3, 4)):
-    single = loop.train_and_evaluate(tiny_config(seed=seed, epochs=1),
-                                      str(tmp_path / name), dataset=tiny_dataset)[0]
+    single = loop.train_and_evaluate(
+      tiny_config(seed=seed, epochs=1), str(tmp_path / name), dataset=tiny_dataset
+    )[0]
     ours = results[name]
     assert [r['epoch'] for r in ours] == [1, 2] and [r['step'] for r in ours] == [3, 6]
     assert set(ours[0]) == set(single)
     for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_error'):
       np.testing.assert_allclose(ours[0][key], single[key], rtol=2e-4)
-    assert (ours[0]['learning_rate'], ours[0]['partial']) == (single['learning_rate'],
-                                                              single['partial'])
-    with open(os.path.join(workdir, name, runlog.CONFIG_FILE)) as ours_file, \
-        open(tmp_path / name / runlog.CONFIG_FILE) as single_file:
+    assert (ours[0]['learning_rate'], ours[0]['partial']) == (
+      single['learning_rate'],
+      single['partial'],
+    )
+    with (
+      open(os.path.join(workdir, name, runlog.CONFIG_FILE)) as ours_file,
+      open(tmp_path / name / runlog.CONFIG_FILE) as single_file,
+    ):
       assert json.load(ours_file) == {**json.load(single_file), 'epochs': 2}
 
 
@@ -83,50 +88,60 @@ def test_each_member_has_its_own_summaries(vmapped):
     assert scalars == {} and 'config/text_summary' in others
 
 
-def test_killed_sweep_resumes_to_the_same_metrics(vmapped, tiny_config, tiny_dataset,
-                                                  tmp_path):
+def test_killed_sweep_resumes_to_the_same_metrics(vmapped, tiny_config, tiny_dataset, tmp_path):
   """All K states live in one checkpoint: lose epoch 2's, rerun, get the same records."""
   workdir, results = vmapped
   killed = str(tmp_path / 'killed')
   shutil.copytree(workdir, killed)
   shutil.rmtree(os.path.join(killed, 'checkpoints', '2'))
-  resumed = sweep.run_sweep(tiny_config(), GRID, killed, mode='vmap', dataset=tiny_dataset,
-                            tensorboard=True)
+  resumed = sweep.run_sweep(
+    tiny_config(), GRID, killed, mode='vmap', dataset=tiny_dataset, tensorboard=True
+  )
   assert {k: _without_timing(v) for k, v in resumed.items()} == {
-      k: _without_timing(v) for k, v in results.items()}
+    k: _without_timing(v) for k, v in results.items()
+  }
   for name in GOOD:
     assert_tensorboard_matches(os.path.join(killed, name), resumed[name])
 
 
 def test_sequential_mode_runs_single_runs(vmapped, tiny_config, tiny_dataset, tmp_path):
   _, results = vmapped
-  sequential = sweep.run_sweep(tiny_config(), {'seed': [3, 4]}, str(tmp_path),
-                               mode='sequential', dataset=tiny_dataset)
+  sequential = sweep.run_sweep(
+    tiny_config(), {'seed': [3, 4]}, str(tmp_path), mode='sequential', dataset=tiny_dataset
+  )
   assert os.path.isdir(tmp_path / 'seed=3' / 'checkpoints')  # an ordinary single run
   for name, vmapped_name in zip(('seed=3', 'seed=4'), GOOD):
     assert len(sequential[name]) == 2
-    np.testing.assert_allclose(sequential[name][0]['train_loss'],
-                               results[vmapped_name][0]["train_loss"], rtol=2e-4)
+    np.testing.assert_allclose(
+      sequential[name][0]['train_loss'], results[vmapped_name][0]["train_loss"], rtol=2e-4
+    )
 
 
 def test_resume_with_another_grid_is_refused(vmapped, tiny_config, tiny_dataset):
   workdir, _ = vmapped
   with pytest.raises(runlog.ConfigMismatchError, match='another sweep'):
-    sweep.run_sweep(tiny_config(), {'seed': [3, 4]}, workdir, mode='vmap',
-                    dataset=tiny_dataset)
+    sweep.run_sweep(tiny_config(), {'seed': [3, 4]}, workdir, mode='vmap', dataset=tiny_dataset)
 
 
 def test_a_sequential_sweep_may_grow_but_not_change(tiny_config, tmp_path):
   said = []
+
   def write(mode, seeds):
     grid = {'seed': seeds}
-    sweep._write_sweep_file(str(tmp_path), mode, grid,  # pylint: disable=protected-access
-                            sweep.expand(tiny_config(), grid), said.append)
+    sweep._write_sweep_file(
+      str(tmp_path),
+      mode,
+      grid,  # pylint: disable=protected-access
+      sweep.expand(tiny_config(), grid),
+      said.append,
+    )
+
   write('sequential', [0, 1, 2])
   write('sequential', [0, 1, 2, 3, 4])  # two more seeds: the first three are kept
   assert said == [f'{tmp_path / sweep.SWEEP_FILE}: 2 runs added to its 3']
   assert [r['name'] for r in sweep.read_sweep(str(tmp_path))['runs']] == [
-      f'seed={k}' for k in range(5)]
+    f'seed={k}' for k in range(5)
+  ]
   for mode, seeds in (('sequential', [1, 2, 3, 4, 5]), ('vmap', [0, 1, 2, 3, 4, 5])):
     with pytest.raises(runlog.ConfigMismatchError, match='may only grow'):
       write(mode, seeds)
@@ -134,21 +149,23 @@ def test_a_sequential_sweep_may_grow_but_not_change(tiny_config, tmp_path):
 
 def test_parse_grid_and_expand(tiny_config):
   grid = sweep.parse_grid(['lr=0.1,0.01', 'partial=0.25,0.125,0.0625', 'seed=0,1'])
-  assert grid == {'learning_rate': [0.1, 0.01], 'partial': [0.25, 0.125, 0.0625],
-                  'seed': [0, 1]}
+  assert grid == {'learning_rate': [0.1, 0.01], 'partial': [0.25, 0.125, 0.0625], 'seed': [0, 1]}
   members = sweep.expand(tiny_config(), grid)
   assert len(members) == 12 and len({m.name for m in members}) == 12
   assert members[0].name == 'learning_rate=0.1,partial=0.25,seed=0'
   assert members[-1].config.learning_rate == 0.01 and members[-1].config.seed == 1
 
 
-@pytest.mark.parametrize('specs, message', [
+@pytest.mark.parametrize(
+  'specs, message',
+  [
     (['lr'], 'NAME=V1'),
     (['depth=1,2'], 'NAME one of'),
     (['seed=0.5'], 'ints'),
     (['lr=0.1', 'lr=0.2'], 'twice'),
     (['lr=0.1,0.1'], 'repeats'),
-])
+  ],
+)
 def test_bad_grid_flags_are_explained(specs, message):
   with pytest.raises(ValueError, match=message):
     sweep.parse_grid(specs)
@@ -164,15 +181,31 @@ def test_bad_member_values_are_refused_before_any_work(tiny_config):
 def test_complete_sweep_is_skipped(vmapped, tiny_config, tiny_dataset):
   workdir, results = vmapped
   said = []
-  again = sweep.run_sweep(tiny_config(), GRID, workdir, mode='vmap', dataset=tiny_dataset,
-                          progress=said.append)
+  again = sweep.run_sweep(
+    tiny_config(), GRID, workdir, mode='vmap', dataset=tiny_dataset, progress=said.append
+  )
   assert said == [f'{workdir}: all 4 runs complete'] and again == results
 
 
 def test_launcher_refuses_a_flag_the_grid_varies(tmp_path):
   code = subprocess.run(
-      [sys.executable, '-m', 'experiments.sweep', *TINY_FLAGS, '--lr', '0.1',
-       '--grid', 'lr=0.1,0.2', '--workdir', str(tmp_path)],
-      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      '-m',
+      'experiments.sweep',
+      *TINY_FLAGS,
+      '--lr',
+      '0.1',
+      '--grid',
+      'lr=0.1,0.2',
+      '--workdir',
+      str(tmp_path),
+    ],
+    cwd=ROOT,
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert code.returncode == 2 and '--lr is fixed by its flag and varied by --grid' in code.stderr
   assert not os.path.exists(tmp_path / 'sweep.json')

@@ -26,8 +26,17 @@ def test_metrics_jsonl_has_one_record_per_epoch(tiny_run):
   assert [r['epoch'] for r in records] == [1, 2, 3]
   assert [r['step'] for r in records] == [3, 6, 9]  # the partial batch of 6 is kept
   for r in records:
-    assert set(r) == {'epoch', 'step', 'train_loss', 'train_accuracy', 'test_loss',
-                      'test_error', 'learning_rate', 'partial', 'train_seconds'}
+    assert set(r) == {
+      'epoch',
+      'step',
+      'train_loss',
+      'train_accuracy',
+      'test_loss',
+      'test_error',
+      'learning_rate',
+      'partial',
+      'train_seconds',
+    }
     assert np.isfinite(r['train_loss']) and 0 <= r['test_error'] <= 1
     assert r['learning_rate'] == 0.1 and r['partial'] == 0.125
   with open(os.path.join(workdir, runlog.METRICS_FILE)) as f:
@@ -43,8 +52,7 @@ def test_same_seed_same_run_and_exact_resume(tmp_path, tiny_dataset, tiny_config
   --epochs 3 from its checkpoint it ends with the tiny run's uninterrupted records."""
   first = loop.train_and_evaluate(tiny_config(epochs=1), str(tmp_path), dataset=tiny_dataset)
   assert _without_timing(first) == _without_timing(tiny_run.records[:1])
-  resumed = loop.train_and_evaluate(tiny_config(epochs=3), str(tmp_path),
-                                     dataset=tiny_dataset)
+  resumed = loop.train_and_evaluate(tiny_config(epochs=3), str(tmp_path), dataset=tiny_dataset)
   assert _without_timing(resumed) == _without_timing(tiny_run.records)
 
 
@@ -54,8 +62,9 @@ def _copy_of(tiny_run, tmp_path) -> str:
   return workdir
 
 
-def test_resume_drops_records_newer_than_the_checkpoint(tmp_path, tiny_dataset, tiny_config,
-                                                        tiny_run):
+def test_resume_drops_records_newer_than_the_checkpoint(
+  tmp_path, tiny_dataset, tiny_config, tiny_run
+):
   """A kill after writing metrics but before the checkpoint: the epoch is redone."""
   workdir = _copy_of(tiny_run, tmp_path)
   runlog.append_metrics(workdir, {**tiny_run.records[-1], 'epoch': 4, 'train_loss': -1.0})
@@ -66,11 +75,11 @@ def test_resume_drops_records_newer_than_the_checkpoint(tmp_path, tiny_dataset, 
   assert records[3]['train_loss'] > 0
 
 
-def test_resume_with_another_config_is_refused(tmp_path, tiny_dataset, tiny_config,
-                                               tiny_run):
+def test_resume_with_another_config_is_refused(tmp_path, tiny_dataset, tiny_config, tiny_run):
   with pytest.raises(ValueError, match='learning_rate'):
-    loop.train_and_evaluate(tiny_config(epochs=4, learning_rate=0.05),
-                             _copy_of(tiny_run, tmp_path), dataset=tiny_dataset)
+    loop.train_and_evaluate(
+      tiny_config(epochs=4, learning_rate=0.05), _copy_of(tiny_run, tmp_path), dataset=tiny_dataset
+    )
 
 
 def test_failed_launch_leaves_the_workdir_usable(tmp_path, tiny_config):
@@ -81,20 +90,19 @@ def test_failed_launch_leaves_the_workdir_usable(tmp_path, tiny_config):
   assert not os.path.exists(tmp_path / 'run')
 
 
-def test_drop_remainder_multistep_schedule_and_no_extension(tmp_path, tiny_dataset,
-                                                            tiny_config):
+def test_drop_remainder_multistep_schedule_and_no_extension(tmp_path, tiny_dataset, tiny_config):
   """Multistep decay with the partial batch dropped; a longer rerun would move the decay."""
   cfg = tiny_config(epochs=4, drop_remainder=True, lr_schedule='multistep', optimizer='sgdm')
   records = loop.train_and_evaluate(cfg, str(tmp_path), dataset=tiny_dataset)
   assert [r['step'] for r in records] == [2, 4, 6, 8]
   # x0.1 at 50% and 75% of the 8 steps: epochs 3 and 4 start at steps 4 and 6.
-  np.testing.assert_allclose([r['learning_rate'] for r in records],
-                             [0.1, 0.1, 0.01, 0.001], rtol=1e-6)
+  np.testing.assert_allclose(
+    [r['learning_rate'] for r in records], [0.1, 0.1, 0.01, 0.001], rtol=1e-6
+  )
   assert all(r['partial'] is None for r in records)
   # multistep boundaries sit at fractions of --epochs: extending would rewrite them.
   with pytest.raises(runlog.ConfigMismatchError, match='epochs'):
-    loop.train_and_evaluate(dataclasses.replace(cfg, epochs=5), str(tmp_path),
-                             dataset=tiny_dataset)
+    loop.train_and_evaluate(dataclasses.replace(cfg, epochs=5), str(tmp_path), dataset=tiny_dataset)
 
 
 def test_training_learns(tmp_path, tiny_config):
@@ -108,8 +116,8 @@ def test_training_learns(tmp_path, tiny_config):
   above the worst.
   """
   records = loop.train_and_evaluate(
-      tiny_config(optimizer='sgdm', epochs=6, train_size=320, test_size=100),
-      str(tmp_path))
+    tiny_config(optimizer='sgdm', epochs=6, train_size=320, test_size=100), str(tmp_path)
+  )
   losses = [r['train_loss'] for r in records]
   assert np.mean(losses[-2:]) < 0.85 * losses[0]  # worst of 5 seeds: 0.745
 
@@ -144,21 +152,32 @@ def test_steps_per_call_scan_matches_single_steps(tiny_dataset, tiny_config):
 
 # --- configuration ------------------------------------------------------------
 
+
 def test_presets_and_per_optimizer_defaults():
   reproduction = config_lib.resolve(config_lib.TrainConfig(optimizer='adam'))
-  assert (reproduction.preset, reproduction.learning_rate, reproduction.weight_decay,
-          reproduction.epochs, reproduction.lr_schedule) == (
-      'reproduction', 1e-3, 0.005, 100, 'constant')
+  assert (
+    reproduction.preset,
+    reproduction.learning_rate,
+    reproduction.weight_decay,
+    reproduction.epochs,
+    reproduction.lr_schedule,
+  ) == ('reproduction', 1e-3, 0.005, 100, 'constant')
   assert reproduction.partial is None
   paper = config_lib.resolve(config_lib.TrainConfig(preset='paper'))
-  assert (paper.learning_rate, paper.weight_decay, paper.epochs, paper.lr_schedule,
-          paper.partial) == (0.1, 5e-4, 200, 'multistep', 0.125)
-  explicit = config_lib.resolve(config_lib.TrainConfig(preset='paper', epochs=3,
-                                                       weight_decay=0.0))
+  assert (
+    paper.learning_rate,
+    paper.weight_decay,
+    paper.epochs,
+    paper.lr_schedule,
+    paper.partial,
+  ) == (0.1, 5e-4, 200, 'multistep', 0.125)
+  explicit = config_lib.resolve(config_lib.TrainConfig(preset='paper', epochs=3, weight_decay=0.0))
   assert (explicit.epochs, explicit.weight_decay) == (3, 0.0)
 
 
-@pytest.mark.parametrize('field, value, message', [
+@pytest.mark.parametrize(
+  'field, value, message',
+  [
     ('model', 'resnet50', 'resnet18'),
     ('dataset', 'mnist', 'fashion_mnist'),
     ('optimizer', 'lamb', 'padamw'),
@@ -168,7 +187,8 @@ def test_presets_and_per_optimizer_defaults():
     ('partial', 0.7, 'partial'),
     ('weight_decay', -1.0, 'weight_decay'),
     ('learning_rate', -0.1, 'learning_rate'),
-])
+  ],
+)
 def test_bad_config_values_name_the_choices(field, value, message):
   with pytest.raises(ValueError, match=message):
     config_lib.resolve(config_lib.TrainConfig(**{field: value}))
@@ -180,8 +200,7 @@ def test_partial_only_for_padam():
 
 
 def test_partial_schedule_anneals():
-  cfg = config_lib.resolve(config_lib.TrainConfig(partial=0.25, partial_end=0.0625,
-                                                  epochs=10))
+  cfg = config_lib.resolve(config_lib.TrainConfig(partial=0.25, partial_end=0.0625, epochs=10))
   _, _, partial = config_lib.make_optimizer(cfg, steps_per_epoch=10)
   assert float(partial(0)) == 0.25 and float(partial(100)) == 0.0625
   assert float(partial(50)) == pytest.approx(0.15625)
@@ -190,16 +209,18 @@ def test_partial_schedule_anneals():
 def test_multistep_boundaries():
   lr = schedules.multistep(0.1, total_steps=200)
   assert [float(lr(s)) for s in (0, 99, 100, 149, 150, 199)] == pytest.approx(
-      [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+  )
 
 
 def test_bfloat16_compute(tmp_path, tiny_dataset, tiny_config):
   """--compute_dtype bfloat16: activations in bf16, params and moments stay float32."""
   records = loop.train_and_evaluate(
-      tiny_config(epochs=1, compute_dtype='bfloat16', drop_remainder=True), str(tmp_path),
-      dataset=tiny_dataset)
+    tiny_config(epochs=1, compute_dtype='bfloat16', drop_remainder=True),
+    str(tmp_path),
+    dataset=tiny_dataset,
+  )
   assert np.isfinite(records[0]['train_loss'])
-  trainer = loop.Trainer(config_lib.resolve(tiny_config(compute_dtype='bfloat16')),
-                          tiny_dataset)
+  trainer = loop.Trainer(config_lib.resolve(tiny_config(compute_dtype='bfloat16')), tiny_dataset)
   state = trainer.init_state()
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}

@@ -25,10 +25,15 @@ def _settings():
 
 def test_import_needs_no_torch():
   """The committed-fixture tests run where torch is not installed (e.g. on Python 3.12)."""
-  code = ('import sys; from padam_jax.reference import trajectory; '
-          'assert "torch" not in sys.modules, "torch imported"')
-  subprocess.run([sys.executable, '-c', code], check=True,
-                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  code = (
+    'import sys; from padam_jax.reference import trajectory; '
+    'assert "torch" not in sys.modules, "torch imported"'
+  )
+  subprocess.run(
+    [sys.executable, '-c', code],
+    check=True,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
 
 
 def test_fixture_is_current():
@@ -43,8 +48,7 @@ def test_padam_matches_committed_reference(name):
   fixture = _fixture()
   problem = trajectory.Problem.from_arrays(fixture)
   reference = fixture[f'trajectory/{name}']
-  ours = trajectory.jax_trajectory(
-      problem, trajectory.padam_jax_optimizer(_settings()[name]))
+  ours = trajectory.jax_trajectory(problem, trajectory.padam_jax_optimizer(_settings()[name]))
   # The parameters must travel, or agreement would prove nothing.
   assert np.abs(reference[-1] - reference[0]).max() > 0.1
   assert trajectory.max_relative_deviation(ours, reference) <= TOLERANCE
@@ -63,8 +67,7 @@ def test_deviation_measure_detects_a_wrong_optimizer():
   problem = trajectory.Problem.from_arrays(fixture)
   setting = dict(trajectory.PADAM_SETTINGS['default_p1/8'], partial=0.25)
   ours = trajectory.jax_trajectory(problem, trajectory.padam_jax_optimizer(setting))
-  assert trajectory.max_relative_deviation(
-      ours, fixture['trajectory/default_p1/8']) > 1e-3
+  assert trajectory.max_relative_deviation(ours, fixture['trajectory/default_p1/8']) > 1e-3
 
 
 @pytest.mark.parametrize('name', sorted(trajectory.PADAM_SETTINGS))

@@ -13,8 +13,10 @@ from padam_jax.transform import fractional_power
 
 def _tree(seed=0, dtype=jnp.float32):
   k1, k2 = jax.random.split(jax.random.key(seed))
-  return {'kernel': jax.random.normal(k1, (3, 4), dtype),
-          'bias': jax.random.normal(k2, (4,), dtype)}
+  return {
+    'kernel': jax.random.normal(k1, (3, 4), dtype),
+    'bias': jax.random.normal(k2, (4,), dtype),
+  }
 
 
 def _grads(params, t):
@@ -32,8 +34,10 @@ def _run(tx, params, steps=5):
 
 # --- numerics of single pieces ---------------------------------------------
 
-@pytest.mark.parametrize('exponent', [0.0, 1.0, 0.5, 0.25, 0.125, 1 / 64, 0.3, 0.7,
-                                      -1.0, -0.5, -0.25, -1 / 64, -0.3])
+
+@pytest.mark.parametrize(
+  'exponent', [0.0, 1.0, 0.5, 0.25, 0.125, 1 / 64, 0.3, 0.7, -1.0, -0.5, -0.25, -1 / 64, -0.3]
+)
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
 def test_fractional_power_matches_pow(exponent, dtype):
   x = jnp.geomspace(1e-6, 1e3, 101).astype(dtype)
@@ -93,9 +97,8 @@ def test_p_zero_is_bias_corrected_heavy_ball(exact):
     grads = _grads(params, t)
     updates, state = tx.update(grads, state, params)
     mu = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, mu, grads)
-    c = (1.0 if exact else np.sqrt(1 - 0.999 ** t)) / (1 - 0.9 ** t)
-    chex.assert_trees_all_close(updates, jax.tree.map(lambda m: -0.1 * c * m, mu),
-                                rtol=1e-5)
+    c = (1.0 if exact else np.sqrt(1 - 0.999**t)) / (1 - 0.9**t)
+    chex.assert_trees_all_close(updates, jax.tree.map(lambda m: -0.1 * c * m, mu), rtol=1e-5)
 
 
 def test_p_half_exact_bias_is_amsgrad_up_to_eps():
@@ -122,7 +125,7 @@ def test_exact_bias_correction_differs_early_and_converges():
   sqrt_out, _ = sqrt_tx.update(g, sqrt_tx.init(g))
   exact_out, _ = exact_tx.update(g, exact_tx.init(g))
   # Ratio (1 - b2)^(1/2 - p) at t = 1: the implicit warm-up of the reference.
-  np.testing.assert_allclose(sqrt_out / exact_out, 0.001 ** 0.375, rtol=1e-5)
+  np.testing.assert_allclose(sqrt_out / exact_out, 0.001**0.375, rtol=1e-5)
 
 
 def test_partial_schedule_uses_the_step_count():
@@ -134,12 +137,12 @@ def test_partial_schedule_uses_the_step_count():
   out1, state = tx.update(g, state)
   out2, state = tx.update(g, state)
   m2, v2 = np.asarray(state.mu), np.asarray(state.nu_max)
-  c2 = np.sqrt(1 - 0.999 ** 2) / (1 - 0.9 ** 2)
+  c2 = np.sqrt(1 - 0.999**2) / (1 - 0.9**2)
   np.testing.assert_allclose(out2, c2 * m2 / np.sqrt(v2) ** 0.125, rtol=1e-5)
   c1 = np.sqrt(0.001) / 0.1
   np.testing.assert_allclose(
-      out1, c1 * 0.1 * np.asarray(g) / np.sqrt(0.001 * np.asarray(g) ** 2) ** 0.5,
-      rtol=1e-5)
+    out1, c1 * 0.1 * np.asarray(g) / np.sqrt(0.001 * np.asarray(g) ** 2) ** 0.5, rtol=1e-5
+  )
 
 
 def test_learning_rate_schedule():
@@ -151,7 +154,10 @@ def test_learning_rate_schedule():
 
 # --- validation -------------------------------------------------------------
 
-@pytest.mark.parametrize('kwargs, name', [
+
+@pytest.mark.parametrize(
+  'kwargs, name',
+  [
     (dict(partial=-0.01), 'partial'),
     (dict(partial=0.51), 'partial'),
     (dict(partial=float('nan')), 'partial'),
@@ -161,7 +167,8 @@ def test_learning_rate_schedule():
     (dict(eps=-1e-8), 'eps'),
     (dict(weight_decay=-1e-4), 'weight_decay'),
     (dict(learning_rate=-0.1), 'learning_rate'),
-])
+  ],
+)
 def test_invalid_concrete_values_raise(kwargs, name):
   kwargs = {'learning_rate': 0.1, **kwargs}
   with pytest.raises(ValueError, match=name):
@@ -189,11 +196,11 @@ def test_traced_values_are_not_checked():
 def test_unknown_optimizer_name_lists_choices():
   with pytest.raises(ValueError, match='padamw'):
     padam_jax.get_optimizer('padam2', learning_rate=0.1)
-  assert set(padam_jax.OPTIMIZERS) == {
-      'padam', 'padamw', 'sgdm', 'adam', 'amsgrad', 'adamw'}
+  assert set(padam_jax.OPTIMIZERS) == {'padam', 'padamw', 'sgdm', 'adam', 'amsgrad', 'adamw'}
 
 
 # --- dtypes and tree structure ----------------------------------------------
+
 
 @pytest.mark.parametrize('dtype', [jnp.bfloat16, jnp.float16, jnp.float32])
 def test_updates_keep_parameter_dtype(dtype):
@@ -203,8 +210,9 @@ def test_updates_keep_parameter_dtype(dtype):
   updates, state = tx.update(_grads(params, 0), state, params)
   chex.assert_trees_all_equal_dtypes(updates, params)
   padam_state = state[1]
-  assert all(x.dtype == jnp.promote_types(dtype, jnp.float32)
-             for x in jax.tree.leaves(padam_state.nu_max))
+  assert all(
+    x.dtype == jnp.promote_types(dtype, jnp.float32) for x in jax.tree.leaves(padam_state.nu_max)
+  )
 
 
 def test_complex_parameter_gets_a_real_second_moment_per_part():
@@ -230,7 +238,7 @@ def test_bf16_second_moment_still_decays():
   _, state = tx.update(p, state)
   for _ in range(20):
     _, state = tx.update(jnp.zeros_like(p), state)
-  assert float(state.nu[0]) < 0.001 * 0.999 ** 10
+  assert float(state.nu[0]) < 0.001 * 0.999**10
 
 
 def test_mu_dtype():
@@ -272,8 +280,7 @@ def test_padamw_decay_is_decoupled():
   """padamw: theta <- theta - lr * (padam direction + wd * theta)."""
   params = _tree()
   grads = _grads(params, 0)
-  direction, _ = padam_jax.scale_by_padam().update(
-      grads, padam_jax.scale_by_padam().init(params))
+  direction, _ = padam_jax.scale_by_padam().update(grads, padam_jax.scale_by_padam().init(params))
   tx = padam_jax.padamw(0.1, weight_decay=0.01)
   updates, _ = tx.update(grads, tx.init(params), params)
   want = jax.tree.map(lambda d, p: -0.1 * (d + 0.01 * p), direction, params)
@@ -282,8 +289,8 @@ def test_padamw_decay_is_decoupled():
 
 # --- composition --------------------------------------------------------------
 
-class JitTest(chex.TestCase):
 
+class JitTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_jit_and_eager_agree(self):
     params = _tree()
@@ -315,21 +322,23 @@ def test_inject_hyperparams_vmap_over_p_and_lr_grid():
 
   batched = jax.jit(jax.vmap(run_one))(ps, lrs)
   for k in range(len(ps)):
-    single, _ = _run(padam_jax.padam(float(lrs[k]), partial=float(ps[k]),
-                                     weight_decay=5e-4), params, steps=4)
-    chex.assert_trees_all_close(jax.tree.map(lambda x: x[k], batched), single,
-                                rtol=2e-5, atol=1e-6)
+    single, _ = _run(
+      padam_jax.padam(float(lrs[k]), partial=float(ps[k]), weight_decay=5e-4), params, steps=4
+    )
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[k], batched), single, rtol=2e-5, atol=1e-6)
 
 
 def test_inject_hyperparams_state_exposes_values():
-  tx = optax.inject_hyperparams(padam_jax.padam)(learning_rate=0.1, partial=0.125,
-                                                 weight_decay=5e-4)
+  tx = optax.inject_hyperparams(padam_jax.padam)(
+    learning_rate=0.1, partial=0.125, weight_decay=5e-4
+  )
   state = tx.init(_tree())
   state.hyperparams['partial'] = jnp.asarray(0.25)
   params = _tree()
   updates, _ = tx.update(_grads(params, 0), state, params)
   want, _ = padam_jax.padam(0.1, partial=0.25, weight_decay=5e-4).update(
-      _grads(params, 0), padam_jax.padam(0.1).init(params), params)
+    _grads(params, 0), padam_jax.padam(0.1).init(params), params
+  )
   chex.assert_trees_all_close(updates, want, rtol=1e-5)
 
 
@@ -339,8 +348,7 @@ def test_chain_with_clipping():
   big = jax.tree.map(lambda p: 100 * jnp.ones_like(p), params)
   clipped = optax.clip_by_global_norm(0.1).update(big, optax.EmptyState())[0]
   got, _ = tx.update(big, tx.init(params), params)
-  want, _ = padam_jax.padam(0.1).update(clipped, padam_jax.padam(0.1).init(params),
-                                        params)
+  want, _ = padam_jax.padam(0.1).update(clipped, padam_jax.padam(0.1).init(params), params)
   chex.assert_trees_all_close(got, want)
 
 

@@ -30,10 +30,15 @@ def _placements(outputs: np.ndarray, image: np.ndarray) -> np.ndarray:
   that is none of them."""
   h, w = image.shape
   padded = np.pad(image, _PADDING)
-  candidates = np.stack([window[:, ::-1] if flip else window
-                         for dy in range(2 * _PADDING + 1) for dx in range(2 * _PADDING + 1)
-                         for flip in (False, True)
-                         for window in [padded[dy:dy + h, dx:dx + w]]])
+  candidates = np.stack(
+    [
+      window[:, ::-1] if flip else window
+      for dy in range(2 * _PADDING + 1)
+      for dx in range(2 * _PADDING + 1)
+      for flip in (False, True)
+      for window in [padded[dy : dy + h, dx : dx + w]]
+    ]
+  )
   matches = (outputs[:, None] == candidates[None]).all(axis=(2, 3))
   assert (matches.sum(axis=1) == 1).all(), 'an output is no zero-padded crop (and flip)'
   return matches.argmax(axis=1)
@@ -44,8 +49,9 @@ def test_crop_offsets_and_flips_are_uniform_in_both_frameworks():
   image = (1 + np.arange(h * w, dtype=np.uint8)).reshape(h, w)
   batch = np.broadcast_to(image[None, :, :, None], (_DRAWS, h, w, 1)).copy()
   ours = np.asarray(data.random_crop_flip(jax.random.key(0), batch))[..., 0]
-  theirs = training.random_crop_flip(torch.from_numpy(batch),
-                                     torch.Generator().manual_seed(0)).numpy()[..., 0]
+  theirs = training.random_crop_flip(
+    torch.from_numpy(batch), torch.Generator().manual_seed(0)
+  ).numpy()[..., 0]
   sides = 2 * _PADDING + 1
   counts = {}
   for name, outputs in (('jax', ours), ('torch', theirs)):
@@ -106,8 +112,7 @@ def test_shared_batches_give_the_same_epoch_in_both_frameworks(tiny_config, tiny
   config = config_lib.resolve(tiny_config(epochs=1))
   trainer = loop.Trainer(config, tiny_dataset)
   state = trainer.init_state()
-  template = jax.tree.map(np.asarray, {'params': state.params,
-                                       'batch_stats': state.batch_stats})
+  template = jax.tree.map(np.asarray, {'params': state.params, 'batch_stats': state.batch_stats})
   run = training.TorchRun(config, tiny_dataset, initial_variables=template)
   torch_train = run.train_epoch(whole_run.torch_inputs(trainer.epoch_inputs(1)))
   state, ours = trainer.train_epoch(state, 1, progress=lambda _: None)
@@ -116,18 +121,22 @@ def test_shared_batches_give_the_same_epoch_in_both_frameworks(tiny_config, tiny
   # float32 round-off after 3 steps: ~1e-4 of each leaf's largest value; statistics over
   # the padded last batch (32 rows, 6 real) would be off by far more.
   theirs = model_trajectory.flatten(run.variables(template)['batch_stats'])
-  assert model_trajectory.relative_deviation(
-      model_trajectory.flatten(state.batch_stats), theirs) < 1e-3
+  assert (
+    model_trajectory.relative_deviation(model_trajectory.flatten(state.batch_stats), theirs) < 1e-3
+  )
   ours_eval, torch_eval = trainer.evaluate(state), run.evaluate()
   assert torch_eval['test_loss'] == pytest.approx(ours_eval['test_loss'], rel=1e-4)
   assert torch_eval['test_error'] == pytest.approx(ours_eval['test_error'])
 
 
-@pytest.mark.parametrize('jax_values, torch_values, expected', [
+@pytest.mark.parametrize(
+  'jax_values, torch_values, expected',
+  [
     ([90.1, 90.3, 89.9, 90.2, 90.0], [90.0, 90.2, 90.1, 89.9, 90.3], stats.EQUIVALENT),
     ([85.1, 85.3, 84.9, 85.2, 85.0], [90.0, 90.2, 90.1, 89.9, 90.3], stats.DIFFERENT),
     ([84.0, 96.0, 88.0, 93.0, 89.5], [90.0, 90.2, 90.1, 89.9, 90.3], stats.UNDECIDED),
-])
+  ],
+)
 def test_equivalence_verdicts(jax_values, torch_values, expected):
   test = stats.equivalence([jax_values, torch_values], [1, -1], margin=1.0)
   assert test.verdict == expected
@@ -160,23 +169,37 @@ def _write_runs(workdir, config, seeds, test_errors):
     for seed, error in zip(seeds, errors):
       directory = whole_run.run_dir(workdir, framework, seed)
       os.makedirs(directory)
-      loop.record_config(directory, config_lib.resolve(dataclasses.replace(config, seed=seed)),
-                         resuming=False)
+      loop.record_config(
+        directory, config_lib.resolve(dataclasses.replace(config, seed=seed)), resuming=False
+      )
       for epoch in (1, 2):
-        runlog.append_metrics(directory, {
-            'epoch': epoch, 'step': 3 * epoch, 'train_loss': 1.0 + 0.001 * seed,
-            'train_accuracy': 0.6, 'train_seconds': 1.0, 'test_loss': 1.1,
-            'test_error': error + 0.01 * (2 - epoch), 'learning_rate': 0.1, 'partial': 0.125})
+        runlog.append_metrics(
+          directory,
+          {
+            'epoch': epoch,
+            'step': 3 * epoch,
+            'train_loss': 1.0 + 0.001 * seed,
+            'train_accuracy': 0.6,
+            'train_seconds': 1.0,
+            'test_loss': 1.1,
+            'test_error': error + 0.01 * (2 - epoch),
+            'learning_rate': 0.1,
+            'partial': 0.125,
+          },
+        )
 
 
 def test_report_of_known_runs(tmp_path, tiny_config):
-  config = tiny_config(model='wrn16_4', dataset='digits', epochs=2, lr_schedule='multistep',
-                       weight_decay=5e-4)
+  config = tiny_config(
+    model='wrn16_4', dataset='digits', epochs=2, lr_schedule='multistep', weight_decay=5e-4
+  )
   seeds = [0, 1, 2]
-  _write_runs(str(tmp_path), config, seeds, {'jax': [0.20, 0.21, 0.19],
-                                             'torch': [0.10, 0.11, 0.09]})
-  text, verdict = whole_run.report(str(tmp_path), seeds, final_epochs=1, margin_points=1.0,
-                                   margin_relative=0.03)
+  _write_runs(
+    str(tmp_path), config, seeds, {'jax': [0.20, 0.21, 0.19], 'torch': [0.10, 0.11, 0.09]}
+  )
+  text, verdict = whole_run.report(
+    str(tmp_path), seeds, final_epochs=1, margin_points=1.0, margin_relative=0.03
+  )
   assert verdict == stats.DIFFERENT
   assert '| 2 | 1.0010 ± 0.0010 | 1.0010 ± 0.0010 |' in text
   assert '| test accuracy (%) | 80.00 ± 1.00 | 90.00 ± 1.00 | -10.00 |' in text
@@ -188,21 +211,44 @@ def test_report_of_known_runs(tmp_path, tiny_config):
 def test_command_reports_finished_runs(tmp_path, tiny_config):
   """The command trains nothing when every run is complete, prints the tables and the
   verdict, and writes them to WORKDIR/report.md."""
-  settings = dict(model='wrn16_4', width=0.0625, dataset='digits', batch_size=32,
-                  train_size=70, test_size=30, epochs=2, lr_schedule='multistep',
-                  weight_decay=5e-4, learning_rate=0.1, partial=0.125)
+  settings = dict(
+    model='wrn16_4',
+    width=0.0625,
+    dataset='digits',
+    batch_size=32,
+    train_size=70,
+    test_size=30,
+    epochs=2,
+    lr_schedule='multistep',
+    weight_decay=5e-4,
+    learning_rate=0.1,
+    partial=0.125,
+  )
   config = config_lib.TrainConfig(**settings)
   _write_runs(str(tmp_path), config, [0, 1], {'jax': [0.2, 0.2], 'torch': [0.2, 0.2]})
-  flags = ['--whole_run', f'--workdir={tmp_path}', '--seeds=2', '--final_epochs=1',
-           *(f'--{k}={v}' for k, v in settings.items()
-             if k not in ('learning_rate', 'partial')), '--lr=0.1', '--partial=0.125']
-  result = subprocess.run([sys.executable, '-m', 'experiments.crosscheck', *flags],
-                          capture_output=True, text=True, env=subprocess_env(), check=False,
-                          timeout=300)
+  flags = [
+    '--whole_run',
+    f'--workdir={tmp_path}',
+    '--seeds=2',
+    '--final_epochs=1',
+    *(f'--{k}={v}' for k, v in settings.items() if k not in ('learning_rate', 'partial')),
+    '--lr=0.1',
+    '--partial=0.125',
+  ]
+  result = subprocess.run(
+    [sys.executable, '-m', 'experiments.crosscheck', *flags],
+    capture_output=True,
+    text=True,
+    env=subprocess_env(),
+    check=False,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'complete' in result.stdout and 'epoch 1/' not in result.stdout
-  assert 'wrn16_4 width 0.0625, padam (lr 0.1, weight decay 0.0005, p 0.125), multistep lr' \
-      in result.stdout
+  assert (
+    'wrn16_4 width 0.0625, padam (lr 0.1, weight decay 0.0005, p 0.125), multistep lr'
+    in result.stdout
+  )
   assert result.stdout.rstrip().splitlines()[-3] == 'verdict: equivalent'
   with open(tmp_path / whole_run.REPORT_FILE, encoding='utf-8') as f:
     assert 'verdict: equivalent' in f.read()
@@ -221,5 +267,6 @@ def test_unsupported_settings_are_refused_before_any_work(tmp_path, tiny_config)
 def test_a_workdir_of_other_batches_is_refused(tmp_path, tiny_config):
   whole_run.record_batches(str(tmp_path), 'jax')
   with pytest.raises(ValueError, match="--batches 'jax', not 'own'"):
-    whole_run.run(tiny_config(), [0], str(tmp_path), batches='own',
-                  dataset=data.load_dataset('digits'))
+    whole_run.run(
+      tiny_config(), [0], str(tmp_path), batches='own', dataset=data.load_dataset('digits')
+    )

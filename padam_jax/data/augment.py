@@ -20,17 +20,18 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    'augment',
-    'epoch_batches',
-    'eval_batches',
-    'normalize',
-    'num_batches',
-    'random_crop_flip',
+  'augment',
+  'epoch_batches',
+  'eval_batches',
+  'normalize',
+  'num_batches',
+  'random_crop_flip',
 ]
 
 
-def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
-              dtype=jnp.float32) -> jax.Array:
+def normalize(
+  images: jax.Array, mean: Sequence[float], std: Sequence[float], dtype=jnp.float32
+) -> jax.Array:
   """uint8 images in [0, 255] -> ``((x / 255) - mean) / std`` as `dtype`.
 
   Args:
@@ -48,8 +49,7 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
   return ((x - mean) / std).astype(dtype)
 
 
-def random_crop_flip(rng: jax.Array, images: jax.Array,
-                     padding: int = 4) -> jax.Array:
+def random_crop_flip(rng: jax.Array, images: jax.Array, padding: int = 4) -> jax.Array:
   """Per-image random crop from the zero-padded image, then a random h-flip.
 
   Equivalent to torchvision's ``RandomCrop(H, padding=padding)`` followed by
@@ -70,8 +70,7 @@ def random_crop_flip(rng: jax.Array, images: jax.Array,
   crop_rng, flip_rng = jax.random.split(rng)
   offsets = jax.random.randint(crop_rng, (n, 2), 0, 2 * padding + 1)
   flips = jax.random.bernoulli(flip_rng, 0.5, (n,))
-  padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding),
-                            (0, 0)))
+  padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
 
   def crop_one(image, offset, flip):
     window = jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
@@ -80,9 +79,14 @@ def random_crop_flip(rng: jax.Array, images: jax.Array,
   return jax.vmap(crop_one)(padded, offsets, flips)
 
 
-def augment(rng: jax.Array, images: jax.Array, mean: Sequence[float],
-            std: Sequence[float], padding: int = 4,
-            dtype=jnp.float32) -> jax.Array:
+def augment(
+  rng: jax.Array,
+  images: jax.Array,
+  mean: Sequence[float],
+  std: Sequence[float],
+  padding: int = 4,
+  dtype=jnp.float32,
+) -> jax.Array:
   """The training transform: random crop + flip on uint8, then normalise.
 
   Example::
@@ -92,25 +96,26 @@ def augment(rng: jax.Array, images: jax.Array, mean: Sequence[float],
   return normalize(random_crop_flip(rng, images, padding), mean, std, dtype)
 
 
-def num_batches(num_examples: int, batch_size: int,
-                drop_remainder: bool) -> int:
+def num_batches(num_examples: int, batch_size: int, drop_remainder: bool) -> int:
   """Steps per epoch: ``floor`` or ``ceil`` of ``num_examples / batch_size``."""
   if num_examples <= 0 or batch_size <= 0:
     raise ValueError(
-        f'num_examples ({num_examples}) and batch_size ({batch_size}) must be '
-        'positive.')
+      f'num_examples ({num_examples}) and batch_size ({batch_size}) must be positive.'
+    )
   if drop_remainder:
     return num_examples // batch_size
   return -(-num_examples // batch_size)
 
 
-def _padded_plan(order: jax.Array, num_examples: int, batch_size: int,
-                 drop_remainder: bool) -> tuple[jax.Array, jax.Array]:
+def _padded_plan(
+  order: jax.Array, num_examples: int, batch_size: int, drop_remainder: bool
+) -> tuple[jax.Array, jax.Array]:
   steps = num_batches(num_examples, batch_size, drop_remainder)
   if steps == 0:
     raise ValueError(
-        f'batch_size {batch_size} exceeds num_examples {num_examples} with '
-        'drop_remainder=True: the epoch would have no steps.')
+      f'batch_size {batch_size} exceeds num_examples {num_examples} with '
+      'drop_remainder=True: the epoch would have no steps.'
+    )
   position = jnp.arange(steps * batch_size)
   # Padding slots repeat real examples from the start of the order (so a
   # consumer that ignores the mask still sees real images); mask marks them.
@@ -119,8 +124,9 @@ def _padded_plan(order: jax.Array, num_examples: int, batch_size: int,
   return (indices.reshape(steps, batch_size), mask.reshape(steps, batch_size))
 
 
-def epoch_batches(rng: jax.Array, num_examples: int, batch_size: int,
-                  drop_remainder: bool) -> tuple[jax.Array, jax.Array]:
+def epoch_batches(
+  rng: jax.Array, num_examples: int, batch_size: int, drop_remainder: bool
+) -> tuple[jax.Array, jax.Array]:
   """A shuffled epoch as static-shape index batches and a validity mask.
 
   Args:
@@ -143,8 +149,7 @@ def epoch_batches(rng: jax.Array, num_examples: int, batch_size: int,
   return _padded_plan(order, num_examples, batch_size, drop_remainder)
 
 
-def eval_batches(num_examples: int,
-                 batch_size: int) -> tuple[jax.Array, jax.Array]:
+def eval_batches(num_examples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
   """Every example once, in order, as padded batches with a mask.
 
   Returns ``(indices, mask)`` shaped ``[ceil(num_examples / batch_size),

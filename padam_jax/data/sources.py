@@ -36,20 +36,20 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 __all__ = [
-    'CIFAR10_MEAN',
-    'CIFAR10_STD',
-    'CIFAR100_MEAN',
-    'CIFAR100_STD',
-    'DATASETS',
-    'Dataset',
-    'DatasetFormatError',
-    'DatasetUnavailableError',
-    'FASHION_MNIST_FILES',
-    'FASHION_MNIST_SYSTEM_DIR',
-    'cifar_archive_candidates',
-    'load_dataset',
-    'read_idx',
-    'synthetic_dataset',
+  'CIFAR10_MEAN',
+  'CIFAR10_STD',
+  'CIFAR100_MEAN',
+  'CIFAR100_STD',
+  'DATASETS',
+  'Dataset',
+  'DatasetFormatError',
+  'DatasetUnavailableError',
+  'FASHION_MNIST_FILES',
+  'FASHION_MNIST_SYSTEM_DIR',
+  'cifar_archive_candidates',
+  'load_dataset',
+  'read_idx',
+  'synthetic_dataset',
 ]
 
 # The authors' normalisation constants (run_cnn_test_cifar10.py / _cifar100.py).
@@ -62,17 +62,17 @@ CIFAR100_STD = (0.267, 0.256, 0.276)
 FASHION_MNIST_SYSTEM_DIR = '/usr/share/datasets/fashion-mnist'
 # The four original files, keyed by (split, kind).
 FASHION_MNIST_FILES = {
-    ('train', 'images'): 'train-images-idx3-ubyte',
-    ('train', 'labels'): 'train-labels-idx1-ubyte',
-    ('test', 'images'): 't10k-images-idx3-ubyte',
-    ('test', 'labels'): 't10k-labels-idx1-ubyte',
+  ('train', 'images'): 'train-images-idx3-ubyte',
+  ('train', 'labels'): 'train-labels-idx1-ubyte',
+  ('test', 'images'): 't10k-images-idx3-ubyte',
+  ('test', 'labels'): 't10k-labels-idx1-ubyte',
 }
 
 # The archives tfds 4.9.x downloads for CIFAR (tensorflow_datasets/
 # image_classification/cifar.py and url_checksums/cifar10.txt, cifar100.txt).
 _CIFAR_ARCHIVES = {
-    'cifar10': 'cifar-10-binary.tar.gz',
-    'cifar100': 'cifar-100-binary.tar.gz',
+  'cifar10': 'cifar-10-binary.tar.gz',
+  'cifar100': 'cifar-100-binary.tar.gz',
 }
 
 # Digits: every 5th example of each class (by position within the class,
@@ -121,12 +121,14 @@ class Dataset:
       labels = getattr(self, f'{split}_labels')
       if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(
-            f'{self.name}: {split}_images must be uint8 [N, H, W, 3], got '
-            f'{images.dtype} {images.shape}.')
+          f'{self.name}: {split}_images must be uint8 [N, H, W, 3], got '
+          f'{images.dtype} {images.shape}.'
+        )
       if labels.dtype != np.int32 or labels.shape != images.shape[:1]:
         raise ValueError(
-            f'{self.name}: {split}_labels must be int32 [{images.shape[0]}], '
-            f'got {labels.dtype} {labels.shape}.')
+          f'{self.name}: {split}_labels must be int32 [{images.shape[0]}], '
+          f'got {labels.dtype} {labels.shape}.'
+        )
     if len(self.mean) != 3 or len(self.std) != 3:
       raise ValueError('mean and std must have 3 entries (one per channel).')
 
@@ -146,15 +148,16 @@ class Dataset:
     """One line: name, split sizes, image shape, classes, mean and std."""
     h, w, c = self.image_shape
     fmt = lambda v: '(' + ', '.join(f'{x:.4f}' for x in v) + ')'
-    return (f'{self.name}: train {self.num_train}, test {self.num_test}, '
-            f'{h}x{w}x{c} uint8, {self.num_classes} classes, '
-            f'mean {fmt(self.mean)}, std {fmt(self.std)}')
+    return (
+      f'{self.name}: train {self.num_train}, test {self.num_test}, '
+      f'{h}x{w}x{c} uint8, {self.num_classes} classes, '
+      f'mean {fmt(self.mean)}, std {fmt(self.std)}'
+    )
 
   def __repr__(self) -> str:
     return f'Dataset({self.describe()})'
 
-  def subset(self, train_size: int | None = None,
-             test_size: int | None = None) -> 'Dataset':
+  def subset(self, train_size: int | None = None, test_size: int | None = None) -> 'Dataset':
     """The first ``train_size`` training and ``test_size`` test examples (None: all).
 
     Normalisation statistics stay those of the whole dataset.
@@ -163,14 +166,15 @@ class Dataset:
     for split, size in sizes.items():
       available = getattr(self, f'num_{split}')
       if size is not None and not 1 <= size <= available:
-        raise ValueError(f'{split}_size must lie in [1, {available}] for {self.name}, '
-                         f'got {size}')
+        raise ValueError(f'{split}_size must lie in [1, {available}] for {self.name}, got {size}')
     cut = lambda x, size: x if size is None else x[:size]  # noqa: E731
     return dataclasses.replace(
-        self, train_images=cut(self.train_images, train_size),
-        train_labels=cut(self.train_labels, train_size),
-        test_images=cut(self.test_images, test_size),
-        test_labels=cut(self.test_labels, test_size))
+      self,
+      train_images=cut(self.train_images, train_size),
+      train_labels=cut(self.train_labels, train_size),
+      test_images=cut(self.test_images, test_size),
+      test_labels=cut(self.test_labels, test_size),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -191,7 +195,7 @@ def _channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, 
     mean = float((counts * values).sum() / total)
     var = float((counts * (values - mean) ** 2).sum() / total)
     means.append(mean)
-    stds.append(var ** 0.5)
+    stds.append(var**0.5)
   return tuple(means), tuple(stds)
 
 
@@ -200,7 +204,7 @@ def _gray_to_rgb32(images: np.ndarray) -> np.ndarray:
   n, h, w = images.shape
   top, left = (IMAGE_SIZE - h) // 2, (IMAGE_SIZE - w) // 2
   out = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-  out[:, top:top + h, left:left + w, :] = images[..., None]
+  out[:, top : top + h, left : left + w, :] = images[..., None]
   return out
 
 
@@ -209,8 +213,9 @@ def _import_tfds(name: str):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DatasetUnavailableError(
-        f'Loading {name!r} needs tensorflow-datasets (pip install '
-        f'"padam-jax[train]"), which could not be imported: {e}') from e
+      f'Loading {name!r} needs tensorflow-datasets (pip install '
+      f'"padam-jax[train]"), which could not be imported: {e}'
+    ) from e
   return tfds
 
 
@@ -223,18 +228,21 @@ def _tfds_builder(tfds, name: str, data_dir: str | None):
   return tfds.builder(name, data_dir=data_dir)
 
 
-def _tfds_split_to_numpy(tfds, builder, split: str,
-                         batch_size: int = 10000) -> tuple[np.ndarray, np.ndarray]:
+def _tfds_split_to_numpy(
+  tfds, builder, split: str, batch_size: int = 10000
+) -> tuple[np.ndarray, np.ndarray]:
   """Reads a whole prepared split as (uint8 images, int32 labels), in order."""
-  ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False,
-                          batch_size=batch_size)
+  ds = builder.as_dataset(
+    split=split, as_supervised=True, shuffle_files=False, batch_size=batch_size
+  )
   images, labels = [], []
   for x, y in tfds.as_numpy(ds):
     images.append(np.asarray(x, dtype=np.uint8))
     labels.append(np.asarray(y).astype(np.int32))
   if not images:
     raise DatasetUnavailableError(
-        f'{builder.name}: split {split!r} in {builder.data_dir} is empty.')
+      f'{builder.name}: split {split!r} in {builder.data_dir} is empty.'
+    )
   return np.concatenate(images), np.concatenate(labels)
 
 
@@ -251,8 +259,9 @@ def _downloads_forbidden(name: str) -> Iterator[None]:
     del self
     url = getattr(resource, 'url', resource)
     raise DatasetUnavailableError(
-        f'{name}: tensorflow-datasets tried to download {url}; downloads are '
-        'disabled here. ' + _cifar_remedy(name, None))
+      f'{name}: tensorflow-datasets tried to download {url}; downloads are '
+      'disabled here. ' + _cifar_remedy(name, None)
+    )
 
   original = dm.DownloadManager._download  # pylint: disable=protected-access
   dm.DownloadManager._download = refuse  # pylint: disable=protected-access
@@ -277,8 +286,8 @@ def cifar_archive_candidates(name: str, data_root: str) -> list[str]:
   """
   archive = _CIFAR_ARCHIVES[name]
   return [
-      os.path.join(data_root, 'downloads', 'manual', archive),
-      os.path.join(data_root, archive),
+    os.path.join(data_root, 'downloads', 'manual', archive),
+    os.path.join(data_root, archive),
   ]
 
 
@@ -287,14 +296,15 @@ def _cifar_remedy(name: str, data_root: str | None) -> str:
   archive = _CIFAR_ARCHIVES[name]
   places = ' or '.join(cifar_archive_candidates(name, root))
   return (
-      f'Pass --data_dir=DIR pointing at a tensorflow-datasets data directory '
-      f'that holds a prepared {name}. Remedies: (1) on a machine with internet '
-      f'run `tfds build {name} --data_dir=DIR` (or `python -c "import '
-      f"tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='DIR')"
-      f'.download_and_prepare()"`) and copy DIR (it contains {name}/) here; '
-      f'or (2) place the official archive {archive} '
-      f'(https://www.cs.toronto.edu/~kriz/{archive}) at {places}, and it '
-      f'will be prepared offline on the next run.')
+    f'Pass --data_dir=DIR pointing at a tensorflow-datasets data directory '
+    f'that holds a prepared {name}. Remedies: (1) on a machine with internet '
+    f'run `tfds build {name} --data_dir=DIR` (or `python -c "import '
+    f"tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='DIR')"
+    f'.download_and_prepare()"`) and copy DIR (it contains {name}/) here; '
+    f'or (2) place the official archive {archive} '
+    f'(https://www.cs.toronto.edu/~kriz/{archive}) at {places}, and it '
+    f'will be prepared offline on the next run.'
+  )
 
 
 def _prepare_cifar_offline(builder, name: str, archive: str) -> None:
@@ -302,17 +312,17 @@ def _prepare_cifar_offline(builder, name: str, archive: str) -> None:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from tensorflow_datasets.core.download import download_manager as dm  # pylint: disable=g-import-not-at-top
 
-  config = tfds.download.DownloadConfig(
-      manual_dir=os.path.dirname(archive), try_download_gcs=False)
+  config = tfds.download.DownloadConfig(manual_dir=os.path.dirname(archive), try_download_gcs=False)
   try:
     with _downloads_forbidden(name):
       builder.download_and_prepare(download_config=config)
   except dm.NonMatchingChecksumError as e:
     raise DatasetFormatError(
-        f'{name}: {archive} is not the official {_CIFAR_ARCHIVES[name]} '
-        f'(size/sha256 differ from the checksum tfds registers for it); '
-        f'replace it with the file from https://www.cs.toronto.edu/~kriz/. '
-        f'Details: {e}') from e
+      f'{name}: {archive} is not the official {_CIFAR_ARCHIVES[name]} '
+      f'(size/sha256 differ from the checksum tfds registers for it); '
+      f'replace it with the file from https://www.cs.toronto.edu/~kriz/. '
+      f'Details: {e}'
+    ) from e
 
 
 def _load_cifar(name: str, data_dir: str | None) -> Dataset:
@@ -323,17 +333,22 @@ def _load_cifar(name: str, data_dir: str | None) -> Dataset:
     found = [p for p in cifar_archive_candidates(name, root) if os.path.isfile(p)]
     if not found:
       raise DatasetUnavailableError(
-          f'{name} is not prepared in {root} and downloads are disabled. '
-          + _cifar_remedy(name, root))
+        f'{name} is not prepared in {root} and downloads are disabled. ' + _cifar_remedy(name, root)
+      )
     _prepare_cifar_offline(builder, name, found[0])
   train_x, train_y = _tfds_split_to_numpy(tfds, builder, 'train')
   test_x, test_y = _tfds_split_to_numpy(tfds, builder, 'test')
-  mean, std = ((CIFAR10_MEAN, CIFAR10_STD) if name == 'cifar10'
-               else (CIFAR100_MEAN, CIFAR100_STD))
-  return Dataset(name=name, train_images=train_x, train_labels=train_y,
-                 test_images=test_x, test_labels=test_y,
-                 num_classes=10 if name == 'cifar10' else 100,
-                 mean=mean, std=std)
+  mean, std = (CIFAR10_MEAN, CIFAR10_STD) if name == 'cifar10' else (CIFAR100_MEAN, CIFAR100_STD)
+  return Dataset(
+    name=name,
+    train_images=train_x,
+    train_labels=train_y,
+    test_images=test_x,
+    test_labels=test_y,
+    num_classes=10 if name == 'cifar10' else 100,
+    mean=mean,
+    std=std,
+  )
 
 
 def _load_cifar10(data_dir: str | None) -> Dataset:
@@ -379,21 +394,22 @@ def read_idx(path: str, expected_dims: Sequence[int | None]) -> np.ndarray:
     raise DatasetFormatError(f'{path}: too short ({len(raw)} bytes) for an IDX file.')
   if raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE or raw[3] != ndim:
     raise DatasetFormatError(
-        f'{path}: bad IDX magic number 0x{raw[:4].hex()}, expected '
-        f'0x{_IDX_UBYTE << 8 | ndim:08x} (unsigned bytes, {ndim} dimensions).')
+      f'{path}: bad IDX magic number 0x{raw[:4].hex()}, expected '
+      f'0x{_IDX_UBYTE << 8 | ndim:08x} (unsigned bytes, {ndim} dimensions).'
+    )
   header = 4 + 4 * ndim
   if len(raw) < header:
     raise DatasetFormatError(f'{path}: truncated IDX header.')
   dims = tuple(int(d) for d in np.frombuffer(raw, dtype='>u4', count=ndim, offset=4))
   for got, want in zip(dims, expected_dims):
     if want is not None and got != want:
-      raise DatasetFormatError(
-          f'{path}: IDX dimensions {dims}, expected {tuple(expected_dims)}.')
+      raise DatasetFormatError(f'{path}: IDX dimensions {dims}, expected {tuple(expected_dims)}.')
   size = int(np.prod(dims))
   if len(raw) != header + size:
     raise DatasetFormatError(
-        f'{path}: {len(raw) - header} data bytes, but dimensions {dims} need '
-        f'{size} (file truncated or padded).')
+      f'{path}: {len(raw) - header} data bytes, but dimensions {dims} need '
+      f'{size} (file truncated or padded).'
+    )
   return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
@@ -402,8 +418,11 @@ def _find_idx_files(directory: str) -> dict[tuple[str, str], str] | None:
 
   Returns None when none is present; raises if only some are.
   """
-  for d in (directory, os.path.join(directory, 'fashion-mnist'),
-            os.path.join(directory, 'fashion_mnist')):
+  for d in (
+    directory,
+    os.path.join(directory, 'fashion-mnist'),
+    os.path.join(directory, 'fashion_mnist'),
+  ):
     found, missing = {}, []
     for key, stem in FASHION_MNIST_FILES.items():
       for fname in (stem + '.gz', stem):
@@ -416,8 +435,8 @@ def _find_idx_files(directory: str) -> dict[tuple[str, str], str] | None:
       return found
     if found:
       raise DatasetUnavailableError(
-          f'fashion_mnist: {d} holds only some of the IDX files; missing '
-          f'{", ".join(missing)}.')
+        f'fashion_mnist: {d} holds only some of the IDX files; missing {", ".join(missing)}.'
+      )
   return None
 
 
@@ -428,13 +447,14 @@ def _fashion_mnist_from_idx(files: dict[tuple[str, str], str]) -> Dataset:
     labels = read_idx(files[(split, 'labels')], (None,))
     if images.shape[0] != labels.shape[0]:
       raise DatasetFormatError(
-          f'fashion_mnist {split}: {images.shape[0]} images in '
-          f'{files[(split, "images")]} but {labels.shape[0]} labels in '
-          f'{files[(split, "labels")]}.')
+        f'fashion_mnist {split}: {images.shape[0]} images in '
+        f'{files[(split, "images")]} but {labels.shape[0]} labels in '
+        f'{files[(split, "labels")]}.'
+      )
     if labels.size and labels.max() >= 10:
       raise DatasetFormatError(
-          f'{files[(split, "labels")]}: label {int(labels.max())} out of range '
-          '[0, 10).')
+        f'{files[(split, "labels")]}: label {int(labels.max())} out of range [0, 10).'
+      )
     arrays[split] = (images, labels.astype(np.int32))
   return _fashion_mnist_dataset(arrays)
 
@@ -444,10 +464,16 @@ def _fashion_mnist_dataset(arrays) -> Dataset:
   train_x = _gray_to_rgb32(arrays['train'][0])
   test_x = _gray_to_rgb32(arrays['test'][0])
   mean, std = _channel_stats(train_x)
-  return Dataset(name='fashion_mnist', train_images=train_x,
-                 train_labels=arrays['train'][1], test_images=test_x,
-                 test_labels=arrays['test'][1], num_classes=10,
-                 mean=mean, std=std)
+  return Dataset(
+    name='fashion_mnist',
+    train_images=train_x,
+    train_labels=arrays['train'][1],
+    test_images=test_x,
+    test_labels=arrays['test'][1],
+    num_classes=10,
+    mean=mean,
+    std=std,
+  )
 
 
 def _load_fashion_mnist(data_dir: str | None) -> Dataset:
@@ -476,15 +502,18 @@ def _load_fashion_mnist(data_dir: str | None) -> Dataset:
   names = ', '.join(s + '.gz' for s in FASHION_MNIST_FILES.values())
   hint = ''
   if data_dir and _find_idx_files_quietly(FASHION_MNIST_SYSTEM_DIR):
-    hint = (f' The files are installed in {FASHION_MNIST_SYSTEM_DIR}: pass '
-            f'--data_dir={FASHION_MNIST_SYSTEM_DIR}.')
+    hint = (
+      f' The files are installed in {FASHION_MNIST_SYSTEM_DIR}: pass '
+      f'--data_dir={FASHION_MNIST_SYSTEM_DIR}.'
+    )
   raise DatasetUnavailableError(
-      f'fashion_mnist not found: no IDX files in {idx_dir} and {tfds_error}. '
-      f'Remedies: put the four files {names} (gzipped or not) in a directory '
-      f'and pass --data_dir=DIR; or `apt-get install dataset-fashion-mnist` '
-      f'(installs them in {FASHION_MNIST_SYSTEM_DIR}, used when --data_dir is '
-      f'not given); or prepare it with tfds on a machine with internet '
-      f'(`tfds build fashion_mnist --data_dir=DIR`) and copy DIR here.' + hint)
+    f'fashion_mnist not found: no IDX files in {idx_dir} and {tfds_error}. '
+    f'Remedies: put the four files {names} (gzipped or not) in a directory '
+    f'and pass --data_dir=DIR; or `apt-get install dataset-fashion-mnist` '
+    f'(installs them in {FASHION_MNIST_SYSTEM_DIR}, used when --data_dir is '
+    f'not given); or prepare it with tfds on a machine with internet '
+    f'(`tfds build fashion_mnist --data_dir=DIR`) and copy DIR here.' + hint
+  )
 
 
 def _find_idx_files_quietly(directory: str) -> bool:
@@ -503,7 +532,7 @@ def _digits_split(labels: np.ndarray) -> np.ndarray:
   is_test = np.zeros(labels.shape, dtype=bool)
   for c in np.unique(labels):
     where = np.flatnonzero(labels == c)
-    is_test[where[_DIGITS_TEST_EVERY - 1::_DIGITS_TEST_EVERY]] = True
+    is_test[where[_DIGITS_TEST_EVERY - 1 :: _DIGITS_TEST_EVERY]] = True
   return is_test
 
 
@@ -522,7 +551,8 @@ def _load_digits(data_dir: str | None) -> Dataset:
     from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DatasetUnavailableError(
-        f'digits needs scikit-learn (pip install scikit-learn): {e}') from e
+      f'digits needs scikit-learn (pip install scikit-learn): {e}'
+    ) from e
   bunch = load_digits()
   small = np.rint(np.asarray(bunch.images, np.float64) * (255.0 / 16.0))
   small = np.clip(small, 0, 255).astype(np.uint8)
@@ -533,18 +563,23 @@ def _load_digits(data_dir: str | None) -> Dataset:
   is_test = _digits_split(labels)
   train_x, test_x = images[~is_test], images[is_test]
   mean, std = _channel_stats(train_x)
-  return Dataset(name='digits', train_images=train_x,
-                 train_labels=labels[~is_test], test_images=test_x,
-                 test_labels=labels[is_test], num_classes=10,
-                 mean=mean, std=std)
+  return Dataset(
+    name='digits',
+    train_images=train_x,
+    train_labels=labels[~is_test],
+    test_images=test_x,
+    test_labels=labels[is_test],
+    num_classes=10,
+    mean=mean,
+    std=std,
+  )
 
 
 # --------------------------------------------------------------------------
 # Random data of CIFAR-10's shapes, for timing.
 
 
-def synthetic_dataset(num_train: int = 50_000, num_test: int = 10_000,
-                      seed: int = 0) -> Dataset:
+def synthetic_dataset(num_train: int = 50_000, num_test: int = 10_000, seed: int = 0) -> Dataset:
   """Uniformly random uint8 32x32x3 images and labels of 10 classes (CIFAR-10's shapes).
 
   The same ``seed`` gives the same arrays. Throughput only: the labels are random, so
@@ -553,13 +588,22 @@ def synthetic_dataset(num_train: int = 50_000, num_test: int = 10_000,
   rng = np.random.default_rng(seed)
 
   def split(n):
-    return (rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
-            rng.integers(0, 10, n, dtype=np.int32))
+    return (
+      rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
+      rng.integers(0, 10, n, dtype=np.int32),
+    )
 
   (train_x, train_y), (test_x, test_y) = split(num_train), split(num_test)
-  return Dataset(name='synthetic', train_images=train_x, train_labels=train_y,
-                 test_images=test_x, test_labels=test_y, num_classes=10,
-                 mean=CIFAR10_MEAN, std=CIFAR10_STD)
+  return Dataset(
+    name='synthetic',
+    train_images=train_x,
+    train_labels=train_y,
+    test_images=test_x,
+    test_labels=test_y,
+    num_classes=10,
+    mean=CIFAR10_MEAN,
+    std=CIFAR10_STD,
+  )
 
 
 def _load_synthetic(data_dir: str | None) -> Dataset:
@@ -570,11 +614,11 @@ def _load_synthetic(data_dir: str | None) -> Dataset:
 # --------------------------------------------------------------------------
 
 DATASETS: dict[str, Callable[[str | None], Dataset]] = {
-    'cifar10': _load_cifar10,
-    'cifar100': _load_cifar100,
-    'fashion_mnist': _load_fashion_mnist,
-    'digits': _load_digits,
-    'synthetic': _load_synthetic,
+  'cifar10': _load_cifar10,
+  'cifar100': _load_cifar100,
+  'fashion_mnist': _load_fashion_mnist,
+  'digits': _load_digits,
+  'synthetic': _load_synthetic,
 }
 
 
@@ -605,6 +649,5 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
   try:
     loader = DATASETS[name]
   except KeyError:
-    raise ValueError(
-        f'Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.') from None
+    raise ValueError(f'Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.') from None
   return loader(None if data_dir is None else os.fspath(data_dir))

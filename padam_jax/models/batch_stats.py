@@ -36,8 +36,9 @@ def _moments(x: jax.Array, shift: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def normalize_train(x: jax.Array, scale: jax.Array, bias: jax.Array, shift: jax.Array,
-                    epsilon: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+def normalize_train(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, shift: jax.Array, epsilon: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """``(y, mean, var)``: ``y = (x - mean) / sqrt(var + epsilon) * scale + bias`` over ``[..., C]``.
 
   ``mean`` and ``var`` are the batch statistics over all axes but the last; ``var`` is biased.

@@ -74,7 +74,8 @@ class BatchNorm(nn.Module):
     if train:  # one all-reduce each way when the batch is split over devices
       shift = jax.lax.stop_gradient(running_mean.value.astype(stat_dtype))
       y, mean, var = batch_stats.normalize_train(
-        x, scale.astype(stat_dtype), bias.astype(stat_dtype), shift, self.epsilon)
+        x, scale.astype(stat_dtype), bias.astype(stat_dtype), shift, self.epsilon
+      )
       if not self.is_initializing():
         n = x.size // features
         unbiased_var = var * (n / max(n - 1, 1))

@@ -39,8 +39,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Optional,
-                    Sequence)
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import flax
 import jax
@@ -99,8 +98,7 @@ class Spec:
 
     ``overrides`` replace ``learning_rate``, ``weight_decay`` or ``partial``.
     """
-    settings = dict(learning_rate=self.lr, weight_decay=self.weight_decay,
-                    partial=self.partial)
+    settings = dict(learning_rate=self.lr, weight_decay=self.weight_decay, partial=self.partial)
     return trajectory.optimizer_twins(self.optimizer, **{**settings, **overrides})
 
 
@@ -173,19 +171,32 @@ def make_batches(dataset: data_lib.Dataset, spec: Spec) -> Batches:
   if per_epoch < 1:
     raise ValueError(f'batch_size {spec.batch_size} exceeds the {dataset.num_train} examples')
   epochs = -(-spec.steps // per_epoch)
-  indices = np.concatenate([
-    np.asarray(data_lib.epoch_batches(jax.random.fold_in(key, e), dataset.num_train,
-                                      spec.batch_size, drop_remainder=True)[0])
-    for e in range(epochs)])[:spec.steps]
+  indices = np.concatenate(
+    [
+      np.asarray(
+        data_lib.epoch_batches(
+          jax.random.fold_in(key, e), dataset.num_train, spec.batch_size, drop_remainder=True
+        )[0]
+      )
+      for e in range(epochs)
+    ]
+  )[: spec.steps]
   mean, std = np.asarray(dataset.mean, np.float32), np.asarray(dataset.std, np.float32)
   with _precision('float32'):
-    images = np.stack([np.asarray(_augment(jax.random.fold_in(key, 1000 + t),
-                                           dataset.train_images[rows], mean, std))
-                       for t, rows in enumerate(indices)])
-    eval_images = np.asarray(data_lib.normalize(dataset.test_images[:spec.batch_size],
-                                                dataset.mean, dataset.std))
-  return Batches(images.astype(spec.dtype), dataset.train_labels[indices],
-                 eval_images.astype(spec.dtype))
+    images = np.stack(
+      [
+        np.asarray(
+          _augment(jax.random.fold_in(key, 1000 + t), dataset.train_images[rows], mean, std)
+        )
+        for t, rows in enumerate(indices)
+      ]
+    )
+    eval_images = np.asarray(
+      data_lib.normalize(dataset.test_images[: spec.batch_size], dataset.mean, dataset.std)
+    )
+  return Batches(
+    images.astype(spec.dtype), dataset.train_labels[indices], eval_images.astype(spec.dtype)
+  )
 
 
 @functools.cache
@@ -199,22 +210,23 @@ def init_variables(model: str, width: float, num_classes: int, seed: int) -> dic
   """
   module = models.get_model(model, num_classes=num_classes, width=width)
   with _precision('float32'):
-    init = jax.jit(lambda key: module.init(key, jnp.zeros((1, 32, 32, 3)), train=False),
-                   compiler_options={'xla_backend_optimization_level': 0})
+    init = jax.jit(
+      lambda key: module.init(key, jnp.zeros((1, 32, 32, 3)), train=False),
+      compiler_options={'xla_backend_optimization_level': 0},
+    )
     variables = init(jax.random.key(seed, impl='rbg'))
   return jax.tree.map(np.asarray, flax.core.unfreeze(variables))
 
 
 @functools.cache
-def _programs(model: str, width: float, num_classes: int, dtype: str
-              ) -> tuple[Callable, Callable]:
+def _programs(model: str, width: float, num_classes: int, dtype: str) -> tuple[Callable, Callable]:
   """Jitted (loss, grads, new statistics) and eval logits; shared by every optimizer."""
-  module = models.get_model(model, num_classes=num_classes, width=width,
-                            dtype=jnp.dtype(dtype))
+  module = models.get_model(model, num_classes=num_classes, width=width, dtype=jnp.dtype(dtype))
 
   def loss_fn(params, batch_stats, x, labels):
-    logits, updates = module.apply({'params': params, 'batch_stats': batch_stats}, x,
-                                   train=True, mutable=['batch_stats'])
+    logits, updates = module.apply(
+      {'params': params, 'batch_stats': batch_stats}, x, train=True, mutable=['batch_stats']
+    )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, updates['batch_stats']
 
@@ -224,8 +236,13 @@ def _programs(model: str, width: float, num_classes: int, dtype: str
   return _jit(jax.value_and_grad(loss_fn, has_aux=True)), _jit(logits_fn)
 
 
-def jax_steps(spec: Spec, variables: dict[str, Any], tx: optax.GradientTransformation,
-              batches: Batches, num_classes: int = 10) -> Iterator[Snapshot]:
+def jax_steps(
+  spec: Spec,
+  variables: dict[str, Any],
+  tx: optax.GradientTransformation,
+  batches: Batches,
+  num_classes: int = 10,
+) -> Iterator[Snapshot]:
   """Trains our model with ``tx`` on ``batches``; yields a snapshot after every step."""
   grad_fn, logits_fn = _programs(spec.model, spec.width, num_classes, spec.dtype)
 
@@ -247,8 +264,7 @@ def jax_steps(spec: Spec, variables: dict[str, Any], tx: optax.GradientTransform
     yield snapshot
 
 
-def torch_twin(spec: Spec, variables: dict[str, Any], num_classes: int = 10
-               ) -> torch.nn.Module:
+def torch_twin(spec: Spec, variables: dict[str, Any], num_classes: int = 10) -> torch.nn.Module:
   """The PyTorch twin of ``spec.model`` in ``spec.dtype``, holding ``variables``."""
   import torch  # pylint: disable=import-outside-toplevel
 
@@ -259,8 +275,9 @@ def torch_twin(spec: Spec, variables: dict[str, Any], num_classes: int = 10
   return flax_to_torch(variables, module.to(getattr(torch, spec.dtype)))
 
 
-def torch_steps(module: torch.nn.Module, make_optimizer: Callable, batches: Batches,
-                variables: dict[str, Any]) -> Iterator[Snapshot]:
+def torch_steps(
+  module: torch.nn.Module, make_optimizer: Callable, batches: Batches, variables: dict[str, Any]
+) -> Iterator[Snapshot]:
   """Trains the twin ``module`` on ``batches``; yields a snapshot after every step.
 
   ``make_optimizer(parameters)`` builds the torch optimizer; ``variables`` (ours) is the
@@ -277,8 +294,9 @@ def torch_steps(module: torch.nn.Module, make_optimizer: Callable, batches: Batc
   for x, labels in zip(batches.images, batches.labels):
     module.train()
     optimizer.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(module(nchw(x)),
-                                             torch.from_numpy(labels.astype(np.int64)))
+    loss = torch.nn.functional.cross_entropy(
+      module(nchw(x)), torch.from_numpy(labels.astype(np.int64))
+    )
     loss.backward()
     optimizer.step()
     module.eval()
@@ -306,9 +324,14 @@ def relative_deviation(ours: Flat | np.ndarray, theirs: Flat | np.ndarray) -> fl
 
 def compare(step: int, ours: Snapshot, theirs: Snapshot) -> Row:
   """The row of the comparison table for one step."""
-  return Row(step, ours.loss, theirs.loss, relative_deviation(ours.params, theirs.params),
-             relative_deviation(ours.batch_stats, theirs.batch_stats),
-             relative_deviation(ours.eval_logits, theirs.eval_logits))
+  return Row(
+    step,
+    ours.loss,
+    theirs.loss,
+    relative_deviation(ours.params, theirs.params),
+    relative_deviation(ours.batch_stats, theirs.batch_stats),
+    relative_deviation(ours.eval_logits, theirs.eval_logits),
+  )
 
 
 def prepare(spec: Spec, dataset: data_lib.Dataset) -> tuple[Batches, dict[str, Any]]:
@@ -318,8 +341,11 @@ def prepare(spec: Spec, dataset: data_lib.Dataset) -> tuple[Batches, dict[str, A
   return make_batches(dataset, spec), variables
 
 
-def compare_all(ours: Iterable[Snapshot], theirs: Iterable[Snapshot],
-                reference: Optional[Iterable[Snapshot]] = None) -> Iterator[Row]:
+def compare_all(
+  ours: Iterable[Snapshot],
+  theirs: Iterable[Snapshot],
+  reference: Optional[Iterable[Snapshot]] = None,
+) -> Iterator[Row]:
   """Rows of trajectories taken in lockstep (steps numbered from 1).
 
   With a (float64) ``reference``, each row also holds the deviation of ``ours`` and of
@@ -329,8 +355,9 @@ def compare_all(ours: Iterable[Snapshot], theirs: Iterable[Snapshot],
   for step, (a, b, r) in enumerate(zip(ours, theirs, reference), start=1):
     row = compare(step, a, b)
     if r is not None:
-      row = row._replace(jax_error=compare(step, a, r).deviation,
-                         torch_error=compare(step, b, r).deviation)
+      row = row._replace(
+        jax_error=compare(step, a, r).deviation, torch_error=compare(step, b, r).deviation
+      )
     yield row
 
 
@@ -344,11 +371,11 @@ def nudged(variables: dict[str, Any], scale: float, seed: int = 0) -> dict[str, 
   """``variables`` with every value multiplied by ``1 + scale * N(0, 1)`` (numpy)."""
   rng = np.random.default_rng(seed)
   return jax.tree.map(
-    lambda v: (v * (1 + scale * rng.standard_normal(v.shape))).astype(v.dtype), variables)
+    lambda v: (v * (1 + scale * rng.standard_normal(v.shape))).astype(v.dtype), variables
+  )
 
 
-def run(spec: Spec, dataset: data_lib.Dataset, nudge: Optional[float] = None
-        ) -> Iterator[Row]:
+def run(spec: Spec, dataset: data_lib.Dataset, nudge: Optional[float] = None) -> Iterator[Row]:
   """Trains ``spec`` in both frameworks in lockstep; yields one ``Row`` per step.
 
   In float32 the PyTorch twin also trains in float64 from the same weights on the same
@@ -370,13 +397,15 @@ def run(spec: Spec, dataset: data_lib.Dataset, nudge: Optional[float] = None
   if spec.dtype == 'float32':
     spec64 = dataclasses.replace(spec, dtype='float64')
     batches64, variables64 = as_float64(batches, variables)
-    reference = torch_steps(torch_twin(spec64, variables64, n), spec64.optimizers()[1],
-                            batches64, variables64)
+    reference = torch_steps(
+      torch_twin(spec64, variables64, n), spec64.optimizers()[1], batches64, variables64
+    )
   yield from compare_all(ours, theirs, reference)
 
 
-def judge(rows: Sequence[Row], dtype: str, tolerance: Optional[float] = None
-          ) -> tuple[float, float]:
+def judge(
+  rows: Sequence[Row], dtype: str, tolerance: Optional[float] = None
+) -> tuple[float, float]:
   """``(measured, allowed)`` for a run; it passes when ``measured <= allowed`` (not NaN).
 
   float64: the largest deviation JAX vs PyTorch over all steps, against ``tolerance``
@@ -404,8 +433,12 @@ def table_header(dtype: str) -> str:
 
 def table_row(row: Row) -> str:
   """One Markdown row (losses to 6 decimals, deviations to 2 significant digits)."""
-  cells = [str(row.step), f'{row.loss_jax:.6f}', f'{row.loss_torch:.6f}',
-           *(f'{v:.1e}' for v in (row.params, row.batch_stats, row.eval_logits))]
+  cells = [
+    str(row.step),
+    f'{row.loss_jax:.6f}',
+    f'{row.loss_torch:.6f}',
+    *(f'{v:.1e}' for v in (row.params, row.batch_stats, row.eval_logits)),
+  ]
   if row.jax_error is not None:
     cells += [f'{row.jax_error:.1e}', f'{row.torch_error:.1e}']
   return f'| {" | ".join(cells)} |'

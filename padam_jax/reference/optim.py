@@ -16,13 +16,26 @@ import torch
 class Padam(torch.optim.Optimizer):
   """Reference Padam (the authors' numerics; ``exact_bias_correction`` optional)."""
 
-  def __init__(self, params, lr: float = 0.1, betas=(0.9, 0.999),
-               eps: float = 1e-8, weight_decay: float = 0.0,
-               amsgrad: bool = True, partial: float = 0.25,
-               exact_bias_correction: bool = False):
-    defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                    amsgrad=amsgrad, partial=partial,
-                    exact_bias_correction=exact_bias_correction)
+  def __init__(
+    self,
+    params,
+    lr: float = 0.1,
+    betas=(0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = True,
+    partial: float = 0.25,
+    exact_bias_correction: bool = False,
+  ):
+    defaults = dict(
+      lr=lr,
+      betas=betas,
+      eps=eps,
+      weight_decay=weight_decay,
+      amsgrad=amsgrad,
+      partial=partial,
+      exact_bias_correction=exact_bias_correction,
+    )
     super().__init__(params, defaults)
 
   @torch.no_grad()
@@ -60,7 +73,7 @@ class Padam(torch.optim.Optimizer):
         bias1 = 1 - beta1 ** state['step']
         bias2 = 1 - beta2 ** state['step']
         if group['exact_bias_correction']:
-          step_size = group['lr'] * bias2 ** partial / bias1
+          step_size = group['lr'] * bias2**partial / bias1
         else:
           step_size = group['lr'] * math.sqrt(bias2) / bias1
         param.addcdiv_(exp_avg, denom ** (2 * partial), value=-step_size)

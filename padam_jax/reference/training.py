@@ -42,8 +42,9 @@ PADDING = 4
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def shuffled_batches(num_examples: int, batch_size: int, generator: torch.Generator,
-                     drop_remainder: bool = False) -> list[torch.Tensor]:
+def shuffled_batches(
+  num_examples: int, batch_size: int, generator: torch.Generator, drop_remainder: bool = False
+) -> list[torch.Tensor]:
   """One epoch's example indices in batches, from a fresh permutation."""
   order = torch.randperm(num_examples, generator=generator)
   batches = list(torch.split(order, batch_size))
@@ -52,8 +53,9 @@ def shuffled_batches(num_examples: int, batch_size: int, generator: torch.Genera
   return batches
 
 
-def random_crop_flip(images: torch.Tensor, generator: torch.Generator,
-                     padding: int = PADDING) -> torch.Tensor:
+def random_crop_flip(
+  images: torch.Tensor, generator: torch.Generator, padding: int = PADDING
+) -> torch.Tensor:
   """Per-image random crop of the zero-padded image, then a random horizontal flip
   (uint8 NHWC in and out)."""
   n, h, w, _ = images.shape
@@ -81,15 +83,18 @@ def nchw(x: np.ndarray) -> torch.Tensor:
 def check_supported(config: config_lib.TrainConfig) -> None:
   """Raises ``ValueError`` naming what of a resolved config the PyTorch run lacks."""
   if config.lr_schedule not in ('constant', 'multistep'):
-    raise ValueError(f'the PyTorch run supports lr_schedule constant and multistep, '
-                     f'not {config.lr_schedule!r}')
+    raise ValueError(
+      f'the PyTorch run supports lr_schedule constant and multistep, not {config.lr_schedule!r}'
+    )
   if config.partial_end is not None:
     raise ValueError('the PyTorch run has no p schedule (partial_end must be unset)')
   if config.compute_dtype != 'float32':
     raise ValueError(f'the PyTorch run computes in float32, not {config.compute_dtype}')
   if config.optimizer == 'padamw':
-    raise ValueError('padamw has no PyTorch twin with the same semantics (the twin has no '
-                     'maximum of the second moment); choose another optimizer')
+    raise ValueError(
+      'padamw has no PyTorch twin with the same semantics (the twin has no '
+      'maximum of the second moment); choose another optimizer'
+    )
 
 
 class TorchRun:
@@ -99,28 +104,37 @@ class TorchRun:
   initialisation (a control that removes the initial weights as a source of difference).
   """
 
-  def __init__(self, config: config_lib.TrainConfig, dataset: data_lib.Dataset,
-               initial_variables: Optional[dict[str, Any]] = None):
+  def __init__(
+    self,
+    config: config_lib.TrainConfig,
+    dataset: data_lib.Dataset,
+    initial_variables: Optional[dict[str, Any]] = None,
+  ):
     check_supported(config)
     self.config, self.dataset = config, dataset
     torch.manual_seed(config.seed)
     self.generator = torch.Generator().manual_seed(config.seed)
-    self.model = models.get_torch_model(config.model, num_classes=dataset.num_classes,
-                                        width=config.width)
+    self.model = models.get_torch_model(
+      config.model, num_classes=dataset.num_classes, width=config.width
+    )
     if initial_variables is not None:
       convert.flax_to_torch(initial_variables, self.model)
     make_optimizer = trajectory.optimizer_twins(
-        config.optimizer, learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        partial=config.partial if config.partial is not None else config_lib.DEFAULT_PARTIAL)[1]
+      config.optimizer,
+      learning_rate=config.learning_rate,
+      weight_decay=config.weight_decay,
+      partial=config.partial if config.partial is not None else config_lib.DEFAULT_PARTIAL,
+    )[1]
     self.optimizer = make_optimizer(list(self.model.parameters()))
-    self.steps_per_epoch = data_lib.num_batches(dataset.num_train, config.batch_size,
-                                                config.drop_remainder)
+    self.steps_per_epoch = data_lib.num_batches(
+      dataset.num_train, config.batch_size, config.drop_remainder
+    )
     self.scheduler = None
     if config.lr_schedule == 'multistep':
       total = config.epochs * self.steps_per_epoch
       self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-          self.optimizer, milestones=[int(0.5 * total), int(0.75 * total)], gamma=0.1)
+        self.optimizer, milestones=[int(0.5 * total), int(0.75 * total)], gamma=0.1
+      )
     self.train_images = torch.from_numpy(dataset.train_images)
     self.train_labels = torch.from_numpy(dataset.train_labels.astype(np.int64))
     self.test_images = torch.from_numpy(dataset.test_images)
@@ -133,8 +147,9 @@ class TorchRun:
 
   def own_batches(self) -> Iterator[Batch]:
     """An epoch of PyTorch's own shuffled, augmented, normalised batches."""
-    for rows in shuffled_batches(self.dataset.num_train, self.config.batch_size,
-                                 self.generator, self.config.drop_remainder):
+    for rows in shuffled_batches(
+      self.dataset.num_train, self.config.batch_size, self.generator, self.config.drop_remainder
+    ):
       images = random_crop_flip(self.train_images[rows], self.generator)
       yield normalize(images, self.dataset.mean, self.dataset.std), self.train_labels[rows]
 
@@ -155,8 +170,11 @@ class TorchRun:
       loss_sum += loss.item() * len(labels)
       correct += int((logits.argmax(1) == labels).sum())
       count += len(labels)
-    return {'train_loss': loss_sum / count, 'train_accuracy': correct / count,
-            'train_seconds': time.perf_counter() - start}
+    return {
+      'train_loss': loss_sum / count,
+      'train_accuracy': correct / count,
+      'train_seconds': time.perf_counter() - start,
+    }
 
   @torch.no_grad()
   def evaluate(self) -> dict[str, float]:
@@ -168,18 +186,24 @@ class TorchRun:
       logits, labels = self.model(x), self.test_labels[rows]
       loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction='sum'))
       correct += int((logits.argmax(1) == labels).sum())
-    return {'test_loss': loss_sum / self.dataset.num_test,
-            'test_error': 1.0 - correct / self.dataset.num_test}
+    return {
+      'test_loss': loss_sum / self.dataset.num_test,
+      'test_error': 1.0 - correct / self.dataset.num_test,
+    }
 
   def variables(self, template: dict[str, Any]) -> dict[str, Any]:
     """The model's parameters and BatchNorm statistics in our layout (``template``'s)."""
     return convert.torch_to_flax(self.model, template)
 
 
-def train_torch(config: config_lib.TrainConfig, dataset: data_lib.Dataset, workdir: str,
-                batches: Optional[Callable[[int], Iterable[Batch]]] = None,
-                initial_variables: Optional[dict[str, Any]] = None,
-                progress: Callable[[str], None] = print) -> TorchRun:
+def train_torch(
+  config: config_lib.TrainConfig,
+  dataset: data_lib.Dataset,
+  workdir: str,
+  batches: Optional[Callable[[int], Iterable[Batch]]] = None,
+  initial_variables: Optional[dict[str, Any]] = None,
+  progress: Callable[[str], None] = print,
+) -> TorchRun:
   """Trains ``config`` in PyTorch, writing ``workdir/config.json`` and ``metrics.jsonl``.
 
   ``batches(epoch)`` (1-based) gives each epoch's inputs instead of PyTorch's own (a
@@ -194,11 +218,19 @@ def train_torch(config: config_lib.TrainConfig, dataset: data_lib.Dataset, workd
   for epoch in range(1, config.epochs + 1):
     learning_rate = run.learning_rate
     train = run.train_epoch(run.own_batches() if batches is None else batches(epoch))
-    record = {'epoch': epoch, 'step': run.step, **train, **run.evaluate(),
-              'learning_rate': learning_rate, 'partial': config.partial}
+    record = {
+      'epoch': epoch,
+      'step': run.step,
+      **train,
+      **run.evaluate(),
+      'learning_rate': learning_rate,
+      'partial': config.partial,
+    }
     runlog.append_metrics(workdir, record)
-    progress(f'torch seed {config.seed} epoch {epoch}/{config.epochs}: train loss '
-             f'{record["train_loss"]:.4f} acc {record["train_accuracy"]:.4f}, test loss '
-             f'{record["test_loss"]:.4f} error {record["test_error"]:.4f} '
-             f'({record["train_seconds"]:.1f} s)')
+    progress(
+      f'torch seed {config.seed} epoch {epoch}/{config.epochs}: train loss '
+      f'{record["train_loss"]:.4f} acc {record["train_accuracy"]:.4f}, test loss '
+      f'{record["test_loss"]:.4f} error {record["test_error"]:.4f} '
+      f'({record["train_seconds"]:.1f} s)'
+    )
   return run

@@ -42,9 +42,11 @@ class Problem:
 
   def to_arrays(self) -> dict[str, np.ndarray]:
     """Flat ``{'init/kernel': ...}`` dict, e.g. for ``np.savez``."""
-    return {f'{field.name}/{leaf}': value
-            for field in dataclasses.fields(self)
-            for leaf, value in getattr(self, field.name).items()}
+    return {
+      f'{field.name}/{leaf}': value
+      for field in dataclasses.fields(self)
+      for leaf, value in getattr(self, field.name).items()
+    }
 
   @classmethod
   def from_arrays(cls, arrays) -> 'Problem':
@@ -56,46 +58,58 @@ class Problem:
     return cls(**fields)
 
 
-def make_problem(steps: int = 250, seed: int = 0,
-                 shapes: dict[str, tuple[int, ...]] = LEAF_SHAPES) -> Problem:
+def make_problem(
+  steps: int = 250, seed: int = 0, shapes: dict[str, tuple[int, ...]] = LEAF_SHAPES
+) -> Problem:
   """A reproducible problem; ``b > 0`` keeps it bounded, ``a`` makes it curved."""
   rng = np.random.default_rng(seed)
   draw = lambda fn: {k: fn(s) for k, s in shapes.items()}  # noqa: E731
   return Problem(
-      init=draw(lambda s: rng.normal(0.0, 1.0, s)),
-      a=draw(lambda s: rng.uniform(0.5, 2.0, s)),
-      b=draw(lambda s: rng.uniform(0.05, 0.5, s)),
-      noise=draw(lambda s: rng.normal(0.0, 0.3, (steps,) + s)),
+    init=draw(lambda s: rng.normal(0.0, 1.0, s)),
+    a=draw(lambda s: rng.uniform(0.5, 2.0, s)),
+    b=draw(lambda s: rng.uniform(0.05, 0.5, s)),
+    noise=draw(lambda s: rng.normal(0.0, 0.3, (steps,) + s)),
   )
 
 
 # Settings checked against the authors' Padam: (name, hyperparameters).
 # Keys: lr, b1, b2, eps, weight_decay, partial, amsgrad, exact_bias_correction.
 PADAM_SETTINGS: dict[str, dict[str, Any]] = {
-    'default_p1/8': dict(lr=0.1, partial=0.125),
-    'p1/8_wd5e-4': dict(lr=0.1, partial=0.125, weight_decay=5e-4),
-    'p1/4_betas0.8,0.99_wd5e-3': dict(lr=0.02, partial=0.25, b1=0.8, b2=0.99,
-                                      weight_decay=5e-3),
-    'p1/16_no_amsgrad': dict(lr=0.1, partial=0.0625, amsgrad=False),
-    'p0.3_betas0.95,0.9999_wd1e-4': dict(lr=0.05, partial=0.3, b1=0.95,
-                                         b2=0.9999, weight_decay=1e-4),
-    'p1/2_lr1e-3': dict(lr=1e-3, partial=0.5),
-    'p0_heavy_ball': dict(lr=0.05, partial=0.0, weight_decay=1e-3),
-    'p1/8_exact_bias_eps1e-3': dict(lr=0.1, partial=0.125, eps=1e-3,
-                                    exact_bias_correction=True),
+  'default_p1/8': dict(lr=0.1, partial=0.125),
+  'p1/8_wd5e-4': dict(lr=0.1, partial=0.125, weight_decay=5e-4),
+  'p1/4_betas0.8,0.99_wd5e-3': dict(lr=0.02, partial=0.25, b1=0.8, b2=0.99, weight_decay=5e-3),
+  'p1/16_no_amsgrad': dict(lr=0.1, partial=0.0625, amsgrad=False),
+  'p0.3_betas0.95,0.9999_wd1e-4': dict(lr=0.05, partial=0.3, b1=0.95, b2=0.9999, weight_decay=1e-4),
+  'p1/2_lr1e-3': dict(lr=1e-3, partial=0.5),
+  'p0_heavy_ball': dict(lr=0.05, partial=0.0, weight_decay=1e-3),
+  'p1/8_exact_bias_eps1e-3': dict(lr=0.1, partial=0.125, eps=1e-3, exact_bias_correction=True),
 }
 
-_PADAM_DEFAULTS = dict(lr=0.1, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
-                       partial=0.125, amsgrad=True, exact_bias_correction=False)
+_PADAM_DEFAULTS = dict(
+  lr=0.1,
+  b1=0.9,
+  b2=0.999,
+  eps=1e-8,
+  weight_decay=0.0,
+  partial=0.125,
+  amsgrad=True,
+  exact_bias_correction=False,
+)
 
 
 def padam_kwargs(setting: dict[str, Any]) -> dict[str, Any]:
   """Our ``padam_jax.padam`` keyword arguments for a setting."""
   s = {**_PADAM_DEFAULTS, **setting}
-  return dict(learning_rate=s['lr'], b1=s['b1'], b2=s['b2'], eps=s['eps'],
-              weight_decay=s['weight_decay'], partial=s['partial'],
-              amsgrad=s['amsgrad'],
-              exact_bias_correction=s['exact_bias_correction'])
+  return dict(
+    learning_rate=s['lr'],
+    b1=s['b1'],
+    b2=s['b2'],
+    eps=s['eps'],
+    weight_decay=s['weight_decay'],
+    partial=s['partial'],
+    amsgrad=s['amsgrad'],
+    exact_bias_correction=s['exact_bias_correction'],
+  )
 
 
 def make_complex_problem(steps: int = 250, seed: int = 1) -> Problem:
@@ -110,8 +124,9 @@ def jax_trajectory(problem: Problem, optimizer, *, as_complex: bool = False) -> 
   ``as_complex``: the optimizer sees complex128 parameters (see the module doc).
   """
   with jax.enable_x64(True):
-    as_real, as_param = ((_jnp_view_as_real, _jnp_view_as_complex) if as_complex
-                         else (lambda x: x, lambda x: x))
+    as_real, as_param = (
+      (_jnp_view_as_real, _jnp_view_as_complex) if as_complex else (lambda x: x, lambda x: x)
+    )
     params = jax.tree.map(lambda x: as_param(jnp.asarray(x)), problem.init)
     a, b = jax.tree.map(jnp.asarray, problem.a), jax.tree.map(jnp.asarray, problem.b)
     noise = jax.tree.map(jnp.asarray, problem.noise)
@@ -131,8 +146,7 @@ def jax_trajectory(problem: Problem, optimizer, *, as_complex: bool = False) -> 
     return np.asarray(run(params))
 
 
-def torch_trajectory(problem: Problem, make_optimizer, *,
-                     as_complex: bool = False) -> np.ndarray:
+def torch_trajectory(problem: Problem, make_optimizer, *, as_complex: bool = False) -> np.ndarray:
   """Parameters after every step, ``(steps, n)`` float64, under a torch optimizer.
 
   ``make_optimizer(list_of_tensors)`` builds the ``torch.optim.Optimizer``;
@@ -140,12 +154,17 @@ def torch_trajectory(problem: Problem, make_optimizer, *,
   """
   import torch  # pylint: disable=import-outside-toplevel
 
-  as_real, as_param = ((torch.view_as_real, torch.view_as_complex) if as_complex
-                       else (lambda x: x, lambda x: x))
-  params = {k: as_param(torch.tensor(v, dtype=torch.float64)).requires_grad_(True)
-            for k, v in problem.init.items()}
-  as_t = lambda tree: {k: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-                       for k, v in tree.items()}
+  as_real, as_param = (
+    (torch.view_as_real, torch.view_as_complex) if as_complex else (lambda x: x, lambda x: x)
+  )
+  params = {
+    k: as_param(torch.tensor(v, dtype=torch.float64)).requires_grad_(True)
+    for k, v in problem.init.items()
+  }
+  as_t = lambda tree: {
+    k: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    for k, v in tree.items()
+  }
   a, b = as_t(problem.a), as_t(problem.b)
   optimizer = make_optimizer(list(params.values()))
   rows = []
@@ -169,60 +188,73 @@ def torch_reference_padam(setting: dict[str, Any]):
 
   def make(params):
     from padam_jax.reference import optim  # pylint: disable=import-outside-toplevel
+
     return optim.Padam(
-        params, lr=s['lr'], betas=(s['b1'], s['b2']), eps=s['eps'],
-        weight_decay=s['weight_decay'], amsgrad=s['amsgrad'],
-        partial=s['partial'], exact_bias_correction=s['exact_bias_correction'])
+      params,
+      lr=s['lr'],
+      betas=(s['b1'], s['b2']),
+      eps=s['eps'],
+      weight_decay=s['weight_decay'],
+      amsgrad=s['amsgrad'],
+      partial=s['partial'],
+      exact_bias_correction=s['exact_bias_correction'],
+    )
+
   return make
 
 
 def _torch_optim(name: str, **kwargs):
   def make(params):
     import torch  # pylint: disable=import-outside-toplevel
+
     return getattr(torch.optim, name)(params, **kwargs)
+
   return make
 
 
 def _pytorch_optimizer_padam(**kwargs):
   def make(params):
     from pytorch_optimizer import PAdam  # pylint: disable=import-outside-toplevel
+
     return PAdam(params, foreach=False, **kwargs)
+
   return make
 
 
 # Oracles written by others: name -> (our optimizer, a torch make_optimizer).
 ORACLES: dict[str, tuple[Any, Any]] = {
-    'padam p=1/2 eps=0 vs torch Adam(amsgrad=True)': (
-        lambda: padam_jax.padam(0.01, partial=0.5, eps=0.0, weight_decay=1e-3),
-        _torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True)),
-    'padam amsgrad=False vs pytorch_optimizer PAdam': (
-        lambda: padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4,
-                                amsgrad=False),
-        _pytorch_optimizer_padam(lr=0.1, partial=0.125, weight_decay=5e-4)),
-    'padamw amsgrad=False vs PAdam(weight_decouple)': (
-        lambda: padam_jax.padamw(0.1, partial=0.25, weight_decay=1e-2,
-                                 amsgrad=False),
-        _pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2,
-                                 weight_decouple=True)),
-    'sgdm vs torch SGD(momentum=0.9)': (
-        lambda: padam_jax.sgdm(0.1, momentum=0.9, weight_decay=5e-3),
-        _torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3)),
-    'sgdm nesterov vs torch SGD(nesterov)': (
-        lambda: padam_jax.sgdm(0.05, momentum=0.8, weight_decay=5e-4,
-                               nesterov=True),
-        _torch_optim('SGD', lr=0.05, momentum=0.8, weight_decay=5e-4,
-                     nesterov=True)),
-    'adam vs torch Adam': (
-        lambda: padam_jax.adam(1e-2, weight_decay=5e-3),
-        _torch_optim('Adam', lr=1e-2, weight_decay=5e-3)),
-    'amsgrad vs torch Adam(amsgrad=True)': (
-        lambda: padam_jax.amsgrad(1e-2, b1=0.8, b2=0.99, eps=1e-6,
-                                  weight_decay=5e-3),
-        _torch_optim('Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6,
-                     weight_decay=5e-3, amsgrad=True)),
-    'adamw vs torch AdamW': (
-        lambda: padam_jax.adamw(1e-2, weight_decay=0.05),
-        _torch_optim('AdamW', lr=1e-2, weight_decay=0.05)),
+  'padam p=1/2 eps=0 vs torch Adam(amsgrad=True)': (
+    lambda: padam_jax.padam(0.01, partial=0.5, eps=0.0, weight_decay=1e-3),
+    _torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True),
+  ),
+  'padam amsgrad=False vs pytorch_optimizer PAdam': (
+    lambda: padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4, amsgrad=False),
+    _pytorch_optimizer_padam(lr=0.1, partial=0.125, weight_decay=5e-4),
+  ),
+  'padamw amsgrad=False vs PAdam(weight_decouple)': (
+    lambda: padam_jax.padamw(0.1, partial=0.25, weight_decay=1e-2, amsgrad=False),
+    _pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2, weight_decouple=True),
+  ),
+  'sgdm vs torch SGD(momentum=0.9)': (
+    lambda: padam_jax.sgdm(0.1, momentum=0.9, weight_decay=5e-3),
+    _torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3),
+  ),
+  'sgdm nesterov vs torch SGD(nesterov)': (
+    lambda: padam_jax.sgdm(0.05, momentum=0.8, weight_decay=5e-4, nesterov=True),
+    _torch_optim('SGD', lr=0.05, momentum=0.8, weight_decay=5e-4, nesterov=True),
+  ),
+  'adam vs torch Adam': (
+    lambda: padam_jax.adam(1e-2, weight_decay=5e-3),
+    _torch_optim('Adam', lr=1e-2, weight_decay=5e-3),
+  ),
+  'amsgrad vs torch Adam(amsgrad=True)': (
+    lambda: padam_jax.amsgrad(1e-2, b1=0.8, b2=0.99, eps=1e-6, weight_decay=5e-3),
+    _torch_optim('Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-3, amsgrad=True),
+  ),
+  'adamw vs torch AdamW': (
+    lambda: padam_jax.adamw(1e-2, weight_decay=0.05),
+    _torch_optim('AdamW', lr=1e-2, weight_decay=0.05),
+  ),
 }
 
 
@@ -231,33 +263,41 @@ ORACLES: dict[str, tuple[Any, Any]] = {
 # treats a complex parameter as its view_as_real pair; the oracles without complex
 # support (the re-written authors' Padam, PAdam) run on that real view directly.
 COMPLEX_ORACLES: dict[str, tuple[Any, Any, bool]] = {
-    'complex adam vs torch Adam': (
-        lambda: padam_jax.adam(1e-2, weight_decay=5e-3),
-        _torch_optim('Adam', lr=1e-2, weight_decay=5e-3), True),
-    'complex amsgrad vs torch Adam(amsgrad=True)': (
-        lambda: padam_jax.amsgrad(1e-2, b1=0.8, b2=0.99, eps=1e-6,
-                                  weight_decay=5e-3),
-        _torch_optim('Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6,
-                     weight_decay=5e-3, amsgrad=True), True),
-    'complex adamw vs torch AdamW': (
-        lambda: padam_jax.adamw(1e-2, weight_decay=0.05),
-        _torch_optim('AdamW', lr=1e-2, weight_decay=0.05), True),
-    'complex sgdm vs torch SGD(momentum=0.9)': (
-        lambda: padam_jax.sgdm(0.1, momentum=0.9, weight_decay=5e-3),
-        _torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3), True),
-    'complex padam p=1/2 eps=0 vs torch Adam(amsgrad=True)': (
-        lambda: padam_jax.padam(0.01, partial=0.5, eps=0.0, weight_decay=1e-3),
-        _torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True),
-        True),
-    'complex padam vs reference Padam on view_as_real': (
-        lambda: padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4),
-        torch_reference_padam(dict(lr=0.1, partial=0.125, weight_decay=5e-4)),
-        False),
-    'complex padamw amsgrad=False vs PAdam(weight_decouple) on view_as_real': (
-        lambda: padam_jax.padamw(0.1, partial=0.25, weight_decay=1e-2,
-                                 amsgrad=False),
-        _pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2,
-                                 weight_decouple=True), False),
+  'complex adam vs torch Adam': (
+    lambda: padam_jax.adam(1e-2, weight_decay=5e-3),
+    _torch_optim('Adam', lr=1e-2, weight_decay=5e-3),
+    True,
+  ),
+  'complex amsgrad vs torch Adam(amsgrad=True)': (
+    lambda: padam_jax.amsgrad(1e-2, b1=0.8, b2=0.99, eps=1e-6, weight_decay=5e-3),
+    _torch_optim('Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-3, amsgrad=True),
+    True,
+  ),
+  'complex adamw vs torch AdamW': (
+    lambda: padam_jax.adamw(1e-2, weight_decay=0.05),
+    _torch_optim('AdamW', lr=1e-2, weight_decay=0.05),
+    True,
+  ),
+  'complex sgdm vs torch SGD(momentum=0.9)': (
+    lambda: padam_jax.sgdm(0.1, momentum=0.9, weight_decay=5e-3),
+    _torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3),
+    True,
+  ),
+  'complex padam p=1/2 eps=0 vs torch Adam(amsgrad=True)': (
+    lambda: padam_jax.padam(0.01, partial=0.5, eps=0.0, weight_decay=1e-3),
+    _torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True),
+    True,
+  ),
+  'complex padam vs reference Padam on view_as_real': (
+    lambda: padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4),
+    torch_reference_padam(dict(lr=0.1, partial=0.125, weight_decay=5e-4)),
+    False,
+  ),
+  'complex padamw amsgrad=False vs PAdam(weight_decouple) on view_as_real': (
+    lambda: padam_jax.padamw(0.1, partial=0.25, weight_decay=1e-2, amsgrad=False),
+    _pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2, weight_decouple=True),
+    False,
+  ),
 }
 
 
@@ -268,8 +308,9 @@ def complex_trajectories(name: str, problem: Problem) -> tuple[np.ndarray, np.nd
   return ours, torch_trajectory(problem, torch_fn, as_complex=torch_complex)
 
 
-def optimizer_twins(name: str, learning_rate: float, weight_decay: float,
-                    partial: float = 0.125) -> tuple[Any, Any]:
+def optimizer_twins(
+  name: str, learning_rate: float, weight_decay: float, partial: float = 0.125
+) -> tuple[Any, Any]:
   """Our optimizer ``name`` and a ``make_optimizer`` for its PyTorch twin.
 
   The twins are those of ``ORACLES`` and the authors' Padam: ``padam`` -> the
@@ -283,22 +324,31 @@ def optimizer_twins(name: str, learning_rate: float, weight_decay: float,
     setting = dict(lr=lr, partial=partial, weight_decay=wd)
     return padam_jax_optimizer(setting), torch_reference_padam(setting)
   pairs = {
-      'padamw': lambda: (
-          padam_jax.padamw(lr, partial=partial, weight_decay=wd, amsgrad=False),
-          _pytorch_optimizer_padam(lr=lr, partial=partial, weight_decay=wd,
-                                   weight_decouple=True)),
-      'sgdm': lambda: (padam_jax.sgdm(lr, momentum=0.9, weight_decay=wd),
-                       _torch_optim('SGD', lr=lr, momentum=0.9, weight_decay=wd)),
-      'adam': lambda: (padam_jax.adam(lr, weight_decay=wd),
-                       _torch_optim('Adam', lr=lr, weight_decay=wd)),
-      'amsgrad': lambda: (padam_jax.amsgrad(lr, weight_decay=wd),
-                          _torch_optim('Adam', lr=lr, weight_decay=wd, amsgrad=True)),
-      'adamw': lambda: (padam_jax.adamw(lr, weight_decay=wd),
-                        _torch_optim('AdamW', lr=lr, weight_decay=wd)),
+    'padamw': lambda: (
+      padam_jax.padamw(lr, partial=partial, weight_decay=wd, amsgrad=False),
+      _pytorch_optimizer_padam(lr=lr, partial=partial, weight_decay=wd, weight_decouple=True),
+    ),
+    'sgdm': lambda: (
+      padam_jax.sgdm(lr, momentum=0.9, weight_decay=wd),
+      _torch_optim('SGD', lr=lr, momentum=0.9, weight_decay=wd),
+    ),
+    'adam': lambda: (
+      padam_jax.adam(lr, weight_decay=wd),
+      _torch_optim('Adam', lr=lr, weight_decay=wd),
+    ),
+    'amsgrad': lambda: (
+      padam_jax.amsgrad(lr, weight_decay=wd),
+      _torch_optim('Adam', lr=lr, weight_decay=wd, amsgrad=True),
+    ),
+    'adamw': lambda: (
+      padam_jax.adamw(lr, weight_decay=wd),
+      _torch_optim('AdamW', lr=lr, weight_decay=wd),
+    ),
   }
   if name not in pairs:
-    raise ValueError(f'unknown optimizer {name!r}; choose one of '
-                     f'{", ".join(sorted(["padam", *pairs]))}')
+    raise ValueError(
+      f'unknown optimizer {name!r}; choose one of {", ".join(sorted(["padam", *pairs]))}'
+    )
   return pairs[name]()
 
 

@@ -59,10 +59,10 @@ def _value(record: dict[str, Any], key: str) -> float:
 
 
 MEASURES = (
-    Measure('train loss', lambda r: _value(r, 'train_loss'), True, 4),
-    Measure('train accuracy (%)', lambda r: 100 * _value(r, 'train_accuracy'), False, 2),
-    Measure('test loss', lambda r: _value(r, 'test_loss'), True, 4),
-    Measure('test accuracy (%)', lambda r: 100 * (1 - _value(r, 'test_error')), False, 2),
+  Measure('train loss', lambda r: _value(r, 'train_loss'), True, 4),
+  Measure('train accuracy (%)', lambda r: 100 * _value(r, 'train_accuracy'), False, 2),
+  Measure('test loss', lambda r: _value(r, 'test_loss'), True, 4),
+  Measure('test accuracy (%)', lambda r: 100 * (1 - _value(r, 'test_error')), False, 2),
 )
 
 
@@ -84,12 +84,12 @@ def torch_inputs(pairs: Iterable[tuple[np.ndarray, np.ndarray]]):
   import torch  # pylint: disable=import-outside-toplevel
 
   from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+
   for x, labels in pairs:
     yield training.nchw(x), torch.from_numpy(np.asarray(labels, np.int64))
 
 
-def _is_done(workdir: str, config: config_lib.TrainConfig,
-             progress: Callable[[str], None]) -> bool:
+def _is_done(workdir: str, config: config_lib.TrainConfig, progress: Callable[[str], None]) -> bool:
   """Whether ``workdir`` holds every epoch of ``config`` (refused if another config)."""
   if not os.path.exists(os.path.join(workdir, runlog.CONFIG_FILE)):
     return False
@@ -97,11 +97,18 @@ def _is_done(workdir: str, config: config_lib.TrainConfig,
   return sweep.is_complete(workdir, config)
 
 
-def train_torch_side(base: config_lib.TrainConfig, seed: int, dataset: data_lib.Dataset,
-                     workdir: str, batches: str, progress: Callable[[str], None]):
+def train_torch_side(
+  base: config_lib.TrainConfig,
+  seed: int,
+  dataset: data_lib.Dataset,
+  workdir: str,
+  batches: str,
+  progress: Callable[[str], None],
+):
   """One seed of the PyTorch side (``batches``: ``own`` or ``jax``); returns the run
   (``None`` when its directory already held it)."""
   from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+
   config = _seed_config(base, seed)
   directory = run_dir(workdir, 'torch', seed)
   if _is_done(directory, config, progress):
@@ -115,13 +122,18 @@ def train_torch_side(base: config_lib.TrainConfig, seed: int, dataset: data_lib.
   return training.train_torch(config, dataset, directory, feed, initial, progress)
 
 
-def train_jax_on_torch_batches(base: config_lib.TrainConfig, seed: int,
-                               dataset: data_lib.Dataset, workdir: str,
-                               progress: Callable[[str], None]) -> Optional[loop.TrainState]:
+def train_jax_on_torch_batches(
+  base: config_lib.TrainConfig,
+  seed: int,
+  dataset: data_lib.Dataset,
+  workdir: str,
+  progress: Callable[[str], None],
+) -> Optional[loop.TrainState]:
   """One seed of our side trained on PyTorch's batches from PyTorch's initial weights
   (those of the PyTorch run of the same seed); returns the final state (``None`` when
   its directory already held the run)."""
   from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+
   config = _seed_config(base, seed)
   directory = run_dir(workdir, 'jax', seed)
   if _is_done(directory, config, progress):
@@ -130,8 +142,9 @@ def train_jax_on_torch_batches(base: config_lib.TrainConfig, seed: int,
   trainer = loop.Trainer(config, dataset)
   source = training.TorchRun(config, trainer.dataset)  # the twin run's seed: its batches
   state = trainer.init_state()
-  state = jax.device_put(state.replace(**source.variables(_variables(state))),
-                         sharding.replicated(trainer.mesh))
+  state = jax.device_put(
+    state.replace(**source.variables(_variables(state))), sharding.replicated(trainer.mesh)
+  )
   step = jax.jit(functools.partial(loop.update_step, model=trainer.model, tx=trainer.tx))
   os.makedirs(directory, exist_ok=True)
   runlog.keep_epochs_up_to(directory, 0)
@@ -141,18 +154,27 @@ def train_jax_on_torch_batches(base: config_lib.TrainConfig, seed: int,
     totals = {'loss_sum': 0.0, 'correct': 0.0, 'count': 0.0}
     start = time.perf_counter()
     for x, labels in source.own_batches():
-      state, sums = step(state, jnp.asarray(x.permute(0, 2, 3, 1).numpy()),
-                         jnp.asarray(labels.numpy().astype(np.int32)))
+      state, sums = step(
+        state,
+        jnp.asarray(x.permute(0, 2, 3, 1).numpy()),
+        jnp.asarray(labels.numpy().astype(np.int32)),
+      )
       totals = {k: totals[k] + float(v) for k, v in sums.items()}
-    record = {'epoch': epoch, 'step': int(state.step),
-              'train_loss': totals['loss_sum'] / totals['count'],
-              'train_accuracy': totals['correct'] / totals['count'],
-              'train_seconds': time.perf_counter() - start, **trainer.evaluate(state),
-              'learning_rate': float(trainer.learning_rate(first_step)),
-              'partial': None if trainer.partial is None else float(trainer.partial(first_step))}
+    record = {
+      'epoch': epoch,
+      'step': int(state.step),
+      'train_loss': totals['loss_sum'] / totals['count'],
+      'train_accuracy': totals['correct'] / totals['count'],
+      'train_seconds': time.perf_counter() - start,
+      **trainer.evaluate(state),
+      'learning_rate': float(trainer.learning_rate(first_step)),
+      'partial': None if trainer.partial is None else float(trainer.partial(first_step)),
+    }
     runlog.append_metrics(directory, record)
-    progress(f'jax (torch batches) seed {seed} epoch {epoch}/{config.epochs}: train loss '
-             f'{record["train_loss"]:.4f}, test error {record["test_error"]:.4f}')
+    progress(
+      f'jax (torch batches) seed {seed} epoch {epoch}/{config.epochs}: train loss '
+      f'{record["train_loss"]:.4f}, test error {record["test_error"]:.4f}'
+    )
   return state
 
 
@@ -166,21 +188,28 @@ def record_batches(workdir: str, batches: str) -> None:
   previous = runlog.read_json_object(path) if os.path.exists(path) else None
   if previous is not None and previous.get('batches') != batches:
     raise runlog.ConfigMismatchError(
-        f'{path} holds runs with --batches {previous.get("batches")!r}, not {batches!r}; '
-        'use another --workdir')
+      f'{path} holds runs with --batches {previous.get("batches")!r}, not {batches!r}; '
+      'use another --workdir'
+    )
   os.makedirs(workdir, exist_ok=True)
   runlog.write_json(path, {'batches': batches})
 
 
-def run(base: config_lib.TrainConfig, seeds: Sequence[int], workdir: str, batches: str = 'own',
-        dataset: Optional[data_lib.Dataset] = None,
-        progress: Callable[[str], None] = print) -> None:
+def run(
+  base: config_lib.TrainConfig,
+  seeds: Sequence[int],
+  workdir: str,
+  batches: str = 'own',
+  dataset: Optional[data_lib.Dataset] = None,
+  progress: Callable[[str], None] = print,
+) -> None:
   """Trains every seed in both frameworks into ``workdir`` (finished runs are kept)."""
   if batches not in BATCHES:
     raise ValueError(f'unknown batches {batches!r}; choose one of {", ".join(BATCHES)}')
   if not seeds or len(set(seeds)) != len(seeds):
     raise ValueError(f'seeds must be distinct and at least one, got {list(seeds)}')
   from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+
   config = _seed_config(base, seeds[0])  # validates before any work
   training.check_supported(config)
   if dataset is None:
@@ -194,12 +223,14 @@ def run(base: config_lib.TrainConfig, seeds: Sequence[int], workdir: str, batche
       progress(f'{directory}: complete')
     else:
       try:
-        loop.train_and_evaluate(_seed_config(base, seed), directory, progress=progress,
-                                dataset=dataset)
+        loop.train_and_evaluate(
+          _seed_config(base, seed), directory, progress=progress, dataset=dataset
+        )
       except faults.DivergedError as error:  # marked in its records
         progress(f'diverged: {error}')
-    train_torch_side(base, seed, dataset, workdir,
-                     'own' if batches == 'torch' else batches, progress)
+    train_torch_side(
+      base, seed, dataset, workdir, 'own' if batches == 'torch' else batches, progress
+    )
 
 
 # --- the report ------------------------------------------------------------------------
@@ -233,8 +264,11 @@ def epoch_table(runs: dict[str, list[list[dict[str, Any]]]]) -> str:
   columns = [f'{m.name} {LABELS[f]}' for m in MEASURES for f in FRAMEWORKS]
   lines = [f'| epoch | {" | ".join(columns)} |', f'|---:|{"---:|" * len(columns)}']
   for e in range(len(runs['jax'][0])):
-    cells = [_mean_std([m.value(seed[e]) for seed in runs[f]], m.decimals)
-             for m in MEASURES for f in FRAMEWORKS]
+    cells = [
+      _mean_std([m.value(seed[e]) for seed in runs[f]], m.decimals)
+      for m in MEASURES
+      for f in FRAMEWORKS
+    ]
     lines.append(f'| {e + 1} | {" | ".join(cells)} |')
   return '\n'.join(lines)
 
@@ -253,8 +287,12 @@ def final_value(records: Sequence[dict[str, Any]], measure: Measure, final_epoch
   return float(np.mean([measure.value(r) for r in records[-final_epochs:]]))
 
 
-def compare(runs: dict[str, list[list[dict[str, Any]]]], final_epochs: int,
-            margin_points: float, margin_relative: float) -> list[Comparison]:
+def compare(
+  runs: dict[str, list[list[dict[str, Any]]]],
+  final_epochs: int,
+  margin_points: float,
+  margin_relative: float,
+) -> list[Comparison]:
   """Per measure, TOST of JAX minus PyTorch (final values) against its margin."""
   epochs = len(runs['jax'][0])
   if not 1 <= final_epochs <= epochs:
@@ -262,8 +300,11 @@ def compare(runs: dict[str, list[list[dict[str, Any]]]], final_epochs: int,
   comparisons = []
   for measure in MEASURES:
     values = {f: [final_value(r, measure, final_epochs) for r in runs[f]] for f in FRAMEWORKS}
-    margin = (margin_relative * abs(float(np.nanmean(values['torch'])))
-              if measure.relative_margin else margin_points)
+    margin = (
+      margin_relative * abs(float(np.nanmean(values['torch'])))
+      if measure.relative_margin
+      else margin_points
+    )
     test = stats.equivalence([values['jax'], values['torch']], [1, -1], margin)
     comparisons.append(Comparison(measure, values, test))
   return comparisons
@@ -281,41 +322,65 @@ def overall_verdict(comparisons: Sequence[Comparison]) -> str:
 
 def comparison_table(comparisons: Sequence[Comparison]) -> str:
   """Markdown: per measure, both means, the difference, its intervals, margin, verdict."""
-  lines = ['| measure | JAX | PyTorch | JAX − PyTorch | 90% interval | 95% interval | '
-           'margin | verdict | seeds needed |', '|---|---:|---:|---:|---:|---:|---:|---|---:|']
+  lines = [
+    '| measure | JAX | PyTorch | JAX − PyTorch | 90% interval | 95% interval | '
+    'margin | verdict | seeds needed |',
+    '|---|---:|---:|---:|---:|---:|---:|---|---:|',
+  ]
   for c in comparisons:
     d, test = c.measure.decimals, c.test
-    interval = lambda i: ('n/a' if i.low is None  # noqa: E731
-                          else f'[{i.low:+.{d}f}, {i.high:+.{d}f}]')
-    needed = ('—' if test.verdict != stats.UNDECIDED else
-              'over 1000' if test.seeds_needed is None else str(test.seeds_needed))
-    lines.append(f'| {c.measure.name} | {_mean_std(c.values["jax"], d)} | '
-                 f'{_mean_std(c.values["torch"], d)} | {test.inner.estimate:+.{d}f} | '
-                 f'{interval(test.inner)} | {interval(test.outer)} | ±{test.margin:.{d}f} | '
-                 f'{test.verdict} | {needed} |')
+    interval = lambda i: (
+      'n/a'
+      if i.low is None  # noqa: E731
+      else f'[{i.low:+.{d}f}, {i.high:+.{d}f}]'
+    )
+    needed = (
+      '—'
+      if test.verdict != stats.UNDECIDED
+      else 'over 1000'
+      if test.seeds_needed is None
+      else str(test.seeds_needed)
+    )
+    lines.append(
+      f'| {c.measure.name} | {_mean_std(c.values["jax"], d)} | '
+      f'{_mean_std(c.values["torch"], d)} | {test.inner.estimate:+.{d}f} | '
+      f'{interval(test.inner)} | {interval(test.outer)} | ±{test.margin:.{d}f} | '
+      f'{test.verdict} | {needed} |'
+    )
   return '\n'.join(lines)
 
 
-def report(workdir: str, seeds: Sequence[int], final_epochs: int, margin_points: float,
-           margin_relative: float) -> tuple[str, str]:
+def report(
+  workdir: str,
+  seeds: Sequence[int],
+  final_epochs: int,
+  margin_points: float,
+  margin_relative: float,
+) -> tuple[str, str]:
   """``(Markdown report, overall verdict)`` of the runs in ``workdir``."""
   runs = read_runs(workdir, seeds)
   comparisons = compare(runs, final_epochs, margin_points, margin_relative)
   verdict = overall_verdict(comparisons)
   epochs = len(runs['jax'][0])
-  last = (f'epoch {epochs}' if final_epochs == 1
-          else f'epochs {epochs - final_epochs + 1}-{epochs}')
-  text = '\n'.join([
-      f'Per epoch, mean ± std over {len(seeds)} seeds ({", ".join(map(str, seeds))}):', '',
-      epoch_table(runs), '',
+  last = f'epoch {epochs}' if final_epochs == 1 else f'epochs {epochs - final_epochs + 1}-{epochs}'
+  text = '\n'.join(
+    [
+      f'Per epoch, mean ± std over {len(seeds)} seeds ({", ".join(map(str, seeds))}):',
+      '',
+      epoch_table(runs),
+      '',
       f'Final values: each run\'s mean over {last}; JAX − PyTorch with Welch intervals '
       f'over seeds; margins ±{margin_points:g} points (accuracies), ±{100 * margin_relative:g}% '
       f'of PyTorch\'s mean (losses). Equivalent: the 90% interval (TOST, alpha '
       f'{stats.ALPHA:g}) inside the margin; different: the 95% interval wholly beyond it; '
       'otherwise undecided (seeds needed: per framework, were the means and spreads as '
-      'measured).', '',
-      comparison_table(comparisons), '',
-      f'verdict: {verdict}'])
+      'measured).',
+      '',
+      comparison_table(comparisons),
+      '',
+      f'verdict: {verdict}',
+    ]
+  )
   return text, verdict
 
 

@@ -24,15 +24,17 @@ import numpy as np
 from padam_jax.reproduction import report, stats, suites
 
 MEASURES = {  # what is measured, and over which epochs
-    'final_accuracy': ('test accuracy (%)', 'mean of epochs {first}-{epochs}'),
-    'mean_train_loss': ('train loss', 'mean over all {epochs} epochs'),
+  'final_accuracy': ('test accuracy (%)', 'mean of epochs {first}-{epochs}'),
+  'mean_train_loss': ('train loss', 'mean over all {epochs} epochs'),
 }
-RULE = ('Each row: x, a difference of per-run values averaged over seeds, with its 95% '
-        'Welch t interval over seeds. Verdict: supported when the interval lies wholly on '
-        'the claimed side (inside the margin), contradicted when it lies wholly on the '
-        'other side (outside the margin), inconclusive otherwise or with one seed. '
-        '"Seeds for a verdict": seeds per run at which the spread measured now would '
-        'decide it.')
+RULE = (
+  'Each row: x, a difference of per-run values averaged over seeds, with its 95% '
+  'Welch t interval over seeds. Verdict: supported when the interval lies wholly on '
+  'the claimed side (inside the margin), contradicted when it lies wholly on the '
+  'other side (outside the margin), inconclusive otherwise or with one seed. '
+  '"Seeds for a verdict": seeds per run at which the spread measured now would '
+  'decide it.'
+)
 EQUIVALENCE_MARGIN = 1.0  # accuracy points: "within 1 point" (the reproduction's Table 2 reading)
 
 
@@ -48,44 +50,83 @@ class Claim:
   contrast: str = ''  # how the contrast reads, e.g. 'padam - adam'
 
 
-def _pair(claim: str, measure: str, kind: str, first: suites.Curve,
-          second: suites.Curve, margin: float = 0.0) -> Claim:
-  return Claim(claim, measure, ((1.0, first), (-1.0, second)), kind, margin,
-               f'{first.label} - {second.label}')
+def _pair(
+  claim: str,
+  measure: str,
+  kind: str,
+  first: suites.Curve,
+  second: suites.Curve,
+  margin: float = 0.0,
+) -> Claim:
+  return Claim(
+    claim, measure, ((1.0, first), (-1.0, second)), kind, margin, f'{first.label} - {second.label}'
+  )
 
 
 def _p_lr(p: float, lr: float) -> suites.Curve:
-  return suites.Curve(f'p 1/{round(1 / p)} lr {lr:g}', 'resnet18-padam-p-lr',
-                      (('partial', p), ('learning_rate', lr)))
+  return suites.Curve(
+    f'p 1/{round(1 / p)} lr {lr:g}', 'resnet18-padam-p-lr', (('partial', p), ('learning_rate', lr))
+  )
 
 
 def _claims() -> tuple[Claim, ...]:
   wrn = {c.label: c for c in suites.optimizer_curves('wrn16_4')}
   rows = [
-      *(_pair('Padam is within 1 point of Adam and AMSGrad on WRN (Table 2)',
-              'final_accuracy', 'within', wrn['padam'], wrn[other], EQUIVALENCE_MARGIN)
-        for other in ('adam', 'amsgrad')),
-      _pair('Padam is above SGDM on WRN (Table 2)', 'final_accuracy', 'greater',
-            wrn['padam'], wrn['sgdm']),
+    *(
+      _pair(
+        'Padam is within 1 point of Adam and AMSGrad on WRN (Table 2)',
+        'final_accuracy',
+        'within',
+        wrn['padam'],
+        wrn[other],
+        EQUIVALENCE_MARGIN,
+      )
+      for other in ('adam', 'amsgrad')
+    ),
+    _pair(
+      'Padam is above SGDM on WRN (Table 2)', 'final_accuracy', 'greater', wrn['padam'], wrn['sgdm']
+    ),
   ]
   for model in ('wrn16_4', 'resnet18'):
     curves = {c.label: c for c in suites.optimizer_curves(model)}
-    rows += [_pair(f'Padam\'s train loss is the lowest on {model} (Figure 1)',
-                   'mean_train_loss', 'less', curves['padam'], curves[other])
-             for other in ('sgdm', 'adam', 'amsgrad')]
+    rows += [
+      _pair(
+        f'Padam\'s train loss is the lowest on {model} (Figure 1)',
+        'mean_train_loss',
+        'less',
+        curves['padam'],
+        curves[other],
+      )
+      for other in ('sgdm', 'adam', 'amsgrad')
+    ]
   sixteenth, eighth, quarter = 0.0625, 0.125, 0.25
   rows += [
-      _pair('At lr 0.1, p = 1/16 beats p = 1/8 (Section 3.5)', 'final_accuracy', 'greater',
-            _p_lr(sixteenth, 0.1), _p_lr(eighth, 0.1)),
-      Claim('Small p prefers a large lr, p near 1/2 a small one (Figure 3)',
-            'final_accuracy',
-            ((1.0, _p_lr(sixteenth, 0.1)), (-1.0, _p_lr(sixteenth, 0.001)),
-             (-1.0, _p_lr(quarter, 0.1)), (1.0, _p_lr(quarter, 0.001))),
-            'greater', contrast='(p 1/16: lr 0.1 - lr 0.001) - (p 1/4: lr 0.1 - lr 0.001)'),
-      _pair('The p schedule (1/4 -> 1/16, lr 0.01 -> 0.1) beats fixed p (the reproduction\'s '
-            'proposal)', 'final_accuracy', 'greater',
-            suites.Curve('p schedule', 'resnet18-padam-p-schedule'),
-            suites.padam_curve('resnet18', 'p 1/8 lr 0.1')),
+    _pair(
+      'At lr 0.1, p = 1/16 beats p = 1/8 (Section 3.5)',
+      'final_accuracy',
+      'greater',
+      _p_lr(sixteenth, 0.1),
+      _p_lr(eighth, 0.1),
+    ),
+    Claim(
+      'Small p prefers a large lr, p near 1/2 a small one (Figure 3)',
+      'final_accuracy',
+      (
+        (1.0, _p_lr(sixteenth, 0.1)),
+        (-1.0, _p_lr(sixteenth, 0.001)),
+        (-1.0, _p_lr(quarter, 0.1)),
+        (1.0, _p_lr(quarter, 0.001)),
+      ),
+      'greater',
+      contrast='(p 1/16: lr 0.1 - lr 0.001) - (p 1/4: lr 0.1 - lr 0.001)',
+    ),
+    _pair(
+      'The p schedule (1/4 -> 1/16, lr 0.01 -> 0.1) beats fixed p (the reproduction\'s proposal)',
+      'final_accuracy',
+      'greater',
+      suites.Curve('p schedule', 'resnet18-padam-p-schedule'),
+      suites.padam_curve('resnet18', 'p 1/8 lr 0.1'),
+    ),
   ]
   return tuple(rows)
 
@@ -121,12 +162,16 @@ def judge(workdir: str, claim: Claim) -> Judged:
     groups.append(values)
   coefficients = [a for a, _ in claim.terms]
   if missing or any(all(np.isnan(g)) for g in groups):
-    return Judged(claim, None, stats.INCONCLUSIVE, epochs, excluded,
-                  tuple(sorted(set(missing))), None)
+    return Judged(
+      claim, None, stats.INCONCLUSIVE, epochs, excluded, tuple(sorted(set(missing))), None
+    )
   interval = stats.contrast(groups, coefficients)
   verdict = stats.verdict(interval, claim.kind, claim.margin)
-  needed = (stats.seeds_to_decide(groups, coefficients, claim.kind, claim.margin)
-            if verdict == stats.INCONCLUSIVE else None)
+  needed = (
+    stats.seeds_to_decide(groups, coefficients, claim.kind, claim.margin)
+    if verdict == stats.INCONCLUSIVE
+    else None
+  )
   return Judged(claim, interval, verdict, epochs, excluded, (), needed)
 
 
@@ -166,19 +211,22 @@ def _seeds_for_verdict(judged: Judged) -> str:
 
 def markdown(workdir: str) -> str:
   """The claims table: one row per claim, our value with its 95% interval and a verdict."""
-  lines = ['| claim (the reproduction) | measured | claimed | seeds | ours [95% interval] | verdict '
-           '| seeds for a verdict |',
-           '|---|---|---|---|---|---|---|']
+  lines = [
+    '| claim (the reproduction) | measured | claimed | seeds | ours [95% interval] | verdict '
+    '| seeds for a verdict |',
+    '|---|---|---|---|---|---|---|',
+  ]
   for claim in CLAIMS:
     judged = judge(workdir, claim)
     digits = 2 if claim.measure == 'final_accuracy' else 3
-    seeds = ('-' if judged.interval is None
-             else '/'.join(str(n) for n in judged.interval.seeds))
+    seeds = '-' if judged.interval is None else '/'.join(str(n) for n in judged.interval.seeds)
     if judged.excluded:
       seeds += f' ({judged.excluded} diverged or unfinished)'
     needed = _seeds_for_verdict(judged)
-    lines.append(f'| {claim.claim} | {_measured(judged)} | {_claimed(claim)} | {seeds} | '
-                 f'{_ours(judged, digits)} | {judged.verdict} | {needed} |')
+    lines.append(
+      f'| {claim.claim} | {_measured(judged)} | {_claimed(claim)} | {seeds} | '
+      f'{_ours(judged, digits)} | {judged.verdict} | {needed} |'
+    )
   return '\n'.join(lines)
 
 

@@ -24,8 +24,9 @@ METRICS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 1
 
 
 def _matches(values: dict[str, Any], select: Sequence[tuple[str, Any]]) -> bool:
-  return all(name in values and math.isclose(values[name], want, rel_tol=1e-9)
-             for name, want in select)
+  return all(
+    name in values and math.isclose(values[name], want, rel_tol=1e-9) for name, want in select
+  )
 
 
 def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
@@ -33,8 +34,11 @@ def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
   sweep_dir = os.path.join(workdir, curve.sweep)
   if not os.path.exists(os.path.join(sweep_dir, sweep.SWEEP_FILE)):
     raise FileNotFoundError(f'{sweep_dir} holds no sweep: run the suite first')
-  runs = [runlog.read_metrics(run['dir']) for run in sweep.read_sweep(sweep_dir)['runs']
-          if _matches(run['values'], curve.select)]
+  runs = [
+    runlog.read_metrics(run['dir'])
+    for run in sweep.read_sweep(sweep_dir)['runs']
+    if _matches(run['values'], curve.select)
+  ]
   if not runs:
     raise ValueError(f'no run of {sweep_dir} has {dict(curve.select)}')
   return runs
@@ -69,12 +73,11 @@ def run_value(records: list[dict], epochs: int, measure: str) -> float:
     return float('nan')
   records = records[:epochs]
   if measure == 'final_accuracy':
-    tail = records[-last_epochs(epochs):]
+    tail = records[-last_epochs(epochs) :]
     return 100.0 * (1.0 - float(np.mean([r['test_error'] for r in tail])))
   if measure == 'mean_train_loss':
     return float(np.mean([r['train_loss'] for r in records]))
-  raise ValueError(f'unknown measure {measure!r}; choose final_accuracy or '
-                   'mean_train_loss')
+  raise ValueError(f'unknown measure {measure!r}; choose final_accuracy or mean_train_loss')
 
 
 def _nan_reduce(fn, matrix: np.ndarray) -> np.ndarray:
@@ -86,8 +89,10 @@ def _nan_reduce(fn, matrix: np.ndarray) -> np.ndarray:
 
 def _pyplot():
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   return plt
 
 
@@ -107,7 +112,7 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
         mean, std = _nan_reduce(np.nanmean, matrix), _nan_reduce(np.nanstd, matrix)
         epochs = np.arange(1, mean.size + 1)
         ax = axes[row, col]
-        line, = ax.plot(epochs, mean, label=label)
+        (line,) = ax.plot(epochs, mean, label=label)
         if len(runs) > 1:
           ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         ax.set(xlabel='epoch', ylabel=name, title=panel.title)
@@ -121,8 +126,9 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
   return output
 
 
-def heatmap_cells(workdir: str, sweep_name: str) -> tuple[list[float], list[float],
-                                                          np.ndarray, np.ndarray]:
+def heatmap_cells(
+  workdir: str, sweep_name: str
+) -> tuple[list[float], list[float], np.ndarray, np.ndarray]:
   """``(ps, lrs, final test error % [p, lr], diverged counts)``: the error is the mean over
   seeds of each finished run's mean over the last sixth of its epochs (NaN: none
   finished, or every run diverged)."""
@@ -134,8 +140,9 @@ def heatmap_cells(workdir: str, sweep_name: str) -> tuple[list[float], list[floa
       curve = suites.Curve('', sweep_name, (('partial', p), ('learning_rate', lr)))
       runs, epochs = curve_runs(workdir, curve), configured_epochs(workdir, curve)
       diverged[i, j] = sum(bool(r and r[-1].get('diverged')) for r in runs)
-      finals = [v for v in (run_value(r, epochs, 'final_accuracy') for r in runs)
-                if not math.isnan(v)]
+      finals = [
+        v for v in (run_value(r, epochs, 'final_accuracy') for r in runs) if not math.isnan(v)
+      ]
       if finals:
         error[i, j] = 100 - float(np.mean(finals))
   return ps, lrs, error, diverged
@@ -157,9 +164,11 @@ def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
   ax.set_xticks(range(len(lrs)), [f'{lr:g}' for lr in lrs])
   ax.set_yticks(range(len(ps)), [f'1/{round(1 / p)}' for p in ps])
   epochs = configured_epochs(workdir, suites.Curve('', sweep_name))
-  ax.set(xlabel='learning rate', ylabel='p',
-         title=f'test error, mean of the last {last_epochs(epochs)} of {epochs} epochs\n'
-               f'{sweep_name}')
+  ax.set(
+    xlabel='learning rate',
+    ylabel='p',
+    title=f'test error, mean of the last {last_epochs(epochs)} of {epochs} epochs\n{sweep_name}',
+  )
   fig.colorbar(image, ax=ax, label='test error (%)')
   fig.tight_layout()
   fig.savefig(output, dpi=110)
@@ -187,18 +196,26 @@ def table2_markdown(workdir: str) -> str:
     runs = curve_runs(workdir, curve)
     accuracy = np.full((len(runs), total), np.nan)  # epochs not run (diverged) stay NaN
     measured = 100 * (1 - metric_matrix(runs, 'test_error'))[:, :total]
-    accuracy[:, :measured.shape[1]] = measured
-    cells = [f'{_cell(accuracy[:, e - 1])} ({seed:.2f})'
-             for e, seed in zip(epochs, suites.REPRODUCTION_TABLE2[curve.label])]
+    accuracy[:, : measured.shape[1]] = measured
+    cells = [
+      f'{_cell(accuracy[:, e - 1])} ({seed:.2f})'
+      for e, seed in zip(epochs, suites.REPRODUCTION_TABLE2[curve.label])
+    ]
     final = _cell([run_value(r, total, 'final_accuracy') for r in runs])
     rows.append(f'| {curve.label} | ' + ' | '.join(cells) + f' | {final} | {len(runs)} |')
-  header = ' | '.join(f'epoch {e} (CIFAR-10: {s})' for e, s in
-                      zip(epochs, suites.REPRODUCTION_TABLE2_EPOCHS))
+  header = ' | '.join(
+    f'epoch {e} (CIFAR-10: {s})' for e, s in zip(epochs, suites.REPRODUCTION_TABLE2_EPOCHS)
+  )
   first = total - last_epochs(total) + 1
   rows.append('')
   rows.append(_flattening(workdir, curves, total))
-  return '\n'.join([f'| optimizer | {header} | mean of epochs {first}-{total} | seeds |',
-                    '|---|' + '---:|' * 6, *rows])
+  return '\n'.join(
+    [
+      f'| optimizer | {header} | mean of epochs {first}-{total} | seeds |',
+      '|---|' + '---:|' * 6,
+      *rows,
+    ]
+  )
 
 
 def _flattening(workdir: str, curves: Sequence[suites.Curve], total: int) -> str:
@@ -213,21 +230,27 @@ def _flattening(workdir: str, curves: Sequence[suites.Curve], total: int) -> str
       continue
     before, after = loss[total - 3], loss[total - 1]
     parts.append(f'{curve.label} {after:.4f} ({100 * (after - before) / before:+.1f}%)')
-  return (f'Train loss at epoch {total} (mean over seeds) and its change since epoch '
-          f'{total - 2}: ' + ', '.join(parts) + '.')
+  return (
+    f'Train loss at epoch {total} (mean over seeds) and its change since epoch '
+    f'{total - 2}: ' + ', '.join(parts) + '.'
+  )
 
 
 def final_table_markdown(workdir: str, suite: suites.Suite) -> str:
   """Per curve: final train loss and test error (mean +- std over seeds)."""
-  lines = ['| run | final train loss | final test error (%) | best test error (%) | seeds |',
-           '|---|---:|---:|---:|---:|']
+  lines = [
+    '| run | final train loss | final test error (%) | best test error (%) | seeds |',
+    '|---|---:|---:|---:|---:|',
+  ]
   for panel in suite.panels:
     for curve in panel.curves:
       runs = curve_runs(workdir, curve)
       loss, error = metric_matrix(runs, 'train_loss'), 100 * metric_matrix(runs, 'test_error')
       best = _nan_reduce(np.nanmin, error.T)
-      lines.append(f'| {curve.label} | {_cell(loss[:, -1])} | {_cell(error[:, -1])} | '
-                   f'{_cell(best)} | {len(runs)} |')
+      lines.append(
+        f'| {curve.label} | {_cell(loss[:, -1])} | {_cell(error[:, -1])} | '
+        f'{_cell(best)} | {len(runs)} |'
+      )
   return '\n'.join(lines)
 
 
@@ -248,12 +271,15 @@ def build(workdir: str, suite_names: Sequence[str], output_dir: str) -> dict[str
       built[name] = plot_panels(workdir, suite, os.path.join(output_dir, f'{name}.png'))
     if suite.heatmap and figures:
       built[f'{name}_heatmap'] = plot_heatmap(
-          workdir, suite.heatmap, os.path.join(output_dir, f'{name}_heatmap.png'))
+        workdir, suite.heatmap, os.path.join(output_dir, f'{name}_heatmap.png')
+      )
     if suite.table:
-      built[f'{name}_table'] = (table2_markdown(workdir) if suite.table == 'table2'
-                                else final_table_markdown(workdir, suite))
-  tables = [f'### {k[:-len("_table")]}\n\n{v}\n' for k, v in built.items()
-            if k.endswith('_table')]
+      built[f'{name}_table'] = (
+        table2_markdown(workdir)
+        if suite.table == 'table2'
+        else final_table_markdown(workdir, suite)
+      )
+  tables = [f'### {k[: -len("_table")]}\n\n{v}\n' for k, v in built.items() if k.endswith('_table')]
   if tables:
     with open(os.path.join(output_dir, 'tables.md'), 'w', encoding='utf-8') as f:
       f.write('\n'.join(tables))

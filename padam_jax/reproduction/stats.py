@@ -49,22 +49,25 @@ class Interval:
 
 def _t_quantile(df: float, confidence: float) -> float:
   from scipy import stats  # pylint: disable=import-outside-toplevel
+
   return float(stats.t.ppf(0.5 + confidence / 2, df))
 
 
-def _welch(variances: Sequence[float], coefficients: Sequence[float],
-           counts: Sequence[int]) -> tuple[float, float]:
+def _welch(
+  variances: Sequence[float], coefficients: Sequence[float], counts: Sequence[int]
+) -> tuple[float, float]:
   """``(standard error, degrees of freedom)`` of the contrast."""
   parts = [a * a * v / n for a, v, n in zip(coefficients, variances, counts)]
   se2 = sum(parts)
   if se2 == 0:
     return 0.0, math.inf
-  df = se2 ** 2 / sum(p * p / (n - 1) for p, n in zip(parts, counts))
+  df = se2**2 / sum(p * p / (n - 1) for p, n in zip(parts, counts))
   return math.sqrt(se2), df
 
 
-def _moments(groups: Sequence[Sequence[float]]
-             ) -> tuple[tuple[int, ...], list[float], Optional[list[float]]]:
+def _moments(
+  groups: Sequence[Sequence[float]],
+) -> tuple[tuple[int, ...], list[float], Optional[list[float]]]:
   """Per group without its NaN values: counts, means and sample variances (None when a
   group has fewer than two values)."""
   clean = [[float(v) for v in g if not math.isnan(v)] for g in groups]
@@ -74,18 +77,19 @@ def _moments(groups: Sequence[Sequence[float]]
   means = [sum(g) / len(g) for g in clean]
   if min(counts) < 2:
     return counts, means, None
-  return counts, means, [sum((v - m) ** 2 for v in g) / (len(g) - 1)
-                         for g, m in zip(clean, means)]
+  return counts, means, [sum((v - m) ** 2 for v in g) / (len(g) - 1) for g, m in zip(clean, means)]
 
 
-def _interval(estimate: float, se: float, df: float, confidence: float,
-              counts: tuple[int, ...]) -> Interval:
+def _interval(
+  estimate: float, se: float, df: float, confidence: float, counts: tuple[int, ...]
+) -> Interval:
   half = 0.0 if se == 0 else _t_quantile(df, confidence) * se
   return Interval(estimate, estimate - half, estimate + half, counts)
 
 
-def contrast(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
-             confidence: float = CONFIDENCE) -> Interval:
+def contrast(
+  groups: Sequence[Sequence[float]], coefficients: Sequence[float], confidence: float = CONFIDENCE
+) -> Interval:
   """``sum_i a_i * mean(groups[i])`` with Welch's interval; NaN values are dropped."""
   if len(groups) != len(coefficients):
     raise ValueError(f'{len(groups)} groups for {len(coefficients)} coefficients')
@@ -112,9 +116,11 @@ def verdict(interval: Interval, kind: str, margin: float = 0.0) -> str:
   return CONTRADICTED if high < -margin or low > margin else INCONCLUSIVE
 
 
-def _seeds_until(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
-                 decided: Callable[[float, float, float, tuple[int, ...]], bool]
-                 ) -> Optional[int]:
+def _seeds_until(
+  groups: Sequence[Sequence[float]],
+  coefficients: Sequence[float],
+  decided: Callable[[float, float, float, tuple[int, ...]], bool],
+) -> Optional[int]:
   """The fewest seeds per group (2..1000) for which ``decided(estimate, se, df, counts)``
   holds with the means and variances measured now; ``None`` if none does or a group has
   fewer than two values."""
@@ -129,14 +135,23 @@ def _seeds_until(groups: Sequence[Sequence[float]], coefficients: Sequence[float
   return None
 
 
-def seeds_to_decide(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
-                    kind: str, margin: float = 0.0,
-                    confidence: float = CONFIDENCE) -> Optional[int]:
+def seeds_to_decide(
+  groups: Sequence[Sequence[float]],
+  coefficients: Sequence[float],
+  kind: str,
+  margin: float = 0.0,
+  confidence: float = CONFIDENCE,
+) -> Optional[int]:
   """Seeds per group that would make the verdict other than inconclusive, if the means
   and standard deviations measured now stayed as they are; ``None`` if no number up to
   1000 would (an estimate on the boundary, or fewer than two seeds to measure a spread)."""
-  return _seeds_until(groups, coefficients, lambda estimate, se, df, counts: verdict(
-      _interval(estimate, se, df, confidence, counts), kind, margin) != INCONCLUSIVE)
+  return _seeds_until(
+    groups,
+    coefficients,
+    lambda estimate, se, df, counts: (
+      verdict(_interval(estimate, se, df, confidence, counts), kind, margin) != INCONCLUSIVE
+    ),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,8 +178,12 @@ def equivalence_verdict(inner: Interval, outer: Interval, margin: float) -> str:
   return UNDECIDED
 
 
-def equivalence(groups: Sequence[Sequence[float]], coefficients: Sequence[float],
-                margin: float, alpha: float = ALPHA) -> Equivalence:
+def equivalence(
+  groups: Sequence[Sequence[float]],
+  coefficients: Sequence[float],
+  margin: float,
+  alpha: float = ALPHA,
+) -> Equivalence:
   """TOST of ``sum_i a_i * mean(groups[i])`` against ``(-margin, margin)``, Welch's
   intervals; NaN values are dropped."""
   if not margin > 0:
@@ -176,9 +195,14 @@ def equivalence(groups: Sequence[Sequence[float]], coefficients: Sequence[float]
   decision = equivalence_verdict(inner, outer, margin)
 
   def decided(estimate, se, df, counts):
-    return equivalence_verdict(_interval(estimate, se, df, 1 - 2 * alpha, counts),
-                               _interval(estimate, se, df, 1 - alpha, counts),
-                               margin) != UNDECIDED
+    return (
+      equivalence_verdict(
+        _interval(estimate, se, df, 1 - 2 * alpha, counts),
+        _interval(estimate, se, df, 1 - alpha, counts),
+        margin,
+      )
+      != UNDECIDED
+    )
 
   needed = _seeds_until(groups, coefficients, decided) if decision == UNDECIDED else None
   return Equivalence(margin, inner, outer, decision, needed)

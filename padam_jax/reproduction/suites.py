@@ -20,15 +20,16 @@ OPTIMIZERS = ('padam', 'sgdm', 'adam', 'amsgrad')
 PARTIALS = (0.25, 0.125, 0.0625)
 LEARNING_RATES = (0.1, 0.01, 0.001)
 # The reproduction's proposal: start adaptive with a small step, end SGD-like with a large one.
-P_SCHEDULE = dict(partial=0.25, partial_end=0.0625, lr_schedule='warmup', lr_start=0.01,
-                  learning_rate=0.1)
+P_SCHEDULE = dict(
+  partial=0.25, partial_end=0.0625, lr_schedule='warmup', lr_start=0.01, learning_rate=0.1
+)
 
 # The reproduction's Table 2: Wide ResNet on CIFAR-10, test accuracy (%) at epochs 25/50/75/100.
 REPRODUCTION_TABLE2 = {
-    'adam': (84.59, 87.75, 87.51, 88.65),
-    'amsgrad': (86.83, 88.08, 88.88, 89.18),
-    'sgdm': (81.39, 82.13, 78.46, 81.78),
-    'padam': (88.07, 87.66, 87.68, 88.43),
+  'adam': (84.59, 87.75, 87.51, 88.65),
+  'amsgrad': (86.83, 88.08, 88.88, 89.18),
+  'sgdm': (81.39, 82.13, 78.46, 81.78),
+  'padam': (88.07, 87.66, 87.68, 88.43),
 }
 REPRODUCTION_TABLE2_EPOCHS = (25, 50, 75, 100)
 
@@ -46,27 +47,44 @@ class Scale:
 
 
 SCALES = {
-    'full': Scale(dataset='cifar10', width=1.0, epochs=None,
-                  description='CIFAR-10, full-width models, the preset\'s epochs'),
-    # Meant for `--suite all --seeds 1` (23 runs) to end within 45 minutes on 2 CPU cores
-    # (measured: docs/measurements.md#cpu-scales): real Fashion-MNIST (offline), 1/8-width
-    # models, 2,048 training and 1,000 test images, 8 epochs of 16 steps (docs/reproduction.md,
-    # "The smoke scale").
-    'cpu': Scale(dataset='fashion_mnist', width=0.125, epochs=8, train_size=2048,
-                 test_size=1000,
-                 description='Fashion-MNIST (first 2,048 train / 1,000 test images), '
-                             '1/8-width models, 8 epochs'),
-    # Long enough that training loss flattens (the best optimizer's last two epochs
-    # improve it by less than 5%), meant for `--suite table2 --seeds 3` to fit in 2 hours
-    # on 2 CPU cores (measured: docs/measurements.md#cpu-scales).
-    'cpu_converged': Scale(dataset='fashion_mnist', width=0.125, epochs=30,
-                           train_size=8192, test_size=5000,
-                           description='Fashion-MNIST (first 8,192 train / 5,000 test '
-                                       'images), 1/8-width models, 30 epochs'),
-    # For one GPU without network (experiments/gpu_reproduce.sh sets the epochs to fit).
-    'fashion_full': Scale(dataset='fashion_mnist', width=1.0, epochs=None,
-                          description='Fashion-MNIST (all 60,000 train / 10,000 test '
-                                      'images), full-width models, the preset\'s epochs'),
+  'full': Scale(
+    dataset='cifar10',
+    width=1.0,
+    epochs=None,
+    description='CIFAR-10, full-width models, the preset\'s epochs',
+  ),
+  # Meant for `--suite all --seeds 1` (23 runs) to end within 45 minutes on 2 CPU cores
+  # (measured: docs/measurements.md#cpu-scales): real Fashion-MNIST (offline), 1/8-width
+  # models, 2,048 training and 1,000 test images, 8 epochs of 16 steps (docs/reproduction.md,
+  # "The smoke scale").
+  'cpu': Scale(
+    dataset='fashion_mnist',
+    width=0.125,
+    epochs=8,
+    train_size=2048,
+    test_size=1000,
+    description='Fashion-MNIST (first 2,048 train / 1,000 test images), 1/8-width models, 8 epochs',
+  ),
+  # Long enough that training loss flattens (the best optimizer's last two epochs
+  # improve it by less than 5%), meant for `--suite table2 --seeds 3` to fit in 2 hours
+  # on 2 CPU cores (measured: docs/measurements.md#cpu-scales).
+  'cpu_converged': Scale(
+    dataset='fashion_mnist',
+    width=0.125,
+    epochs=30,
+    train_size=8192,
+    test_size=5000,
+    description='Fashion-MNIST (first 8,192 train / 5,000 test '
+    'images), 1/8-width models, 30 epochs',
+  ),
+  # For one GPU without network (experiments/gpu_reproduce.sh sets the epochs to fit).
+  'fashion_full': Scale(
+    dataset='fashion_mnist',
+    width=1.0,
+    epochs=None,
+    description='Fashion-MNIST (all 60,000 train / 10,000 test '
+    'images), full-width models, the preset\'s epochs',
+  ),
 }
 
 
@@ -112,15 +130,21 @@ def _baseline(model: str, optimizer: str) -> SweepSpec:
   return SweepSpec(f'{model}-{optimizer}', model, optimizer)
 
 
-SWEEPS: dict[str, SweepSpec] = {s.name: s for s in [
+SWEEPS: dict[str, SweepSpec] = {
+  s.name: s
+  for s in [
     *(_baseline(m, o) for m in ARCHITECTURES for o in ('sgdm', 'adam', 'amsgrad')),
     _baseline('wrn16_4', 'padam'),
     SweepSpec('vgg16-padam-p', 'vgg16', 'padam', grid=(('partial', PARTIALS),)),
-    SweepSpec('resnet18-padam-p-lr', 'resnet18', 'padam',
-              grid=(('partial', PARTIALS), ('learning_rate', LEARNING_RATES))),
-    SweepSpec('resnet18-padam-p-schedule', 'resnet18', 'padam',
-              settings=tuple(P_SCHEDULE.items())),
-]}
+    SweepSpec(
+      'resnet18-padam-p-lr',
+      'resnet18',
+      'padam',
+      grid=(('partial', PARTIALS), ('learning_rate', LEARNING_RATES)),
+    ),
+    SweepSpec('resnet18-padam-p-schedule', 'resnet18', 'padam', settings=tuple(P_SCHEDULE.items())),
+  ]
+}
 
 
 def padam_curve(model: str, label: str = 'padam') -> Curve:
@@ -134,43 +158,67 @@ def padam_curve(model: str, label: str = 'padam') -> Curve:
 
 def optimizer_curves(model: str) -> tuple[Curve, ...]:
   """Figure 1's lines of ``model``: Padam (p = 1/8, lr 0.1), SGDM, Adam, AMSGrad."""
-  return (padam_curve(model),
-          *(Curve(o, f'{model}-{o}') for o in ('sgdm', 'adam', 'amsgrad')))
+  return (padam_curve(model), *(Curve(o, f'{model}-{o}') for o in ('sgdm', 'adam', 'amsgrad')))
 
 
 def _p_curves(sweep: str, extra: tuple[tuple[str, Any], ...] = ()) -> tuple[Curve, ...]:
-  return tuple(Curve(f'p = 1/{round(1 / p)}', sweep, (('partial', p), *extra))
-               for p in PARTIALS)
+  return tuple(Curve(f'p = 1/{round(1 / p)}', sweep, (('partial', p), *extra)) for p in PARTIALS)
 
 
-SUITES: dict[str, Suite] = {s.name: s for s in [
-    Suite('figure1', 'Figure 1: 4 optimizers x 3 architectures',
-          sweeps=tuple(sorted({c.sweep for m in ARCHITECTURES
-                               for c in optimizer_curves(m)})),
-          panels=tuple(Panel(m, optimizer_curves(m)) for m in ARCHITECTURES)),
-    Suite('table2', 'Table 2: Wide ResNet test accuracy at 1/4, 1/2, 3/4 and all epochs',
-          sweeps=tuple(f'wrn16_4-{o}' for o in OPTIMIZERS),
-          panels=(Panel('wrn16_4', optimizer_curves('wrn16_4')),), table='table2'),
-    Suite('figure2', 'Figure 2: p in {1/4, 1/8, 1/16} at lr 0.1 (VGG-16 and ResNet-18)',
-          sweeps=('vgg16-padam-p', 'resnet18-padam-p-lr'),
-          panels=(Panel('vgg16', _p_curves('vgg16-padam-p')),
-                  Panel('resnet18', _p_curves('resnet18-padam-p-lr',
-                                              (('learning_rate', 0.1),))))),
-    Suite('figure3', 'Figure 3: p x learning rate on ResNet-18',
-          sweeps=('resnet18-padam-p-lr',),
-          panels=tuple(Panel(f'resnet18, lr {lr:g}',
-                             _p_curves('resnet18-padam-p-lr', (('learning_rate', lr),)))
-                       for lr in LEARNING_RATES),
-          heatmap='resnet18-padam-p-lr'),
-    Suite('p_schedule', 'The reproduction\'s proposal: p 1/4 -> 1/16 with lr 0.01 -> 0.1, on '
-          'ResNet-18, against fixed p = 1/8 and SGDM',
-          sweeps=('resnet18-padam-p-schedule', 'resnet18-padam-p-lr', 'resnet18-sgdm'),
-          panels=(Panel('resnet18', (
-              Curve('padam, p 1/4 -> 1/16, lr 0.01 -> 0.1', 'resnet18-padam-p-schedule'),
-              padam_curve('resnet18', 'padam, p = 1/8, lr 0.1'),
-              Curve('sgdm', 'resnet18-sgdm'))),),
-          table='final'),
-]}
+SUITES: dict[str, Suite] = {
+  s.name: s
+  for s in [
+    Suite(
+      'figure1',
+      'Figure 1: 4 optimizers x 3 architectures',
+      sweeps=tuple(sorted({c.sweep for m in ARCHITECTURES for c in optimizer_curves(m)})),
+      panels=tuple(Panel(m, optimizer_curves(m)) for m in ARCHITECTURES),
+    ),
+    Suite(
+      'table2',
+      'Table 2: Wide ResNet test accuracy at 1/4, 1/2, 3/4 and all epochs',
+      sweeps=tuple(f'wrn16_4-{o}' for o in OPTIMIZERS),
+      panels=(Panel('wrn16_4', optimizer_curves('wrn16_4')),),
+      table='table2',
+    ),
+    Suite(
+      'figure2',
+      'Figure 2: p in {1/4, 1/8, 1/16} at lr 0.1 (VGG-16 and ResNet-18)',
+      sweeps=('vgg16-padam-p', 'resnet18-padam-p-lr'),
+      panels=(
+        Panel('vgg16', _p_curves('vgg16-padam-p')),
+        Panel('resnet18', _p_curves('resnet18-padam-p-lr', (('learning_rate', 0.1),))),
+      ),
+    ),
+    Suite(
+      'figure3',
+      'Figure 3: p x learning rate on ResNet-18',
+      sweeps=('resnet18-padam-p-lr',),
+      panels=tuple(
+        Panel(f'resnet18, lr {lr:g}', _p_curves('resnet18-padam-p-lr', (('learning_rate', lr),)))
+        for lr in LEARNING_RATES
+      ),
+      heatmap='resnet18-padam-p-lr',
+    ),
+    Suite(
+      'p_schedule',
+      'The reproduction\'s proposal: p 1/4 -> 1/16 with lr 0.01 -> 0.1, on '
+      'ResNet-18, against fixed p = 1/8 and SGDM',
+      sweeps=('resnet18-padam-p-schedule', 'resnet18-padam-p-lr', 'resnet18-sgdm'),
+      panels=(
+        Panel(
+          'resnet18',
+          (
+            Curve('padam, p 1/4 -> 1/16, lr 0.01 -> 0.1', 'resnet18-padam-p-schedule'),
+            padam_curve('resnet18', 'padam, p = 1/8, lr 0.1'),
+            Curve('sgdm', 'resnet18-sgdm'),
+          ),
+        ),
+      ),
+      table='final',
+    ),
+  ]
+}
 SUITE_NAMES = tuple(SUITES)
 
 
@@ -180,28 +228,36 @@ def sweeps_of(suite_names: list[str], only: Optional[list[str]] = None) -> list[
   names = SUITE_NAMES if 'all' in suite_names else suite_names
   unknown = [n for n in names if n not in SUITES]
   if unknown:
-    raise ValueError(f'unknown suite {unknown[0]!r}; choose from {", ".join(SUITE_NAMES)}, '
-                     'all')
+    raise ValueError(f'unknown suite {unknown[0]!r}; choose from {", ".join(SUITE_NAMES)}, all')
   wanted = {s for n in names for s in SUITES[n].sweeps}
   if only:
     outside = sorted(set(only) - wanted)
     if outside:
-      raise ValueError(f'sweep {outside[0]!r} is not one of the suites\' sweeps: '
-                       f'{", ".join(sorted(wanted))}')
+      raise ValueError(
+        f'sweep {outside[0]!r} is not one of the suites\' sweeps: {", ".join(sorted(wanted))}'
+      )
     wanted = set(only)
   return [spec for name, spec in SWEEPS.items() if name in wanted]
 
 
-def sweep_arguments(spec: SweepSpec, scale: Scale, preset: str, seeds: int,
-                    data_dir: Optional[str] = None) -> tuple[dict[str, Any],
-                                                            dict[str, list[Any]]]:
+def sweep_arguments(
+  spec: SweepSpec, scale: Scale, preset: str, seeds: int, data_dir: Optional[str] = None
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
   """``(TrainConfig fields, grid)`` of a sweep at a scale, preset and number of seeds."""
   if seeds < 1:
     raise ValueError(f'seeds must be >= 1, got {seeds}')
-  fields = dict(model=spec.model, optimizer=spec.optimizer, preset=preset,
-                dataset=scale.dataset, width=scale.width, epochs=scale.epochs,
-                train_size=scale.train_size, test_size=scale.test_size,
-                data_dir=data_dir, **dict(spec.settings))
+  fields = dict(
+    model=spec.model,
+    optimizer=spec.optimizer,
+    preset=preset,
+    dataset=scale.dataset,
+    width=scale.width,
+    epochs=scale.epochs,
+    train_size=scale.train_size,
+    test_size=scale.test_size,
+    data_dir=data_dir,
+    **dict(spec.settings),
+  )
   grid = {name: list(values) for name, values in spec.grid}
   grid['seed'] = list(range(seeds))
   return fields, grid

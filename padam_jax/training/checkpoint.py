@@ -43,14 +43,17 @@ class Checkpointer:
   checkpoint moved aside).
   """
 
-  def __init__(self, workdir: str, max_to_keep: int = 2,
-               report: Callable[[str], None] = logger.warning):
+  def __init__(
+    self, workdir: str, max_to_keep: int = 2, report: Callable[[str], None] = logger.warning
+  ):
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
     self._ocp = ocp
     self._report = report
     self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINTS_DIR))
     self._options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+      max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+    )
     self._remove_unfinished()
     self._manager = self._open()
 
@@ -88,7 +91,8 @@ class Checkpointer:
   def restore(self, epoch: int, like: Any) -> Any:
     """The state saved at ``epoch``, with the shapes, dtypes and shardings of ``like``."""
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like
+    )
     return self._manager.restore(epoch, args=self._ocp.args.StandardRestore(abstract))
 
   def restore_latest(self, like: Any, up_to: Optional[int] = None) -> tuple[int, Any]:
@@ -103,7 +107,7 @@ class Checkpointer:
     steps = sorted(self._manager.all_steps(), reverse=True)
     later = [s for s in steps if up_to is not None and s > up_to]
     failures = []
-    for epoch in steps[len(later):]:
+    for epoch in steps[len(later) :]:
       path = os.path.join(self.directory, str(epoch))
       outcome, reason = _RESTORED, ''
       try:
@@ -117,8 +121,11 @@ class Checkpointer:
       # Every process takes the worst outcome of all, so that all go the same way.
       outcome = hosts.worst(outcome)
       if outcome == _NOT_PERMITTED:  # the checkpoint may be fine: not ours to move
-        raise (reason if isinstance(reason, OSError) else PermissionError(
-            errno.EACCES, 'another process of this run may not read it', path))
+        raise (
+          reason
+          if isinstance(reason, OSError)
+          else PermissionError(errno.EACCES, 'another process of this run may not read it', path)
+        )
       if outcome == _UNREADABLE:
         failures.append((epoch, reason or 'unreadable by another process of this run'))
         self._reopen()
@@ -130,9 +137,10 @@ class Checkpointer:
     if failures:
       epochs = ', '.join(str(e) for e, _ in failures)
       raise faults.NoReadableCheckpointError(
-          f'no checkpoint in {self.directory} is readable (epochs {epochs}; epoch '
-          f'{failures[0][0]}: {failures[0][1]}): restore them from a backup, or start '
-          f'over with a new --workdir (or after deleting {self.directory})')
+        f'no checkpoint in {self.directory} is readable (epochs {epochs}; epoch '
+        f'{failures[0][0]}: {failures[0][1]}): restore them from a backup, or start '
+        f'over with a new --workdir (or after deleting {self.directory})'
+      )
     self._delete(later)
     return 0, like
 
@@ -140,8 +148,10 @@ class Checkpointer:
     """Deletes the checkpoints of ``epochs`` (newer than the records: trained again)."""
     for epoch in sorted(epochs):
       self._manager.delete(epoch)
-      self._report(f'deleted the checkpoint of epoch {epoch}: a record of an epoch up to it '
-                   'is missing or damaged, so that epoch is trained again')
+      self._report(
+        f'deleted the checkpoint of epoch {epoch}: a record of an epoch up to it '
+        'is missing or damaged, so that epoch is trained again'
+      )
 
   def _move_damaged_aside(self, failures: list[tuple[int, str]]) -> None:
     """Moves the unreadable checkpoints to ``damaged/`` (the primary process does it)."""
@@ -149,8 +159,9 @@ class Checkpointer:
     if hosts.is_primary():
       for epoch, reason in failures:
         moved = self._move_aside(epoch)
-        self._report(f'the checkpoint of epoch {epoch} is unreadable ({reason}); '
-                     f'moved it to {moved}')
+        self._report(
+          f'the checkpoint of epoch {epoch} is unreadable ({reason}); moved it to {moved}'
+        )
     hosts.barrier('checkpoints: damaged moved aside')
     self._reopen()
 

@@ -29,30 +29,43 @@ from padam_jax.transform import HyperparameterError, check_hyperparameter, check
 
 # The reproduction's Table 1 (betas 0.9/0.999 and momentum 0.9 are the factories' defaults).
 DEFAULT_LEARNING_RATES = {
-    'padam': 0.1, 'padamw': 0.1, 'sgdm': 0.1,
-    'adam': 1e-3, 'amsgrad': 1e-3, 'adamw': 1e-3,
+  'padam': 0.1,
+  'padamw': 0.1,
+  'sgdm': 0.1,
+  'adam': 1e-3,
+  'amsgrad': 1e-3,
+  'adamw': 1e-3,
 }
 DEFAULT_PARTIAL = 0.125
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The student reproduction: its Table 1 (weight decay 0.005), constant learning rate,
-    # 100 epochs.
-    'reproduction': dict(weight_decay=0.005, lr_schedule='constant', epochs=100),
-    # The authors' scripts: weight decay 5e-4, 200 epochs, x0.1 at epochs 100 and 150.
-    'paper': dict(weight_decay=5e-4, lr_schedule='multistep', epochs=200),
+  # The student reproduction: its Table 1 (weight decay 0.005), constant learning rate,
+  # 100 epochs.
+  'reproduction': dict(weight_decay=0.005, lr_schedule='constant', epochs=100),
+  # The authors' scripts: weight decay 5e-4, 200 epochs, x0.1 at epochs 100 and 150.
+  'paper': dict(weight_decay=5e-4, lr_schedule='multistep', epochs=200),
 }
 LR_SCHEDULES = ('constant', 'multistep', 'warmup')
-PRESET_HELP = ('reproduction: weight decay 0.005, constant lr, 100 epochs (the reproduction\'s '
-               'Table 1); paper: weight decay 5e-4, x0.1 at 50%/75% of the epochs, 200 '
-               'epochs (the authors\' scripts).')
+PRESET_HELP = (
+  'reproduction: weight decay 0.005, constant lr, 100 epochs (the reproduction\'s '
+  'Table 1); paper: weight decay 5e-4, x0.1 at 50%/75% of the epochs, 200 '
+  'epochs (the authors\' scripts).'
+)
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 _PADAM_FAMILY = ('padam', 'padamw')
 _ADAPTIVE = 'padam, padamw, adam, amsgrad, adamw'
 
 
-def _field(default: Any, help_text: str, *, short: Optional[str] = None,
-           choices: Optional[tuple[str, ...]] = None, unset: Optional[str] = None,
-           grid: bool = True, renamed: Optional[dict[str, str]] = None) -> Any:
+def _field(
+  default: Any,
+  help_text: str,
+  *,
+  short: Optional[str] = None,
+  choices: Optional[tuple[str, ...]] = None,
+  unset: Optional[str] = None,
+  grid: bool = True,
+  renamed: Optional[dict[str, str]] = None,
+) -> Any:
   """A ``TrainConfig`` field and what the command line shows of it.
 
   ``short``: the flag's (and grid axis's) name where it differs from the field's;
@@ -61,8 +74,14 @@ def _field(default: Any, help_text: str, *, short: Optional[str] = None,
   which a vmapped sweep's members share); ``renamed``: former values -> today's, read
   from recorded configurations only.
   """
-  metadata = {'help': help_text, 'short': short, 'choices': choices, 'unset': unset,
-              'grid': grid, 'renamed': renamed or {}}
+  metadata = {
+    'help': help_text,
+    'short': short,
+    'choices': choices,
+    'unset': unset,
+    'grid': grid,
+    'renamed': renamed or {},
+  }
   return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -73,21 +92,30 @@ class TrainConfig:
   model: str = _field('resnet18', 'Architecture.', choices=tuple(sorted(MODELS)))
   width: float = _field(1.0, 'Channel multiplier (1 = the paper\'s model).', grid=False)
   dataset: str = _field('cifar10', 'Dataset.', choices=tuple(sorted(DATASETS)))
-  data_dir: Optional[str] = _field(None, 'tfds data dir, or the folder of the Fashion-MNIST '
-                                   'IDX files.', unset='tfds\'s default')
+  data_dir: Optional[str] = _field(
+    None, 'tfds data dir, or the folder of the Fashion-MNIST IDX files.', unset='tfds\'s default'
+  )
   optimizer: str = _field('padam', 'Optimizer.', choices=tuple(sorted(alias.OPTIMIZERS)))
-  preset: str = _field('reproduction', PRESET_HELP, choices=tuple(sorted(PRESETS)),
-                       renamed={'seed': 'reproduction'})
+  preset: str = _field(
+    'reproduction', PRESET_HELP, choices=tuple(sorted(PRESETS)), renamed={'seed': 'reproduction'}
+  )
   learning_rate: Optional[float] = _field(
-      None, 'Learning rate.', short='lr',
-      unset='the reproduction\'s Table 1: 0.1 for padam, padamw and sgdm, 0.001 for adam, '
-            'amsgrad and adamw')
-  lr_start: Optional[float] = _field(None, 'With --lr_schedule warmup: the learning rate '
-                                     'rises linearly from this to --lr over the run.')
-  partial: Optional[float] = _field(None, 'Padam\'s p (padam, padamw).',
-                                    unset=f'{DEFAULT_PARTIAL} (1/8)')
-  partial_end: Optional[float] = _field(None, 'If set, p moves linearly from --partial to '
-                                        'this over the run.')
+    None,
+    'Learning rate.',
+    short='lr',
+    unset='the reproduction\'s Table 1: 0.1 for padam, padamw and sgdm, 0.001 for adam, '
+    'amsgrad and adamw',
+  )
+  lr_start: Optional[float] = _field(
+    None,
+    'With --lr_schedule warmup: the learning rate rises linearly from this to --lr over the run.',
+  )
+  partial: Optional[float] = _field(
+    None, 'Padam\'s p (padam, padamw).', unset=f'{DEFAULT_PARTIAL} (1/8)'
+  )
+  partial_end: Optional[float] = _field(
+    None, 'If set, p moves linearly from --partial to this over the run.'
+  )
   weight_decay: Optional[float] = _field(None, 'Weight decay.', unset='the preset\'s')
   momentum: float = _field(0.9, 'Momentum (sgdm).')
   b1: float = _field(0.9, f'Decay of the first-moment average ({_ADAPTIVE}).')
@@ -96,17 +124,23 @@ class TrainConfig:
   epochs: Optional[int] = _field(None, 'Epochs.', unset='the preset\'s', grid=False)
   batch_size: int = _field(128, 'Training batch size.', grid=False)
   eval_batch_size: int = _field(100, 'Evaluation batch size.', grid=False)
-  lr_schedule: Optional[str] = _field(None, 'Learning-rate schedule.', choices=LR_SCHEDULES,
-                                      unset='the preset\'s')
-  drop_remainder: bool = _field(False, 'Drop the last partial batch (default: keep it, as '
-                                'the authors: 391 steps per CIFAR epoch).')
+  lr_schedule: Optional[str] = _field(
+    None, 'Learning-rate schedule.', choices=LR_SCHEDULES, unset='the preset\'s'
+  )
+  drop_remainder: bool = _field(
+    False,
+    'Drop the last partial batch (default: keep it, as the authors: 391 steps per CIFAR epoch).',
+  )
   seed: int = _field(0, 'Seed of init, shuffling and augmentation.')
-  compute_dtype: str = _field('float32', 'Activation dtype (bfloat16 for GPU/TPU).',
-                              choices=COMPUTE_DTYPES)
-  train_size: Optional[int] = _field(None, 'Train on the first N training examples only.',
-                                     unset='all', grid=False)
-  test_size: Optional[int] = _field(None, 'Evaluate on the first N test examples only.',
-                                    unset='all', grid=False)
+  compute_dtype: str = _field(
+    'float32', 'Activation dtype (bfloat16 for GPU/TPU).', choices=COMPUTE_DTYPES
+  )
+  train_size: Optional[int] = _field(
+    None, 'Train on the first N training examples only.', unset='all', grid=False
+  )
+  test_size: Optional[int] = _field(
+    None, 'Evaluate on the first N test examples only.', unset='all', grid=False
+  )
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -152,8 +186,10 @@ def field_named(name: str) -> Optional[str]:
 
 # The fields a sweep may vary, with the type of their values.
 GRID_AXES: dict[str, type] = {
-    name: field_type(name) for name, f in FIELDS.items()
-    if field_type(name) in (int, float) and f.metadata['grid']}
+  name: field_type(name)
+  for name, f in FIELDS.items()
+  if field_type(name) in (int, float) and f.metadata['grid']
+}
 
 
 def from_record(fields: dict[str, Any]) -> dict[str, Any]:
@@ -182,8 +218,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
   for name, f in FIELDS.items():
     if f.metadata['choices']:
       _check_choice(name, getattr(config, name))
-  filled = {k: v for k, v in PRESETS[config.preset].items()
-            if getattr(config, k) is None}
+  filled = {k: v for k, v in PRESETS[config.preset].items() if getattr(config, k) is None}
   if config.learning_rate is None:
     filled['learning_rate'] = DEFAULT_LEARNING_RATES[config.optimizer]
   if config.optimizer in _PADAM_FAMILY and config.partial is None:
@@ -192,24 +227,27 @@ def resolve(config: TrainConfig) -> TrainConfig:
   if config.optimizer not in _PADAM_FAMILY:
     for name in ('partial', 'partial_end'):
       if getattr(config, name) is not None:
-        raise ConfigError(name, f'applies only to padam and padamw, not to '
-                                f'{config.optimizer!r}')
+        raise ConfigError(name, f'applies only to padam and padamw, not to {config.optimizer!r}')
   for name in ('epochs', 'batch_size', 'eval_batch_size', 'train_size', 'test_size'):
     value = getattr(config, name)
     if value is not None and value < 1:
       raise ConfigError(name, f'must be >= 1, got {value}')
   if (config.lr_start is None) != (config.lr_schedule != 'warmup'):
-    raise ConfigError('lr_start', 'is required by lr_schedule warmup and used by no other '
-                      f'schedule (lr_schedule {config.lr_schedule!r}, lr_start '
-                      f'{config.lr_start!r})')
+    raise ConfigError(
+      'lr_start',
+      'is required by lr_schedule warmup and used by no other '
+      f'schedule (lr_schedule {config.lr_schedule!r}, lr_start '
+      f'{config.lr_start!r})',
+    )
   if not config.width > 0:
     raise ConfigError('width', f'must be > 0, got {config.width}')
   make_optimizer(config, steps_per_epoch=1)  # validates the hyperparameters
   return config
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int
-                   ) -> tuple[optax.GradientTransformation, Callable, Optional[Callable]]:
+def make_optimizer(
+  config: TrainConfig, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, Callable, Optional[Callable]]:
   """The optimizer of a resolved config, its learning-rate and p schedules.
 
   Returns ``(tx, learning_rate(step), partial(step) or None)``. A hyperparameter out of
@@ -223,8 +261,9 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int
     raise ConfigError(error.name, error.problem) from None
 
 
-def _make_optimizer(config: TrainConfig, steps_per_epoch: int
-                    ) -> tuple[optax.GradientTransformation, Callable, Optional[Callable]]:
+def _make_optimizer(
+  config: TrainConfig, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, Callable, Optional[Callable]]:
   total_steps = config.epochs * steps_per_epoch
   check_non_negative('learning_rate', config.learning_rate)
   check_non_negative('lr_start', config.lr_start)
@@ -238,12 +277,20 @@ def _make_optimizer(config: TrainConfig, steps_per_epoch: int
     learning_rate = optax.constant_schedule(config.learning_rate)
   partial = None
   if config.optimizer in _PADAM_FAMILY:
-    partial = (optax.constant_schedule(config.partial)
-               if config.partial_end is None
-               else schedules.linear(config.partial, config.partial_end, total_steps))
-  candidates = dict(learning_rate=learning_rate, partial=partial,
-                    weight_decay=config.weight_decay, momentum=config.momentum,
-                    b1=config.b1, b2=config.b2, eps=config.eps)
+    partial = (
+      optax.constant_schedule(config.partial)
+      if config.partial_end is None
+      else schedules.linear(config.partial, config.partial_end, total_steps)
+    )
+  candidates = dict(
+    learning_rate=learning_rate,
+    partial=partial,
+    weight_decay=config.weight_decay,
+    momentum=config.momentum,
+    b1=config.b1,
+    b2=config.b2,
+    eps=config.eps,
+  )
   factory = alias.OPTIMIZERS[config.optimizer]
   accepted = inspect.signature(factory).parameters
   kwargs = {k: v for k, v in candidates.items() if k in accepted}

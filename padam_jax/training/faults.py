@@ -23,8 +23,15 @@ DIVERGENCE_FACTOR = 1e3
 
 # Failures of a disk or of permissions, as tensorstore (under Orbax) words them.
 _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
-_KNOWN_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
-                 errno.EROFS, errno.EIO)
+_KNOWN_ERRNOS = (
+  errno.ENOSPC,
+  errno.EDQUOT,
+  errno.EFBIG,
+  errno.EACCES,
+  errno.EPERM,
+  errno.EROFS,
+  errno.EIO,
+)
 _SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 # tensorstore appends the JSON spec of the store it failed on: long and not for people.
@@ -77,18 +84,24 @@ def is_diverged(train_loss: Any, test_loss: Any, limit: Any = math.inf) -> Any:
   return bool(diverged) if diverged.ndim == 0 else diverged
 
 
-def diverged_message(workdir: str, epoch: int, *, finite: bool = False,
-                     again: bool = False) -> str:
+def diverged_message(workdir: str, epoch: int, *, finite: bool = False, again: bool = False) -> str:
   """The one line for a run that diverged in ``epoch`` (``finite``: by ``loss_limit``;
   ``again``: found on a rerun)."""
-  saved = (f'the checkpoint of epoch {epoch - 1} is kept' if epoch > 1
-           else 'no checkpoint was saved')
-  how = (f'train loss grew beyond {DIVERGENCE_FACTOR:g}x its initial value' if finite
-         else 'loss became non-finite')
-  what = (f'{workdir} holds a run whose {how} in epoch {epoch}' if again
-          else f'the {how} in epoch {epoch}')
-  return (f'{what}; {saved} and the run is not trained further: use a new --workdir '
-          'with other settings (e.g. a smaller --lr)')
+  saved = f'the checkpoint of epoch {epoch - 1} is kept' if epoch > 1 else 'no checkpoint was saved'
+  how = (
+    f'train loss grew beyond {DIVERGENCE_FACTOR:g}x its initial value'
+    if finite
+    else 'loss became non-finite'
+  )
+  what = (
+    f'{workdir} holds a run whose {how} in epoch {epoch}'
+    if again
+    else f'the {how} in epoch {epoch}'
+  )
+  return (
+    f'{what}; {saved} and the run is not trained further: use a new --workdir '
+    'with other settings (e.g. a smaller --lr)'
+  )
 
 
 def brief(error: BaseException, limit: int = 200) -> str:
@@ -100,7 +113,7 @@ def brief(error: BaseException, limit: int = 200) -> str:
     text = f'{parts[0]}: {parts[-1]}'
   elif not text or not isinstance(error, (ValueError, OSError)):
     text = f'{type(error).__name__}: {text}' if text else type(error).__name__
-  return text if len(text) <= limit else text[:limit - 3] + '...'
+  return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
 def as_os_error(error: BaseException, path: str) -> Optional[OSError]:
@@ -139,10 +152,10 @@ def storage_message(error: OSError, workdir: str, saved_epoch: int) -> str:
     remedy = f'make {workdir} writable'
   else:
     remedy = 'fix the cause'
-  saved = (f'epoch {saved_epoch} is safely saved' if saved_epoch
-           else 'no epoch is saved yet')
-  return (f'could not write {target}: {reason}; {saved}: {remedy} and rerun the same '
-          'command to continue')
+  saved = f'epoch {saved_epoch} is safely saved' if saved_epoch else 'no epoch is saved yet'
+  return (
+    f'could not write {target}: {reason}; {saved}: {remedy} and rerun the same command to continue'
+  )
 
 
 class StorageGuard:

@@ -30,8 +30,10 @@ HOST_DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
 # collective that will never complete (docs/allreduce_hang.md: a deadlock, now prevented
 # by ``host_environment``'s thread pool) ends the process within minutes, and its rerun
 # resumes.
-COLLECTIVE_TIMEOUTS = {'--xla_cpu_collective_call_terminate_timeout_seconds': 600,
-                       '--xla_cpu_collective_call_warn_stuck_timeout_seconds': 120}
+COLLECTIVE_TIMEOUTS = {
+  '--xla_cpu_collective_call_terminate_timeout_seconds': 600,
+  '--xla_cpu_collective_call_warn_stuck_timeout_seconds': 120,
+}
 
 
 # The CPU client's thread pool: PJRT_NPROC threads when set, else max(cores, devices).
@@ -53,8 +55,9 @@ def with_host_defaults(xla_flags: str, device_count: int) -> str:
   return ' '.join([xla_flags, *added]).strip()
 
 
-def host_environment(environ: Mapping[str, str], device_count: int,
-                     jaxlib_version: Optional[str] = None) -> dict[str, str]:
+def host_environment(
+  environ: Mapping[str, str], device_count: int, jaxlib_version: Optional[str] = None
+) -> dict[str, str]:
   """The variables to set for ``device_count`` host devices (unless ``environ``'s
   ``XLA_FLAGS`` gives a count): ``XLA_FLAGS`` by ``with_host_defaults``, and where the
   installed jaxlib (or ``jaxlib_version``) can starve a collective and ``environ`` does not
@@ -64,8 +67,9 @@ def host_environment(environ: Mapping[str, str], device_count: int,
   variables = {'XLA_FLAGS': xla_flags}
   if THREAD_POOL_VARIABLE not in environ and pool_can_starve(jaxlib_version):
     devices = int(re.findall(rf'{HOST_DEVICE_COUNT_FLAG}=(\d+)', xla_flags)[-1])
-    variables[THREAD_POOL_VARIABLE] = str(max(THREADS_PER_DEVICE * devices,
-                                              len(os.sched_getaffinity(0))))
+    variables[THREAD_POOL_VARIABLE] = str(
+      max(THREADS_PER_DEVICE * devices, len(os.sched_getaffinity(0)))
+    )
   return variables
 
 
@@ -77,9 +81,11 @@ def pool_can_starve(jaxlib_version: Optional[str] = None) -> bool:
   return release < STARVATION_FIXED_IN
 
 
-def initialize(coordinator_address: Optional[str] = None,
-               num_processes: Optional[int] = None,
-               process_id: Optional[int] = None) -> None:
+def initialize(
+  coordinator_address: Optional[str] = None,
+  num_processes: Optional[int] = None,
+  process_id: Optional[int] = None,
+) -> None:
   """Joins the processes of a multi-host run; call before any other JAX work.
 
   With ``coordinator_address`` (``HOST:PORT`` of process 0), the three values
@@ -97,12 +103,11 @@ def initialize(coordinator_address: Optional[str] = None,
         raise  # a cluster was detected but is incomplete: not silently one process
     return
   if coordinator_address is None:
-    raise ValueError('--num_processes/--process_id need --coordinator_address HOST:PORT '
-                     '(the address of process 0)')
-  if num_processes is not None and process_id is not None and not (
-      0 <= process_id < num_processes):
-    raise ValueError(f'--process_id {process_id} is not in [0, --num_processes '
-                     f'{num_processes})')
+    raise ValueError(
+      '--num_processes/--process_id need --coordinator_address HOST:PORT (the address of process 0)'
+    )
+  if num_processes is not None and process_id is not None and not (0 <= process_id < num_processes):
+    raise ValueError(f'--process_id {process_id} is not in [0, --num_processes {num_processes})')
   jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
@@ -121,6 +126,7 @@ def worst(code: int) -> int:
   if jax.process_count() == 1:
     return code
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
   return int(np.max(multihost_utils.process_allgather(np.int32(code))))
 
 
@@ -128,4 +134,5 @@ def barrier(name: str) -> None:
   """Waits until every process has reached ``barrier(name)``."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
     multihost_utils.sync_global_devices(name)

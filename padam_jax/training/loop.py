@@ -55,35 +55,52 @@ class TrainState(flax.struct.PyTreeNode):
   opt_state: Any
 
 
-def init_train_state(model: flax.linen.Module, tx: optax.GradientTransformation,
-                     rng: jax.Array, image_shape: tuple[int, ...],
-                     out_sharding: Any = None) -> TrainState:
+def init_train_state(
+  model: flax.linen.Module,
+  tx: optax.GradientTransformation,
+  rng: jax.Array,
+  image_shape: tuple[int, ...],
+  out_sharding: Any = None,
+) -> TrainState:
   """Initial parameters, batch statistics and optimizer state (placed by ``out_sharding``)."""
 
   @functools.partial(jax.jit, out_shardings=out_sharding)
   def init(rng):
     variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables['params']
-    return TrainState(step=jnp.zeros([], jnp.int32), params=params,
-                      batch_stats=variables.get('batch_stats', {}),
-                      opt_state=tx.init(params))
+    return TrainState(
+      step=jnp.zeros([], jnp.int32),
+      params=params,
+      batch_stats=variables.get('batch_stats', {}),
+      opt_state=tx.init(params),
+    )
 
   return init(rng)
 
 
 def _sums(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> dict[str, jax.Array]:
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
-                                                           labels)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-  return {'loss_sum': jnp.sum(losses * weights),
-          'correct': jnp.sum(correct * weights),
-          'count': jnp.sum(weights)}
+  return {
+    'loss_sum': jnp.sum(losses * weights),
+    'correct': jnp.sum(correct * weights),
+    'count': jnp.sum(weights),
+  }
 
 
-def train_step(state: TrainState, rng: jax.Array, images: jax.Array, labels: jax.Array,
-               *, model: flax.linen.Module, tx: optax.GradientTransformation,
-               mean, std, compute_dtype=jnp.float32, mesh=None
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: TrainState,
+  rng: jax.Array,
+  images: jax.Array,
+  labels: jax.Array,
+  *,
+  model: flax.linen.Module,
+  tx: optax.GradientTransformation,
+  mean,
+  std,
+  compute_dtype=jnp.float32,
+  mesh=None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on a uint8 batch: augment, forward, backward, update.
 
   Returns the new state and the batch's summed loss, correct count and size.
@@ -96,32 +113,49 @@ def train_step(state: TrainState, rng: jax.Array, images: jax.Array, labels: jax
   return update_step(state, x, labels, model=model, tx=tx)
 
 
-def update_step(state: TrainState, x: jax.Array, labels: jax.Array, *,
-                model: flax.linen.Module, tx: optax.GradientTransformation
-                ) -> tuple[TrainState, dict[str, jax.Array]]:
+def update_step(
+  state: TrainState,
+  x: jax.Array,
+  labels: jax.Array,
+  *,
+  model: flax.linen.Module,
+  tx: optax.GradientTransformation,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """The part of ``train_step`` after augmentation: forward, backward, update on the
   model inputs ``x`` (also fed by other pipelines, e.g. PyTorch's, in cross-checks)."""
 
   def loss_fn(params):
-    logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
-                                  x, train=True, mutable=['batch_stats'])
+    logits, updates = model.apply(
+      {'params': params, 'batch_stats': state.batch_stats}, x, train=True, mutable=['batch_stats']
+    )
     loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), labels).mean()
+      logits.astype(jnp.float32), labels
+    ).mean()
     return loss, (logits, updates['batch_stats'])
 
-  (_, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params)
+  (_, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   with jax.named_scope('optimizer'):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(step=state.step + 1, params=params,
-                            batch_stats=batch_stats, opt_state=opt_state)
+  new_state = state.replace(
+    step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+  )
   return new_state, _sums(logits, labels, jnp.ones(labels.shape, jnp.float32))
 
 
-def eval_sums(params: Any, batch_stats: Any, images: jax.Array, labels: jax.Array,
-              weights: jax.Array, *, model: flax.linen.Module, mean, std,
-              compute_dtype=jnp.float32, mesh=None) -> dict[str, jax.Array]:
+def eval_sums(
+  params: Any,
+  batch_stats: Any,
+  images: jax.Array,
+  labels: jax.Array,
+  weights: jax.Array,
+  *,
+  model: flax.linen.Module,
+  mean,
+  std,
+  compute_dtype=jnp.float32,
+  mesh=None,
+) -> dict[str, jax.Array]:
   """Summed loss and correct predictions of one (masked) batch in eval mode."""
   if mesh is not None:
     images = sharding.constrain_batch(images, mesh)
@@ -131,14 +165,14 @@ def eval_sums(params: Any, batch_stats: Any, images: jax.Array, labels: jax.Arra
 
 
 @jax.jit
-def _add_sums(totals: dict[str, jax.Array], sums: dict[str, jax.Array]
-              ) -> dict[str, jax.Array]:
+def _add_sums(totals: dict[str, jax.Array], sums: dict[str, jax.Array]) -> dict[str, jax.Array]:
   """``totals + sums``, leaf by leaf, in one launch."""
   return jax.tree.map(jnp.add, totals, sums)
 
 
-def _accumulate(totals: Optional[dict[str, jax.Array]], sums: dict[str, jax.Array],
-                calls: int) -> dict[str, jax.Array]:
+def _accumulate(
+  totals: Optional[dict[str, jax.Array]], sums: dict[str, jax.Array], calls: int
+) -> dict[str, jax.Array]:
   """``totals + sums`` (``sums`` when ``totals`` is None); after every
   ``CALLS_IN_FLIGHT``-th of ``calls``, waits until the devices have computed it."""
   totals = sums if totals is None else _add_sums(totals, sums)
@@ -170,8 +204,13 @@ def derive_key(seed: int, purpose: str, *indices: int) -> jax.Array:
 class Trainer:
   """Owns the compiled programs and the on-device data of one configuration."""
 
-  def __init__(self, config: config_lib.TrainConfig, dataset: data_lib.Dataset,
-               mesh=None, steps_per_call: Optional[int] = None):
+  def __init__(
+    self,
+    config: config_lib.TrainConfig,
+    dataset: data_lib.Dataset,
+    mesh=None,
+    steps_per_call: Optional[int] = None,
+  ):
     """``steps_per_call``: train steps per compiled call (a ``lax.scan``).
 
     By default 1 on CPU, where XLA runs convolutions inside loops much slower (see
@@ -183,25 +222,30 @@ class Trainer:
     for name in ('batch_size', 'eval_batch_size'):
       size = getattr(config, name)
       if size % self.mesh.size:
-        logger.warning('%s %d does not split over %d devices: every device computes whole '
-                       'batches (a size divisible by the device count is faster)', name,
-                       size, self.mesh.size)
-    self.steps_per_epoch = data_lib.num_batches(dataset.num_train, config.batch_size,
-                                                config.drop_remainder)
+        logger.warning(
+          '%s %d does not split over %d devices: every device computes whole '
+          'batches (a size divisible by the device count is faster)',
+          name,
+          size,
+          self.mesh.size,
+        )
+    self.steps_per_epoch = data_lib.num_batches(
+      dataset.num_train, config.batch_size, config.drop_remainder
+    )
     if self.steps_per_epoch < 1:
       raise _only_batch_dropped(config, dataset.num_train)
     self.tx = config_lib.make_optimizer(config, self.steps_per_epoch)[0]
     dtype = jnp.dtype(config.compute_dtype)
-    self.model = models.get_model(config.model, num_classes=dataset.num_classes,
-                                  width=config.width, dtype=dtype)
+    self.model = models.get_model(
+      config.model, num_classes=dataset.num_classes, width=config.width, dtype=dtype
+    )
     replicated = sharding.replicated(self.mesh)
     put = lambda x: jax.device_put(x, replicated)  # noqa: E731
-    self.train_images, self.train_labels = put(dataset.train_images), put(
-        dataset.train_labels)
-    self.test_images, self.test_labels = put(dataset.test_images), put(
-        dataset.test_labels)
-    common = dict(model=self.model, mean=dataset.mean, std=dataset.std,
-                  compute_dtype=dtype, mesh=self.mesh)
+    self.train_images, self.train_labels = put(dataset.train_images), put(dataset.train_labels)
+    self.test_images, self.test_labels = put(dataset.test_images), put(dataset.test_labels)
+    common = dict(
+      model=self.model, mean=dataset.mean, std=dataset.std, compute_dtype=dtype, mesh=self.mesh
+    )
     self._step = functools.partial(train_step, tx=self.tx, **common)
     self._eval = functools.partial(eval_sums, **common)
     if steps_per_call is None:
@@ -210,8 +254,9 @@ class Trainer:
     self._train_chunk = jax.jit(self._train_chunk_impl, donate_argnums=0)
     self._train_one = jax.jit(self._train_one_impl, donate_argnums=0)
     self._eval_batch = jax.jit(self._eval_rows)
-    self._augment = jax.jit(functools.partial(
-        data_lib.augment, mean=dataset.mean, std=dataset.std, dtype=dtype))
+    self._augment = jax.jit(
+      functools.partial(data_lib.augment, mean=dataset.mean, std=dataset.std, dtype=dtype)
+    )
 
   # --- compiled programs ------------------------------------------------------
 
@@ -236,8 +281,9 @@ class Trainer:
       return (state, jax.tree.map(jnp.add, totals, sums)), None
 
     # Zero sums shaped as one step's (one value per run): found by tracing, not run.
-    shapes = jax.eval_shape(self._batch_step, state, epoch_key, images, labels,
-                            batch_indices[0], steps[0])[1]
+    shapes = jax.eval_shape(
+      self._batch_step, state, epoch_key, images, labels, batch_indices[0], steps[0]
+    )[1]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     (state, totals), _ = jax.lax.scan(body, (state, zeros), (batch_indices, steps))
     return state, totals
@@ -265,27 +311,38 @@ class Trainer:
   # --- host-side loop -----------------------------------------------------------
 
   def init_state(self) -> TrainState:
-    return init_train_state(self.model, self.tx, self._key('init'), self.dataset.image_shape,
-                            out_sharding=sharding.replicated(self.mesh))
+    return init_train_state(
+      self.model,
+      self.tx,
+      self._key('init'),
+      self.dataset.image_shape,
+      out_sharding=sharding.replicated(self.mesh),
+    )
 
   def describe(self, state: TrainState) -> str:
     """The model and optimizer, for the first progress line."""
     config = self.config
-    return (f'{config.model} width {config.width}: '
-            f'{models.count_params(state.params):,} parameters; {config.optimizer}')
+    return (
+      f'{config.model} width {config.width}: '
+      f'{models.count_params(state.params):,} parameters; {config.optimizer}'
+    )
 
   def _key(self, purpose: str, *indices: int) -> jax.Array:
     return derive_key(self.config.seed, purpose, *indices)
 
   def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
     """``(indices[steps, B], mask[steps, B], augmentation key)`` of an epoch."""
-    indices, mask = data_lib.epoch_batches(self._key('shuffle', epoch),
-                                           self.dataset.num_train, self.config.batch_size,
-                                           drop_remainder=self.config.drop_remainder)
+    indices, mask = data_lib.epoch_batches(
+      self._key('shuffle', epoch),
+      self.dataset.num_train,
+      self.config.batch_size,
+      drop_remainder=self.config.drop_remainder,
+    )
     return np.asarray(indices), np.asarray(mask), self._key('augment', epoch)
 
-  def _epoch_rows(self, indices: np.ndarray, mask: np.ndarray
-                  ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  def _epoch_rows(
+    self, indices: np.ndarray, mask: np.ndarray
+  ) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """The full batches' index rows ``[full, ..., B]`` and the last partial batch's real
     indices (``None`` without one): the authors keep it, at its own (smaller) shape."""
     full = self.dataset.num_train // self.config.batch_size
@@ -303,10 +360,13 @@ class Trainer:
       x = self._augment(jax.random.fold_in(epoch_key, step), self.train_images[batch])
       yield np.asarray(x), np.asarray(self.train_labels[batch])
 
-  def train_epoch(self, state: TrainState, epoch: int,
-                  progress: Callable[[str], None] = logger.info,
-                  observe: Optional[Callable[[int, np.ndarray], None]] = None
-                  ) -> tuple[TrainState, dict[str, float]]:
+  def train_epoch(
+    self,
+    state: TrainState,
+    epoch: int,
+    progress: Callable[[str], None] = logger.info,
+    observe: Optional[Callable[[int, np.ndarray], None]] = None,
+  ) -> tuple[TrainState, dict[str, float]]:
     """One pass over the training set (``epoch`` is 1-based); returns mean metrics.
 
     At each progress report, ``observe(step, loss)`` (if given) gets the global step and
@@ -317,42 +377,47 @@ class Trainer:
     full = len(full_rows)
     chunk = _largest_divisor_at_most(full, self.steps_per_call) if full else 0
     start = time.perf_counter()
-    plan = [(i, full_rows[i:i + chunk]) for i in range(0, full, chunk)] if full else []
+    plan = [(i, full_rows[i : i + chunk]) for i in range(0, full, chunk)] if full else []
     if partial_rows is not None:
       plan.append((full, partial_rows[None]))
     totals, reported = None, 0
     for calls, (first, rows) in enumerate(plan, 1):
       run = self._train_one if len(rows) == 1 else self._train_chunk
       steps = np.arange(first, first + len(rows), dtype=np.int32)
-      state, sums = run(state, epoch_key, self.train_images, self.train_labels,
-                        rows, steps)
+      state, sums = run(state, epoch_key, self.train_images, self.train_labels, rows, steps)
       totals = _accumulate(totals, sums, calls)
       done = first + len(rows)
       if done - reported >= PROGRESS_EVERY or done == self.steps_per_epoch:
         reported = done
         seen = jax.device_get(totals)
         images, loss = np.sum(seen['count']), seen['loss_sum'] / seen['count']
-        progress(f'epoch {epoch} step {done}/{self.steps_per_epoch} loss {_describe(loss)} '
-                 f'({images / (time.perf_counter() - start):.1f} img/s)')
+        progress(
+          f'epoch {epoch} step {done}/{self.steps_per_epoch} loss {_describe(loss)} '
+          f'({images / (time.perf_counter() - start):.1f} img/s)'
+        )
         if observe is not None:
           observe((epoch - 1) * self.steps_per_epoch + done, loss)
     totals = jax.device_get(totals)
-    return state, {'train_loss': (totals['loss_sum'] / totals['count']).tolist(),
-                   'train_accuracy': (totals['correct'] / totals['count']).tolist(),
-                   'train_seconds': time.perf_counter() - start}
+    return state, {
+      'train_loss': (totals['loss_sum'] / totals['count']).tolist(),
+      'train_accuracy': (totals['correct'] / totals['count']).tolist(),
+      'train_seconds': time.perf_counter() - start,
+    }
 
   def evaluate(self, state: TrainState) -> dict[str, float]:
     """Loss and top-1 error on the test set, in batches of ``eval_batch_size``."""
-    indices, mask = data_lib.eval_batches(self.dataset.num_test,
-                                          self.config.eval_batch_size)
+    indices, mask = data_lib.eval_batches(self.dataset.num_test, self.config.eval_batch_size)
     totals = None
     for calls, (rows, weights) in enumerate(
-        zip(np.asarray(indices), np.asarray(mask, np.float32)), 1):
+      zip(np.asarray(indices), np.asarray(mask, np.float32)), 1
+    ):
       sums = self._eval_batch(state, self.test_images, self.test_labels, rows, weights)
       totals = _accumulate(totals, sums, calls)
     sums = jax.device_get(totals)
-    return {'test_loss': (sums['loss_sum'] / sums['count']).tolist(),
-            'test_error': (1.0 - sums['correct'] / sums['count']).tolist()}
+    return {
+      'test_loss': (sums['loss_sum'] / sums['count']).tolist(),
+      'test_error': (1.0 - sums['correct'] / sums['count']).tolist(),
+    }
 
 
 def load_config_dataset(config: config_lib.TrainConfig) -> data_lib.Dataset:
@@ -364,15 +429,20 @@ def load_config_dataset(config: config_lib.TrainConfig) -> data_lib.Dataset:
   return dataset
 
 
-def _only_batch_dropped(config: config_lib.TrainConfig, num_train: int
-                        ) -> config_lib.ConfigError:
+def _only_batch_dropped(config: config_lib.TrainConfig, num_train: int) -> config_lib.ConfigError:
   return config_lib.ConfigError(
-      'batch_size', f'{config.batch_size} exceeds the {num_train} training examples, and '
-      'drop_remainder drops the only batch')
+    'batch_size',
+    f'{config.batch_size} exceeds the {num_train} training examples, and '
+    'drop_remainder drops the only batch',
+  )
 
 
-def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool,
-                  report: Callable[[str], None] = logger.warning) -> None:
+def record_config(
+  workdir: str,
+  config: config_lib.TrainConfig,
+  resuming: bool,
+  report: Callable[[str], None] = logger.warning,
+) -> None:
   """Writes ``config.json``; a resumed run must match it (but a longer constant run).
 
   A damaged ``config.json`` is rewritten from ``config``, said in one line to ``report``;
@@ -380,20 +450,28 @@ def record_config(workdir: str, config: config_lib.TrainConfig, resuming: bool,
   """
   if config.schedules_depend_on_epochs():
     runlog.write_or_check_config(
-        workdir, config.to_dict(), resuming=resuming, may_differ=('data_dir',),
-        hint='the learning-rate or p schedule is laid out over --epochs', report=report,
-        upgrade=config_lib.from_record)
+      workdir,
+      config.to_dict(),
+      resuming=resuming,
+      may_differ=('data_dir',),
+      hint='the learning-rate or p schedule is laid out over --epochs',
+      report=report,
+      upgrade=config_lib.from_record,
+    )
   else:
-    runlog.write_or_check_config(workdir, config.to_dict(), resuming=resuming,
-                                 report=report, upgrade=config_lib.from_record)
+    runlog.write_or_check_config(
+      workdir, config.to_dict(), resuming=resuming, report=report, upgrade=config_lib.from_record
+    )
 
 
 def recorded_epochs(run_dir: str, report: Callable[[str], None]) -> int:
   """How many epochs ``run_dir/metrics.jsonl`` records intact; damage is said in one line."""
   records, problem = runlog.check_metrics(run_dir)
   if problem:
-    report(f'{os.path.join(run_dir, runlog.METRICS_FILE)}: {problem}; its intact records '
-           f'end at epoch {len(records)}, and the epochs after it are trained again')
+    report(
+      f'{os.path.join(run_dir, runlog.METRICS_FILE)}: {problem}; its intact records '
+      f'end at epoch {len(records)}, and the epochs after it are trained again'
+    )
   return len(records)
 
 
@@ -415,9 +493,14 @@ class Run:
 METRIC_KEYS = ('train_loss', 'train_accuracy', 'test_loss', 'test_error')
 
 
-def _open_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
-               boards: Sequence[summaries.RunSummaries], guard: faults.StorageGuard,
-               progress: Callable[[str], None]) -> tuple[Checkpointer, int, Any]:
+def _open_runs(
+  trainer: Trainer,
+  workdir: str,
+  runs: Sequence[Run],
+  boards: Sequence[summaries.RunSummaries],
+  guard: faults.StorageGuard,
+  progress: Callable[[str], None],
+) -> tuple[Checkpointer, int, Any]:
   """Resumes (or starts) training whose checkpoints are in ``workdir``.
 
   Writes or checks each run's ``config.json``, restores the newest readable checkpoint
@@ -433,9 +516,11 @@ def _open_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
   recorded = min(recorded_epochs(run.dir, progress) for run in runs)
   state = trainer.init_state()
   processes = jax.process_count()
-  progress(f'{trainer.dataset!r}; {trainer.describe(state)}; {trainer.steps_per_epoch} '
-           f'steps/epoch; {jax.device_count()} {jax.default_backend()} device(s)'
-           + (f' in {processes} processes' if processes > 1 else ''))
+  progress(
+    f'{trainer.dataset!r}; {trainer.describe(state)}; {trainer.steps_per_epoch} '
+    f'steps/epoch; {jax.device_count()} {jax.default_backend()} device(s)'
+    + (f' in {processes} processes' if processes > 1 else '')
+  )
   # Only a checkpoint whose epochs all have intact records: the others are trained again.
   done, state = checkpointer.restore_latest(state, up_to=recorded)
   guard.saved_epoch = done
@@ -454,19 +539,23 @@ def _refuse_diverged(run_dir: str) -> None:
   diverged_in = runlog.diverged_record(run_dir)
   if diverged_in:
     finite = not faults.is_diverged(diverged_in['train_loss'], diverged_in['test_loss'])
-    raise faults.DivergedError(faults.diverged_message(
-        run_dir, diverged_in['epoch'], finite=finite, again=True))
+    raise faults.DivergedError(
+      faults.diverged_message(run_dir, diverged_in['epoch'], finite=finite, again=True)
+    )
 
 
-def _epoch_line(epoch: int, epochs: int, runs: Sequence[Run], records: list[dict[str, Any]],
-                freezes: bool) -> str:
+def _epoch_line(
+  epoch: int, epochs: int, runs: Sequence[Run], records: list[dict[str, Any]], freezes: bool
+) -> str:
   """The progress line of an epoch: one run's metrics or, when runs are frozen as they
   diverge (a sweep), how many have diverged and which has the lowest test error."""
   if not freezes:
     record = records[0]
-    return (f'epoch {epoch}/{epochs}: train loss {record["train_loss"]:.4f} '
-            f'acc {record["train_accuracy"]:.4f}, test loss {record["test_loss"]:.4f} '
-            f'error {record["test_error"]:.4f} ({record["train_seconds"]:.1f} s)')
+    return (
+      f'epoch {epoch}/{epochs}: train loss {record["train_loss"]:.4f} '
+      f'acc {record["train_accuracy"]:.4f}, test loss {record["test_loss"]:.4f} '
+      f'error {record["test_error"]:.4f} ({record["train_seconds"]:.1f} s)'
+    )
   live = [k for k, record in enumerate(records) if not record.get('diverged')]
   line = f'epoch {epoch}/{epochs}: {len(records) - len(live)} of {len(runs)} diverged'
   if not live:
@@ -475,28 +564,41 @@ def _epoch_line(epoch: int, epochs: int, runs: Sequence[Run], records: list[dict
   return f'{line}; best {runs[best].name}: test error {records[best]["test_error"]:.4f}'
 
 
-def _epoch_records(epoch: int, first_step: int, metrics: dict[str, Any], steps: Sequence[int],
-                   diverged: np.ndarray, freezes: bool,
-                   schedules: Sequence[tuple[Callable, Optional[Callable]]]
-                   ) -> list[dict[str, Any]]:
+def _epoch_records(
+  epoch: int,
+  first_step: int,
+  metrics: dict[str, Any],
+  steps: Sequence[int],
+  diverged: np.ndarray,
+  freezes: bool,
+  schedules: Sequence[tuple[Callable, Optional[Callable]]],
+) -> list[dict[str, Any]]:
   """One ``metrics.jsonl`` record per run of an epoch's (possibly per-run) metrics."""
   values = {key: np.reshape(metrics[key], -1).tolist() for key in METRIC_KEYS}
   records = []
   for k, (learning_rate, partial) in enumerate(schedules):
     # A frozen run's state holds its last finite-loss step: nothing about the epoch.
-    record = {'epoch': epoch, 'step': steps[k], 'train_seconds': metrics['train_seconds'],
-              **{key: None if freezes and diverged[k] else values[key][k]
-                 for key in METRIC_KEYS},
-              'learning_rate': float(learning_rate(first_step)),
-              'partial': None if partial is None else float(partial(first_step))}
+    record = {
+      'epoch': epoch,
+      'step': steps[k],
+      'train_seconds': metrics['train_seconds'],
+      **{key: None if freezes and diverged[k] else values[key][k] for key in METRIC_KEYS},
+      'learning_rate': float(learning_rate(first_step)),
+      'partial': None if partial is None else float(partial(first_step)),
+    }
     if diverged[k]:
       record['diverged'] = True
     records.append(record)
   return records
 
 
-def train_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
-               progress: Callable[[str], None], tensorboard: bool = False) -> None:
+def train_runs(
+  trainer: Trainer,
+  workdir: str,
+  runs: Sequence[Run],
+  progress: Callable[[str], None],
+  tensorboard: bool = False,
+) -> None:
   """The epoch loop: trains ``trainer``'s runs from their newest checkpoint in ``workdir``.
 
   Each epoch: train, evaluate, append each run's record to its ``metrics.jsonl`` (and
@@ -509,11 +611,9 @@ def train_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
   """
   freezes = trainer.freezes_diverged
   epochs = trainer.config.epochs
-  schedules = [config_lib.make_optimizer(run.config, trainer.steps_per_epoch)[1:]
-               for run in runs]
+  schedules = [config_lib.make_optimizer(run.config, trainer.steps_per_epoch)[1:] for run in runs]
   with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
-    boards = [stack.enter_context(summaries.RunSummaries(run.dir, tensorboard))
-              for run in runs]
+    boards = [stack.enter_context(summaries.RunSummaries(run.dir, tensorboard)) for run in runs]
     os.makedirs(workdir, exist_ok=True)
     if not freezes:
       for run in runs:
@@ -536,31 +636,33 @@ def train_runs(trainer: Trainer, workdir: str, runs: Sequence[Run],
       state, train_metrics = trainer.train_epoch(state, epoch, progress, observe)
       metrics = {**train_metrics, **trainer.evaluate(state)}
       limit = faults.loss_limit(firsts, trainer.dataset.num_classes)
-      newly = np.reshape(faults.is_diverged(metrics['train_loss'], metrics['test_loss'],
-                                            limit), -1)
+      newly = np.reshape(faults.is_diverged(metrics['train_loss'], metrics['test_loss'], limit), -1)
       firsts = metrics['train_loss'] if firsts is None else firsts
       if freezes:
         state = trainer.freeze(state, newly)
       diverged = np.asarray(trainer.frozen(state)) | newly
-      records = _epoch_records(epoch, first_step, metrics, trainer.run_steps(state),
-                               diverged, freezes, schedules)
+      records = _epoch_records(
+        epoch, first_step, metrics, trainer.run_steps(state), diverged, freezes, schedules
+      )
       for run, board, record in zip(runs, boards, records):
         runlog.append_metrics(run.dir, record)
         board.epoch(record)
       if not freezes and diverged[0]:  # the diverged state is never saved
         finite = not faults.is_diverged(records[0]['train_loss'], records[0]['test_loss'])
-        raise faults.DivergedError(faults.diverged_message(runs[0].dir, epoch,
-                                                           finite=finite))
+        raise faults.DivergedError(faults.diverged_message(runs[0].dir, epoch, finite=finite))
       checkpointer.save(epoch, state)
       guard.saved_epoch = epoch
       progress(_epoch_line(epoch, epochs, runs, records, freezes))
     checkpointer.close()
 
 
-def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
-                       progress: Callable[[str], None] = logger.info,
-                       dataset: Optional[data_lib.Dataset] = None,
-                       tensorboard: bool = False) -> list[dict[str, Any]]:
+def train_and_evaluate(
+  config: config_lib.TrainConfig,
+  workdir: str,
+  progress: Callable[[str], None] = logger.info,
+  dataset: Optional[data_lib.Dataset] = None,
+  tensorboard: bool = False,
+) -> list[dict[str, Any]]:
   """Trains ``config`` in ``workdir``, resuming from its newest readable checkpoint.
 
   Rerunning with a larger ``epochs`` continues the same run (refused when a
@@ -576,7 +678,6 @@ def train_and_evaluate(config: config_lib.TrainConfig, workdir: str,
   progress = hosts.primary_only(progress)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
     dataset = load_config_dataset(config)
-  train_runs(Trainer(config, dataset), workdir, [Run(workdir, config)], progress,
-             tensorboard)
+  train_runs(Trainer(config, dataset), workdir, [Run(workdir, config)], progress, tensorboard)
   hosts.barrier('run: metrics written')
   return runlog.read_metrics(workdir)

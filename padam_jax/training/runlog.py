@@ -40,8 +40,9 @@ def _checksum(record: dict[str, Any]) -> str:
 def _line(record: dict[str, Any]) -> str:
   """One line of ``metrics.jsonl``: ``record`` (non-finite numbers as null) and its CRC."""
   record = {k: _strict(v) for k, v in record.items()}
-  return json.dumps({**record, CHECK_KEY: _checksum(record)}, sort_keys=True,
-                    allow_nan=False) + '\n'
+  return (
+    json.dumps({**record, CHECK_KEY: _checksum(record)}, sort_keys=True, allow_nan=False) + '\n'
+  )
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -86,8 +87,9 @@ def check_metrics(workdir: str) -> tuple[list[dict[str, Any]], Optional[str]]:
     if record is None:
       return records, f'line {number} is torn or damaged'
     if record['epoch'] != len(records) + 1:
-      return records, (f'line {number} holds epoch {record["epoch"]} where epoch '
-                       f'{len(records) + 1} belongs')
+      return records, (
+        f'line {number} holds epoch {record["epoch"]} where epoch {len(records) + 1} belongs'
+      )
     records.append(record)
   return records, None
 
@@ -142,11 +144,16 @@ class ConfigMismatchError(ValueError):
   """A run directory holds a run with another configuration."""
 
 
-def write_or_check_config(workdir: str, config: dict[str, Any], *, resuming: bool,
-                          may_differ: tuple[str, ...] = ('epochs', 'data_dir'),
-                          hint: str = '', report: Callable[[str], None] = print,
-                          upgrade: Callable[[dict[str, Any]], dict[str, Any]] = dict
-                          ) -> None:
+def write_or_check_config(
+  workdir: str,
+  config: dict[str, Any],
+  *,
+  resuming: bool,
+  may_differ: tuple[str, ...] = ('epochs', 'data_dir'),
+  hint: str = '',
+  report: Callable[[str], None] = print,
+  upgrade: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+) -> None:
   """Saves ``config.json``; when ``resuming``, first checks it equals the saved one.
 
   Raises ``ConfigMismatchError`` naming the fields that differ (but ``may_differ``);
@@ -161,11 +168,11 @@ def write_or_check_config(workdir: str, config: dict[str, Any], *, resuming: boo
       report(f'{path} is damaged; rewrote it from the settings of this command')
     else:
       previous = upgrade(previous)
-      differing = sorted(k for k in config
-                         if k not in may_differ and previous[k] != config[k])
+      differing = sorted(k for k in config if k not in may_differ and previous[k] != config[k])
       if differing:
         changes = ', '.join(f'{k}: {previous[k]!r} -> {config[k]!r}' for k in differing)
         raise ConfigMismatchError(
-            f'{path} holds a run with another configuration ({changes}'
-            f'{"; " + hint if hint else ""}); use a new --workdir or the same settings')
+          f'{path} holds a run with another configuration ({changes}'
+          f'{"; " + hint if hint else ""}); use a new --workdir or the same settings'
+        )
   write_json(path, dict(sorted(config.items())))

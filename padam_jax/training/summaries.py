@@ -37,8 +37,15 @@ logger = logging.getLogger(__name__)
 LOGDIR = 'tensorboard'
 PROGRESS_TAG = 'progress/train_loss'
 CONFIG_TAG = 'config'
-EPOCH_KEYS = ('train_loss', 'train_accuracy', 'test_loss', 'test_error', 'learning_rate',
-              'partial', 'train_seconds')
+EPOCH_KEYS = (
+  'train_loss',
+  'train_accuracy',
+  'test_loss',
+  'test_error',
+  'learning_rate',
+  'partial',
+  'train_seconds',
+)
 
 
 @functools.cache
@@ -119,8 +126,11 @@ class RunSummaries:
       name = f'events.out.tfevents.{ns // 10**9}.{socket.gethostname()}.{ns % 10**9:09d}'
       self._file = record_writer(os.path.join(self.logdir, name))
       self._write(event_pb2.Event(file_version='brain.Event:2'))
-      self._write(event_pb2.Event(step=first_step, session_log=event_pb2.SessionLog(
-          status=event_pb2.SessionLog.START)))
+      self._write(
+        event_pb2.Event(
+          step=first_step, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+        )
+      )
       text = json.dumps(config, indent=2, sort_keys=True).replace('\n', '\n    ')
       _, start_info, _ = summary.hparams(hparams(config), {})
       self._write_summaries(0, [summary.text(CONFIG_TAG, '    ' + text), start_info])
@@ -143,8 +153,9 @@ class RunSummaries:
     def write():
       _, summary, _ = _tensorboardx()
       finite = {tag: _finite(value) for tag, value in values.items()}
-      self._write_summaries(step, [summary.scalar(tag, value)
-                                   for tag, value in finite.items() if value is not None])
+      self._write_summaries(
+        step, [summary.scalar(tag, value) for tag, value in finite.items() if value is not None]
+      )
 
     self._guarded(write)
 
@@ -173,8 +184,9 @@ class RunSummaries:
       action()
     except Exception as error:  # pylint: disable=broad-except  # never fail a run
       self._enabled = False
-      logger.warning('TensorBoard summaries in %s stopped (metrics.jsonl is unaffected): %s',
-                     self.logdir, error)
+      logger.warning(
+        'TensorBoard summaries in %s stopped (metrics.jsonl is unaffected): %s', self.logdir, error
+      )
       if self._file is not None:
         file, self._file = self._file, None
         try:

@@ -56,8 +56,10 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
     name, sep, values = spec.partition('=')
     field = config_lib.field_named(name.strip())
     if not sep or field not in config_lib.GRID_AXES:
-      raise GridError(f'grid axis {spec!r}: expected NAME=V1,V2,... with NAME one of '
-                      f'{", ".join(map(config_lib.short_name, config_lib.GRID_AXES))}')
+      raise GridError(
+        f'grid axis {spec!r}: expected NAME=V1,V2,... with NAME one of '
+        f'{", ".join(map(config_lib.short_name, config_lib.GRID_AXES))}'
+      )
     if field in grid:
       raise config_lib.ConfigError(field, 'is named twice in the grid')
     cast = config_lib.GRID_AXES[field]
@@ -65,7 +67,8 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
       grid[field] = [cast(v) for v in values.split(',') if v.strip()]
     except ValueError:
       raise config_lib.ConfigError(
-          field, f'takes {cast.__name__}s only; the grid gives {values!r}') from None
+        field, f'takes {cast.__name__}s only; the grid gives {values!r}'
+      ) from None
     if not grid[field]:
       raise config_lib.ConfigError(field, f'has no values in the grid ({spec!r})')
     if len(set(grid[field])) != len(grid[field]):
@@ -112,15 +115,21 @@ class SweepState(flax.struct.PyTreeNode):
 class SweepTrainer(loop.Trainer):
   """A :class:`loop.Trainer` whose state is K members trained by one vmapped step."""
 
-  def __init__(self, members: Sequence[Member], dataset: data_lib.Dataset, mesh=None,
-               steps_per_call: Optional[int] = None):
+  def __init__(
+    self,
+    members: Sequence[Member],
+    dataset: data_lib.Dataset,
+    mesh=None,
+    steps_per_call: Optional[int] = None,
+  ):
     self.members = list(members)
     super().__init__(self.members[0].config, dataset, mesh, steps_per_call)
     fields = sorted({f for m in self.members for f in m.values if f != 'seed'})
     varying = [f for f in fields if len({m.values[f] for m in self.members}) > 1]
     # The varying hyperparameters, one float32 array of K values each (traced in the step).
-    self._hyper = {f: np.asarray([getattr(m.config, f) for m in self.members], np.float32)
-                   for f in varying}
+    self._hyper = {
+      f: np.asarray([getattr(m.config, f) for m in self.members], np.float32) for f in varying
+    }
     self._seeds = np.asarray([m.config.seed for m in self.members], np.int32)
 
   # A diverged member is frozen (its state stops changing); the others go on.
@@ -147,17 +156,22 @@ class SweepTrainer(loop.Trainer):
     @functools.partial(jax.jit, out_shardings=sharding.replicated(self.mesh))
     def init(hyper, seeds):
       def one(hyper, seed):
-        return loop.init_train_state(self.model, self._member_tx(hyper),
-                                      loop.derive_key(seed, 'init'), image_shape)
-      return SweepState(members=jax.vmap(one)(hyper, seeds), hyper=hyper,
-                        diverged=jnp.zeros(seeds.shape, bool))
+        return loop.init_train_state(
+          self.model, self._member_tx(hyper), loop.derive_key(seed, 'init'), image_shape
+        )
+
+      return SweepState(
+        members=jax.vmap(one)(hyper, seeds), hyper=hyper, diverged=jnp.zeros(seeds.shape, bool)
+      )
 
     return init(self._hyper, self._seeds)
 
   def describe(self, state: SweepState) -> str:
     config = self.config
-    return (f'{config.model} width {config.width}; {config.optimizer}; '
-            f'{len(self.members)} runs in one program')
+    return (
+      f'{config.model} width {config.width}; {config.optimizer}; '
+      f'{len(self.members)} runs in one program'
+    )
 
   def epoch_inputs(self, epoch: int):
     raise ValueError('epoch_inputs is defined for a single run, not a sweep')
@@ -167,8 +181,11 @@ class SweepTrainer(loop.Trainer):
     plans = {}
     for seed in set(self._seeds.tolist()):
       indices, mask = data_lib.epoch_batches(
-          loop.derive_key(seed, 'shuffle', epoch), self.dataset.num_train,
-          self.config.batch_size, drop_remainder=self.config.drop_remainder)
+        loop.derive_key(seed, 'shuffle', epoch),
+        self.dataset.num_train,
+        self.config.batch_size,
+        drop_remainder=self.config.drop_remainder,
+      )
       plans[seed] = np.asarray(indices), np.asarray(mask)
     indices = np.stack([plans[s][0] for s in self._seeds.tolist()], axis=1)
     keys = jax.vmap(lambda seed: loop.derive_key(seed, 'augment', epoch))(self._seeds)
@@ -177,25 +194,32 @@ class SweepTrainer(loop.Trainer):
   def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
     def one(member, diverged, hyper, key, rows):
       rng = jax.random.fold_in(key, step_in_epoch)
-      new, sums = self._step(member, rng, images[rows], labels[rows],
-                             tx=self._member_tx(hyper))
+      new, sums = self._step(member, rng, images[rows], labels[rows], tx=self._member_tx(hyper))
       diverged = diverged | ~jnp.isfinite(sums['loss_sum'])
       new = jax.tree.map(lambda n, o: jnp.where(diverged, o, n), new, member)
       return new, diverged, sums
 
-    members, diverged, sums = jax.vmap(one)(state.members, state.diverged, state.hyper,
-                                           epoch_key, indices)
+    members, diverged, sums = jax.vmap(one)(
+      state.members, state.diverged, state.hyper, epoch_key, indices
+    )
     return state.replace(members=members, diverged=diverged), sums
 
   def _eval_state(self, state, images, labels, weights):
-    return jax.vmap(lambda m: self._eval(m.params, m.batch_stats, images, labels,
-                                         weights))(state.members)
+    return jax.vmap(lambda m: self._eval(m.params, m.batch_stats, images, labels, weights))(
+      state.members
+    )
 
 
 # --- the run directories ----------------------------------------------------------------
 
-def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
-                      members: Sequence[Member], report: Callable[[str], None]) -> None:
+
+def _write_sweep_file(
+  workdir: str,
+  mode: str,
+  grid: dict[str, list[Any]],
+  members: Sequence[Member],
+  report: Callable[[str], None],
+) -> None:
   """Writes ``sweep.json``, or checks that a resumed sweep has the same grid and mode.
 
   A sequential sweep may grow (more seeds, say): its runs are independent, so the runs it
@@ -203,8 +227,11 @@ def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
   fields) is rewritten from this sweep's grid and mode. Either is said in one line to
   ``report``.
   """
-  content = {'mode': mode, 'grid': grid,
-             'runs': [{'name': m.name, 'values': m.values} for m in members]}
+  content = {
+    'mode': mode,
+    'grid': grid,
+    'runs': [{'name': m.name, 'values': m.values} for m in members],
+  }
   path = os.path.join(workdir, SWEEP_FILE)
   if os.path.exists(path):
     previous = runlog.read_json_object(path)
@@ -213,11 +240,14 @@ def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
         return
       if not _grows(previous, content):
         raise runlog.ConfigMismatchError(
-            f'{path} holds another sweep (mode {previous["mode"]!r}, grid '
-            f'{previous["grid"]}); use a new --workdir or the same grid and mode (a '
-            'sequential sweep may only grow)')
-      report(f'{path}: {len(content["runs"]) - len(previous["runs"])} runs added to its '
-             f'{len(previous["runs"])}')
+          f'{path} holds another sweep (mode {previous["mode"]!r}, grid '
+          f'{previous["grid"]}); use a new --workdir or the same grid and mode (a '
+          'sequential sweep may only grow)'
+        )
+      report(
+        f'{path}: {len(content["runs"]) - len(previous["runs"])} runs added to its '
+        f'{len(previous["runs"])}'
+      )
     else:
       report(f'{path} is damaged; rewrote it from the grid and mode of this command')
   runlog.write_json(path, content)
@@ -225,9 +255,11 @@ def _write_sweep_file(workdir: str, mode: str, grid: dict[str, list[Any]],
 
 def _grows(previous: dict[str, Any], content: dict[str, Any]) -> bool:
   """Whether ``content`` is the sequential sweep ``previous`` with runs added."""
-  return (previous['mode'] == content['mode'] == 'sequential'
-          and set(previous['grid']) == set(content['grid'])
-          and all(run in content['runs'] for run in previous['runs']))
+  return (
+    previous['mode'] == content['mode'] == 'sequential'
+    and set(previous['grid']) == set(content['grid'])
+    and all(run in content['runs'] for run in previous['runs'])
+  )
 
 
 def read_sweep(workdir: str) -> dict[str, Any]:
@@ -242,8 +274,7 @@ def read_sweep(workdir: str) -> dict[str, Any]:
 def is_complete(run_dir: str, config: config_lib.TrainConfig) -> bool:
   """Whether ``run_dir`` holds every epoch of ``config`` (or ended diverged)."""
   records = runlog.read_metrics(run_dir)
-  return bool(records) and (len(records) >= config.epochs or
-                            bool(records[-1].get('diverged')))
+  return bool(records) and (len(records) >= config.epochs or bool(records[-1].get('diverged')))
 
 
 def choose_mode(mode: str, num_members: int) -> str:
@@ -260,11 +291,16 @@ def choose_mode(mode: str, num_members: int) -> str:
   return 'sequential' if jax.default_backend() == 'cpu' else 'vmap'
 
 
-def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir: str,
-              mode: str = 'auto', progress: Callable[[str], None] = logger.info,
-              dataset: Optional[data_lib.Dataset] = None,
-              steps_per_call: Optional[int] = None,
-              tensorboard: bool = False) -> dict[str, list[dict[str, Any]]]:
+def run_sweep(
+  base: config_lib.TrainConfig,
+  grid: dict[str, list[Any]],
+  workdir: str,
+  mode: str = 'auto',
+  progress: Callable[[str], None] = logger.info,
+  dataset: Optional[data_lib.Dataset] = None,
+  steps_per_call: Optional[int] = None,
+  tensorboard: bool = False,
+) -> dict[str, list[dict[str, Any]]]:
   """Trains every member of ``grid`` over ``base`` in ``workdir``; resumable.
 
   Returns each member's records (``metrics.jsonl``) by member name. ``tensorboard``:
@@ -291,9 +327,13 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
       if member in pending:
         progress(f'run {i + 1}/{len(members)}: {member.name}')
         try:
-          loop.train_and_evaluate(member.config, os.path.join(workdir, member.name),
-                                   progress=progress, dataset=dataset,
-                                   tensorboard=tensorboard)
+          loop.train_and_evaluate(
+            member.config,
+            os.path.join(workdir, member.name),
+            progress=progress,
+            dataset=dataset,
+            tensorboard=tensorboard,
+          )
         except faults.DivergedError as error:  # marked in its records; the others go on
           progress(f'diverged: {error}')
   else:
@@ -302,9 +342,14 @@ def run_sweep(base: config_lib.TrainConfig, grid: dict[str, list[Any]], workdir:
   return {m.name: runlog.read_metrics(os.path.join(workdir, m.name)) for m in members}
 
 
-def _run_vmapped(members: Sequence[Member], workdir: str, progress: Callable[[str], None],
-                 dataset: data_lib.Dataset, steps_per_call: Optional[int],
-                 tensorboard: bool) -> None:
+def _run_vmapped(
+  members: Sequence[Member],
+  workdir: str,
+  progress: Callable[[str], None],
+  dataset: data_lib.Dataset,
+  steps_per_call: Optional[int],
+  tensorboard: bool,
+) -> None:
   trainer = SweepTrainer(members, dataset, steps_per_call=steps_per_call)
   runs = [loop.Run(os.path.join(workdir, m.name), m.config, m.name) for m in members]
   loop.train_runs(trainer, workdir, runs, progress, tensorboard)
