@@ -29,12 +29,12 @@ import collections
 import dataclasses
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from absl import app, flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
 from experiments import hlo_text, launch, train_steps
 from padam_jax import models

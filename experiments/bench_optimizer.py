@@ -12,13 +12,13 @@ grads, mu, nu, nu_max read; params, mu, nu, nu_max written).
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 
 import padam_jax
 
@@ -75,6 +75,7 @@ def jax_variant(tx: optax.GradientTransformation, shapes) -> Callable[[], None]:
 
 def torch_variants(shapes) -> dict[str, Callable[[], None]]:
   import torch  # pylint: disable=import-outside-toplevel
+
   from padam_jax.reference.optim import Padam  # pylint: disable=import-outside-toplevel
 
   def make(build):

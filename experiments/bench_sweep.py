@@ -12,8 +12,8 @@ wall times, since on CPU the K single runs also compile K programs.
 
 import time
 
-from absl import flags
 import jax
+from absl import flags
 
 from experiments import config_flags, launch
 from padam_jax import data

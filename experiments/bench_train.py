@@ -52,10 +52,10 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
-from absl import flags
 import jax
+from absl import flags
 
 from experiments import launch, train_steps
 from padam_jax.training import config as config_lib
@@ -111,7 +111,7 @@ def _measure_memory(side: str, name: str) -> None:
   if side == 'jax':
     jax.devices()  # the backend and its devices are the framework's, not the step's
   else:
-    import torch  # pylint: disable=import-outside-toplevel,unused-import
+    pass  # pylint: disable=import-outside-toplevel,unused-import
   before = _status_kib('VmRSS')
   run = _build(side, name)
   run()  # warm-up: compilation, allocator, caches
@@ -122,7 +122,7 @@ def _measure_memory(side: str, name: str) -> None:
   print(f'step_memory_mib={(_status_kib("VmHWM") - before) / _KIB:.1f}', flush=True)
 
 
-def _memory_mib(side: str, name: str) -> Optional[float]:
+def _memory_mib(side: str, name: str) -> float | None:
   """The step memory of one side of one model, measured in a new process."""
   argv = [
     sys.executable,

@@ -12,7 +12,8 @@ prints the table of the flags (docs/training.md holds it; a test checks it is cu
 """
 
 import sys
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from absl import flags
 
@@ -33,7 +34,7 @@ def flag_name(field: str) -> str:
   return config_lib.short_name(field)
 
 
-def flag_help(field: str, default: Any = None, unset: Optional[str] = None) -> str:
+def flag_help(field: str, default: Any = None, unset: str | None = None) -> str:
   """The field's help text; with a ``None`` default, also what ``None`` stands for
   (``unset``, else the field's)."""
   metadata = config_lib.FIELDS[field].metadata
@@ -44,11 +45,11 @@ def flag_help(field: str, default: Any = None, unset: Optional[str] = None) -> s
 
 
 def define_flags(
-  fields: Optional[Sequence[str]] = None,
+  fields: Sequence[str] | None = None,
   *,
-  defaults: Optional[Mapping[str, Any]] = None,
-  unset: Optional[Mapping[str, str]] = None,
-  notes: Optional[Mapping[str, str]] = None,
+  defaults: Mapping[str, Any] | None = None,
+  unset: Mapping[str, str] | None = None,
+  notes: Mapping[str, str] | None = None,
   flag_values: flags.FlagValues = flags.FLAGS,
 ) -> None:
   """Defines the flags of ``fields`` (default: every field of ``TrainConfig``).

@@ -40,9 +40,9 @@ rerunning reports without training), the report also to ``WORKDIR/report.md``.
 import dataclasses
 import json
 
-from absl import app, flags
 import numpy as np
 import torch
+from absl import app, flags
 
 from experiments import config_flags
 from padam_jax import data
@@ -120,7 +120,7 @@ _WHOLE_RUN_FIELDS = ('dataset', 'data_dir', 'train_size', 'test_size', 'epochs',
 config_flags.define_flags(
   _WHOLE_RUN_FIELDS,
   defaults={'dataset': 'fashion_mnist', 'epochs': 8, 'lr_schedule': 'multistep'},
-  notes={field: 'Whole run only.' for field in _WHOLE_RUN_FIELDS},
+  notes=dict.fromkeys(_WHOLE_RUN_FIELDS, 'Whole run only.'),
 )
 _SEEDS = flags.DEFINE_integer('seeds', 5, 'Whole run: seeds FIRST..FIRST+S-1 in each framework.')
 _FIRST_SEED = flags.DEFINE_integer(

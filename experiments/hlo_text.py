@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import math
 import re
-from typing import Optional
 
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.-]+) = (.+?) ([a-z][\w-]*)\((.*)$')
 _COMPUTATION = re.compile(r'^(?:ENTRY )?%([\w.-]+) .*\{$')
@@ -76,7 +75,7 @@ def inner(name: str, instructions: dict, computations: dict) -> list[dict]:
   return [instructions[n] for n in computations.get(instructions[name]['calls'], [])]
 
 
-def conv_path(name: str, instructions: dict, computations: dict) -> Optional[str]:
+def conv_path(name: str, instructions: dict, computations: dict) -> str | None:
   """How a convolution or matmul instruction runs: 'ynn' (YNNPACK convolution), 'eigen'
   (Eigen convolution), 'dot (ynn)' (matmul in a YNNPACK fusion), 'dot' (other matmul),
   'fused convolution' (a convolution in another kind of fusion); None for anything else."""

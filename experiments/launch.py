@@ -13,7 +13,8 @@ computation, so importing jax before ``run`` is fine.
 import os
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from absl import app, flags, logging
 

@@ -9,8 +9,8 @@ problem, the settings and each float64 trajectory, so the check runs without tor
 
 import json
 
-from absl import app, flags
 import numpy as np
+from absl import app, flags
 
 from padam_jax.reference import trajectory
 

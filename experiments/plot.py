@@ -13,10 +13,10 @@ the reproduction with our value, its 95% interval over seeds and a verdict).
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
-from absl import app, flags
 import numpy as np
+from absl import app, flags
 
 from padam_jax.training import runlog
 
@@ -46,7 +46,7 @@ def run_labels(workdirs: Sequence[str]) -> list[str]:
 
 
 def plot_runs(
-  workdirs: Sequence[str], output: str, labels: Optional[Sequence[str]] = None, title: str = ''
+  workdirs: Sequence[str], output: str, labels: Sequence[str] | None = None, title: str = ''
 ) -> str:
   """Draws train loss and test error (%) per epoch of each run into ``output``."""
   import matplotlib  # pylint: disable=import-outside-toplevel

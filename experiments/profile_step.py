@@ -44,8 +44,8 @@ import statistics
 import tempfile
 import time
 
-from absl import flags
 import jax
+from absl import flags
 
 from experiments import hlo_text, launch, train_steps
 
@@ -353,6 +353,7 @@ def _torch_category(event) -> str:
 def _torch_input_share(name: str, width: float, batch_size: int) -> float:
   """Input-gradient share of the separately timed input and kernel gradients of all convs."""
   import torch  # pylint: disable=import-outside-toplevel
+
   from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
 
   model = get_torch_model(name, num_classes=train_steps.NUM_CLASSES, width=width)

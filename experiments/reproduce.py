@@ -58,8 +58,8 @@ _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and table
 
 def main(argv):
   del argv
-  from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
   from padam_jax.reproduction import claims, report  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
 
   launch.start()
   say = launch.say

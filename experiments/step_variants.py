@@ -34,11 +34,11 @@ import functools
 import math
 import statistics
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
-from absl import flags
 import jax
 import jax.numpy as jnp
+from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments import launch, train_steps

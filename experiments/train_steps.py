@@ -9,13 +9,14 @@ devices as the launchers do, so that the data-parallel step uses every core.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 
-from padam_jax.training import config as config_lib
 from padam_jax import data
+from padam_jax.training import config as config_lib
 from padam_jax.training import loop
 
 NUM_CLASSES = 10
@@ -56,7 +57,7 @@ def jax_step(
   name: str,
   width: float,
   batch_size: int,
-  steps_per_call: Optional[int] = None,
+  steps_per_call: int | None = None,
   compute_dtype: str = 'float32',
 ) -> JaxStep:
   """A ``Trainer`` over a pool of random uint8 batches (augmented on the device).
@@ -91,6 +92,7 @@ def torch_step(name: str, width: float, batch_size: int) -> Callable[[], None]:
   The batch is float32 and already normalised: no crop or flip (they cost little).
   """
   import torch  # pylint: disable=import-outside-toplevel
+
   from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
 
   torch.manual_seed(0)

@@ -9,7 +9,8 @@ shared optimizer tests read ``learning_rate: ScalarOrSchedule`` from the signatu
 to decide whether an optimizer takes a schedule.
 """
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import jax
 import optax
@@ -83,7 +84,7 @@ def padam(
   *,
   amsgrad: bool = True,
   exact_bias_correction: bool = False,
-  mu_dtype: Optional[Any] = None,
+  mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """Padam (Chen & Gu, arXiv:1806.06763) exactly as the authors' PyTorch code.
@@ -117,7 +118,7 @@ def padamw(
   *,
   amsgrad: bool = True,
   exact_bias_correction: bool = False,
-  mu_dtype: Optional[Any] = None,
+  mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """Padam with decoupled weight decay: ``theta -= lr * (padam_dir + wd * theta)``.
@@ -158,7 +159,7 @@ def adam(
   eps: float = 1e-8,
   weight_decay: float = 0.0,
   *,
-  mu_dtype: Optional[Any] = None,
+  mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """Adam as ``torch.optim.Adam`` (coupled L2 weight decay)."""
@@ -178,7 +179,7 @@ def amsgrad(
   eps: float = 1e-8,
   weight_decay: float = 0.0,
   *,
-  mu_dtype: Optional[Any] = None,
+  mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """AMSGrad as ``torch.optim.Adam(amsgrad=True)``: maximum of the raw ``nu``."""
@@ -198,7 +199,7 @@ def adamw(
   eps: float = 1e-8,
   weight_decay: float = 0.01,
   *,
-  mu_dtype: Optional[Any] = None,
+  mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """AdamW as ``torch.optim.AdamW``: ``theta -= lr * (adam_dir + wd * theta)``."""

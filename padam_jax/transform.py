@@ -10,7 +10,8 @@ optimizers do through ``torch.view_as_real``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -41,7 +42,7 @@ class ScaleByPadamState(NamedTuple):
   count: chex.Array
   mu: optax.Updates
   nu: optax.Updates
-  nu_max: Optional[optax.Updates]
+  nu_max: optax.Updates | None
 
 
 def _is_traced(value: Any) -> bool:
@@ -96,7 +97,7 @@ def _check_moment_hyperparameters(b1, b2, eps) -> None:
   check_non_negative('eps', eps)
 
 
-def _concrete_scalar(value: Any) -> Optional[float]:
+def _concrete_scalar(value: Any) -> float | None:
   """``float(value)`` for a concrete scalar, ``None`` for traced or callable."""
   if callable(value) or _is_traced(value) or np.ndim(value) != 0:
     return None
@@ -240,7 +241,7 @@ def scale_by_padam(
   amsgrad: bool = True,
   *,
   exact_bias_correction: bool = False,
-  mu_dtype: Optional[Any] = None,
+  mu_dtype: Any | None = None,
 ) -> optax.GradientTransformation:
   r"""Rescales updates with partially adaptive momentum (Padam).
 
@@ -316,7 +317,7 @@ def scale_by_amsgrad_torch(
   eps: float = 1e-8,
   amsgrad: bool = True,
   *,
-  mu_dtype: Optional[Any] = None,
+  mu_dtype: Any | None = None,
 ) -> optax.GradientTransformation:
   """Rescales updates as ``torch.optim.Adam`` does (``amsgrad`` selects AMSGrad).
 

@@ -133,6 +133,7 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
   # a test that reads them skips here, after its other checks.
   pytest.importorskip('tensorboardX')
   from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+
   from padam_jax.training import summaries  # pylint: disable=import-outside-toplevel
 
   scalars, others = {}, {}
@@ -168,6 +169,7 @@ def assert_tensorboard_matches(workdir: str, records: list) -> None:
   """
   scalars, others = read_tensorboard(workdir)  # skips without tensorboardX
   from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=import-outside-toplevel
+
   from padam_jax.training import runlog, summaries  # pylint: disable=import-outside-toplevel
 
   f32 = lambda value: float(np.float32(value))  # noqa: E731  (scalars are float32)

@@ -2,15 +2,16 @@
 
 import json
 import os
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
+from padam_jax.reproduction import suites
 from padam_jax.training import config as config_lib
 from padam_jax.training import runlog, sweep
-from padam_jax.reproduction import suites
 
 # (sweep name, member grid values, member index, epoch) -> the record's metrics, or None
 # for a diverged epoch.
-Metrics = Callable[[str, dict[str, Any], int, int], Optional[dict[str, float]]]
+Metrics = Callable[[str, dict[str, Any], int, int], dict[str, float] | None]
 
 
 def write_sweep(

@@ -3,12 +3,12 @@
 import math
 import os
 
+import fake_runs
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
 from padam_jax.reproduction import claims, report, stats, suites
-import fake_runs
 
 EPOCHS = 12  # the last 2 epochs count as the final accuracy
 SEEDS = 4

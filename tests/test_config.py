@@ -6,8 +6,8 @@ import json
 import pathlib
 import shutil
 
-from absl import flags
 import pytest
+from absl import flags
 
 from experiments import config_flags
 from padam_jax.training import config as config_lib

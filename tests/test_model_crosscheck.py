@@ -8,12 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from padam_jax import data, models
-from padam_jax.training import loop
 from padam_jax.reference import model_trajectory as mt
-
-from conftest import subprocess_env
+from padam_jax.training import loop
 
 torch = pytest.importorskip('torch')
 pytest.importorskip('pytorch_optimizer')

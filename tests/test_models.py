@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from padam_jax.models import MODELS, count_params, get_model
-from padam_jax.models import batch_stats
+from padam_jax.models import MODELS, batch_stats, count_params, get_model
 from padam_jax.models.layers import BatchNorm, channels
 
 NAMES = ('vgg16', 'resnet18', 'wrn16_4')

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import assert_tensorboard_matches, subprocess_env
 
 from padam_jax.training import hosts

@@ -20,7 +20,8 @@ import functools
 import importlib.util
 import os
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from unittest import mock
 
 import chex

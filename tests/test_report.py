@@ -3,13 +3,13 @@
 import os
 import sys
 
+import fake_runs
 import numpy as np
 import pytest
 
+from padam_jax.reproduction import report, suites
 from padam_jax.training import config as config_lib
 from padam_jax.training import sweep
-from padam_jax.reproduction import report, suites
-import fake_runs
 
 EPOCHS = 8
 

@@ -4,7 +4,6 @@ import logging
 import sys
 
 import numpy as np
-
 from conftest import assert_tensorboard_matches, read_tensorboard
 
 from padam_jax.training import summaries

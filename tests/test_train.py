@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from padam_jax.training import config as config_lib
 from padam_jax import data, schedules
+from padam_jax.training import config as config_lib
 from padam_jax.training import loop, runlog, sharding
 
 TIMING_KEYS = ('train_seconds',)

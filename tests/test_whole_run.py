@@ -9,16 +9,15 @@ import sys
 import jax
 import numpy as np
 import pytest
-from scipy import stats as scipy_stats
 import torch
+from conftest import subprocess_env
+from scipy import stats as scipy_stats
 
 from padam_jax import data
 from padam_jax.reference import model_trajectory, training, whole_run
 from padam_jax.reproduction import stats
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, runlog
-
-from conftest import subprocess_env
 
 _PADDING = 4
 _DRAWS = 2000

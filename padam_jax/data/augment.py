@@ -14,7 +14,7 @@ examples, as PyTorch's DataLoader does).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

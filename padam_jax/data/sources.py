@@ -31,7 +31,7 @@ import contextlib
 import dataclasses
 import gzip
 import os
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -157,7 +157,7 @@ class Dataset:
   def __repr__(self) -> str:
     return f'Dataset({self.describe()})'
 
-  def subset(self, train_size: int | None = None, test_size: int | None = None) -> 'Dataset':
+  def subset(self, train_size: int | None = None, test_size: int | None = None) -> Dataset:
     """The first ``train_size`` training and ``test_size`` test examples (None: all).
 
     Normalisation statistics stay those of the whole dataset.

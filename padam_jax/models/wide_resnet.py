@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from padam_jax.models.layers import Initializer, wrn_conv_init
 from padam_jax.models.resnet import ResNet

@@ -39,7 +39,8 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import flax
 import jax
@@ -47,10 +48,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from padam_jax.training import config as config_lib
 from padam_jax import data as data_lib
 from padam_jax import models
 from padam_jax.reference import trajectory
+from padam_jax.training import config as config_lib
 
 if TYPE_CHECKING:
   import torch
@@ -76,7 +77,7 @@ class Spec:
   dtype: str = 'float64'
   steps: int = 20
   batch_size: int = 16
-  learning_rate: Optional[float] = None  # None: the reproduction's Table 1 for the optimizer
+  learning_rate: float | None = None  # None: the reproduction's Table 1 for the optimizer
   partial: float = config_lib.DEFAULT_PARTIAL
   weight_decay: float = DEFAULT_WEIGHT_DECAY
   seed: int = 0
@@ -129,8 +130,8 @@ class Row(NamedTuple):
   params: float
   batch_stats: float
   eval_logits: float
-  jax_error: Optional[float] = None
-  torch_error: Optional[float] = None
+  jax_error: float | None = None
+  torch_error: float | None = None
 
   @property
   def deviation(self) -> float:
@@ -344,7 +345,7 @@ def prepare(spec: Spec, dataset: data_lib.Dataset) -> tuple[Batches, dict[str, A
 def compare_all(
   ours: Iterable[Snapshot],
   theirs: Iterable[Snapshot],
-  reference: Optional[Iterable[Snapshot]] = None,
+  reference: Iterable[Snapshot] | None = None,
 ) -> Iterator[Row]:
   """Rows of trajectories taken in lockstep (steps numbered from 1).
 
@@ -375,7 +376,7 @@ def nudged(variables: dict[str, Any], scale: float, seed: int = 0) -> dict[str, 
   )
 
 
-def run(spec: Spec, dataset: data_lib.Dataset, nudge: Optional[float] = None) -> Iterator[Row]:
+def run(spec: Spec, dataset: data_lib.Dataset, nudge: float | None = None) -> Iterator[Row]:
   """Trains ``spec`` in both frameworks in lockstep; yields one ``Row`` per step.
 
   In float32 the PyTorch twin also trains in float64 from the same weights on the same
@@ -403,9 +404,7 @@ def run(spec: Spec, dataset: data_lib.Dataset, nudge: Optional[float] = None) ->
   yield from compare_all(ours, theirs, reference)
 
 
-def judge(
-  rows: Sequence[Row], dtype: str, tolerance: Optional[float] = None
-) -> tuple[float, float]:
+def judge(rows: Sequence[Row], dtype: str, tolerance: float | None = None) -> tuple[float, float]:
   """``(measured, allowed)`` for a run; it passes when ``measured <= allowed`` (not NaN).
 
   float64: the largest deviation JAX vs PyTorch over all steps, against ``tolerance``

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,7 +109,7 @@ class TorchRun:
     self,
     config: config_lib.TrainConfig,
     dataset: data_lib.Dataset,
-    initial_variables: Optional[dict[str, Any]] = None,
+    initial_variables: dict[str, Any] | None = None,
   ):
     check_supported(config)
     self.config, self.dataset = config, dataset
@@ -200,8 +201,8 @@ def train_torch(
   config: config_lib.TrainConfig,
   dataset: data_lib.Dataset,
   workdir: str,
-  batches: Optional[Callable[[int], Iterable[Batch]]] = None,
-  initial_variables: Optional[dict[str, Any]] = None,
+  batches: Callable[[int], Iterable[Batch]] | None = None,
+  initial_variables: dict[str, Any] | None = None,
   progress: Callable[[str], None] = print,
 ) -> TorchRun:
   """Trains ``config`` in PyTorch, writing ``workdir/config.json`` and ``metrics.jsonl``.

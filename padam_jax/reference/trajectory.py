@@ -49,7 +49,7 @@ class Problem:
     }
 
   @classmethod
-  def from_arrays(cls, arrays) -> 'Problem':
+  def from_arrays(cls, arrays) -> Problem:
     fields = {field.name: {} for field in dataclasses.fields(cls)}
     for key in arrays.keys():
       if '/' in key and key.split('/')[0] in fields:

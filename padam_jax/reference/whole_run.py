@@ -28,7 +28,8 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -128,7 +129,7 @@ def train_jax_on_torch_batches(
   dataset: data_lib.Dataset,
   workdir: str,
   progress: Callable[[str], None],
-) -> Optional[loop.TrainState]:
+) -> loop.TrainState | None:
   """One seed of our side trained on PyTorch's batches from PyTorch's initial weights
   (those of the PyTorch run of the same seed); returns the final state (``None`` when
   its directory already held the run)."""
@@ -200,7 +201,7 @@ def run(
   seeds: Sequence[int],
   workdir: str,
   batches: str = 'own',
-  dataset: Optional[data_lib.Dataset] = None,
+  dataset: data_lib.Dataset | None = None,
   progress: Callable[[str], None] = print,
 ) -> None:
   """Trains every seed in both frameworks into ``workdir`` (finished runs are kept)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -139,12 +138,12 @@ class Judged:
   """A claim as measured: its interval, verdict, and what was missing."""
 
   claim: Claim
-  interval: Optional[stats.Interval]
+  interval: stats.Interval | None
   verdict: str
-  epochs: Optional[int]
+  epochs: int | None
   excluded: int  # runs that diverged or have not finished
   missing: tuple[str, ...]  # sweeps not trained at all
-  seeds_needed: Optional[int]
+  seeds_needed: int | None
 
 
 def judge(workdir: str, claim: Claim) -> Judged:

@@ -13,12 +13,13 @@ import math
 import os
 import textwrap
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from padam_jax.training import runlog, sweep
 from padam_jax.reproduction import suites
+from padam_jax.training import runlog, sweep
 
 METRICS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 100.0))
 

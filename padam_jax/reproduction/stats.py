@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 CONFIDENCE = 0.95
 KINDS = ('greater', 'less', 'within')
@@ -42,8 +42,8 @@ class Interval:
   ``None`` bounds when some group has fewer than two values)."""
 
   estimate: float
-  low: Optional[float]
-  high: Optional[float]
+  low: float | None
+  high: float | None
   seeds: tuple[int, ...]  # values per group
 
 
@@ -67,7 +67,7 @@ def _welch(
 
 def _moments(
   groups: Sequence[Sequence[float]],
-) -> tuple[tuple[int, ...], list[float], Optional[list[float]]]:
+) -> tuple[tuple[int, ...], list[float], list[float] | None]:
   """Per group without its NaN values: counts, means and sample variances (None when a
   group has fewer than two values)."""
   clean = [[float(v) for v in g if not math.isnan(v)] for g in groups]
@@ -120,7 +120,7 @@ def _seeds_until(
   groups: Sequence[Sequence[float]],
   coefficients: Sequence[float],
   decided: Callable[[float, float, float, tuple[int, ...]], bool],
-) -> Optional[int]:
+) -> int | None:
   """The fewest seeds per group (2..1000) for which ``decided(estimate, se, df, counts)``
   holds with the means and variances measured now; ``None`` if none does or a group has
   fewer than two values."""
@@ -141,7 +141,7 @@ def seeds_to_decide(
   kind: str,
   margin: float = 0.0,
   confidence: float = CONFIDENCE,
-) -> Optional[int]:
+) -> int | None:
   """Seeds per group that would make the verdict other than inconclusive, if the means
   and standard deviations measured now stayed as they are; ``None`` if no number up to
   1000 would (an estimate on the boundary, or fewer than two seeds to measure a spread)."""
@@ -164,7 +164,7 @@ class Equivalence:
   inner: Interval  # 90% at alpha 0.05: the TOST interval
   outer: Interval  # 95%
   verdict: str
-  seeds_needed: Optional[int]
+  seeds_needed: int | None
 
 
 def equivalence_verdict(inner: Interval, outer: Interval, margin: float) -> str:

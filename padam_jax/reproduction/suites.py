@@ -13,7 +13,7 @@ reads Figure 1's Wide ResNet runs, so ``--suite all`` trains each run once.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 ARCHITECTURES = ('vgg16', 'resnet18', 'wrn16_4')
 OPTIMIZERS = ('padam', 'sgdm', 'adam', 'amsgrad')
@@ -40,9 +40,9 @@ class Scale:
 
   dataset: str
   width: float
-  epochs: Optional[int]  # None: the preset's (reproduction 100, paper 200)
-  train_size: Optional[int] = None
-  test_size: Optional[int] = None
+  epochs: int | None  # None: the preset's (reproduction 100, paper 200)
+  train_size: int | None = None
+  test_size: int | None = None
   description: str = ''
 
 
@@ -122,8 +122,8 @@ class Suite:
   description: str
   sweeps: tuple[str, ...]  # names in SWEEPS
   panels: tuple[Panel, ...] = ()  # curves of train loss and test error per epoch
-  heatmap: Optional[str] = None  # a p x lr sweep drawn as final test error
-  table: Optional[str] = None  # 'table2' or 'final'
+  heatmap: str | None = None  # a p x lr sweep drawn as final test error
+  table: str | None = None  # 'table2' or 'final'
 
 
 def _baseline(model: str, optimizer: str) -> SweepSpec:
@@ -222,7 +222,7 @@ SUITES: dict[str, Suite] = {
 SUITE_NAMES = tuple(SUITES)
 
 
-def sweeps_of(suite_names: list[str], only: Optional[list[str]] = None) -> list[SweepSpec]:
+def sweeps_of(suite_names: list[str], only: list[str] | None = None) -> list[SweepSpec]:
   """The sweeps the named suites need ('all': every suite), each once, in a fixed order;
   with ``only``, just those of them."""
   names = SUITE_NAMES if 'all' in suite_names else suite_names
@@ -241,7 +241,7 @@ def sweeps_of(suite_names: list[str], only: Optional[list[str]] = None) -> list[
 
 
 def sweep_arguments(
-  spec: SweepSpec, scale: Scale, preset: str, seeds: int, data_dir: Optional[str] = None
+  spec: SweepSpec, scale: Scale, preset: str, seeds: int, data_dir: str | None = None
 ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
   """``(TrainConfig fields, grid)`` of a sweep at a scale, preset and number of seeds."""
   if seeds < 1:

@@ -8,7 +8,8 @@ import logging
 import os
 import shutil
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -73,7 +74,7 @@ class Checkpointer:
         self._report(f'removed {path}, an unfinished checkpoint write')
     hosts.barrier('checkpoints: unfinished writes removed')
 
-  def latest_epoch(self) -> Optional[int]:
+  def latest_epoch(self) -> int | None:
     """The last saved epoch (1-based), or None."""
     return self._manager.latest_step()
 
@@ -95,7 +96,7 @@ class Checkpointer:
     )
     return self._manager.restore(epoch, args=self._ocp.args.StandardRestore(abstract))
 
-  def restore_latest(self, like: Any, up_to: Optional[int] = None) -> tuple[int, Any]:
+  def restore_latest(self, like: Any, up_to: int | None = None) -> tuple[int, Any]:
     """The newest readable checkpoint as ``(epoch, state)``; ``(0, like)`` if there is none.
 
     Only epochs up to ``up_to`` (any if None) are restored; later checkpoints are

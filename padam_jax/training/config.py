@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
 import typing
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import optax
 
@@ -60,11 +62,11 @@ def _field(
   default: Any,
   help_text: str,
   *,
-  short: Optional[str] = None,
-  choices: Optional[tuple[str, ...]] = None,
-  unset: Optional[str] = None,
+  short: str | None = None,
+  choices: tuple[str, ...] | None = None,
+  unset: str | None = None,
   grid: bool = True,
-  renamed: Optional[dict[str, str]] = None,
+  renamed: dict[str, str] | None = None,
 ) -> Any:
   """A ``TrainConfig`` field and what the command line shows of it.
 
@@ -92,39 +94,39 @@ class TrainConfig:
   model: str = _field('resnet18', 'Architecture.', choices=tuple(sorted(MODELS)))
   width: float = _field(1.0, 'Channel multiplier (1 = the paper\'s model).', grid=False)
   dataset: str = _field('cifar10', 'Dataset.', choices=tuple(sorted(DATASETS)))
-  data_dir: Optional[str] = _field(
+  data_dir: str | None = _field(
     None, 'tfds data dir, or the folder of the Fashion-MNIST IDX files.', unset='tfds\'s default'
   )
   optimizer: str = _field('padam', 'Optimizer.', choices=tuple(sorted(alias.OPTIMIZERS)))
   preset: str = _field(
     'reproduction', PRESET_HELP, choices=tuple(sorted(PRESETS)), renamed={'seed': 'reproduction'}
   )
-  learning_rate: Optional[float] = _field(
+  learning_rate: float | None = _field(
     None,
     'Learning rate.',
     short='lr',
     unset='the reproduction\'s Table 1: 0.1 for padam, padamw and sgdm, 0.001 for adam, '
     'amsgrad and adamw',
   )
-  lr_start: Optional[float] = _field(
+  lr_start: float | None = _field(
     None,
     'With --lr_schedule warmup: the learning rate rises linearly from this to --lr over the run.',
   )
-  partial: Optional[float] = _field(
+  partial: float | None = _field(
     None, 'Padam\'s p (padam, padamw).', unset=f'{DEFAULT_PARTIAL} (1/8)'
   )
-  partial_end: Optional[float] = _field(
+  partial_end: float | None = _field(
     None, 'If set, p moves linearly from --partial to this over the run.'
   )
-  weight_decay: Optional[float] = _field(None, 'Weight decay.', unset='the preset\'s')
+  weight_decay: float | None = _field(None, 'Weight decay.', unset='the preset\'s')
   momentum: float = _field(0.9, 'Momentum (sgdm).')
   b1: float = _field(0.9, f'Decay of the first-moment average ({_ADAPTIVE}).')
   b2: float = _field(0.999, f'Decay of the second-moment average ({_ADAPTIVE}).')
   eps: float = _field(1e-8, f'Added to the denominator of the update ({_ADAPTIVE}).')
-  epochs: Optional[int] = _field(None, 'Epochs.', unset='the preset\'s', grid=False)
+  epochs: int | None = _field(None, 'Epochs.', unset='the preset\'s', grid=False)
   batch_size: int = _field(128, 'Training batch size.', grid=False)
   eval_batch_size: int = _field(100, 'Evaluation batch size.', grid=False)
-  lr_schedule: Optional[str] = _field(
+  lr_schedule: str | None = _field(
     None, 'Learning-rate schedule.', choices=LR_SCHEDULES, unset='the preset\'s'
   )
   drop_remainder: bool = _field(
@@ -135,10 +137,10 @@ class TrainConfig:
   compute_dtype: str = _field(
     'float32', 'Activation dtype (bfloat16 for GPU/TPU).', choices=COMPUTE_DTYPES
   )
-  train_size: Optional[int] = _field(
+  train_size: int | None = _field(
     None, 'Train on the first N training examples only.', unset='all', grid=False
   )
-  test_size: Optional[int] = _field(
+  test_size: int | None = _field(
     None, 'Evaluate on the first N test examples only.', unset='all', grid=False
   )
 
@@ -169,7 +171,7 @@ class ConfigError(ValueError):
 def field_type(name: str) -> type:
   """The type of a field's values other than ``None``: bool, int, float or str."""
   hint = _HINTS[name]
-  if typing.get_origin(hint) is typing.Union:
+  if typing.get_origin(hint) in (typing.Union, types.UnionType):
     (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
   return hint
 
@@ -179,7 +181,7 @@ def short_name(name: str) -> str:
   return FIELDS[name].metadata['short'] or name
 
 
-def field_named(name: str) -> Optional[str]:
+def field_named(name: str) -> str | None:
   """The field a field name or short name denotes, or None."""
   return next((f for f in FIELDS if name in (f, short_name(f))), None)
 
@@ -247,7 +249,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 def make_optimizer(
   config: TrainConfig, steps_per_epoch: int
-) -> tuple[optax.GradientTransformation, Callable, Optional[Callable]]:
+) -> tuple[optax.GradientTransformation, Callable, Callable | None]:
   """The optimizer of a resolved config, its learning-rate and p schedules.
 
   Returns ``(tx, learning_rate(step), partial(step) or None)``. A hyperparameter out of
@@ -263,7 +265,7 @@ def make_optimizer(
 
 def _make_optimizer(
   config: TrainConfig, steps_per_epoch: int
-) -> tuple[optax.GradientTransformation, Callable, Optional[Callable]]:
+) -> tuple[optax.GradientTransformation, Callable, Callable | None]:
   total_steps = config.epochs * steps_per_epoch
   check_non_negative('learning_rate', config.learning_rate)
   check_non_negative('lr_start', config.lr_start)

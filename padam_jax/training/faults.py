@@ -14,7 +14,7 @@ import math
 import os
 import re
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def brief(error: BaseException, limit: int = 200) -> str:
   return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
-def as_os_error(error: BaseException, path: str) -> Optional[OSError]:
+def as_os_error(error: BaseException, path: str) -> OSError | None:
   """``error`` as an ``OSError`` about ``path`` if it reports a disk or permission failure.
 
   Orbax raises tensorstore's failures as ``ValueError``s whose text holds the OS error
@@ -174,7 +174,7 @@ class StorageGuard:
     self.workdir = workdir
     self.saved_epoch = saved_epoch
 
-  def __enter__(self) -> 'StorageGuard':
+  def __enter__(self) -> StorageGuard:
     return self
 
   def __exit__(self, kind, error, traceback) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -56,7 +57,7 @@ def with_host_defaults(xla_flags: str, device_count: int) -> str:
 
 
 def host_environment(
-  environ: Mapping[str, str], device_count: int, jaxlib_version: Optional[str] = None
+  environ: Mapping[str, str], device_count: int, jaxlib_version: str | None = None
 ) -> dict[str, str]:
   """The variables to set for ``device_count`` host devices (unless ``environ``'s
   ``XLA_FLAGS`` gives a count): ``XLA_FLAGS`` by ``with_host_defaults``, and where the
@@ -73,7 +74,7 @@ def host_environment(
   return variables
 
 
-def pool_can_starve(jaxlib_version: Optional[str] = None) -> bool:
+def pool_can_starve(jaxlib_version: str | None = None) -> bool:
   """Whether this jaxlib (``jaxlib_version``, else the installed one) is older than
   ``STARVATION_FIXED_IN``."""
   version = jaxlib_version or importlib.metadata.version('jaxlib')
@@ -82,9 +83,9 @@ def pool_can_starve(jaxlib_version: Optional[str] = None) -> bool:
 
 
 def initialize(
-  coordinator_address: Optional[str] = None,
-  num_processes: Optional[int] = None,
-  process_id: Optional[int] = None,
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
 ) -> None:
   """Joins the processes of a multi-host run; call before any other JAX work.
 

@@ -20,7 +20,8 @@ import functools
 import logging
 import os
 import time
-from typing import Any, Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import flax
 import jax
@@ -28,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from padam_jax.training import config as config_lib
 from padam_jax import data as data_lib
 from padam_jax import models
+from padam_jax.training import config as config_lib
 from padam_jax.training import faults, hosts, runlog, sharding, summaries
 from padam_jax.training.checkpoint import Checkpointer
 
@@ -171,7 +172,7 @@ def _add_sums(totals: dict[str, jax.Array], sums: dict[str, jax.Array]) -> dict[
 
 
 def _accumulate(
-  totals: Optional[dict[str, jax.Array]], sums: dict[str, jax.Array], calls: int
+  totals: dict[str, jax.Array] | None, sums: dict[str, jax.Array], calls: int
 ) -> dict[str, jax.Array]:
   """``totals + sums`` (``sums`` when ``totals`` is None); after every
   ``CALLS_IN_FLIGHT``-th of ``calls``, waits until the devices have computed it."""
@@ -209,7 +210,7 @@ class Trainer:
     config: config_lib.TrainConfig,
     dataset: data_lib.Dataset,
     mesh=None,
-    steps_per_call: Optional[int] = None,
+    steps_per_call: int | None = None,
   ):
     """``steps_per_call``: train steps per compiled call (a ``lax.scan``).
 
@@ -342,7 +343,7 @@ class Trainer:
 
   def _epoch_rows(
     self, indices: np.ndarray, mask: np.ndarray
-  ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  ) -> tuple[np.ndarray, np.ndarray | None]:
     """The full batches' index rows ``[full, ..., B]`` and the last partial batch's real
     indices (``None`` without one): the authors keep it, at its own (smaller) shape."""
     full = self.dataset.num_train // self.config.batch_size
@@ -365,7 +366,7 @@ class Trainer:
     state: TrainState,
     epoch: int,
     progress: Callable[[str], None] = logger.info,
-    observe: Optional[Callable[[int, np.ndarray], None]] = None,
+    observe: Callable[[int, np.ndarray], None] | None = None,
   ) -> tuple[TrainState, dict[str, float]]:
     """One pass over the training set (``epoch`` is 1-based); returns mean metrics.
 
@@ -475,7 +476,7 @@ def recorded_epochs(run_dir: str, report: Callable[[str], None]) -> int:
   return len(records)
 
 
-def first_train_loss(run_dir: str) -> Optional[float]:
+def first_train_loss(run_dir: str) -> float | None:
   """The train loss of epoch 1 in ``run_dir/metrics.jsonl`` (None if not recorded)."""
   records = runlog.read_metrics(run_dir)
   return records[0]['train_loss'] if records else None
@@ -571,7 +572,7 @@ def _epoch_records(
   steps: Sequence[int],
   diverged: np.ndarray,
   freezes: bool,
-  schedules: Sequence[tuple[Callable, Optional[Callable]]],
+  schedules: Sequence[tuple[Callable, Callable | None]],
 ) -> list[dict[str, Any]]:
   """One ``metrics.jsonl`` record per run of an epoch's (possibly per-run) metrics."""
   values = {key: np.reshape(metrics[key], -1).tolist() for key in METRIC_KEYS}
@@ -660,7 +661,7 @@ def train_and_evaluate(
   config: config_lib.TrainConfig,
   workdir: str,
   progress: Callable[[str], None] = logger.info,
-  dataset: Optional[data_lib.Dataset] = None,
+  dataset: data_lib.Dataset | None = None,
   tensorboard: bool = False,
 ) -> list[dict[str, Any]]:
   """Trains ``config`` in ``workdir``, resuming from its newest readable checkpoint.

@@ -19,7 +19,8 @@ import json
 import math
 import os
 import zlib
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from padam_jax.training import hosts
 
@@ -55,7 +56,7 @@ def write_atomically(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _parse(line: str, checked: bool) -> Optional[dict[str, Any]]:
+def _parse(line: str, checked: bool) -> dict[str, Any] | None:
   """The record of one line, or None when it is torn or damaged."""
   try:
     record = json.loads(line)
@@ -68,7 +69,7 @@ def _parse(line: str, checked: bool) -> Optional[dict[str, Any]]:
   return record
 
 
-def check_metrics(workdir: str) -> tuple[list[dict[str, Any]], Optional[str]]:
+def check_metrics(workdir: str) -> tuple[list[dict[str, Any]], str | None]:
   """The intact records of ``workdir/metrics.jsonl`` and what is wrong after them (or None).
 
   Intact records hold epochs 1, 2, ... in order, one line each; reading stops at the
@@ -112,7 +113,7 @@ def _write_metrics(workdir: str, records: list[dict[str, Any]]) -> None:
   write_atomically(os.path.join(workdir, METRICS_FILE), ''.join(_line(r) for r in records))
 
 
-def diverged_record(workdir: str) -> Optional[dict[str, Any]]:
+def diverged_record(workdir: str) -> dict[str, Any] | None:
   """The first record marked ``"diverged": true``, or None."""
   return next((r for r in read_metrics(workdir) if r.get('diverged')), None)
 
@@ -123,7 +124,7 @@ def keep_epochs_up_to(workdir: str, last_epoch: int) -> None:
     _write_metrics(workdir, [r for r in read_metrics(workdir) if r['epoch'] <= last_epoch])
 
 
-def read_json_object(path: str) -> Optional[dict[str, Any]]:
+def read_json_object(path: str) -> dict[str, Any] | None:
   """The JSON object in ``path``, or None when the file is damaged (not such an object)."""
   try:
     with open(path, 'rb') as f:

@@ -28,7 +28,8 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from padam_jax.training import hosts
 
@@ -69,7 +70,7 @@ def _tensorboardx():
   return tensorboardX.RecordWriter, summary, event_pb2
 
 
-def _finite(value: Any) -> Optional[float]:
+def _finite(value: Any) -> float | None:
   """``value`` as a float, or None when it is null or not finite."""
   if value is None:
     return None
@@ -106,7 +107,7 @@ class RunSummaries:
     self._enabled = enabled
     self._file = None
 
-  def __enter__(self) -> 'RunSummaries':
+  def __enter__(self) -> RunSummaries:
     return self
 
   def __exit__(self, *exc_info) -> None:

@@ -24,15 +24,16 @@ import itertools
 import json
 import logging
 import os
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padam_jax.training import config as config_lib
 from padam_jax import data as data_lib
+from padam_jax.training import config as config_lib
 from padam_jax.training import faults, hosts, loop, runlog, sharding
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class SweepTrainer(loop.Trainer):
     members: Sequence[Member],
     dataset: data_lib.Dataset,
     mesh=None,
-    steps_per_call: Optional[int] = None,
+    steps_per_call: int | None = None,
   ):
     self.members = list(members)
     super().__init__(self.members[0].config, dataset, mesh, steps_per_call)
@@ -297,8 +298,8 @@ def run_sweep(
   workdir: str,
   mode: str = 'auto',
   progress: Callable[[str], None] = logger.info,
-  dataset: Optional[data_lib.Dataset] = None,
-  steps_per_call: Optional[int] = None,
+  dataset: data_lib.Dataset | None = None,
+  steps_per_call: int | None = None,
   tensorboard: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
   """Trains every member of ``grid`` over ``base`` in ``workdir``; resumable.
@@ -347,7 +348,7 @@ def _run_vmapped(
   workdir: str,
   progress: Callable[[str], None],
   dataset: data_lib.Dataset,
-  steps_per_call: Optional[int],
+  steps_per_call: int | None,
   tensorboard: bool,
 ) -> None:
   trainer = SweepTrainer(members, dataset, steps_per_call=steps_per_call)
