@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+import shutil
 
 import fake_runs
 import numpy as np
@@ -11,7 +12,7 @@ from scipy import stats as scipy_stats
 
 from padam_jax.reproduction import claims, report, stats, suites
 
-EPOCHS = 12  # mean of epochs 11-12, median of 9-12, early loss of 1-4 (30%)
+EPOCHS = 12  # mean of epochs 11-12, median of 9-12, early losses of 1-4 (30%) and 1-3
 SEEDS = 4
 NOISE = (-0.2, -0.1, 0.1, 0.2)  # per seed, accuracy points
 
@@ -74,6 +75,23 @@ DESIGNED = [
   ('proposal', 'p schedule - p 1/8 lr 0.1', A, stats.CONTRADICTED),
 ]
 
+# The paper preset's WRN runs: Padam half a point below SGDM (within the 1-point margin),
+# above Adam, below AMSGrad; its early train loss 2% above Adam's (within 5%) and 50% above
+# AMSGrad's.
+_PAPER_RUNS = {
+  'wrn16_4-padam': (90.0, 1, 0.2, 0.300),
+  'wrn16_4-sgdm': (90.5, 1, 0.2, 0.300),
+  'wrn16_4-adam': (88.0, 1, 0.2, 0.295),
+  'wrn16_4-amsgrad': (92.0, 1, 0.2, 0.200),
+}
+PAPER_DESIGNED = [
+  ('at least SGDM', 'padam - sgdm', A, stats.SUPPORTED),
+  ('generalization gap', 'padam - adam', A, stats.SUPPORTED),
+  ('generalization gap', 'padam - amsgrad', A, stats.CONTRADICTED),
+  ('as fast as', 'padam - 1.05 x adam', ('early_paper_train_loss',), stats.SUPPORTED),
+  ('as fast as', 'padam - 1.05 x amsgrad', ('early_paper_train_loss',), stats.CONTRADICTED),
+]
+
 
 def _record(run, seed, epoch):
   accuracy, noise, loss, early = run
@@ -98,12 +116,26 @@ def _metrics(sweep_name, values, index, epoch):
   return _record(run, values['seed'], epoch)
 
 
+def _paper_metrics(sweep_name, values, index, epoch):
+  del index
+  return _record(_PAPER_RUNS[sweep_name], values['seed'], epoch)
+
+
 @pytest.fixture(scope='module')
 def reproduction(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('claims'))
   for spec in suites.sweeps_of(['all']):
     if spec.name != 'resnet18-padam-p-schedule':
       fake_runs.write_sweep(workdir, spec, SEEDS, EPOCHS, _metrics)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def paper(tmp_path_factory):
+  """Table 2's runs under the authors' preset."""
+  workdir = str(tmp_path_factory.mktemp('paper'))
+  for spec in suites.sweeps_of(['table2']):
+    fake_runs.write_sweep(workdir, spec, SEEDS, EPOCHS, _paper_metrics, preset='paper')
   return workdir
 
 
@@ -140,11 +172,27 @@ def test_verdicts_known_by_construction(judged):
 
 
 def test_every_accuracy_claim_has_a_median_row_beside_it():
-  rows = claims.CLAIMS
-  for claim, following in zip(rows, [*rows[1:], None], strict=True):
-    if claim.measure == 'final_accuracy':
-      assert following == dataclasses.replace(claim, measure='median_late_accuracy')
-  assert not {c.measure for c in rows} - set(report.MEASURES)
+  for rows in (claims.CLAIMS, claims.PAPER_CLAIMS):
+    for claim, following in zip(rows, [*rows[1:], None], strict=True):
+      if claim.measure == 'final_accuracy':
+        assert following == dataclasses.replace(claim, measure='median_late_accuracy')
+  assert not {c.measure for c in claims.CLAIMS + claims.PAPER_CLAIMS} - set(report.MEASURES)
+
+
+def test_the_paper_preset_gets_its_own_claims(paper, reproduction, tmp_path):
+  assert claims.protocol_of(paper) == 'paper' and claims.protocol_of(reproduction) == 'reproduction'
+  _check_designed({c: claims.judge(paper, c) for c in claims.PAPER_CLAIMS}, PAPER_DESIGNED)
+  table = claims.write(paper, str(tmp_path))
+  assert table.startswith('| claim (Chen & Gu) |')
+  assert len(table.splitlines()) == 2 + len(claims.PAPER_CLAIMS)
+  assert '| x > -1 |' in table and 'mean of epochs 1-3 (the first quarter' in table
+  with open(tmp_path / 'claims.md') as f:
+    assert f.read().startswith('Claims of Chen & Gu, under the `paper` preset')
+  mixed = tmp_path / 'mixed'
+  shutil.copytree(paper, mixed)
+  shutil.copytree(os.path.join(reproduction, 'vgg16-adam'), mixed / 'vgg16-adam')
+  with pytest.raises(ValueError, match='more than one preset'):
+    claims.protocol_of(str(mixed))
 
 
 def test_diverged_runs_excluded_and_counted(judged):
@@ -165,7 +213,7 @@ def test_missing_sweep_is_inconclusive_and_named(judged, reproduction):
   assert len(table.splitlines()) == 2 + len(claims.CLAIMS)
   assert '| contradicted |' in table and '| supported |' in table
   with open(os.path.join(reproduction, 'figures', 'claims.md')) as f:
-    assert f.read().startswith(claims.RULE)
+    assert f.read().split('\n\n')[1] == claims.RULE
 
 
 def test_contrast_is_welchs_interval():

@@ -130,6 +130,7 @@ def test_measures_read_their_windows():
     'median_late_accuracy': ('median of epochs 21-30', 100 - 25.5),
     'mean_train_loss': ('mean over all 30 epochs', 15.5),
     'early_train_loss': ('mean of epochs 1-9 (the first 30%)', 5.0),
+    'early_paper_train_loss': ('mean of epochs 1-8 (the first quarter', 4.5),
   }
   assert set(want) == set(report.MEASURES)
   for measure, (words, value) in want.items():

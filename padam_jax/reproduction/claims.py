@@ -1,5 +1,9 @@
-"""The student reproduction's checkable claims, each judged from the runs' ``metrics.jsonl``
-with an interval.
+"""The claims of each protocol, each judged from the runs' ``metrics.jsonl`` with an interval.
+
+Two protocols, two sets of claims: the student reproduction's (the ``reproduction``
+preset: weight decay 0.005, a constant learning rate) and the original paper's, Chen &
+Gu's (the ``paper`` preset: weight decay 5e-4, lr x0.1 at 50% and 75% of the epochs). A
+workdir's claims are those of the preset its runs recorded (``report.recorded_preset``).
 
 A :class:`Claim` is a linear contrast ``x`` of per-run values over curves of the
 reproduction (:class:`padam_jax.reproduction.suites.Curve`), averaged over seeds, a
@@ -35,7 +39,27 @@ RULE = (
 # the "not above" / "at least" claims (x < 1, x > -1): a difference smaller than a point is
 # no outperforming.
 EQUIVALENCE_MARGIN = 1.0
+# "As low a train loss as": at most this fraction above (x = padam - (1 + f) * adam < 0).
+LOSS_MARGIN = 0.05
 SECOND_MEASURE = {'final_accuracy': 'median_late_accuracy'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """Whose claims are checked under a preset (a key of ``PROTOCOLS``)."""
+
+  source: str  # whose claims, e.g. 'the student reproduction'
+  settings: str  # what the preset trains with, in words
+
+
+PROTOCOLS = {
+  'reproduction': Protocol(
+    'the student reproduction', 'weight decay 0.005, constant learning rate'
+  ),
+  'paper': Protocol(
+    'Chen & Gu', 'weight decay 5e-4, learning rate x0.1 at 50% and 75% of the epochs'
+  ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +85,17 @@ def _pair(
   first: suites.Curve,
   second: suites.Curve,
   margin: float = 0.0,
+  scale: float = 1.0,
 ) -> Claim:
+  """``x = first - scale * second``."""
+  times = '' if scale == 1.0 else f'{scale:g} x '
   return Claim(
-    claim, measure, ((1.0, first), (-1.0, second)), kind, margin, f'{first.label} - {second.label}'
+    claim,
+    measure,
+    ((1.0, first), (-scale, second)),
+    kind,
+    margin,
+    f'{first.label} - {times}{second.label}',
   )
 
 
@@ -216,7 +248,59 @@ def _reproduction_claims() -> tuple[Claim, ...]:
   return with_second_measures(rows)
 
 
+def _paper_claims() -> tuple[Claim, ...]:
+  """Chen & Gu's claims on Table 2's runs under their preset: Padam "can maintain fast
+  convergence rate as Adam/Amsgrad while generalizing as well as SGD"."""
+  wrn = {c.label: c for c in suites.optimizer_curves('wrn16_4')}
+  rows = [
+    _pair(
+      'Padam generalizes as well as SGDM: its test accuracy is at least SGDM\'s, not more '
+      'than 1 point below, on WRN-16-4',
+      'final_accuracy',
+      'greater',
+      wrn['padam'],
+      wrn['sgdm'],
+      EQUIVALENCE_MARGIN,
+    ),
+    *(
+      _pair(
+        'Padam closes the generalization gap: its test accuracy is above Adam\'s and '
+        'AMSGrad\'s on WRN-16-4',
+        'final_accuracy',
+        'greater',
+        wrn['padam'],
+        wrn[other],
+      )
+      for other in ('adam', 'amsgrad')
+    ),
+    *(
+      _pair(
+        'Padam converges as fast as Adam and AMSGrad: its train loss early on (before the '
+        f'first decay) is as low as theirs, at most {LOSS_MARGIN:.0%} above, on WRN-16-4',
+        'early_paper_train_loss',
+        'less',
+        wrn['padam'],
+        wrn[other],
+        scale=1.0 + LOSS_MARGIN,
+      )
+      for other in ('adam', 'amsgrad')
+    ),
+  ]
+  return with_second_measures(rows)
+
+
 CLAIMS = _reproduction_claims()
+PAPER_CLAIMS = _paper_claims()
+CLAIM_SETS = {'reproduction': CLAIMS, 'paper': PAPER_CLAIMS}
+
+
+def protocol_of(workdir: str) -> str:
+  """The protocol (a key of ``PROTOCOLS``) of the runs under ``workdir``: the preset
+  their ``config.json`` records, the default ``reproduction`` when it holds none."""
+  preset = report.recorded_preset(workdir)
+  if preset is not None and preset not in CLAIM_SETS:
+    raise ValueError(f'{workdir} holds runs of the preset {preset!r}, which has no claims')
+  return preset or 'reproduction'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,14 +407,16 @@ def seeds_cell(judged: Judged) -> str:
   return seeds
 
 
-def markdown(workdir: str) -> str:
-  """The claims table: one row per claim, our value with its 95% interval and a verdict."""
+def markdown(workdir: str, protocol: str | None = None) -> str:
+  """The claims table of ``protocol`` (default: ``workdir``'s): one row per claim, our
+  value with its 95% interval and a verdict."""
+  protocol = protocol or protocol_of(workdir)
   lines = [
-    '| claim (the student reproduction) | measured | claimed | seeds | ours [95% interval] | '
-    'verdict | seeds for a verdict |',
+    f'| claim ({PROTOCOLS[protocol].source}) | measured | claimed | seeds | '
+    'ours [95% interval] | verdict | seeds for a verdict |',
     '|---|---|---|---|---|---|---|',
   ]
-  for claim in CLAIMS:
+  for claim in CLAIM_SETS[protocol]:
     judged = judge(workdir, claim)
     lines.append(
       f'| {claim.claim} | x = {claim.contrast}, {measured(judged)} | {claimed(claim)} | '
@@ -340,10 +426,18 @@ def markdown(workdir: str) -> str:
   return '\n'.join(lines)
 
 
+def protocol_line(protocol: str) -> str:
+  """Whose claims, under which preset, in one sentence."""
+  p = PROTOCOLS[protocol]
+  return f'Claims of {p.source}, under the `{protocol}` preset ({p.settings}).'
+
+
 def write(workdir: str, output_dir: str) -> str:
-  """The claims table of ``workdir``, also written with its rule to ``output_dir/claims.md``."""
-  table = markdown(workdir)
+  """The claims table of ``workdir`` (the claims of the preset its runs recorded), also
+  written with its rule to ``output_dir/claims.md``."""
+  protocol = protocol_of(workdir)
+  table = markdown(workdir, protocol)
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, 'claims.md'), 'w', encoding='utf-8') as f:
-    f.write(f'{RULE}\n\n{table}\n')
+    f.write(f'{protocol_line(protocol)}\n\n{RULE}\n\n{table}\n')
   return table

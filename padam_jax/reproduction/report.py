@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from padam_jax.reproduction import suites
+from padam_jax.training import config as config_lib
 from padam_jax.training import runlog, sweep
 
 METRICS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 100.0))
@@ -35,7 +36,7 @@ def _matches(values: dict[str, Any], select: Sequence[tuple[str, Any]]) -> bool:
 def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
   """The records of every run (one per seed) that ``curve`` selects."""
   sweep_dir = os.path.join(workdir, curve.sweep)
-  if not os.path.exists(os.path.join(sweep_dir, sweep.SWEEP_FILE)):
+  if not has_sweep(workdir, curve.sweep):
     raise FileNotFoundError(f'{sweep_dir} holds no sweep: run the suite first')
   runs = [
     runlog.read_metrics(run['dir'])
@@ -52,6 +53,35 @@ def configured_epochs(workdir: str, curve: suites.Curve) -> int:
   first = sweep.read_sweep(os.path.join(workdir, curve.sweep))['runs'][0]['dir']
   with open(os.path.join(first, runlog.CONFIG_FILE), encoding='utf-8') as f:
     return int(json.load(f)['epochs'])
+
+
+def has_sweep(workdir: str, sweep_name: str) -> bool:
+  """Whether ``workdir`` holds the sweep ``sweep_name`` (its ``sweep.json``)."""
+  return os.path.exists(os.path.join(workdir, sweep_name, sweep.SWEEP_FILE))
+
+
+def recorded_preset(workdir: str) -> str | None:
+  """The preset (``--preset``) that the runs under ``workdir`` recorded in their
+  ``config.json``; None when it holds no run of the reproduction's sweeps.
+
+  Each preset is a protocol with claims of its own, so runs of two presets in one
+  ``workdir`` are refused (ValueError).
+  """
+  presets: dict[str, str] = {}
+  for name in suites.SWEEPS:
+    if not has_sweep(workdir, name):
+      continue
+    for run in sweep.read_sweep(os.path.join(workdir, name))['runs']:
+      path = os.path.join(run['dir'], runlog.CONFIG_FILE)
+      if os.path.exists(path):
+        with open(path, encoding='utf-8') as f:
+          presets.setdefault(config_lib.from_record(json.load(f))['preset'], run['dir'])
+  if len(presets) > 1:
+    found = ', '.join(f'{preset} ({where})' for preset, where in presets.items())
+    raise ValueError(
+      f'{workdir} holds runs of more than one preset: {found}; give each preset its own workdir'
+    )
+  return next(iter(presets), None)
 
 
 def metric_matrix(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray:
@@ -119,6 +149,16 @@ MEASURES = {
     False,
     'train loss',
     'mean of epochs 1-{last} (the first 30%)',
+  ),
+  # "Early on" under the authors' preset: half of the epochs before its first decay (x0.1
+  # at 50% of the epochs), while every optimizer still trains at its initial lr.
+  'early_paper_train_loss': Measure(
+    'train_loss',
+    'mean',
+    fractions.Fraction(1, 4),
+    False,
+    'train loss',
+    'mean of epochs 1-{last} (the first quarter: half of those before the first lr decay)',
   ),
 }
 
