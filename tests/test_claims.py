@@ -4,13 +4,14 @@ import dataclasses
 import math
 import os
 import shutil
+import sys
 
 import fake_runs
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from padam_jax.reproduction import claims, report, stats, suites
+from padam_jax.reproduction import claims, report, stats, suites, summary
 
 EPOCHS = 12  # mean of epochs 11-12, median of 9-12, early losses of 1-4 (30%) and 1-3
 SEEDS = 4
@@ -214,6 +215,57 @@ def test_missing_sweep_is_inconclusive_and_named(judged, reproduction):
   assert '| contradicted |' in table and '| supported |' in table
   with open(os.path.join(reproduction, 'figures', 'claims.md')) as f:
     assert f.read().split('\n\n')[1] == claims.RULE
+
+
+def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
+  """Both protocols in one table; the measures' disagreement and a missing protocol read as
+  'cannot be told at this scale'. (Figures: tests/test_report.py.)"""
+  monkeypatch.setitem(sys.modules, 'matplotlib', None)
+  with pytest.warns(UserWarning, match='matplotlib'):
+    table = summary.write([paper, reproduction], str(tmp_path))
+  rows = {}
+  for line in table.splitlines()[2:]:
+    cells = line.split(' | ')
+    rows[cells[1], cells[2].split(',')[0]] = cells
+  groups = {dataclasses.replace(c, measure='') for c in claims.CLAIMS + claims.PAPER_CLAIMS}
+  assert len(rows) == len(table.splitlines()) - 2 == len(groups)
+  within = 'Padam is within 1 point of Adam and AMSGrad on WRN-16-4 (Table 2)'
+  assert rows[within, 'x = padam - adam'][4] == summary.HELD
+  collapse = rows[within, 'x = padam - amsgrad']
+  assert collapse[4] == summary.CANNOT_TELL and collapse[5].startswith('the measures disagree')
+  assert summary.NOT_HELD in {cells[4] for cells in rows.values()}
+  assert 'Chen & Gu (`paper` preset)' in table
+  with open(tmp_path / summary.SUMMARY_FILE) as f:
+    text = f.read()
+  assert table in text and 'paper/claims.md' in text and 'reproduction/claims.md' in text
+  alone = summary.markdown(summary.workdirs_by_protocol([reproduction]))
+  paper_rows = [line for line in alone.splitlines() if line.startswith('| Chen & Gu')]
+  assert len(paper_rows) == 5
+  assert all('| cannot be told at this scale | not run: wrn16_4-' in line for line in paper_rows)
+  with pytest.raises(ValueError, match='both hold runs'):
+    summary.workdirs_by_protocol([reproduction, reproduction])
+
+
+def test_plain_verdict_words():
+  claim = claims.CLAIMS[0]
+  interval = stats.Interval(-0.3, -0.5, -0.1, (3, 3))
+
+  def judged(verdict, needed=None):
+    return claims.Judged(claim, interval, verdict, 30, 0, (), needed)
+
+  held = summary.plain_verdict([judged(stats.SUPPORTED), judged(stats.SUPPORTED)])
+  assert held[0] == summary.HELD and held[1].startswith(
+    'mean of epochs 26-30: -0.30 [-0.50, -0.10], held'
+  )
+  assert summary.plain_verdict([judged(stats.CONTRADICTED)])[0] == summary.NOT_HELD
+  assert summary.plain_verdict([judged(stats.INCONCLUSIVE, 7)]) == (
+    summary.CANNOT_TELL,
+    'mean of epochs 26-30: -0.30 [-0.50, -0.10], needs 7 seeds',
+  )
+  assert summary.plain_verdict([claims.judge(None, claim)]) == (
+    summary.CANNOT_TELL,
+    'not run: wrn16_4-adam, wrn16_4-padam',
+  )
 
 
 def test_contrast_is_welchs_interval():

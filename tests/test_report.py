@@ -140,3 +140,17 @@ def test_measures_read_their_windows():
   diverged = [*records[:10], {**records[10], 'diverged': True}, *records[11:]]
   assert np.isnan(report.run_value(diverged, 30, 'early_train_loss'))
   assert report.window('final_accuracy', 3) == (3, 3)  # at least one epoch
+
+
+def test_partial_figures_of_what_was_run(tmp_path):
+  """Only Table 2's sweeps: Figure 1 draws WRN-16-4 and names the rest as not run."""
+  workdir = str(tmp_path / 'runs')
+  for spec in suites.sweeps_of(['table2']):
+    fake_runs.write_sweep(workdir, spec, 2, EPOCHS, _plausible())
+  with pytest.raises(FileNotFoundError, match='run the suite first'):
+    report.build(workdir, ['figure1'], str(tmp_path / 'out'))
+  built = report.build(workdir, ['all'], str(tmp_path / 'out'), partial=True)
+  assert sorted(built) == ['figure1', 'table2', 'table2_table']
+  assert os.path.getsize(built['figure1']) > 10_000
+  assert report.recorded_preset(workdir) == 'reproduction'
+  assert report.recorded_preset(str(tmp_path)) is None

@@ -327,8 +327,16 @@ def _shifted(groups: list[list[float]], coefficients: list[float], by: float) ->
   return [first, *groups[1:]]
 
 
-def judge(workdir: str, claim: Claim) -> Judged:
-  """Measures ``claim`` on the runs under ``workdir`` (an experiments.reproduce WORKDIR)."""
+def _not_run(claim: Claim) -> Judged:
+  sweeps = tuple(sorted({curve.sweep for _, curve in claim.terms}))
+  return Judged(claim, None, stats.INCONCLUSIVE, None, 0, sweeps, None)
+
+
+def judge(workdir: str | None, claim: Claim) -> Judged:
+  """Measures ``claim`` on the runs under ``workdir`` (an experiments.reproduce WORKDIR;
+  None: none, every sweep is missing)."""
+  if workdir is None:
+    return _not_run(claim)
   groups, missing, excluded, epochs = [], [], 0, None
   for _, curve in claim.terms:
     try:

@@ -215,15 +215,26 @@ def _pyplot():
   return plt
 
 
-def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
-  """The reproduction's layout: a column per panel, a row per metric, a line per curve (+-std)."""
+def plot_panels(workdir: str, suite: suites.Suite, output: str, partial: bool = False) -> str:
+  """The reproduction's layout: a column per panel, a row per metric, a line per curve (+-std).
+
+  ``partial``: curves whose runs do not exist are left out and named in their panel's title
+  ('not run'), instead of raising.
+  """
   plt = _pyplot()
   columns = len(suite.panels)
   width = max(4.2 * columns, 6.0)
   fig, axes = plt.subplots(2, columns, figsize=(width, 7), squeeze=False)
   for col, panel in enumerate(suite.panels):
+    title, missing = panel.title, []
     for curve in panel.curves:
-      runs = curve_runs(workdir, curve)
+      try:
+        runs = curve_runs(workdir, curve)
+      except (FileNotFoundError, ValueError):
+        if not partial:
+          raise
+        missing.append(curve.label)
+        continue
       diverged = sum(bool(r and r[-1].get('diverged')) for r in runs)
       label = curve.label + (f' ({diverged}/{len(runs)} diverged)' if diverged else '')
       for row, (key, name, factor) in enumerate(METRICS):
@@ -234,10 +245,14 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
         (line,) = ax.plot(epochs, mean, label=label)
         if len(runs) > 1:
           ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        ax.set(xlabel='epoch', ylabel=name, title=panel.title)
         ax.grid(alpha=0.3)
-    axes[0, col].set_yscale('log')
-    axes[0, col].legend(fontsize=8)
+    if missing:
+      title += '\nnot run: ' + ', '.join(missing)
+    for row, (_, name, _) in enumerate(METRICS):
+      axes[row, col].set(xlabel='epoch', ylabel=name, title=title)
+    if len(missing) < len(panel.curves):
+      axes[0, col].set_yscale('log')
+      axes[0, col].legend(fontsize=8)
   fig.suptitle(textwrap.fill(suite.description, int(12 * width)), fontsize=10)
   fig.tight_layout()
   fig.savefig(output, dpi=110)
@@ -373,10 +388,15 @@ def final_table_markdown(workdir: str, suite: suites.Suite) -> str:
   return '\n'.join(lines)
 
 
-def build(workdir: str, suite_names: Sequence[str], output_dir: str) -> dict[str, Any]:
+def build(
+  workdir: str, suite_names: Sequence[str], output_dir: str, partial: bool = False
+) -> dict[str, Any]:
   """Every figure (PNG) and table (Markdown) of the suites; returns ``{name: path or text}``.
 
   Without matplotlib (the ``train`` extra) the figures are left out with one warning.
+  ``partial``: what the sweeps present allow, instead of raising for a missing one: a
+  suite without any of its sweeps is left out, a figure draws the curves that exist (and
+  names the others as not run), a table or heat map needs every sweep it reads.
   """
   os.makedirs(output_dir, exist_ok=True)
   names = suites.SUITE_NAMES if 'all' in suite_names else suite_names
@@ -386,13 +406,17 @@ def build(workdir: str, suite_names: Sequence[str], output_dir: str) -> dict[str
   built: dict[str, Any] = {}
   for name in names:
     suite = suites.SUITES[name]
+    present = [s for s in suite.sweeps if has_sweep(workdir, s)]
+    if partial and not present:
+      continue
+    complete = not partial or len(present) == len(suite.sweeps)
     if suite.panels and figures:
-      built[name] = plot_panels(workdir, suite, os.path.join(output_dir, f'{name}.png'))
-    if suite.heatmap and figures:
+      built[name] = plot_panels(workdir, suite, os.path.join(output_dir, f'{name}.png'), partial)
+    if suite.heatmap and figures and (not partial or suite.heatmap in present):
       built[f'{name}_heatmap'] = plot_heatmap(
         workdir, suite.heatmap, os.path.join(output_dir, f'{name}_heatmap.png')
       )
-    if suite.table:
+    if suite.table and complete:
       built[f'{name}_table'] = (
         table2_markdown(workdir)
         if suite.table == 'table2'
