@@ -3,11 +3,14 @@
     python -m experiments.plot --workdirs runs/a,runs/b --output curves.png
     python -m experiments.plot --reproduction runs/repro --suite all --output_dir docs/cpu
     python -m experiments.plot --reproduction runs/repro --claims
+    python -m experiments.plot --summary runs/conv,runs/paper --output_dir docs/summary
 
 The first compares single runs (train loss and test error per epoch); the second builds
 the reproduction's figures (PNG) and tables (Markdown, also printed) from a directory of
 ``experiments.reproduce``; the third only the claims table (``claims.md``: each claim of
-the reproduction with our value, its 95% interval over seeds and a verdict).
+the preset the runs recorded, with our value, its 95% interval over seeds and a verdict);
+the fourth, from one such directory per preset, every claim of every protocol with its
+verdict in plain words and the figures (``summary.md``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ _REPRODUCTION = flags.DEFINE_string(
 _SUITE = flags.DEFINE_list('suite', ['all'], 'Suites to plot (with --reproduction).')
 _CLAIMS = flags.DEFINE_bool(
   'claims', False, 'With --reproduction: only the claims table (OUTPUT_DIR/claims.md).'
+)
+_SUMMARY = flags.DEFINE_list(
+  'summary',
+  None,
+  'Directories of experiments.reproduce, one per preset: every claim\'s verdict in plain '
+  'words and the figures (OUTPUT_DIR/summary.md).',
 )
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir', None, 'Where figures and tables.md go (default: REPRODUCTION/figures).'
@@ -79,10 +88,20 @@ def plot_runs(
 
 def main(argv):
   del argv
-  if bool(_WORKDIRS.value) == bool(_REPRODUCTION.value):
-    raise app.UsageError('give either --workdirs or --reproduction')
+  if sum(bool(v) for v in (_WORKDIRS.value, _REPRODUCTION.value, _SUMMARY.value)) != 1:
+    raise app.UsageError('give one of --workdirs, --reproduction or --summary')
   if _WORKDIRS.value:
     print(plot_runs(_WORKDIRS.value, _OUTPUT.value))
+    return
+  if _SUMMARY.value:
+    from padam_jax.reproduction import summary  # pylint: disable=import-outside-toplevel
+
+    if not _OUTPUT_DIR.value:
+      raise app.UsageError('--summary needs --output_dir')
+    try:
+      print(summary.write(_SUMMARY.value, _OUTPUT_DIR.value))
+    except ValueError as error:
+      raise app.UsageError(str(error)) from None
     return
   from padam_jax.reproduction import claims, report, suites  # pylint: disable=import-outside-toplevel
 

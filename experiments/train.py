@@ -9,9 +9,10 @@ unless ``--notensorboard``, TensorBoard summaries in ``WORKDIR/tensorboard/``.
 Rerunning with a larger ``--epochs`` continues from the last checkpoint.
 
 Exit status: 0 done; 2 an error the user can fix (bad flags, missing data, a full
-disk, an unwritable run directory, no readable checkpoint), then rerun the same
-command; 3 the loss became non-finite (the run is not trained further; reruns
-report it again). Messages are one line; ``--verbosity`` adds tracebacks.
+disk, an unwritable run directory, no readable checkpoint, another process training
+in the same run directory), then rerun the same command; 3 the loss became non-finite
+(the run is not trained further; reruns report it again). Messages are one line;
+``--verbosity`` adds tracebacks.
 """
 
 import os

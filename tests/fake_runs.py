@@ -21,9 +21,10 @@ def write_sweep(
   epochs: int,
   metrics: Metrics,
   scale: str = 'cpu',
+  preset: str = 'reproduction',
 ) -> None:
   """``WORKDIR/<spec.name>/``: ``sweep.json`` and each member's config and records."""
-  fields, grid = suites.sweep_arguments(spec, suites.SCALES[scale], 'reproduction', seeds)
+  fields, grid = suites.sweep_arguments(spec, suites.SCALES[scale], preset, seeds)
   fields['epochs'] = epochs
   members = sweep.expand(config_lib.TrainConfig(**fields), grid)
   sweep_dir = os.path.join(workdir, spec.name)

@@ -1,59 +1,125 @@
 """The claims table: intervals over seeds, the verdict rule, and verdicts known by construction."""
 
+import dataclasses
 import math
 import os
+import shutil
+import sys
 
 import fake_runs
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from padam_jax.reproduction import claims, report, stats, suites
+from padam_jax.reproduction import claims, report, stats, suites, summary
 
-EPOCHS = 12  # the last 2 epochs count as the final accuracy
+EPOCHS = 12  # mean of epochs 11-12, median of 9-12, early losses of 1-4 (30%) and 1-3
 SEEDS = 4
 NOISE = (-0.2, -0.1, 0.1, 0.2)  # per seed, accuracy points
 
-# (sweep, grid values) -> (final accuracy %, noise scale, mean train loss). Chosen so that
-# each claim's verdict is known: see EXPECTED.
+# (sweep, grid values) -> (final accuracy %, noise scale, train loss, train loss of the first
+# 4 epochs). Chosen so that each claim's verdict is known: see DESIGNED.
 _RUNS = {
-  ('wrn16_4-padam', ()): (90.0, 1, 0.2),
-  ('wrn16_4-adam', ()): (90.3, 1, 0.3),  # within 1 point: supported
-  ('wrn16_4-amsgrad', ()): (95.0, 1, 0.3),  # 5 points apart: contradicted
-  ('wrn16_4-sgdm', ()): (89.5, 40, 0.5),  # +0.5 +- ~10: inconclusive
-  ('resnet18-padam-p-lr', (0.125, 0.1)): (90.0, 1, 0.6),
-  ('resnet18-adam', ()): (90.0, 1, 0.3),  # padam's loss higher: contradicted
-  ('resnet18-padam-p-lr', (0.0625, 0.1)): (91.0, 1, 0.6),  # beats p 1/8: supported
-  ('resnet18-padam-p-lr', (0.0625, 0.001)): (80.0, 1, 0.6),
-  ('resnet18-padam-p-lr', (0.25, 0.1)): (85.0, 1, 0.6),
-  ('resnet18-padam-p-lr', (0.25, 0.001)): (88.0, 1, 0.6),  # interaction +14: supported
-  ('resnet18-padam-p-schedule', ()): (89.0, 1, 0.6),  # below fixed p: contradicted
+  ('wrn16_4-padam', ()): (90.0, 1, 0.2, None),
+  ('wrn16_4-adam', ()): (90.3, 1, 0.3, None),  # within 1 point: supported
+  ('wrn16_4-amsgrad', ()): (95.0, 1, 0.3, None),  # 5 points above, but see _COLLAPSE
+  ('wrn16_4-sgdm', ()): (89.5, 40, 0.5, None),  # +0.5 +- ~10: inconclusive
+  ('vgg16-padam-p', (0.125,)): (88.0, 1, 0.5, 0.3),
+  ('vgg16-padam-p', (0.0625,)): (91.0, 1, 0.5, None),  # beats p 1/8: supported
+  ('vgg16-padam-p', (0.25,)): (92.0, 1, 0.5, None),  # beats p 1/16: contradicted
+  ('vgg16-adam', ()): (90.0, 1, 0.4, 0.6),  # padam's early loss lower: supported
+  ('vgg16-amsgrad', ()): (90.0, 1, 0.4, 0.25),  # padam's early loss higher: contradicted
+  ('vgg16-sgdm', ()): (85.0, 1, 0.4, None),  # 5 below adam and amsgrad: supported
+  ('resnet18-padam-p-lr', (0.125, 0.1)): (90.0, 1, 0.6, None),
+  ('resnet18-adam', ()): (90.0, 1, 0.3, None),  # padam's loss higher: contradicted
+  ('resnet18-sgdm', ()): (90.5, 1, 0.7, None),  # above adam by less than the margin
+  ('resnet18-padam-p-lr', (0.0625, 0.1)): (91.0, 1, 0.6, None),  # beats p 1/8 and 1/4
+  ('resnet18-padam-p-lr', (0.0625, 0.001)): (80.0, 1, 0.9, None),
+  ('resnet18-padam-p-lr', (0.25, 0.1)): (85.0, 1, 0.6, None),
+  ('resnet18-padam-p-lr', (0.25, 0.001)): (88.0, 1, 0.6, None),  # interaction +14
+  ('resnet18-padam-p-schedule', ()): (89.0, 1, 0.6, None),  # below fixed p: contradicted
 }
+_DEFAULT = (70.0, 1, 1.0, None)
 _DIVERGED = ('wrn16_4-sgdm', 3)  # this member diverges: excluded, counted
+# AMSGrad on WRN collapses to 85% in the last epoch: the mean of the last two epochs is
+# Padam's (within 1 point: supported), the median of the last four is not (contradicted).
+_COLLAPSE = ('wrn16_4-amsgrad', EPOCHS, 85.0)
 
-EXPECTED = {
-  'padam - adam': stats.SUPPORTED,
-  'padam - amsgrad': stats.CONTRADICTED,
-  'padam - sgdm': stats.INCONCLUSIVE,
-  'p 1/16 lr 0.1 - p 1/8 lr 0.1': stats.SUPPORTED,
-  '(p 1/16: lr 0.1 - lr 0.001) - (p 1/4: lr 0.1 - lr 0.001)': stats.SUPPORTED,
-  'p schedule - p 1/8 lr 0.1': stats.CONTRADICTED,
+A, M = ('final_accuracy', 'median_late_accuracy'), ('median_late_accuracy',)
+# (a phrase of the claim, its contrast, measures, verdict): what the runs above must give.
+DESIGNED = [
+  ('(Table 2)', 'padam - adam', A, stats.SUPPORTED),
+  ('(Table 2)', 'padam - amsgrad', ('final_accuracy',), stats.SUPPORTED),
+  ('(Table 2)', 'padam - amsgrad', M, stats.CONTRADICTED),
+  ('(Table 2)', 'padam - sgdm', A, stats.INCONCLUSIVE),
+  ('whole run on WRN-16-4', 'padam - sgdm', ('mean_train_loss',), stats.SUPPORTED),
+  ('whole run on WRN-16-4', 'padam - adam', ('mean_train_loss',), stats.SUPPORTED),
+  ('whole run on ResNet-18', 'padam - adam', ('mean_train_loss',), stats.CONTRADICTED),
+  ('30th of 100 epochs on VGG-16', 'padam - adam', ('early_train_loss',), stats.SUPPORTED),
+  ('30th of 100 epochs on VGG-16', 'padam - amsgrad', ('early_train_loss',), stats.CONTRADICTED),
+  ('above Adam and AMSGrad on VGG-16', 'sgdm - adam', A, stats.SUPPORTED),
+  ('above Adam and AMSGrad on ResNet-18', 'sgdm - adam', A, stats.SUPPORTED),  # x < 1
+  ('above Adam and AMSGrad on ResNet-18', 'sgdm - amsgrad', A, stats.CONTRADICTED),
+  ('VGG-16 (Section 3.5', 'p 1/16 - p 1/8', A, stats.SUPPORTED),
+  ('VGG-16 (Section 3.5', 'p 1/16 - p 1/4', A, stats.CONTRADICTED),
+  ('(Figure 2', 'p 1/16 lr 0.1 - p 1/8 lr 0.1', A, stats.SUPPORTED),
+  ('(Figure 2', 'p 1/16 lr 0.1 - p 1/4 lr 0.1', A, stats.SUPPORTED),
+  ('lower test error (Figure 3)', 'p 1/16 lr 0.1 - p 1/16 lr 0.001', A, stats.SUPPORTED),
+  (
+    'lower train loss (Figure 3)',
+    'p 1/16 lr 0.1 - p 1/16 lr 0.001',
+    ('mean_train_loss',),
+    stats.SUPPORTED,
+  ),
+  ('smaller lr performs better', 'p 1/4 lr 0.001 - p 1/4 lr 0.1', A, stats.SUPPORTED),
+  ('(Figure 3)', '(p 1/16: lr 0.1 - lr 0.001) - (p 1/4: lr 0.1 - lr 0.001)', A, stats.SUPPORTED),
+  ('proposal', 'p schedule - p 1/8 lr 0.1', A, stats.CONTRADICTED),
+]
+
+# The paper preset's WRN runs: Padam half a point below SGDM (within the 1-point margin),
+# above Adam, below AMSGrad; its early train loss 2% above Adam's (within 5%) and 50% above
+# AMSGrad's.
+_PAPER_RUNS = {
+  'wrn16_4-padam': (90.0, 1, 0.2, 0.300),
+  'wrn16_4-sgdm': (90.5, 1, 0.2, 0.300),
+  'wrn16_4-adam': (88.0, 1, 0.2, 0.295),
+  'wrn16_4-amsgrad': (92.0, 1, 0.2, 0.200),
 }
+PAPER_DESIGNED = [
+  ('at least SGDM', 'padam - sgdm', A, stats.SUPPORTED),
+  ('generalization gap', 'padam - adam', A, stats.SUPPORTED),
+  ('generalization gap', 'padam - amsgrad', A, stats.CONTRADICTED),
+  ('as fast as', 'padam - 1.05 x adam', ('early_paper_train_loss',), stats.SUPPORTED),
+  ('as fast as', 'padam - 1.05 x amsgrad', ('early_paper_train_loss',), stats.CONTRADICTED),
+]
+
+
+def _record(run, seed, epoch):
+  accuracy, noise, loss, early = run
+  if early is not None and epoch <= 4:
+    loss = early
+  if epoch <= EPOCHS - 4:
+    accuracy = 50.0  # neither accuracy measure reads these epochs
+  return {
+    'train_loss': loss + 0.01 * NOISE[seed],
+    'test_loss': 1.0,
+    'test_error': 1 - (accuracy + noise * NOISE[seed]) / 100,
+  }
 
 
 def _metrics(sweep_name, values, index, epoch):
   key = (sweep_name, tuple(v for k, v in values.items() if k != 'seed'))
-  accuracy, noise, loss = _RUNS.get(key, (70.0, 1, 1.0))
+  run = _RUNS.get(key, _DEFAULT)
   if (sweep_name, index) == _DIVERGED and epoch >= 5:
     return None
-  if epoch <= EPOCHS - report.last_epochs(EPOCHS):
-    accuracy = 50.0  # only the last epochs count
-  accuracy += noise * NOISE[values['seed']]
-  return {
-    'train_loss': loss + 0.01 * NOISE[values['seed']],
-    'test_loss': 1.0,
-    'test_error': 1 - accuracy / 100,
-  }
+  if (sweep_name, epoch) == _COLLAPSE[:2]:
+    run = (_COLLAPSE[2], *run[1:])
+  return _record(run, values['seed'], epoch)
+
+
+def _paper_metrics(sweep_name, values, index, epoch):
+  del index
+  return _record(_PAPER_RUNS[sweep_name], values['seed'], epoch)
 
 
 @pytest.fixture(scope='module')
@@ -62,6 +128,15 @@ def reproduction(tmp_path_factory):
   for spec in suites.sweeps_of(['all']):
     if spec.name != 'resnet18-padam-p-schedule':
       fake_runs.write_sweep(workdir, spec, SEEDS, EPOCHS, _metrics)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def paper(tmp_path_factory):
+  """Table 2's runs under the authors' preset."""
+  workdir = str(tmp_path_factory.mktemp('paper'))
+  for spec in suites.sweeps_of(['table2']):
+    fake_runs.write_sweep(workdir, spec, SEEDS, EPOCHS, _paper_metrics, preset='paper')
   return workdir
 
 
@@ -75,20 +150,50 @@ def judged(reproduction):
   return before, {c: claims.judge(reproduction, c) for c in claims.CLAIMS}
 
 
+def _check_designed(results, designed):
+  for phrase, contrast, measures, want in designed:
+    rows = [
+      (c, r)
+      for c, r in results.items()
+      if phrase in c.claim and c.contrast == contrast and c.measure in measures
+    ]
+    assert len(rows) == len(measures), (phrase, contrast)
+    for claim, result in rows:
+      assert result.verdict == want, (phrase, contrast, claim.measure, result.interval)
+
+
 def test_verdicts_known_by_construction(judged):
   _, after = judged
-  for claim, result in after.items():
-    if claim.measure == 'final_accuracy':
-      assert result.verdict == EXPECTED[claim.contrast], claim.contrast
-    elif 'wrn16_4' in claim.claim:  # padam's loss is the lowest of the four
-      assert result.verdict == stats.SUPPORTED, claim.contrast
-    elif claim.contrast == 'padam - adam':  # resnet18: adam's loss is lower
-      assert result.verdict == stats.CONTRADICTED
+  _check_designed(after, DESIGNED)
   within = next(
     r for c, r in after.items() if c.contrast == 'padam - adam' and c.measure == 'final_accuracy'
   )
   assert within.interval.estimate == pytest.approx(-0.3, abs=1e-6)
   assert within.epochs == EPOCHS and within.interval.seeds == (SEEDS, SEEDS)
+
+
+def test_every_accuracy_claim_has_a_median_row_beside_it():
+  for rows in (claims.CLAIMS, claims.PAPER_CLAIMS):
+    for claim, following in zip(rows, [*rows[1:], None], strict=True):
+      if claim.measure == 'final_accuracy':
+        assert following == dataclasses.replace(claim, measure='median_late_accuracy')
+  assert not {c.measure for c in claims.CLAIMS + claims.PAPER_CLAIMS} - set(report.MEASURES)
+
+
+def test_the_paper_preset_gets_its_own_claims(paper, reproduction, tmp_path):
+  assert claims.protocol_of(paper) == 'paper' and claims.protocol_of(reproduction) == 'reproduction'
+  _check_designed({c: claims.judge(paper, c) for c in claims.PAPER_CLAIMS}, PAPER_DESIGNED)
+  table = claims.write(paper, str(tmp_path))
+  assert table.startswith('| claim (Chen & Gu) |')
+  assert len(table.splitlines()) == 2 + len(claims.PAPER_CLAIMS)
+  assert '| x > -1 |' in table and 'mean of epochs 1-3 (the first quarter' in table
+  with open(tmp_path / 'claims.md') as f:
+    assert f.read().startswith('Claims of Chen & Gu, under the `paper` preset')
+  mixed = tmp_path / 'mixed'
+  shutil.copytree(paper, mixed)
+  shutil.copytree(os.path.join(reproduction, 'vgg16-adam'), mixed / 'vgg16-adam')
+  with pytest.raises(ValueError, match='more than one preset'):
+    claims.protocol_of(str(mixed))
 
 
 def test_diverged_runs_excluded_and_counted(judged):
@@ -109,7 +214,58 @@ def test_missing_sweep_is_inconclusive_and_named(judged, reproduction):
   assert len(table.splitlines()) == 2 + len(claims.CLAIMS)
   assert '| contradicted |' in table and '| supported |' in table
   with open(os.path.join(reproduction, 'figures', 'claims.md')) as f:
-    assert f.read().startswith(claims.RULE)
+    assert f.read().split('\n\n')[1] == claims.RULE
+
+
+def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
+  """Both protocols in one table; the measures' disagreement and a missing protocol read as
+  'cannot be told at this scale'. (Figures: tests/test_report.py.)"""
+  monkeypatch.setitem(sys.modules, 'matplotlib', None)
+  with pytest.warns(UserWarning, match='matplotlib'):
+    table = summary.write([paper, reproduction], str(tmp_path))
+  rows = {}
+  for line in table.splitlines()[2:]:
+    cells = line.split(' | ')
+    rows[cells[1], cells[2].split(',')[0]] = cells
+  groups = {dataclasses.replace(c, measure='') for c in claims.CLAIMS + claims.PAPER_CLAIMS}
+  assert len(rows) == len(table.splitlines()) - 2 == len(groups)
+  within = 'Padam is within 1 point of Adam and AMSGrad on WRN-16-4 (Table 2)'
+  assert rows[within, 'x = padam - adam'][4] == summary.HELD
+  collapse = rows[within, 'x = padam - amsgrad']
+  assert collapse[4] == summary.CANNOT_TELL and collapse[5].startswith('the measures disagree')
+  assert summary.NOT_HELD in {cells[4] for cells in rows.values()}
+  assert 'Chen & Gu (`paper` preset)' in table
+  with open(tmp_path / summary.SUMMARY_FILE) as f:
+    text = f.read()
+  assert table in text and 'paper/claims.md' in text and 'reproduction/claims.md' in text
+  alone = summary.markdown(summary.workdirs_by_protocol([reproduction]))
+  paper_rows = [line for line in alone.splitlines() if line.startswith('| Chen & Gu')]
+  assert len(paper_rows) == 5
+  assert all('| cannot be told at this scale | not run: wrn16_4-' in line for line in paper_rows)
+  with pytest.raises(ValueError, match='both hold runs'):
+    summary.workdirs_by_protocol([reproduction, reproduction])
+
+
+def test_plain_verdict_words():
+  claim = claims.CLAIMS[0]
+  interval = stats.Interval(-0.3, -0.5, -0.1, (3, 3))
+
+  def judged(verdict, needed=None):
+    return claims.Judged(claim, interval, verdict, 30, 0, (), needed)
+
+  held = summary.plain_verdict([judged(stats.SUPPORTED), judged(stats.SUPPORTED)])
+  assert held[0] == summary.HELD and held[1].startswith(
+    'mean of epochs 26-30: -0.30 [-0.50, -0.10], held'
+  )
+  assert summary.plain_verdict([judged(stats.CONTRADICTED)])[0] == summary.NOT_HELD
+  assert summary.plain_verdict([judged(stats.INCONCLUSIVE, 7)]) == (
+    summary.CANNOT_TELL,
+    'mean of epochs 26-30: -0.30 [-0.50, -0.10], needs 7 seeds',
+  )
+  assert summary.plain_verdict([claims.judge(None, claim)]) == (
+    summary.CANNOT_TELL,
+    'not run: wrn16_4-adam, wrn16_4-padam',
+  )
 
 
 def test_contrast_is_welchs_interval():

@@ -13,9 +13,9 @@ import threading
 import time
 
 import pytest
-from conftest import assert_tensorboard_matches, subprocess_env
+from conftest import TINY_FLAGS, assert_tensorboard_matches, subprocess_env
 
-from padam_jax.training import checkpoint, runlog
+from padam_jax.training import checkpoint, rundir_lock, runlog
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PHASES = ('train', 'eval', 'checkpoint')
@@ -189,6 +189,19 @@ def test_diverged_run_exits_with_status_3(tmp_path, tiny_run):
     'checkpoint of epoch 3 is kept and the run is not trained further: use a new '
     '--workdir with other settings (e.g. a smaller --lr)'
   )
+
+
+def test_a_run_directory_that_another_process_trains_in_is_refused_with_status_2(tmp_path):
+  """A second start on a locked run directory stops before any training, in one line."""
+  workdir = str(tmp_path / 'run')
+  with rundir_lock.held([workdir]):
+    code, output = _run(*TINY_FLAGS, '--epochs=1', f'--workdir={workdir}', timeout=120)
+  assert code == 2, output
+  assert output.strip() == (
+    f'error: another process (pid {os.getpid()}) is training in {workdir}; wait for it to '
+    'end or use another --workdir'
+  )
+  assert not os.path.exists(os.path.join(workdir, runlog.METRICS_FILE))
 
 
 def _launcher_devices_and_xla_flags(xla_flags):

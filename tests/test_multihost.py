@@ -91,6 +91,7 @@ def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(tmp
     for key in METRICS:  # both split each batch over two devices: the same program
       np.testing.assert_allclose(ours[key], reference[key], rtol=1e-4, err_msg=key)
   assert sorted(os.listdir(workdir)) == [
+    '.lock',  # process 0's (rundir_lock)
     'checkpoints',
     'config.json',
     'curves.png',

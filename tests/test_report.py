@@ -120,3 +120,37 @@ def test_diverged_runs_are_marked(fake_reproduction):
 def test_missing_sweep_names_the_remedy(tmp_path):
   with pytest.raises(FileNotFoundError, match='run the suite first'):
     report.curve_runs(str(tmp_path), suites.Curve('x', 'wrn16_4-adam'))
+
+
+def test_measures_read_their_windows():
+  """30 epochs whose accuracy is 100 - epoch (%) and train loss the epoch number."""
+  records = [{'epoch': e, 'test_error': e / 100, 'train_loss': float(e)} for e in range(1, 31)]
+  want = {
+    'final_accuracy': ('mean of epochs 26-30', 100 - 28),
+    'median_late_accuracy': ('median of epochs 21-30', 100 - 25.5),
+    'mean_train_loss': ('mean over all 30 epochs', 15.5),
+    'early_train_loss': ('mean of epochs 1-9 (the first 30%)', 5.0),
+    'early_paper_train_loss': ('mean of epochs 1-8 (the first quarter', 4.5),
+  }
+  assert set(want) == set(report.MEASURES)
+  for measure, (words, value) in want.items():
+    assert report.describe_window(measure, 30).startswith(words)
+    assert report.run_value(records, 30, measure) == pytest.approx(value)
+    assert np.isnan(report.run_value(records[:29], 30, measure))  # unfinished
+  diverged = [*records[:10], {**records[10], 'diverged': True}, *records[11:]]
+  assert np.isnan(report.run_value(diverged, 30, 'early_train_loss'))
+  assert report.window('final_accuracy', 3) == (3, 3)  # at least one epoch
+
+
+def test_partial_figures_of_what_was_run(tmp_path):
+  """Only Table 2's sweeps: Figure 1 draws WRN-16-4 and names the rest as not run."""
+  workdir = str(tmp_path / 'runs')
+  for spec in suites.sweeps_of(['table2']):
+    fake_runs.write_sweep(workdir, spec, 2, EPOCHS, _plausible())
+  with pytest.raises(FileNotFoundError, match='run the suite first'):
+    report.build(workdir, ['figure1'], str(tmp_path / 'out'))
+  built = report.build(workdir, ['all'], str(tmp_path / 'out'), partial=True)
+  assert sorted(built) == ['figure1', 'table2', 'table2_table']
+  assert os.path.getsize(built['figure1']) > 10_000
+  assert report.recorded_preset(workdir) == 'reproduction'
+  assert report.recorded_preset(str(tmp_path)) is None

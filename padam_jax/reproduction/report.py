@@ -7,6 +7,8 @@ seeds give the mean and the standard deviation drawn as a shaded band. A diverge
 
 from __future__ import annotations
 
+import dataclasses
+import fractions
 import importlib.util
 import json
 import math
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from padam_jax.reproduction import suites
+from padam_jax.training import config as config_lib
 from padam_jax.training import runlog, sweep
 
 METRICS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 100.0))
@@ -33,7 +36,7 @@ def _matches(values: dict[str, Any], select: Sequence[tuple[str, Any]]) -> bool:
 def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
   """The records of every run (one per seed) that ``curve`` selects."""
   sweep_dir = os.path.join(workdir, curve.sweep)
-  if not os.path.exists(os.path.join(sweep_dir, sweep.SWEEP_FILE)):
+  if not has_sweep(workdir, curve.sweep):
     raise FileNotFoundError(f'{sweep_dir} holds no sweep: run the suite first')
   runs = [
     runlog.read_metrics(run['dir'])
@@ -52,6 +55,35 @@ def configured_epochs(workdir: str, curve: suites.Curve) -> int:
     return int(json.load(f)['epochs'])
 
 
+def has_sweep(workdir: str, sweep_name: str) -> bool:
+  """Whether ``workdir`` holds the sweep ``sweep_name`` (its ``sweep.json``)."""
+  return os.path.exists(os.path.join(workdir, sweep_name, sweep.SWEEP_FILE))
+
+
+def recorded_preset(workdir: str) -> str | None:
+  """The preset (``--preset``) that the runs under ``workdir`` recorded in their
+  ``config.json``; None when it holds no run of the reproduction's sweeps.
+
+  Each preset is a protocol with claims of its own, so runs of two presets in one
+  ``workdir`` are refused (ValueError).
+  """
+  presets: dict[str, str] = {}
+  for name in suites.SWEEPS:
+    if not has_sweep(workdir, name):
+      continue
+    for run in sweep.read_sweep(os.path.join(workdir, name))['runs']:
+      path = os.path.join(run['dir'], runlog.CONFIG_FILE)
+      if os.path.exists(path):
+        with open(path, encoding='utf-8') as f:
+          presets.setdefault(config_lib.from_record(json.load(f))['preset'], run['dir'])
+  if len(presets) > 1:
+    found = ', '.join(f'{preset} ({where})' for preset, where in presets.items())
+    raise ValueError(
+      f'{workdir} holds runs of more than one preset: {found}; give each preset its own workdir'
+    )
+  return next(iter(presets), None)
+
+
 def metric_matrix(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray:
   """``float[seeds, epochs]`` of ``key``; NaN where diverged or not yet run."""
   epochs = max((len(r) for r in runs), default=0)
@@ -63,22 +95,108 @@ def metric_matrix(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray:
   return matrix
 
 
+@dataclasses.dataclass(frozen=True)
+class Measure:
+  """One value per run: the mean or median of a metric over a window of its epochs.
+
+  The window is ``share`` of the configured epochs (rounded, at least one), at the end of
+  the run (``at_end``) or from its first epoch.
+  """
+
+  metric: str  # 'test_accuracy' (%, from test_error) or 'train_loss'
+  reduce: str  # 'mean' or 'median'
+  share: fractions.Fraction
+  at_end: bool
+  label: str  # what the value is, e.g. 'test accuracy (%)'
+  span: str  # the window in words; {first}, {last} and {epochs} are filled in
+
+
+MEASURES = {
+  # Under a constant learning rate one epoch's accuracy swings by several points: the
+  # mean of the last sixth settles it.
+  'final_accuracy': Measure(
+    'test_accuracy',
+    'mean',
+    fractions.Fraction(1, 6),
+    True,
+    'test accuracy (%)',
+    'mean of epochs {first}-{last}',
+  ),
+  # The steadier second measure of every accuracy claim, fixed before the converged runs:
+  # one epoch's collapse moves a median of many epochs little.
+  'median_late_accuracy': Measure(
+    'test_accuracy',
+    'median',
+    fractions.Fraction(1, 3),
+    True,
+    'test accuracy (%)',
+    'median of epochs {first}-{last}',
+  ),
+  # The height of the whole training curve ("the lowest train loss during training").
+  'mean_train_loss': Measure(
+    'train_loss',
+    'mean',
+    fractions.Fraction(1),
+    False,
+    'train loss',
+    'mean over all {epochs} epochs',
+  ),
+  # "Before the 30th epoch" of 100 (the reproduction on VGG-16).
+  'early_train_loss': Measure(
+    'train_loss',
+    'mean',
+    fractions.Fraction(3, 10),
+    False,
+    'train loss',
+    'mean of epochs 1-{last} (the first 30%)',
+  ),
+  # "Early on" under the authors' preset: half of the epochs before its first decay (x0.1
+  # at 50% of the epochs), while every optimizer still trains at its initial lr.
+  'early_paper_train_loss': Measure(
+    'train_loss',
+    'mean',
+    fractions.Fraction(1, 4),
+    False,
+    'train loss',
+    'mean of epochs 1-{last} (the first quarter: half of those before the first lr decay)',
+  ),
+}
+
+
+def window(measure: str, epochs: int) -> tuple[int, int]:
+  """The first and last epoch (1-based, inclusive) that ``measure`` reads of ``epochs``."""
+  if measure not in MEASURES:
+    raise ValueError(f'unknown measure {measure!r}; choose from {", ".join(MEASURES)}')
+  spec = MEASURES[measure]
+  count = max(1, round(epochs * spec.share))
+  return (epochs - count + 1, epochs) if spec.at_end else (1, count)
+
+
+def describe_window(measure: str, epochs: int) -> str:
+  """``measure``'s window in words, e.g. 'mean of epochs 26-30'."""
+  first, last = window(measure, epochs)
+  return MEASURES[measure].span.format(first=first, last=last, epochs=epochs)
+
+
 def last_epochs(epochs: int) -> int:
   """How many final epochs ``final_accuracy`` averages: a sixth of them, at least one."""
-  return max(1, round(epochs / 6))
+  first, last = window('final_accuracy', epochs)
+  return last - first + 1
 
 
 def run_value(records: list[dict], epochs: int, measure: str) -> float:
-  """One run's ``measure``; NaN if it diverged or has fewer than ``epochs`` records."""
+  """One run's ``measure`` (``MEASURES``); NaN if it diverged or has fewer than ``epochs``
+  records."""
+  first, last = window(measure, epochs)
   if len(records) < epochs or any(r.get('diverged') for r in records[:epochs]):
     return float('nan')
-  records = records[:epochs]
-  if measure == 'final_accuracy':
-    tail = records[-last_epochs(epochs) :]
-    return 100.0 * (1.0 - float(np.mean([r['test_error'] for r in tail])))
-  if measure == 'mean_train_loss':
-    return float(np.mean([r['train_loss'] for r in records]))
-  raise ValueError(f'unknown measure {measure!r}; choose final_accuracy or mean_train_loss')
+  spec = MEASURES[measure]
+  chosen = records[first - 1 : last]
+  if spec.metric == 'test_accuracy':
+    values = [100.0 * (1.0 - r['test_error']) for r in chosen]
+  else:
+    values = [r['train_loss'] for r in chosen]
+  return float(np.median(values) if spec.reduce == 'median' else np.mean(values))
 
 
 def _nan_reduce(fn, matrix: np.ndarray) -> np.ndarray:
@@ -97,15 +215,26 @@ def _pyplot():
   return plt
 
 
-def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
-  """The reproduction's layout: a column per panel, a row per metric, a line per curve (+-std)."""
+def plot_panels(workdir: str, suite: suites.Suite, output: str, partial: bool = False) -> str:
+  """The reproduction's layout: a column per panel, a row per metric, a line per curve (+-std).
+
+  ``partial``: curves whose runs do not exist are left out and named in their panel's title
+  ('not run'), instead of raising.
+  """
   plt = _pyplot()
   columns = len(suite.panels)
   width = max(4.2 * columns, 6.0)
   fig, axes = plt.subplots(2, columns, figsize=(width, 7), squeeze=False)
   for col, panel in enumerate(suite.panels):
+    title, missing = panel.title, []
     for curve in panel.curves:
-      runs = curve_runs(workdir, curve)
+      try:
+        runs = curve_runs(workdir, curve)
+      except (FileNotFoundError, ValueError):
+        if not partial:
+          raise
+        missing.append(curve.label)
+        continue
       diverged = sum(bool(r and r[-1].get('diverged')) for r in runs)
       label = curve.label + (f' ({diverged}/{len(runs)} diverged)' if diverged else '')
       for row, (key, name, factor) in enumerate(METRICS):
@@ -116,10 +245,14 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str) -> str:
         (line,) = ax.plot(epochs, mean, label=label)
         if len(runs) > 1:
           ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        ax.set(xlabel='epoch', ylabel=name, title=panel.title)
         ax.grid(alpha=0.3)
-    axes[0, col].set_yscale('log')
-    axes[0, col].legend(fontsize=8)
+    if missing:
+      title += '\nnot run: ' + ', '.join(missing)
+    for row, (_, name, _) in enumerate(METRICS):
+      axes[row, col].set(xlabel='epoch', ylabel=name, title=title)
+    if len(missing) < len(panel.curves):
+      axes[0, col].set_yscale('log')
+      axes[0, col].legend(fontsize=8)
   fig.suptitle(textwrap.fill(suite.description, int(12 * width)), fontsize=10)
   fig.tight_layout()
   fig.savefig(output, dpi=110)
@@ -255,10 +388,15 @@ def final_table_markdown(workdir: str, suite: suites.Suite) -> str:
   return '\n'.join(lines)
 
 
-def build(workdir: str, suite_names: Sequence[str], output_dir: str) -> dict[str, Any]:
+def build(
+  workdir: str, suite_names: Sequence[str], output_dir: str, partial: bool = False
+) -> dict[str, Any]:
   """Every figure (PNG) and table (Markdown) of the suites; returns ``{name: path or text}``.
 
   Without matplotlib (the ``train`` extra) the figures are left out with one warning.
+  ``partial``: what the sweeps present allow, instead of raising for a missing one: a
+  suite without any of its sweeps is left out, a figure draws the curves that exist (and
+  names the others as not run), a table or heat map needs every sweep it reads.
   """
   os.makedirs(output_dir, exist_ok=True)
   names = suites.SUITE_NAMES if 'all' in suite_names else suite_names
@@ -268,13 +406,17 @@ def build(workdir: str, suite_names: Sequence[str], output_dir: str) -> dict[str
   built: dict[str, Any] = {}
   for name in names:
     suite = suites.SUITES[name]
+    present = [s for s in suite.sweeps if has_sweep(workdir, s)]
+    if partial and not present:
+      continue
+    complete = not partial or len(present) == len(suite.sweeps)
     if suite.panels and figures:
-      built[name] = plot_panels(workdir, suite, os.path.join(output_dir, f'{name}.png'))
-    if suite.heatmap and figures:
+      built[name] = plot_panels(workdir, suite, os.path.join(output_dir, f'{name}.png'), partial)
+    if suite.heatmap and figures and (not partial or suite.heatmap in present):
       built[f'{name}_heatmap'] = plot_heatmap(
         workdir, suite.heatmap, os.path.join(output_dir, f'{name}_heatmap.png')
       )
-    if suite.table:
+    if suite.table and complete:
       built[f'{name}_table'] = (
         table2_markdown(workdir)
         if suite.table == 'table2'

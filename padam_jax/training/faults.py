@@ -53,6 +53,10 @@ class NoReadableCheckpointError(RunError):
   """Checkpoints exist but none can be restored."""
 
 
+class RunDirBusyError(RunError):
+  """Another process is training in the run directory (``rundir_lock``)."""
+
+
 class DivergedError(RunError):
   """The loss stopped being finite or grew too large; the run is not trained further."""
 

@@ -32,7 +32,7 @@ import optax
 from padam_jax import data as data_lib
 from padam_jax import models
 from padam_jax.training import config as config_lib
-from padam_jax.training import faults, hosts, runlog, sharding, summaries
+from padam_jax.training import faults, hosts, rundir_lock, runlog, sharding, summaries
 from padam_jax.training.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
@@ -608,12 +608,14 @@ def train_runs(
   in the run's record; then a single run stops with ``faults.DivergedError`` and no
   checkpoint (refused again on every rerun), while a trainer that ``freezes_diverged``
   freezes that run (no metric values in its records from then on) and goes on until
-  every run has diverged. A failed write raises ``faults.StorageError``.
+  every run has diverged. A failed write raises ``faults.StorageError``; another process
+  training in ``workdir`` or a run's directory, ``faults.RunDirBusyError`` (``rundir_lock``).
   """
   freezes = trainer.freezes_diverged
   epochs = trainer.config.epochs
   schedules = [config_lib.make_optimizer(run.config, trainer.steps_per_epoch)[1:] for run in runs]
   with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
+    stack.enter_context(rundir_lock.held([workdir, *(run.dir for run in runs)]))
     boards = [stack.enter_context(summaries.RunSummaries(run.dir, tensorboard)) for run in runs]
     os.makedirs(workdir, exist_ok=True)
     if not freezes:

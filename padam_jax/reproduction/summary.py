@@ -1,0 +1,147 @@
+"""What a reader sees first: every claim of every protocol and its verdict in plain words,
+then the figures.
+
+Each workdir holds the runs of one preset, and the preset its runs recorded picks the
+claims judged on it (``claims.PROTOCOLS``): the student reproduction's under
+``reproduction``, Chen & Gu's under ``paper``. A protocol without a workdir has every row
+'not run'. A claim judged by two measures (test accuracy: the mean of the last sixth and
+the median of the last third) is held or not held only when both say so; otherwise it
+cannot be told at this scale, and the row says why: not run, the seeds it would need, or
+that the measures disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+from padam_jax.reproduction import claims, report, stats, suites
+
+HELD, NOT_HELD, CANNOT_TELL = 'held', 'not held', 'cannot be told at this scale'
+_WORDS = {stats.SUPPORTED: HELD, stats.CONTRADICTED: NOT_HELD}
+SUMMARY_FILE = 'summary.md'
+
+
+def _grouped(rows: Sequence[claims.Claim]) -> list[list[claims.Claim]]:
+  """The rows of one claim (one per measure) together, in their order."""
+  groups: dict[claims.Claim, list[claims.Claim]] = {}
+  for claim in rows:
+    groups.setdefault(dataclasses.replace(claim, measure=''), []).append(claim)
+  return list(groups.values())
+
+
+def _finding(judged: claims.Judged) -> str:
+  """One measure's finding: its window, our value and interval, and what it says."""
+  word = _WORDS.get(judged.verdict)
+  if word is None:
+    needed = claims.seeds_for_verdict(judged)
+    word = 'no spread: 1 seed' if needed.startswith('a spread') else f'needs {needed} seeds'
+  window = report.describe_window(judged.claim.measure, judged.epochs)
+  return f'{window}: {claims.value_cell(judged)}, {word}'
+
+
+def plain_verdict(judged: Sequence[claims.Judged]) -> tuple[str, str]:
+  """``(verdict, why)`` of one claim judged by one or more measures: held or not held when
+  every measure says so, else cannot be told at this scale (not run, too few seeds, or the
+  measures disagree)."""
+  missing = sorted({s for j in judged for s in j.missing})
+  if missing:
+    return CANNOT_TELL, 'not run: ' + ', '.join(missing)
+  if any(j.interval is None for j in judged):
+    return CANNOT_TELL, 'no finished run'
+  findings = '; '.join(_finding(j) for j in judged)
+  verdicts = {j.verdict for j in judged}
+  if len(verdicts) > 1:
+    return CANNOT_TELL, f'the measures disagree: {findings}'
+  return _WORDS.get(judged[0].verdict, CANNOT_TELL), findings
+
+
+def workdirs_by_protocol(workdirs: Sequence[str]) -> dict[str, str]:
+  """``{protocol: workdir}`` from the preset each workdir's runs recorded; at most one
+  workdir per protocol."""
+  found: dict[str, str] = {}
+  for workdir in workdirs:
+    preset = report.recorded_preset(workdir)
+    if preset is None:
+      raise ValueError(f'{workdir} holds no run of the reproduction\'s sweeps')
+    protocol = claims.protocol_of(workdir)
+    if protocol in found:
+      raise ValueError(f'{found[protocol]} and {workdir} both hold runs of the {preset!r} preset')
+    found[protocol] = workdir
+  return found
+
+
+def markdown(by_protocol: dict[str, str]) -> str:
+  """The table: a row per claim and protocol, its verdict in plain words and why."""
+  lines = [
+    '| protocol | claim | x, claimed | seeds | verdict | why |',
+    '|---|---|---|---|---|---|',
+  ]
+  for protocol, rows in claims.CLAIM_SETS.items():
+    name = f'{claims.PROTOCOLS[protocol].source} (`{protocol}` preset)'
+    for group in _grouped(rows):
+      judged = [claims.judge(by_protocol.get(protocol), claim) for claim in group]
+      verdict, why = plain_verdict(judged)
+      first = group[0]
+      what = report.MEASURES[first.measure].label
+      lines.append(
+        f'| {name} | {first.claim} | x = {first.contrast}, {what}; {claims.claimed(first)} | '
+        f'{claims.seeds_cell(judged[0])} | {verdict} | {why} |'
+      )
+  return '\n'.join(lines)
+
+
+def _claimed_sweeps(protocol: str) -> set[str]:
+  return {curve.sweep for claim in claims.CLAIM_SETS[protocol] for _, curve in claim.terms}
+
+
+def _figures(protocol: str, workdir: str | None, output_dir: str) -> list[str]:
+  """Draws ``workdir``'s figures into ``output_dir/<protocol>/`` (with its claims.md and
+  tables.md); Markdown lines that show them and name the suites not run."""
+  source = claims.PROTOCOLS[protocol].source
+  lines = [f'### {source}, the `{protocol}` preset', '']
+  relevant = [n for n, s in suites.SUITES.items() if _claimed_sweeps(protocol) & set(s.sweeps)]
+  if workdir is None:
+    return [*lines, 'Not run.', '']
+  folder = os.path.join(output_dir, protocol)
+  built = report.build(workdir, relevant, folder, partial=True)
+  claims.write(workdir, folder)
+  for name in relevant:
+    for key in (name, f'{name}_heatmap'):
+      if key in built:
+        lines.append(f'![{suites.SUITES[name].description}]({protocol}/{key}.png)')
+        lines.append('')
+  not_run = [name for name in relevant if name not in built]
+  if not_run:
+    lines += [f'Not run: {", ".join(not_run)}.', '']
+  if any(key.endswith('_table') for key in built):
+    lines += [f'Tables: [{protocol}/tables.md]({protocol}/tables.md).', '']
+  lines += [f'Every row with its interval: [{protocol}/claims.md]({protocol}/claims.md).', '']
+  return lines
+
+
+def write(workdirs: Sequence[str], output_dir: str) -> str:
+  """The summary of ``workdirs`` (at most one per preset): the table and the figures,
+  written to ``output_dir/summary.md`` (figures and per-protocol claims in
+  ``output_dir/<protocol>/``); returns the table."""
+  by_protocol = workdirs_by_protocol(workdirs)
+  table = markdown(by_protocol)
+  lines = [
+    '## Every claim and its verdict',
+    '',
+    'Verdicts in plain words: held (every measure shows the claim with 95% confidence), '
+    'not held (every measure shows the opposite), or cannot be told at this scale, with '
+    'why. ' + claims.RULE,
+    '',
+    table,
+    '',
+    '## Figures (mean +- std over seeds)',
+    '',
+  ]
+  os.makedirs(output_dir, exist_ok=True)
+  for protocol in claims.CLAIM_SETS:
+    lines += _figures(protocol, by_protocol.get(protocol), output_dir)
+  with open(os.path.join(output_dir, SUMMARY_FILE), 'w', encoding='utf-8') as f:
+    f.write('\n'.join(lines).rstrip() + '\n')
+  return table
