@@ -179,11 +179,15 @@ def _view_as_complex(x: jax.Array) -> jax.Array:
 
 
 def _init_moments(params, mu_dtype, amsgrad: bool) -> ScaleByPadamState:
-  def second(p):
-    shape = p.shape + (2,) if jnp.iscomplexobj(p) else p.shape
-    return jnp.zeros(shape, _second_moment_dtype(p.dtype))
+  """Zero moments shaped, typed and sharded after ``params`` (``zeros_like`` keeps sharding)."""
 
-  mu = jax.tree.map(lambda p: jnp.zeros(p.shape, _first_moment_dtype(p.dtype, mu_dtype)), params)
+  def second(p):
+    dtype = _second_moment_dtype(p.dtype)
+    if jnp.iscomplexobj(p):
+      return _view_as_real(jnp.zeros_like(p)).astype(dtype)
+    return jnp.zeros_like(p, dtype)
+
+  mu = jax.tree.map(lambda p: jnp.zeros_like(p, _first_moment_dtype(p.dtype, mu_dtype)), params)
   nu = jax.tree.map(second, params)
   nu_max = jax.tree.map(second, params) if amsgrad else None
   return ScaleByPadamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
