@@ -15,7 +15,7 @@ from padam_jax.transform import (
   scale_by_padam,
 )
 
-__version__ = '0.1.0'
+__version__ = '0.1.0'  # the one place the version is written; pyproject.toml reads it
 
 __all__ = [
   'OPTIMIZERS',

@@ -10,7 +10,7 @@ to decide whether an optimizer takes a schedule.
 """
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import optax
@@ -24,7 +24,7 @@ from padam_jax.transform import (
   scale_by_padam,
 )
 
-MaskOrFn = Optional[Any]
+MaskOrFn = Any | None
 
 
 def _weight_decay(weight_decay, mask: MaskOrFn) -> optax.GradientTransformation:
@@ -87,20 +87,79 @@ def padam(
   mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
-  """Padam (Chen & Gu, arXiv:1806.06763) exactly as the authors' PyTorch code.
+  r"""The Padam optimizer (partially adaptive momentum), as the authors' PyTorch code.
 
-  ``chain(coupled L2, scale_by_padam, -learning_rate)``: the weight decay is added
-  to the gradient before the moments, as in the reference, on every leaf that
-  ``mask`` selects (all by default). ``learning_rate`` and ``partial`` accept a
-  number or an optax schedule; all numbers work under ``optax.inject_hyperparams``.
+  Padam is AMSGrad with the second moment's square root raised to a partial power ``p``:
+  adaptive enough to train fast, close enough to SGD with momentum to generalise as it does.
+  This is ``chain(coupled L2, scale_by_padam, -learning_rate)``: the weight decay joins the
+  gradient before the moments, as in the authors' code and ``torch.optim.Adam``.
 
-  Example:
-    >>> import jax.numpy as jnp, padam_jax
-    >>> tx = padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4)
-    >>> params = {'w': jnp.ones(3)}
-    >>> updates, state = tx.update({'w': jnp.ones(3)}, tx.init(params), params)
+  Let :math:`\alpha_t` be the learning rate, :math:`\lambda` the weight decay and
+  :math:`\beta_1, \beta_2, \varepsilon, p` the arguments ``b1``, ``b2``, ``eps`` and
+  ``partial``. From :math:`m_0 = v_0 = \hat{v}_0 = 0`, step :math:`t \geq 1` with gradient
+  :math:`g_t` and parameters :math:`\theta_{t-1}` computes
 
-  See :func:`padam_jax.scale_by_padam` for the update and the options.
+  .. math::
+
+    \begin{align*}
+      d_t &\leftarrow g_t + \lambda \, \theta_{t-1} \\
+      m_t &\leftarrow \beta_1 \, m_{t-1} + (1 - \beta_1) \, d_t \\
+      v_t &\leftarrow \beta_2 \, v_{t-1} + (1 - \beta_2) \, d_t^2 \\
+      \hat{v}_t &\leftarrow \max(\hat{v}_{t-1}, v_t) \\
+      u_t &\leftarrow -\alpha_t \, \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t} \,
+        \frac{m_t}{\bigl(\sqrt{\hat{v}_t} + \varepsilon\bigr)^{2p}}
+    \end{align*}
+
+  and :math:`\theta_t = \theta_{t-1} + u_t` (:func:`optax.apply_updates`). ``p = 1/2`` gives
+  AMSGrad and ``p = 0`` SGD with (bias-corrected) momentum; the paper uses ``p = 1/8``.
+
+  Args:
+    learning_rate: A fixed step size or a schedule of the step count.
+    b1: Decay rate of the first moment, in [0, 1).
+    b2: Decay rate of the second moment, in [0, 1).
+    partial: The partial power p in [0, 1/2], a number or a schedule.
+    eps: Added to the square root inside the power.
+    weight_decay: L2 coefficient added to the gradient (``lambda * theta``), as PyTorch's
+      ``weight_decay=``; :func:`padamw` decouples it instead.
+    amsgrad: Whether to divide by the running maximum of the second moment.
+    exact_bias_correction: See :func:`padam_jax.scale_by_padam`.
+    mu_dtype: Optional dtype of the first moment; if ``None``, each parameter's own.
+    mask: Which leaves the weight decay applies to: a pytree of booleans, or a function of
+      the parameters that returns one (as :func:`optax.add_decayed_weights`); all if ``None``.
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformation`. Every numeric
+    hyperparameter works under :func:`optax.inject_hyperparams`.
+
+  Examples:
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import padam_jax
+    >>> def loss(x):
+    ...   return jnp.sum((x - 1.0) ** 2)
+    >>> solver = padam_jax.padam(learning_rate=0.1, partial=0.125)
+    >>> params = jnp.array([-2.0, 0.0, 4.0])
+    >>> state = solver.init(params)
+    >>> for step in range(1, 6):
+    ...   updates, state = solver.update(jax.grad(loss)(params), state, params)
+    ...   params = optax.apply_updates(params, updates)
+    ...   print(f'step {step}: loss {loss(params):.3f}')
+    step 1: loss 18.632
+    step 2: loss 18.161
+    step 3: loss 17.624
+    step 4: loss 17.038
+    step 5: loss 16.418
+
+  References:
+    Chen and Gu, `Closing the Generalization Gap of Adaptive Gradient Methods in Training
+    Deep Neural Networks <https://arxiv.org/abs/1806.06763>`_, 2018
+
+    Chen, Zhou, Tang, Yang, Cao and Gu, Closing the Generalization Gap of Adaptive Gradient
+    Methods in Training Deep Neural Networks, Proceedings of the 29th International Joint
+    Conference on Artificial Intelligence (IJCAI), pages 3267-3275, 2020
+
+  .. seealso:: :func:`padam_jax.scale_by_padam`, :func:`padam_jax.padamw`.
   """
   scaling = scale_by_padam(
     b1, b2, partial, eps, amsgrad, exact_bias_correction=exact_bias_correction, mu_dtype=mu_dtype
@@ -121,10 +180,61 @@ def padamw(
   mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
-  """Padam with decoupled weight decay: ``theta -= lr * (padam_dir + wd * theta)``.
+  r"""Padam with decoupled weight decay, as AdamW is Adam with decoupled weight decay.
 
-  The decay bypasses the partially adaptive scaling (as ``torch.optim.AdamW``),
-  so it acts with the same strength on every coordinate.
+  The decay bypasses the partially adaptive scaling (as in ``torch.optim.AdamW``), so that
+  it acts with the same strength on every coordinate: this is
+  ``chain(scale_by_padam, decoupled decay, -learning_rate)``. With :math:`r_t` the output of
+  :func:`padam_jax.scale_by_padam` for the raw gradient :math:`g_t` (see there),
+
+  .. math::
+
+    u_t \leftarrow -\alpha_t \bigl(r_t + \lambda \, \theta_{t-1}\bigr)
+
+  where :math:`\alpha_t` is the learning rate and :math:`\lambda` the weight decay.
+
+  Args:
+    learning_rate: A fixed step size or a schedule of the step count.
+    b1: Decay rate of the first moment, in [0, 1).
+    b2: Decay rate of the second moment, in [0, 1).
+    partial: The partial power p in [0, 1/2], a number or a schedule.
+    eps: Added to the square root inside the power.
+    weight_decay: Decoupled decay coefficient :math:`\lambda` (multiplied by the learning
+      rate, as in ``torch.optim.AdamW``).
+    amsgrad: Whether to divide by the running maximum of the second moment.
+    exact_bias_correction: See :func:`padam_jax.scale_by_padam`.
+    mu_dtype: Optional dtype of the first moment; if ``None``, each parameter's own.
+    mask: Which leaves the weight decay applies to (a pytree of booleans or a function of
+      the parameters that returns one); all if ``None``.
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformation`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import padam_jax
+    >>> params = {'w': jnp.array([1.0, 2.0]), 'b': jnp.array([1.0])}
+    >>> solver = padam_jax.padamw(
+    ...   learning_rate=0.1, weight_decay=0.5, mask={'w': True, 'b': False}
+    ... )
+    >>> zero_grads = {'w': jnp.zeros(2), 'b': jnp.zeros(1)}
+    >>> updates, _ = solver.update(zero_grads, solver.init(params), params)
+    >>> print(updates['w'], updates['b'] == 0)  # a zero gradient leaves the decay, on 'w' only
+    [-0.05 -0.1 ] [ True]
+
+  References:
+    Chen and Gu, `Closing the Generalization Gap of Adaptive Gradient Methods in Training
+    Deep Neural Networks <https://arxiv.org/abs/1806.06763>`_, 2018
+
+    Chen, Zhou, Tang, Yang, Cao and Gu, Closing the Generalization Gap of Adaptive Gradient
+    Methods in Training Deep Neural Networks, Proceedings of the 29th International Joint
+    Conference on Artificial Intelligence (IJCAI), pages 3267-3275, 2020
+
+    Loshchilov and Hutter, `Decoupled Weight Decay Regularization
+    <https://arxiv.org/abs/1711.05101>`_, 2019
+
+  .. seealso:: :func:`padam_jax.padam`.
   """
   scaling = scale_by_padam(
     b1, b2, partial, eps, amsgrad, exact_bias_correction=exact_bias_correction, mu_dtype=mu_dtype
@@ -140,7 +250,19 @@ def sgdm(
   nesterov: bool = False,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
-  """SGD with momentum as ``torch.optim.SGD``: ``buf = momentum * buf + g``."""
+  """SGD with momentum as ``torch.optim.SGD``: ``buf = momentum * buf + g``.
+
+  Args:
+    learning_rate: A fixed step size or a schedule of the step count.
+    momentum: Decay of the momentum buffer, in [0, 1).
+    weight_decay: L2 coefficient added to the gradient, as PyTorch's ``weight_decay=``.
+    nesterov: Whether to use Nesterov momentum (``torch.optim.SGD(nesterov=True)``).
+    mask: Which leaves the weight decay applies to (a pytree of booleans or a function of
+      the parameters that returns one); all if ``None``.
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformation`.
+  """
   momentum = real_hyperparameter(momentum)
   check_hyperparameter('momentum', momentum, 0.0, 1.0, high_inclusive=False)
   return _assemble(
@@ -162,7 +284,21 @@ def adam(
   mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
-  """Adam as ``torch.optim.Adam`` (coupled L2 weight decay)."""
+  """Adam as ``torch.optim.Adam`` (coupled L2 weight decay).
+
+  Args:
+    learning_rate: A fixed step size or a schedule of the step count.
+    b1: Decay rate of the first moment, in [0, 1).
+    b2: Decay rate of the second moment, in [0, 1).
+    eps: Added to the bias-corrected square root of the second moment.
+    weight_decay: L2 coefficient added to the gradient, as PyTorch's ``weight_decay=``.
+    mu_dtype: Optional dtype of the first moment; if ``None``, each parameter's own.
+    mask: Which leaves the weight decay applies to (a pytree of booleans or a function of
+      the parameters that returns one); all if ``None``.
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformation`.
+  """
   return _assemble(
     scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
     learning_rate,
@@ -182,7 +318,24 @@ def amsgrad(
   mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
-  """AMSGrad as ``torch.optim.Adam(amsgrad=True)``: maximum of the raw ``nu``."""
+  """AMSGrad as ``torch.optim.Adam(amsgrad=True)``: maximum of the raw ``nu``.
+
+  This is not :func:`optax.amsgrad`, which takes the maximum of the bias-corrected ``nu``
+  (docs/recipes.md#amsgrad-in-optax-and-in-pytorch).
+
+  Args:
+    learning_rate: A fixed step size or a schedule of the step count.
+    b1: Decay rate of the first moment, in [0, 1).
+    b2: Decay rate of the second moment, in [0, 1).
+    eps: Added to the bias-corrected square root of the second moment.
+    weight_decay: L2 coefficient added to the gradient, as PyTorch's ``weight_decay=``.
+    mu_dtype: Optional dtype of the first moment; if ``None``, each parameter's own.
+    mask: Which leaves the weight decay applies to (a pytree of booleans or a function of
+      the parameters that returns one); all if ``None``.
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformation`.
+  """
   return _assemble(
     scale_by_amsgrad_torch(b1, b2, eps, amsgrad=True, mu_dtype=mu_dtype),
     learning_rate,
@@ -202,7 +355,22 @@ def adamw(
   mu_dtype: Any | None = None,
   mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
-  """AdamW as ``torch.optim.AdamW``: ``theta -= lr * (adam_dir + wd * theta)``."""
+  """AdamW as ``torch.optim.AdamW``: ``theta -= lr * (adam_dir + wd * theta)``.
+
+  Args:
+    learning_rate: A fixed step size or a schedule of the step count.
+    b1: Decay rate of the first moment, in [0, 1).
+    b2: Decay rate of the second moment, in [0, 1).
+    eps: Added to the bias-corrected square root of the second moment.
+    weight_decay: Decoupled decay coefficient, multiplied by the learning rate (PyTorch's
+      default 0.01).
+    mu_dtype: Optional dtype of the first moment; if ``None``, each parameter's own.
+    mask: Which leaves the weight decay applies to (a pytree of booleans or a function of
+      the parameters that returns one); all if ``None``.
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformation`.
+  """
   return _assemble(
     scale_by_amsgrad_torch(b1, b2, eps, amsgrad=False, mu_dtype=mu_dtype),
     learning_rate,
@@ -223,7 +391,19 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 
 
 def get_optimizer(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
-  """Builds the optimizer registered as ``name`` (see ``OPTIMIZERS``)."""
+  """Builds the optimizer registered as ``name`` (see ``OPTIMIZERS``).
+
+  Args:
+    name: A key of ``OPTIMIZERS``: ``'padam'``, ``'padamw'``, ``'sgdm'``, ``'adam'``,
+      ``'amsgrad'`` or ``'adamw'``.
+    **hyperparameters: The factory's keyword arguments (``learning_rate=`` included).
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformation`.
+
+  Raises:
+    ValueError: ``name`` is not registered.
+  """
   try:
     factory = OPTIMIZERS[name]
   except KeyError:

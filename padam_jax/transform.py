@@ -111,6 +111,13 @@ def fractional_power(x: jax.Array, exponent: Any) -> jax.Array:
   roots ending in ``rsqrt`` for negative exponents, or a reciprocal; any other
   exponent, traced ones included, uses ``exp(exponent * log(x))`` in at least
   float32. XLA's ``pow`` is slow on CPU (measured: docs/measurements.md#fractional-power).
+
+  Args:
+    x: Positive array.
+    exponent: A number or a scalar array (traced or not).
+
+  Returns:
+    ``x ** exponent`` in ``x``'s dtype.
   """
   value = _concrete_scalar(exponent)
   if value == 0.0:
@@ -179,11 +186,15 @@ def _view_as_complex(x: jax.Array) -> jax.Array:
 
 
 def _init_moments(params, mu_dtype, amsgrad: bool) -> ScaleByPadamState:
-  def second(p):
-    shape = p.shape + (2,) if jnp.iscomplexobj(p) else p.shape
-    return jnp.zeros(shape, _second_moment_dtype(p.dtype))
+  """Zero moments shaped, typed and sharded after ``params`` (``zeros_like`` keeps sharding)."""
 
-  mu = jax.tree.map(lambda p: jnp.zeros(p.shape, _first_moment_dtype(p.dtype, mu_dtype)), params)
+  def second(p):
+    dtype = _second_moment_dtype(p.dtype)
+    if jnp.iscomplexobj(p):
+      return _view_as_real(jnp.zeros_like(p)).astype(dtype)
+    return jnp.zeros_like(p, dtype)
+
+  mu = jax.tree.map(lambda p: jnp.zeros_like(p, _first_moment_dtype(p.dtype, mu_dtype)), params)
   nu = jax.tree.map(second, params)
   nu_max = jax.tree.map(second, params) if amsgrad else None
   return ScaleByPadamState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, nu_max=nu_max)
@@ -222,7 +233,11 @@ def _moment_step(
   flat = [
     leaf(*leaves)
     for leaves in zip(
-      flat_g, treedef.flatten_up_to(state.mu), treedef.flatten_up_to(state.nu), flat_nu_max
+      flat_g,
+      treedef.flatten_up_to(state.mu),
+      treedef.flatten_up_to(state.nu),
+      flat_nu_max,
+      strict=True,
     )
   ]
   unflatten = lambda i: treedef.unflatten([f[i] for f in flat])  # noqa: E731
@@ -243,43 +258,71 @@ def scale_by_padam(
   exact_bias_correction: bool = False,
   mu_dtype: Any | None = None,
 ) -> optax.GradientTransformation:
-  r"""Rescales updates with partially adaptive momentum (Padam).
+  r"""Rescales updates by partially adaptive momentum (Padam).
 
-  Per leaf, with ``t`` the 1-based step::
+  Padam keeps the moment estimates of Adam and AMSGrad but divides the first moment by a
+  partial power ``p`` of the second moment's square root only: ``p = 1/2`` is AMSGrad and
+  ``p -> 0`` heavy-ball momentum with bias correction. In between, the paper finds, it trains
+  fast as adaptive methods do and generalises as SGD with momentum does.
 
-    mu    = b1 * mu + (1 - b1) * g
-    nu    = b2 * nu + (1 - b2) * g**2
-    nu_max = max(nu_max, nu)                      # raw nu; nu itself if not amsgrad
-    out   = c_t * mu / (sqrt(nu_max) + eps) ** (2 * partial)
-    c_t   = sqrt(1 - b2**t) / (1 - b1**t)         # the authors' code
-    c_t   = (1 - b2**t) ** partial / (1 - b1**t)  # exact_bias_correction=True
+  Let :math:`\beta_1, \beta_2, \varepsilon, p` be ``b1``, ``b2``, ``eps`` and ``partial``,
+  and :math:`g_t` the incoming update at step :math:`t \geq 1`. The state starts at
+  :math:`m_0 = v_0 = \hat{v}_0 = 0` and, per element,
 
-  The default equals the authors' PyTorch ``Padam`` (Chen & Gu, 2018,
-  arXiv:1806.06763). A complex leaf is updated as its pair of real and imaginary
-  parts (``torch.view_as_real``), each with its own ``nu``. ``partial`` -> 0 gives bias-corrected heavy-ball momentum,
-  ``partial = 1/2`` AMSGrad. Chain it with a (negative) learning rate, or use
-  :func:`padam_jax.padam`.
+  .. math::
+
+    \begin{align*}
+      m_t &\leftarrow \beta_1 \, m_{t-1} + (1 - \beta_1) \, g_t \\
+      v_t &\leftarrow \beta_2 \, v_{t-1} + (1 - \beta_2) \, g_t^2 \\
+      \hat{v}_t &\leftarrow \max(\hat{v}_{t-1}, v_t) \\
+      c_t &\leftarrow \sqrt{1 - \beta_2^t} \, / \, (1 - \beta_1^t) \\
+      u_t &\leftarrow c_t \, m_t \, / \, \bigl(\sqrt{\hat{v}_t} + \varepsilon\bigr)^{2p}
+    \end{align*}
+
+  With ``amsgrad=False``, :math:`\hat{v}_t = v_t`. The maximum is over the raw
+  :math:`v_t` and :math:`c_t` is the authors' bias correction, so that with the defaults the
+  update equals their PyTorch ``Padam``'s; ``exact_bias_correction=True`` takes
+  :math:`c_t = (1 - \beta_2^t)^p / (1 - \beta_1^t)` instead. A complex leaf is updated as the
+  pair of its real and imaginary parts (``torch.view_as_real``), each with its own
+  :math:`v_t`. Chain it with a negative learning rate, or use :func:`padam_jax.padam`.
 
   Args:
-    b1: decay of the first moment, in [0, 1).
-    b2: decay of the second moment, in [0, 1).
-    partial: the partial power p in [0, 1/2], a number or an optax schedule of
-      the step count (the student reproduction's proposed p schedule).
-    eps: added to ``sqrt(nu_max)`` *inside* the power: the denominator never
-      drops below ``eps ** (2 * partial)``.
-    amsgrad: keep the running maximum of ``nu`` (the authors' default).
-    exact_bias_correction: use ``(1 - b2**t) ** partial`` instead of the
-      reference's ``sqrt(1 - b2**t)``, which acts as a warm-up for p < 1/2.
-    mu_dtype: optional dtype of the first moment (e.g. ``jnp.bfloat16``).
+    b1: Decay rate of the first moment, in [0, 1).
+    b2: Decay rate of the second moment, in [0, 1).
+    partial: The partial power p in [0, 1/2], a number or a schedule of the step count
+      (for example one that moves from adaptive to SGD-like).
+    eps: Added to the square root inside the power, so that the denominator never falls
+      below ``eps ** (2 * partial)``.
+    amsgrad: Whether to divide by the running maximum of the second moment (the authors'
+      default) rather than by the second moment itself.
+    exact_bias_correction: Whether to correct by ``(1 - b2**t) ** partial`` instead of the
+      authors' ``sqrt(1 - b2**t)``, which acts as a warm-up when ``partial < 1/2``.
+    mu_dtype: Optional dtype of the first moment (for example ``jnp.bfloat16``); if ``None``,
+      each parameter's own dtype. The second moments are at least float32.
 
   Returns:
-    An ``optax.GradientTransformation`` with state :class:`ScaleByPadamState`.
+    The corresponding :class:`optax.GradientTransformation`, with state
+    :class:`ScaleByPadamState` sharded as the parameters.
 
-  Example:
-    >>> import optax, jax.numpy as jnp, padam_jax
-    >>> tx = optax.chain(padam_jax.scale_by_padam(partial=0.125),
-    ...                  optax.scale_by_learning_rate(0.1))
-    >>> state = tx.init({'w': jnp.ones(3)})
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import padam_jax
+    >>> tx = optax.chain(padam_jax.scale_by_padam(partial=0.125), optax.scale(-1.0))
+    >>> grads = jnp.array([0.01, 1.0, 100.0])
+    >>> updates, state = tx.update(grads, tx.init(grads))
+    >>> print(*(f'{u:.4f}' for u in updates))  # a first step grows as |g| ** (1 - 2p)
+    -0.0024 -0.0750 -2.3714
+
+  References:
+    Chen and Gu, `Closing the Generalization Gap of Adaptive Gradient Methods in Training
+    Deep Neural Networks <https://arxiv.org/abs/1806.06763>`_, 2018
+
+    Chen, Zhou, Tang, Yang, Cao and Gu, Closing the Generalization Gap of Adaptive Gradient
+    Methods in Training Deep Neural Networks, Proceedings of the 29th International Joint
+    Conference on Artificial Intelligence (IJCAI), pages 3267-3275, 2020
+
+  .. seealso:: :func:`padam_jax.padam`, :func:`padam_jax.padamw`.
   """
   b1, b2, eps, partial = map(real_hyperparameter, (b1, b2, eps, partial))
   _check_moment_hyperparameters(b1, b2, eps)
@@ -323,7 +366,20 @@ def scale_by_amsgrad_torch(
 
   ``out = (mu / (1 - b1**t)) / (sqrt(nu_max / (1 - b2**t)) + eps)`` with the
   maximum over the *raw* ``nu``, as PyTorch keeps it. ``optax.scale_by_amsgrad``
-  instead takes the maximum of the bias-corrected ``nu``, which differs.
+  instead takes the maximum of the bias-corrected ``nu``, which differs
+  (docs/recipes.md#amsgrad-in-optax-and-in-pytorch).
+
+  Args:
+    b1: Decay rate of the first moment, in [0, 1).
+    b2: Decay rate of the second moment, in [0, 1).
+    eps: Added to the bias-corrected square root of the second moment.
+    amsgrad: Whether to divide by the running maximum of the raw second moment
+      (``torch.optim.Adam(amsgrad=True)``) rather than by the second moment (Adam).
+    mu_dtype: Optional dtype of the first moment; if ``None``, each parameter's own.
+
+  Returns:
+    The corresponding :class:`optax.GradientTransformation`, with state
+    :class:`ScaleByPadamState`.
   """
   b1, b2, eps = map(real_hyperparameter, (b1, b2, eps))
   _check_moment_hyperparameters(b1, b2, eps)
