@@ -50,7 +50,7 @@ def resnet18_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
 
 def _tree(shapes, seed):
   keys = jax.random.split(jax.random.key(seed), len(shapes))
-  return [jax.random.normal(k, s, jnp.float32) * 0.05 for k, s in zip(keys, shapes)]
+  return [jax.random.normal(k, s, jnp.float32) * 0.05 for k, s in zip(keys, shapes, strict=True)]
 
 
 def jax_variant(tx: optax.GradientTransformation, shapes) -> Callable[[], None]:

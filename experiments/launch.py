@@ -6,8 +6,9 @@ gives XLA ``host_device_count()`` host devices, so that on CPU every core works 
 batch, lengthens the timeouts of their collectives (``hosts.COLLECTIVE_TIMEOUTS``), so
 that a loaded machine does not end a run, and sizes the CPU client's thread pool so that
 their collectives cannot deadlock (``hosts.host_environment``); ``XLA_FLAGS`` keeps any of
-these flags it already gives, and a ``PJRT_NPROC`` already set is kept. XLA reads ``XLA_FLAGS`` when JAX creates its CPU client, at the first JAX
-computation, so importing jax before ``run`` is fine.
+these flags it already gives, and a ``PJRT_NPROC`` already set is kept. XLA reads
+``XLA_FLAGS`` when JAX creates its CPU client, at the first JAX computation, so importing jax
+before ``run`` is fine.
 """
 
 import os

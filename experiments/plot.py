@@ -56,7 +56,7 @@ def plot_runs(
 
   labels = labels or run_labels(workdirs)
   fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(10, 4))
-  for workdir, label in zip(workdirs, labels):
+  for workdir, label in zip(workdirs, labels, strict=True):
     records = runlog.read_metrics(workdir)
     if not records:
       raise ValueError(f'no metrics in {workdir}/{runlog.METRICS_FILE}')

@@ -188,7 +188,7 @@ def profile_jax(step: train_steps.JaxStep, steps: int) -> JaxProfile:
   for run in runs.values():
     run.sort(key=lambda e: e['ts'])
     pending = None  # an unfused convolution returns at once and runs on the thread pool
-    for e, nxt in zip(run, run[1:] + [None]):
+    for e, nxt in zip(run, run[1:] + [None], strict=True):
       op = e['args']['hlo_op']
       per_op[op] += e['dur']
       if instructions.get(op, {}).get('op') == 'convolution':

@@ -10,7 +10,7 @@ to decide whether an optimizer takes a schedule.
 """
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import optax
@@ -24,7 +24,7 @@ from padam_jax.transform import (
   scale_by_padam,
 )
 
-MaskOrFn = Optional[Any]
+MaskOrFn = Any | None
 
 
 def _weight_decay(weight_decay, mask: MaskOrFn) -> optax.GradientTransformation:

@@ -222,7 +222,11 @@ def _moment_step(
   flat = [
     leaf(*leaves)
     for leaves in zip(
-      flat_g, treedef.flatten_up_to(state.mu), treedef.flatten_up_to(state.nu), flat_nu_max
+      flat_g,
+      treedef.flatten_up_to(state.mu),
+      treedef.flatten_up_to(state.nu),
+      flat_nu_max,
+      strict=True,
     )
   ]
   unflatten = lambda i: treedef.unflatten([f[i] for f in flat])  # noqa: E731
@@ -256,9 +260,9 @@ def scale_by_padam(
 
   The default equals the authors' PyTorch ``Padam`` (Chen & Gu, 2018,
   arXiv:1806.06763). A complex leaf is updated as its pair of real and imaginary
-  parts (``torch.view_as_real``), each with its own ``nu``. ``partial`` -> 0 gives bias-corrected heavy-ball momentum,
-  ``partial = 1/2`` AMSGrad. Chain it with a (negative) learning rate, or use
-  :func:`padam_jax.padam`.
+  parts (``torch.view_as_real``), each with its own ``nu``. ``partial`` -> 0 gives
+  bias-corrected heavy-ball momentum, ``partial = 1/2`` AMSGrad. Chain it with a (negative)
+  learning rate, or use :func:`padam_jax.padam`.
 
   Args:
     b1: decay of the first moment, in [0, 1).

@@ -151,8 +151,10 @@ def test_seeds_to_decide_is_the_first_number_that_decides():
   means = [np.mean(g) for g in groups]
 
   def decided(seeds):  # the same means and standard deviations, with `seeds` values each
-    scaled = [m + (np.array(g) - m) * math.sqrt((seeds - 1) / 2) for g, m in zip(groups, means)]
-    z = [np.concatenate([s] + [np.full(seeds - 3, m)]) for s, m in zip(scaled, means)]
+    scaled = [
+      m + (np.array(g) - m) * math.sqrt((seeds - 1) / 2) for g, m in zip(groups, means, strict=True)
+    ]
+    z = [np.concatenate([s] + [np.full(seeds - 3, m)]) for s, m in zip(scaled, means, strict=True)]
     return stats.verdict(stats.contrast(z, [1, -1]), 'greater') != stats.INCONCLUSIVE
 
   assert decided(n) and not decided(n - 1)

@@ -22,10 +22,10 @@ WIDTH = 0.0625
 BATCH = 8
 STEPS = 20
 FLOAT64 = mt.TOLERANCES['float64']
-# Padam at the reproduction's lr 0.1 keeps the float64 deviation near 1e-12 over 20 steps. SGDM at lr 0.1
-# amplifies any difference 1.5-2x a step (ResNet-18 at this width: 1e-12 at step 1, 1e-8 at
-# step 20), as fast as a run parts from itself when nudged (see model_trajectory): that would
-# test the dynamics, not the code. At lr 0.02 it stays near 1e-11.
+# Padam at the reproduction's lr 0.1 keeps the float64 deviation near 1e-12 over 20 steps.
+# SGDM at lr 0.1 amplifies any difference 1.5-2x a step (ResNet-18 at this width: 1e-12 at
+# step 1, 1e-8 at step 20), as fast as a run parts from itself when nudged (see
+# model_trajectory): that would test the dynamics, not the code. At lr 0.02 it stays near 1e-11.
 LEARNING_RATES = {'padam': 0.1, 'sgdm': 0.02}
 
 

@@ -136,7 +136,7 @@ def test_two_devices_match_one(tiny_dataset, tiny_config):
     state, metrics = trainer.train_epoch(trainer.init_state(), 1, progress=lambda _: None)
     outcomes.append((jax.device_get(state), metrics['train_loss']))
   np.testing.assert_allclose(outcomes[0][1], outcomes[1][1], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(outcomes[0][0]), jax.tree.leaves(outcomes[1][0])):
+  for a, b in zip(jax.tree.leaves(outcomes[0][0]), jax.tree.leaves(outcomes[1][0]), strict=True):
     assert np.abs(a - b).max() <= 1e-4 * max(np.abs(b).max(), 1e-3)
 
 

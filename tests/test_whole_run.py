@@ -165,7 +165,7 @@ def test_equivalence_rejects_a_bad_margin():
 def _write_runs(workdir, config, seeds, test_errors):
   """Synthetic complete runs: per framework and seed, two epochs of records."""
   for framework, errors in test_errors.items():
-    for seed, error in zip(seeds, errors):
+    for seed, error in zip(seeds, errors, strict=True):
       directory = whole_run.run_dir(workdir, framework, seed)
       os.makedirs(directory)
       loop.record_config(

@@ -256,7 +256,7 @@ def jax_steps(
     cast = lambda tree: jax.tree.map(lambda v: jnp.asarray(v, spec.dtype), tree)  # noqa: E731
     params, stats = cast(variables['params']), cast(variables['batch_stats'])
     opt_state = tx.init(params)
-  for x, labels in zip(batches.images, batches.labels):
+  for x, labels in zip(batches.images, batches.labels, strict=True):
     with _precision(spec.dtype):
       (loss, stats), grads = grad_fn(params, stats, x, labels)
       params, opt_state = apply(params, grads, opt_state)
@@ -292,7 +292,7 @@ def torch_steps(
   optimizer = make_optimizer(list(module.parameters()))
   eval_images = nchw(batches.eval_images)
   dtype = str(batches.images.dtype)
-  for x, labels in zip(batches.images, batches.labels):
+  for x, labels in zip(batches.images, batches.labels, strict=True):
     module.train()
     optimizer.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(
@@ -352,8 +352,10 @@ def compare_all(
   With a (float64) ``reference``, each row also holds the deviation of ``ours`` and of
   ``theirs`` from it (``jax_error``, ``torch_error``).
   """
-  reference = itertools.repeat(None) if reference is None else reference
-  for step, (a, b, r) in enumerate(zip(ours, theirs, reference), start=1):
+  pairs = zip(ours, theirs, strict=True)
+  # Without a reference, an endless None stands in for it; with one, it has a snapshot per step.
+  references = itertools.repeat(None) if reference is None else reference
+  for step, ((a, b), r) in enumerate(zip(pairs, references, strict=reference is not None), 1):
     row = compare(step, a, b)
     if r is not None:
       row = row._replace(

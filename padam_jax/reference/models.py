@@ -89,7 +89,7 @@ class ResNet(nn.Module):
     self.stem_conv = _conv3x3(3, in_ch)
     self.stem_bn = nn.BatchNorm2d(in_ch)
     self.block_names: list[str] = []
-    stages = zip(stage_features, stage_blocks, stage_strides)
+    stages = zip(stage_features, stage_blocks, stage_strides, strict=True)
     for s, (features, blocks, stride) in enumerate(stages, start=1):
       out_ch = channels(features, width)
       for b in range(1, blocks + 1):

@@ -161,10 +161,10 @@ def torch_trajectory(problem: Problem, make_optimizer, *, as_complex: bool = Fal
     k: as_param(torch.tensor(v, dtype=torch.float64)).requires_grad_(True)
     for k, v in problem.init.items()
   }
-  as_t = lambda tree: {
-    k: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    for k, v in tree.items()
-  }
+
+  def as_t(tree):
+    return {k: torch.tensor(v, dtype=torch.float64) for k, v in tree.items()}
+
   a, b = as_t(problem.a), as_t(problem.b)
   optimizer = make_optimizer(list(params.values()))
   rows = []

@@ -330,11 +330,10 @@ def comparison_table(comparisons: Sequence[Comparison]) -> str:
   ]
   for c in comparisons:
     d, test = c.measure.decimals, c.test
-    interval = lambda i: (
-      'n/a'
-      if i.low is None  # noqa: E731
-      else f'[{i.low:+.{d}f}, {i.high:+.{d}f}]'
-    )
+
+    def interval(i, d=d):
+      return 'n/a' if i.low is None else f'[{i.low:+.{d}f}, {i.high:+.{d}f}]'
+
     needed = (
       '—'
       if test.verdict != stats.UNDECIDED

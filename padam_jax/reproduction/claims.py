@@ -1,4 +1,4 @@
-"""The student reproduction's checkable claims, each judged from the runs' ``metrics.jsonl`` with an interval.
+"""The student reproduction's checkable claims, judged from runs' ``metrics.jsonl`` by an interval.
 
 A :class:`Claim` is a linear contrast of per-run quantities over curves of the
 reproduction (:class:`padam_jax.reproduction.suites.Curve`), a claimed direction or margin, and the

@@ -1,4 +1,4 @@
-"""Figures and Markdown tables of the reproduction's suites, built from runs' ``metrics.jsonl`` alone.
+"""Figures and Markdown tables of the reproduction's suites, from runs' ``metrics.jsonl`` alone.
 
 Each :class:`padam_jax.reproduction.suites.Curve` selects the runs of one sweep directory; their
 seeds give the mean and the standard deviation drawn as a shaded band. A diverged run
@@ -200,12 +200,13 @@ def table2_markdown(workdir: str) -> str:
     accuracy[:, : measured.shape[1]] = measured
     cells = [
       f'{_cell(accuracy[:, e - 1])} ({seed:.2f})'
-      for e, seed in zip(epochs, suites.REPRODUCTION_TABLE2[curve.label])
+      for e, seed in zip(epochs, suites.REPRODUCTION_TABLE2[curve.label], strict=True)
     ]
     final = _cell([run_value(r, total, 'final_accuracy') for r in runs])
     rows.append(f'| {curve.label} | ' + ' | '.join(cells) + f' | {final} | {len(runs)} |')
   header = ' | '.join(
-    f'epoch {e} (CIFAR-10: {s})' for e, s in zip(epochs, suites.REPRODUCTION_TABLE2_EPOCHS)
+    f'epoch {e} (CIFAR-10: {s})'
+    for e, s in zip(epochs, suites.REPRODUCTION_TABLE2_EPOCHS, strict=True)
   )
   first = total - last_epochs(total) + 1
   rows.append('')

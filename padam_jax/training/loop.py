@@ -410,7 +410,7 @@ class Trainer:
     indices, mask = data_lib.eval_batches(self.dataset.num_test, self.config.eval_batch_size)
     totals = None
     for calls, (rows, weights) in enumerate(
-      zip(np.asarray(indices), np.asarray(mask, np.float32)), 1
+      zip(np.asarray(indices), np.asarray(mask, np.float32), strict=True), 1
     ):
       sums = self._eval_batch(state, self.test_images, self.test_labels, rows, weights)
       totals = _accumulate(totals, sums, calls)
@@ -527,7 +527,7 @@ def _open_runs(
   guard.saved_epoch = done
   if done:
     progress(f'resumed from the checkpoint of epoch {done}')
-  for run, board in zip(runs, boards):
+  for run, board in zip(runs, boards, strict=True):
     runlog.keep_epochs_up_to(run.dir, done)
     if done < run.config.epochs:  # a finished run gets no new event file
       board.start(run.config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
@@ -629,7 +629,7 @@ def train_runs(
         break
 
       def observe(step, losses, frozen=frozen):  # runs frozen before the epoch: no curve
-        for board, loss, was_frozen in zip(boards, np.reshape(losses, -1), frozen):
+        for board, loss, was_frozen in zip(boards, np.reshape(losses, -1), frozen, strict=True):
           if not was_frozen:
             board.train_loss(step, loss)
 
@@ -645,7 +645,7 @@ def train_runs(
       records = _epoch_records(
         epoch, first_step, metrics, trainer.run_steps(state), diverged, freezes, schedules
       )
-      for run, board, record in zip(runs, boards, records):
+      for run, board, record in zip(runs, boards, records, strict=True):
         runlog.append_metrics(run.dir, record)
         board.epoch(record)
       if not freezes and diverged[0]:  # the diverged state is never saved

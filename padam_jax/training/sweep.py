@@ -99,7 +99,7 @@ def expand(base: config_lib.TrainConfig, grid: dict[str, list[Any]]) -> list[Mem
   """The resolved members of ``grid`` over ``base`` (product of the axes, in order)."""
   members = []
   for combination in itertools.product(*grid.values()):
-    values = dict(zip(grid, combination))
+    values = dict(zip(grid, combination, strict=True))
     config = config_lib.resolve(dataclasses.replace(base, **values))
     members.append(Member(member_name(values), values, config))
   return members
