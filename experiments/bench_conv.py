@@ -30,6 +30,7 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import flax.linen as nn
 import jax
@@ -73,13 +74,14 @@ SHAPES = [
   (32, 3, 64, 3, 1),
 ]
 PASSES = ('fwd', 'dx', 'dk')
+K = TypeVar('K')  # the key of a timed call
 
 
-def _median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def _median_ms(fns: dict[K, Callable[[], object]], repeats: int) -> dict[K, float]:
   """Median milliseconds of each blocking call, after one warm-up call, interleaved."""
   for fn in fns.values():
     fn()
-  times = {name: [] for name in fns}
+  times: dict[K, list[float]] = {name: [] for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
       start = time.perf_counter()
@@ -168,7 +170,7 @@ def model_convs(name: str, width: float, batch: int) -> collections.Counter:
   """The model's convolutions (``layers.Conv`` calls, traced abstractly), counted by
   shape, in the order of their first call."""
   model = models.get_model(name, num_classes=train_steps.NUM_CLASSES, width=width)
-  found = []
+  found: list[ConvShape] = []
 
   def record(next_fun, args, kwargs, context):
     module = context.module
@@ -221,7 +223,7 @@ def _jax_passes(shape: ConvShape, mesh) -> tuple[dict[str, Callable], dict[str, 
   calls, paths = {}, {}
   for name, program in programs.items():
     compiled = jax.jit(program).lower(x, w, dy).compile()
-    paths[name] = compiled_paths(compiled.as_text())
+    paths[name] = compiled_paths(compiled.as_text() or '')
     calls[name] = lambda compiled=compiled: jax.block_until_ready(compiled(x, w, dy))
   return calls, paths
 

@@ -146,7 +146,7 @@ def main(argv):
   for fn in variants.values():  # compile and warm up
     fn()
     fn()
-  times = {name: [] for name in variants}
+  times: dict[str, list[float]] = {name: [] for name in variants}
   for _ in range(_ROUNDS.value):
     for name, fn in variants.items():
       times[name].append(_time(fn, _ITERS.value))

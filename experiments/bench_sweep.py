@@ -11,6 +11,7 @@ wall times, since on CPU the K single runs also compile K programs.
 """
 
 import time
+from typing import Any
 
 import jax
 from absl import flags
@@ -26,7 +27,7 @@ _TIMED_EPOCHS = flags.DEFINE_integer('timed_epochs', 1, 'Epochs timed after the 
 _SYNTHETIC_TRAIN = flags.DEFINE_integer('synthetic_train', 1024, 'Synthetic training images.')
 
 
-def _time_epochs(trainer: loop.Trainer, epochs: int) -> tuple[float, float]:
+def _time_epochs(trainer: loop.TrainerBase[Any], epochs: int) -> tuple[float, float]:
   """(seconds to build + first epoch, seconds per later epoch)."""
   quiet = lambda _: None  # noqa: E731
   start = time.perf_counter()

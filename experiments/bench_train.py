@@ -95,7 +95,10 @@ _KIB = 1024
 def _status_kib(field: str) -> int:
   """A ``/proc/self/status`` field in KiB (VmRSS: resident now; VmHWM: peak resident)."""
   with open('/proc/self/status') as f:
-    return int(re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.M).group(1))
+    match = re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.M)
+  if match is None:
+    raise ValueError(f'/proc/self/status has no {field}')
+  return int(match.group(1))
 
 
 def _build(side: str, name: str) -> Callable[[], None]:

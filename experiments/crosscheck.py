@@ -214,7 +214,7 @@ def check_model() -> int:
     'JAX vs PyTorch'
     if spec.dtype == 'float64'
     else f'JAX float32 vs the float64 reference (PyTorch float32: '
-    f'{max(r.torch_error for r in rows):.1e})'
+    f'{max(r.torch_error for r in rows if r.torch_error is not None):.1e})'
   )
   print(
     f'\nlargest deviation {what}: {measured:.1e}, allowed {allowed:.1e}: '
@@ -233,7 +233,7 @@ def check_whole_run() -> int:
     values['partial'] = None
   base = config_lib.TrainConfig(**values)
   seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
-  final_epochs = _FINAL_EPOCHS.value or max(1, base.epochs // 4)
+  final_epochs = _FINAL_EPOCHS.value or max(1, config_lib.filled(base.epochs) // 4)
   torch.set_num_threads(_TORCH_THREADS.value)
   try:
     whole_run.run(base, seeds, _WORKDIR.value, _BATCHES.value)

@@ -36,7 +36,9 @@ def parse_hlo(text: str) -> tuple[dict[str, dict], dict[str, list[str]]]:
   computation, or None), ``ynn`` (a YNNPACK fusion) and ``attrs`` (``dim_labels``,
   ``window`` and a dot's dimension numbers, where given).
   """
-  instructions, computations, current = {}, collections.defaultdict(list), None
+  instructions: dict[str, dict] = {}
+  computations: dict[str, list[str]] = collections.defaultdict(list)
+  current = ''  # the computation being read
   for line in text.splitlines():
     if m := _COMPUTATION.match(line):
       current = m.group(1)

@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from absl import app, flags, logging
 
@@ -76,7 +76,11 @@ _TENSORBOARD = flags.DEFINE_bool(
 
 
 def workdir() -> str:
-  return _WORKDIR.value
+  """--workdir, which every launcher that calls this marks required."""
+  value = _WORKDIR.value
+  if value is None:
+    raise app.UsageError('--workdir is required')
+  return value
 
 
 def start() -> None:
@@ -99,7 +103,7 @@ def tensorboard() -> bool:
   return _TENSORBOARD.value
 
 
-def fail(error: Exception, label: str = 'error', exit_code: int = EXIT_ERROR) -> None:
+def fail(error: Exception, label: str = 'error', exit_code: int = EXIT_ERROR) -> NoReturn:
   """Ends the program with a one-line message (and the traceback under --verbosity); a bad
   configuration field is named by its flag (``--lr``)."""
   if flags.FLAGS['verbosity'].present:

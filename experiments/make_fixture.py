@@ -8,6 +8,7 @@ problem, the settings and each float64 trajectory, so the check runs without tor
 """
 
 import json
+from typing import Any
 
 import numpy as np
 from absl import app, flags
@@ -23,7 +24,7 @@ _STEPS = flags.DEFINE_integer('steps', 250, 'Optimizer steps per trajectory.')
 def main(argv):
   del argv
   problem = trajectory.make_problem(steps=_STEPS.value)
-  arrays = problem.to_arrays()
+  arrays: dict[str, Any] = problem.to_arrays()  # more arrays join it below
   for name, setting in trajectory.PADAM_SETTINGS.items():
     arrays[f'trajectory/{name}'] = trajectory.torch_trajectory(
       problem, trajectory.torch_reference_padam(setting)

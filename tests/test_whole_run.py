@@ -128,6 +128,20 @@ def test_shared_batches_give_the_same_epoch_in_both_frameworks(tiny_config, tiny
   assert torch_eval['test_error'] == pytest.approx(ours_eval['test_error'])
 
 
+def test_ours_on_torch_batches_records_each_epoch(tmp_path, tiny_config, tiny_dataset):
+  """``--batches torch``: our side, trained on PyTorch's batches, records every epoch with
+  its learning rate and p, as a run of our own loop does."""
+  config = tiny_config(epochs=1)
+  state = whole_run.train_jax_on_torch_batches(
+    config, 0, tiny_dataset, str(tmp_path), progress=lambda _: None
+  )
+  (record,) = runlog.read_metrics(whole_run.run_dir(str(tmp_path), 'jax', 0))
+  resolved = config_lib.resolve(config)
+  assert record['epoch'] == 1 and record['step'] == int(state.step) == 3
+  assert record['learning_rate'] == pytest.approx(resolved.learning_rate)
+  assert record['partial'] == pytest.approx(resolved.partial)
+
+
 @pytest.mark.parametrize(
   'jax_values, torch_values, expected',
   [

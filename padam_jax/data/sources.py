@@ -112,8 +112,8 @@ class Dataset:
   test_images: np.ndarray
   test_labels: np.ndarray
   num_classes: int
-  mean: tuple[float, float, float]
-  std: tuple[float, float, float]
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
 
   def __post_init__(self):
     for split in ('train', 'test'):
@@ -142,7 +142,7 @@ class Dataset:
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+    return tuple(self.train_images.shape[1:])
 
   def describe(self) -> str:
     """One line: name, split sizes, image shape, classes, mean and std."""

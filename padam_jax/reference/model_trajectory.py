@@ -310,8 +310,8 @@ def torch_steps(
 
 def relative_deviation(ours: Flat | np.ndarray, theirs: Flat | np.ndarray) -> float:
   """Largest ``|ours - theirs|_inf / |theirs|_inf`` over the leaves (an array is one leaf)."""
-  if isinstance(ours, np.ndarray):
-    ours, theirs = {'': ours}, {'': theirs}
+  ours = {'': ours} if isinstance(ours, np.ndarray) else ours
+  theirs = {'': theirs} if isinstance(theirs, np.ndarray) else theirs
   if ours.keys() != theirs.keys():
     raise ValueError(f'leaves differ: {sorted(ours.keys() ^ theirs.keys())}')
   worst = 0.0

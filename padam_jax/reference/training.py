@@ -122,8 +122,8 @@ class TorchRun:
       convert.flax_to_torch(initial_variables, self.model)
     make_optimizer = trajectory.optimizer_twins(
       config.optimizer,
-      learning_rate=config.learning_rate,
-      weight_decay=config.weight_decay,
+      learning_rate=config_lib.filled(config.learning_rate),
+      weight_decay=config_lib.filled(config.weight_decay),
       partial=config.partial if config.partial is not None else config_lib.DEFAULT_PARTIAL,
     )[1]
     self.optimizer = make_optimizer(list(self.model.parameters()))
@@ -132,7 +132,7 @@ class TorchRun:
     )
     self.scheduler = None
     if config.lr_schedule == 'multistep':
-      total = config.epochs * self.steps_per_epoch
+      total = config_lib.filled(config.epochs) * self.steps_per_epoch
       self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
         self.optimizer, milestones=[int(0.5 * total), int(0.75 * total)], gamma=0.1
       )
@@ -216,7 +216,7 @@ def train_torch(
   os.makedirs(workdir, exist_ok=True)
   runlog.keep_epochs_up_to(workdir, 0)
   loop.record_config(workdir, config, resuming=False)
-  for epoch in range(1, config.epochs + 1):
+  for epoch in range(1, config_lib.filled(config.epochs) + 1):
     learning_rate = run.learning_rate
     train = run.train_epoch(run.own_batches() if batches is None else batches(epoch))
     record = {

@@ -50,7 +50,7 @@ class Problem:
 
   @classmethod
   def from_arrays(cls, arrays) -> Problem:
-    fields = {field.name: {} for field in dataclasses.fields(cls)}
+    fields: dict[str, dict[str, np.ndarray]] = {f.name: {} for f in dataclasses.fields(cls)}
     for key in arrays.keys():
       if '/' in key and key.split('/')[0] in fields:
         field, leaf = key.split('/', 1)

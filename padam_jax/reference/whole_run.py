@@ -141,6 +141,7 @@ def train_jax_on_torch_batches(
     progress(f'{directory}: complete')
     return None
   trainer = loop.Trainer(config, dataset)
+  _, learning_rate, partial = config_lib.make_optimizer(config, trainer.steps_per_epoch)
   source = training.TorchRun(config, trainer.dataset)  # the twin run's seed: its batches
   state = trainer.init_state()
   state = jax.device_put(
@@ -150,7 +151,7 @@ def train_jax_on_torch_batches(
   os.makedirs(directory, exist_ok=True)
   runlog.keep_epochs_up_to(directory, 0)
   loop.record_config(directory, config, resuming=False)
-  for epoch in range(1, config.epochs + 1):
+  for epoch in range(1, config_lib.filled(config.epochs) + 1):
     first_step = int(state.step)
     totals = {'loss_sum': 0.0, 'correct': 0.0, 'count': 0.0}
     start = time.perf_counter()
@@ -168,8 +169,8 @@ def train_jax_on_torch_batches(
       'train_accuracy': totals['correct'] / totals['count'],
       'train_seconds': time.perf_counter() - start,
       **trainer.evaluate(state),
-      'learning_rate': float(trainer.learning_rate(first_step)),
-      'partial': None if trainer.partial is None else float(trainer.partial(first_step)),
+      'learning_rate': float(learning_rate(first_step)),
+      'partial': None if partial is None else float(partial(first_step)),
     }
     runlog.append_metrics(directory, record)
     progress(
@@ -239,7 +240,7 @@ def run(
 
 def read_runs(workdir: str, seeds: Sequence[int]) -> dict[str, list[list[dict[str, Any]]]]:
   """Each framework's records, one list per seed."""
-  runs = {}
+  runs: dict[str, list[list[dict[str, Any]]]] = {}
   for framework in FRAMEWORKS:
     runs[framework] = []
     for seed in seeds:
@@ -254,10 +255,10 @@ def read_runs(workdir: str, seeds: Sequence[int]) -> dict[str, list[list[dict[st
 
 
 def _mean_std(values: Sequence[float], decimals: int) -> str:
-  values = np.asarray(values, np.float64)
-  if len(values) < 2:
-    return f'{np.nanmean(values):.{decimals}f}'
-  return f'{np.nanmean(values):.{decimals}f} ± {np.nanstd(values, ddof=1):.{decimals}f}'
+  array = np.asarray(values, np.float64)
+  if len(array) < 2:
+    return f'{np.nanmean(array):.{decimals}f}'
+  return f'{np.nanmean(array):.{decimals}f} ± {np.nanstd(array, ddof=1):.{decimals}f}'
 
 
 def epoch_table(runs: dict[str, list[list[dict[str, Any]]]]) -> str:

@@ -13,7 +13,7 @@ import math
 import os
 import textwrap
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -177,7 +177,7 @@ def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
   return output
 
 
-def _cell(values: Sequence[float]) -> str:
+def _cell(values: Iterable[float]) -> str:
   values = [v for v in values if not math.isnan(v)]
   if not values:
     return 'diverged'

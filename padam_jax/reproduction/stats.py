@@ -173,7 +173,7 @@ class Equivalence:
 
 def equivalence_verdict(inner: Interval, outer: Interval, margin: float) -> str:
   """The rule of this module's docstring for a margin ``m > 0``."""
-  if inner.low is None or outer.low is None:
+  if inner.low is None or inner.high is None or outer.low is None or outer.high is None:
     return UNDECIDED
   if -margin < inner.low and inner.high < margin:
     return EQUIVALENT

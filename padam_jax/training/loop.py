@@ -14,6 +14,7 @@ records, summaries and checkpoints.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import functools
@@ -21,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import flax
 import jax
@@ -161,7 +162,10 @@ def eval_sums(
   if mesh is not None:
     images = sharding.constrain_batch(images, mesh)
   x = data_lib.normalize(images, mean, std, dtype=compute_dtype)
-  logits = model.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
+  # Without ``mutable``, ``apply`` returns the model's output alone.
+  logits = cast(
+    jax.Array, model.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
+  )
   return _sums(logits, labels, weights)
 
 
@@ -202,8 +206,13 @@ def derive_key(seed: int, purpose: str, *indices: int) -> jax.Array:
   return key
 
 
-class Trainer:
-  """Owns the compiled programs and the on-device data of one configuration."""
+StateT = TypeVar('StateT')
+
+
+class TrainerBase(abc.ABC, Generic[StateT]):
+  """Owns the compiled programs and the on-device data of one configuration; a subclass
+  says what its state trains (``Trainer``: one run; ``sweep.SweepTrainer``: K side by side).
+  ``train_runs`` calls only the hooks defined here."""
 
   def __init__(
     self,
@@ -244,11 +253,13 @@ class Trainer:
     put = lambda x: jax.device_put(x, replicated)  # noqa: E731
     self.train_images, self.train_labels = put(dataset.train_images), put(dataset.train_labels)
     self.test_images, self.test_labels = put(dataset.test_images), put(dataset.test_labels)
-    common = dict(
+    common: dict[str, Any] = dict(
       model=self.model, mean=dataset.mean, std=dataset.std, compute_dtype=dtype, mesh=self.mesh
     )
+    # Callables of the per-batch arguments (a sweep's step also takes each member's tx).
+    self._step: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
     self._step = functools.partial(train_step, tx=self.tx, **common)
-    self._eval = functools.partial(eval_sums, **common)
+    self._eval: Callable[..., dict[str, jax.Array]] = functools.partial(eval_sums, **common)
     if steps_per_call is None:
       steps_per_call = 1 if jax.default_backend() == 'cpu' else PROGRESS_EVERY
     self.steps_per_call = steps_per_call
@@ -259,19 +270,47 @@ class Trainer:
       functools.partial(data_lib.augment, mean=dataset.mean, std=dataset.std, dtype=dtype)
     )
 
-  # --- compiled programs ------------------------------------------------------
+  # --- what the state trains: the hooks of ``train_runs`` and the compiled programs ---
 
-  def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
+  # False: a run whose loss diverges ends training (``faults.DivergedError``). True (a
+  # sweep's trainer): ``freeze(state, diverged)`` freezes it while the other runs go on.
+  freezes_diverged = False
+
+  @abc.abstractmethod
+  def init_state(self) -> StateT:
+    """The initial state of every run."""
+
+  @abc.abstractmethod
+  def describe(self, state: StateT) -> str:
+    """The model and optimizer, for the first progress line."""
+
+  @abc.abstractmethod
+  def run_steps(self, state: StateT) -> list[int]:
+    """Each run's global step."""
+
+  @abc.abstractmethod
+  def frozen(self, state: StateT) -> list[bool]:
+    """Which runs have diverged and stopped changing."""
+
+  @abc.abstractmethod
+  def freeze(self, state: StateT, diverged: np.ndarray) -> StateT:
+    """``state`` with the runs marked in ``diverged`` (bool per run) frozen too."""
+
+  @abc.abstractmethod
+  def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
+    """``(indices[steps, ..., B], mask[steps, B], augmentation key(s))`` of an epoch."""
+
+  @abc.abstractmethod
+  def _batch_step(self, state: StateT, epoch_key, images, labels, indices, step_in_epoch):
     """Gathers one batch on the device and trains on it (key from epoch and step)."""
-    rng = jax.random.fold_in(epoch_key, step_in_epoch)
-    return self._step(state, rng, images[indices], labels[indices])
+
+  @abc.abstractmethod
+  def _eval_state(self, state: StateT, images, labels, weights):
+    """The summed metrics of one evaluation batch, per run."""
 
   def _eval_rows(self, state, images, labels, rows, weights):
     """Gathers one evaluation batch on the device and sums its metrics."""
     return self._eval_state(state, images[rows], labels[rows], weights)
-
-  def _eval_state(self, state, images, labels, weights):
-    return self._eval(state.params, state.batch_stats, images, labels, weights)
 
   def _train_chunk_impl(self, state, epoch_key, images, labels, batch_indices, steps):
     """``lax.scan`` of train steps over rows of ``batch_indices``; sums the metrics."""
@@ -293,53 +332,10 @@ class Trainer:
     """The same as ``_train_chunk_impl`` for one row, without a loop."""
     return self._batch_step(state, epoch_key, images, labels, batch_indices[0], steps[0])
 
-  # --- the runs this trainer trains, as ``train_runs`` sees them (one run here) ----
-
-  # False: a run whose loss diverges ends training (``faults.DivergedError``). True (a
-  # sweep's trainer): its state can be frozen by ``freeze(state, diverged)`` while the
-  # other runs go on.
-  freezes_diverged = False
-
-  def run_steps(self, state: TrainState) -> list[int]:
-    """Each run's global step."""
-    return [int(state.step)]
-
-  def frozen(self, state: TrainState) -> list[bool]:
-    """Which runs have diverged and stopped changing (one run is never frozen)."""
-    del state
-    return [False]
-
   # --- host-side loop -----------------------------------------------------------
-
-  def init_state(self) -> TrainState:
-    return init_train_state(
-      self.model,
-      self.tx,
-      self._key('init'),
-      self.dataset.image_shape,
-      out_sharding=sharding.replicated(self.mesh),
-    )
-
-  def describe(self, state: TrainState) -> str:
-    """The model and optimizer, for the first progress line."""
-    config = self.config
-    return (
-      f'{config.model} width {config.width}: '
-      f'{models.count_params(state.params):,} parameters; {config.optimizer}'
-    )
 
   def _key(self, purpose: str, *indices: int) -> jax.Array:
     return derive_key(self.config.seed, purpose, *indices)
-
-  def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
-    """``(indices[steps, B], mask[steps, B], augmentation key)`` of an epoch."""
-    indices, mask = data_lib.epoch_batches(
-      self._key('shuffle', epoch),
-      self.dataset.num_train,
-      self.config.batch_size,
-      drop_remainder=self.config.drop_remainder,
-    )
-    return np.asarray(indices), np.asarray(mask), self._key('augment', epoch)
 
   def _epoch_rows(
     self, indices: np.ndarray, mask: np.ndarray
@@ -351,27 +347,18 @@ class Trainer:
       return indices[:full], None
     return indices[:full], indices[full][..., mask[full].astype(bool)]
 
-  def epoch_inputs(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(x, labels)`` of each step of ``epoch``: the augmented, normalised model inputs
-    (NHWC) and labels that ``train_epoch`` trains on, for another framework to train on."""
-    indices, mask, epoch_key = self._epoch_plan(epoch)
-    full_rows, partial_rows = self._epoch_rows(indices, mask)
-    rows = [*full_rows, *([] if partial_rows is None else [partial_rows])]
-    for step, batch in enumerate(rows):
-      x = self._augment(jax.random.fold_in(epoch_key, step), self.train_images[batch])
-      yield np.asarray(x), np.asarray(self.train_labels[batch])
-
   def train_epoch(
     self,
-    state: TrainState,
+    state: StateT,
     epoch: int,
     progress: Callable[[str], None] = logger.info,
     observe: Callable[[int, np.ndarray], None] | None = None,
-  ) -> tuple[TrainState, dict[str, float]]:
+  ) -> tuple[StateT, dict[str, Any]]:
     """One pass over the training set (``epoch`` is 1-based); returns mean metrics.
 
     At each progress report, ``observe(step, loss)`` (if given) gets the global step and
-    the epoch's mean train loss so far (one value per run: a scalar for one run).
+    the epoch's mean train loss so far (one value per run: a scalar for one run). The
+    metrics are floats for one run, lists of one per run for several.
     """
     indices, mask, epoch_key = self._epoch_plan(epoch)
     full_rows, partial_rows = self._epoch_rows(indices, mask)
@@ -405,8 +392,9 @@ class Trainer:
       'train_seconds': time.perf_counter() - start,
     }
 
-  def evaluate(self, state: TrainState) -> dict[str, float]:
-    """Loss and top-1 error on the test set, in batches of ``eval_batch_size``."""
+  def evaluate(self, state: StateT) -> dict[str, Any]:
+    """Loss and top-1 error on the test set, in batches of ``eval_batch_size`` (floats for
+    one run, lists of one per run for several)."""
     indices, mask = data_lib.eval_batches(self.dataset.num_test, self.config.eval_batch_size)
     totals = None
     for calls, (rows, weights) in enumerate(
@@ -419,6 +407,63 @@ class Trainer:
       'test_loss': (sums['loss_sum'] / sums['count']).tolist(),
       'test_error': (1.0 - sums['correct'] / sums['count']).tolist(),
     }
+
+
+class Trainer(TrainerBase[TrainState]):
+  """Trains one run."""
+
+  def init_state(self) -> TrainState:
+    return init_train_state(
+      self.model,
+      self.tx,
+      self._key('init'),
+      self.dataset.image_shape,
+      out_sharding=sharding.replicated(self.mesh),
+    )
+
+  def describe(self, state: TrainState) -> str:
+    config = self.config
+    return (
+      f'{config.model} width {config.width}: '
+      f'{models.count_params(state.params):,} parameters; {config.optimizer}'
+    )
+
+  def run_steps(self, state: TrainState) -> list[int]:
+    return [int(state.step)]
+
+  def frozen(self, state: TrainState) -> list[bool]:
+    del state
+    return [False]  # a diverged run stops training instead
+
+  def freeze(self, state: TrainState, diverged: np.ndarray) -> TrainState:
+    del diverged
+    return state  # a diverged run stops training instead
+
+  def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
+    indices, mask = data_lib.epoch_batches(
+      self._key('shuffle', epoch),
+      self.dataset.num_train,
+      self.config.batch_size,
+      drop_remainder=self.config.drop_remainder,
+    )
+    return np.asarray(indices), np.asarray(mask), self._key('augment', epoch)
+
+  def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
+    rng = jax.random.fold_in(epoch_key, step_in_epoch)
+    return self._step(state, rng, images[indices], labels[indices])
+
+  def _eval_state(self, state, images, labels, weights):
+    return self._eval(state.params, state.batch_stats, images, labels, weights)
+
+  def epoch_inputs(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(x, labels)`` of each step of ``epoch``: the augmented, normalised model inputs
+    (NHWC) and labels that ``train_epoch`` trains on, for another framework to train on."""
+    indices, mask, epoch_key = self._epoch_plan(epoch)
+    full_rows, partial_rows = self._epoch_rows(indices, mask)
+    rows = [*full_rows, *([] if partial_rows is None else [partial_rows])]
+    for step, batch in enumerate(rows):
+      x = self._augment(jax.random.fold_in(epoch_key, step), self.train_images[batch])
+      yield np.asarray(x), np.asarray(self.train_labels[batch])
 
 
 def load_config_dataset(config: config_lib.TrainConfig) -> data_lib.Dataset:
@@ -495,7 +540,7 @@ METRIC_KEYS = ('train_loss', 'train_accuracy', 'test_loss', 'test_error')
 
 
 def _open_runs(
-  trainer: Trainer,
+  trainer: TrainerBase[Any],
   workdir: str,
   runs: Sequence[Run],
   boards: Sequence[summaries.RunSummaries],
@@ -529,7 +574,7 @@ def _open_runs(
     progress(f'resumed from the checkpoint of epoch {done}')
   for run, board in zip(runs, boards, strict=True):
     runlog.keep_epochs_up_to(run.dir, done)
-    if done < run.config.epochs:  # a finished run gets no new event file
+    if done < config_lib.filled(run.config.epochs):  # a finished run gets no new event file
       board.start(run.config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
   return checkpointer, done, state
 
@@ -594,7 +639,7 @@ def _epoch_records(
 
 
 def train_runs(
-  trainer: Trainer,
+  trainer: TrainerBase[Any],
   workdir: str,
   runs: Sequence[Run],
   progress: Callable[[str], None],
@@ -611,7 +656,7 @@ def train_runs(
   every run has diverged. A failed write raises ``faults.StorageError``.
   """
   freezes = trainer.freezes_diverged
-  epochs = trainer.config.epochs
+  epochs = config_lib.filled(trainer.config.epochs)
   schedules = [config_lib.make_optimizer(run.config, trainer.steps_per_epoch)[1:] for run in runs]
   with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
     boards = [stack.enter_context(summaries.RunSummaries(run.dir, tensorboard)) for run in runs]
@@ -621,7 +666,7 @@ def train_runs(
         _refuse_diverged(run.dir)
     checkpointer, done, state = _open_runs(trainer, workdir, runs, boards, guard, progress)
     # Each run's train loss of epoch 1, which sets its divergence limit.
-    firsts = [first_train_loss(run.dir) for run in runs] if done else None
+    firsts: Any = [first_train_loss(run.dir) for run in runs] if done else None
     for epoch in range(done + 1, epochs + 1):
       frozen = trainer.frozen(state)
       if all(frozen):
@@ -639,8 +684,7 @@ def train_runs(
       limit = faults.loss_limit(firsts, trainer.dataset.num_classes)
       newly = np.reshape(faults.is_diverged(metrics['train_loss'], metrics['test_loss'], limit), -1)
       firsts = metrics['train_loss'] if firsts is None else firsts
-      if freezes:
-        state = trainer.freeze(state, newly)
+      state = trainer.freeze(state, newly)
       diverged = np.asarray(trainer.frozen(state)) | newly
       records = _epoch_records(
         epoch, first_step, metrics, trainer.run_steps(state), diverged, freezes, schedules

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import flax
 import jax
@@ -113,8 +113,8 @@ class SweepState(flax.struct.PyTreeNode):
   diverged: jax.Array  # bool[K]
 
 
-class SweepTrainer(loop.Trainer):
-  """A :class:`loop.Trainer` whose state is K members trained by one vmapped step."""
+class SweepTrainer(loop.TrainerBase[SweepState]):
+  """A trainer whose state is K members trained by one vmapped step."""
 
   def __init__(
     self,
@@ -148,7 +148,8 @@ class SweepTrainer(loop.Trainer):
 
   def _member_tx(self, hyper: dict[str, jax.Array]):
     """The optimizer of one member, its varying hyperparameters traced."""
-    config = dataclasses.replace(self.config, **hyper)
+    # Traced values stand in for the config's numbers: the optimizer factories take either.
+    config = dataclasses.replace(self.config, **cast(dict[str, Any], hyper))
     return config_lib.make_optimizer(config, self.steps_per_epoch)[0]
 
   def init_state(self) -> SweepState:
@@ -174,9 +175,6 @@ class SweepTrainer(loop.Trainer):
       f'{len(self.members)} runs in one program'
     )
 
-  def epoch_inputs(self, epoch: int):
-    raise ValueError('epoch_inputs is defined for a single run, not a sweep')
-
   def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
     """Per-member index batches ``[steps, K, B]``, the shared mask, K augmentation keys."""
     plans = {}
@@ -188,9 +186,9 @@ class SweepTrainer(loop.Trainer):
         drop_remainder=self.config.drop_remainder,
       )
       plans[seed] = np.asarray(indices), np.asarray(mask)
-    indices = np.stack([plans[s][0] for s in self._seeds.tolist()], axis=1)
+    stacked = np.stack([plans[s][0] for s in self._seeds.tolist()], axis=1)
     keys = jax.vmap(lambda seed: loop.derive_key(seed, 'augment', epoch))(self._seeds)
-    return indices, plans[int(self._seeds[0])][1], keys
+    return stacked, plans[int(self._seeds[0])][1], keys
 
   def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
     def one(member, diverged, hyper, key, rows):
@@ -275,7 +273,9 @@ def read_sweep(workdir: str) -> dict[str, Any]:
 def is_complete(run_dir: str, config: config_lib.TrainConfig) -> bool:
   """Whether ``run_dir`` holds every epoch of ``config`` (or ended diverged)."""
   records = runlog.read_metrics(run_dir)
-  return bool(records) and (len(records) >= config.epochs or bool(records[-1].get('diverged')))
+  return bool(records) and (
+    len(records) >= config_lib.filled(config.epochs) or bool(records[-1].get('diverged'))
+  )
 
 
 def choose_mode(mode: str, num_members: int) -> str:
