@@ -164,7 +164,7 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
 def assert_tensorboard_matches(workdir: str, records: list) -> None:
   """The run's TensorBoard summaries hold its epoch records, config and progress losses.
 
-  With fewer than ``loop.PROGRESS_EVERY`` steps per epoch, the one progress report of an
+  With fewer than ``trainer.PROGRESS_EVERY`` steps per epoch, the one progress report of an
   epoch is at its last step and its loss is the epoch's train loss.
   """
   scalars, others = read_tensorboard(workdir)  # skips without tensorboardX

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from padam_jax.reproduction import claims, report, stats, suites
+from padam_jax import stats
+from padam_jax.reproduction import claims, report, suites
 
 EPOCHS = 12  # the last 2 epochs count as the final accuracy
 SEEDS = 4

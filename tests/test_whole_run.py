@@ -1,5 +1,5 @@
 """Whole runs JAX vs PyTorch: the PyTorch pipeline's pieces, the shared-batch control, the
-equivalence test and the command's report (``padam_jax.reference.whole_run``)."""
+equivalence test and the command's report (``padam_jax.validation.whole_run``)."""
 
 import dataclasses
 import os
@@ -13,11 +13,12 @@ import torch
 from conftest import subprocess_env
 from scipy import stats as scipy_stats
 
-from padam_jax import data
-from padam_jax.reference import model_trajectory, training, whole_run
-from padam_jax.reproduction import stats
+from padam_jax import data, stats
+from padam_jax.reference import training
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, runlog
+from padam_jax.training import trainer as trainer_lib
+from padam_jax.validation import model_trajectory, whole_run
 
 _PADDING = 4
 _DRAWS = 2000
@@ -109,7 +110,7 @@ def test_shared_batches_give_the_same_epoch_in_both_frameworks(tiny_config, tiny
   partial one of 6) matches ours: losses, BatchNorm statistics after the partial batch,
   and the evaluation over the whole test set."""
   config = config_lib.resolve(tiny_config(epochs=1))
-  trainer = loop.Trainer(config, tiny_dataset)
+  trainer = trainer_lib.Trainer(config, tiny_dataset)
   state = trainer.init_state()
   template = jax.tree.map(np.asarray, {'params': state.params, 'batch_stats': state.batch_stats})
   run = training.TorchRun(config, tiny_dataset, initial_variables=template)

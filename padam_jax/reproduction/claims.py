@@ -2,7 +2,7 @@
 
 A :class:`Claim` is a linear contrast of per-run quantities over curves of the
 reproduction (:class:`padam_jax.reproduction.suites.Curve`), a claimed direction or margin, and the
-rule of :mod:`padam_jax.reproduction.stats`. Two quantities are measured per run:
+rule of :mod:`padam_jax.stats`. Two quantities are measured per run:
 
 * ``final_accuracy``: test accuracy (%) averaged over the last sixth of the configured
   epochs (at least one): under a constant learning rate a single epoch's accuracy swings
@@ -20,7 +20,8 @@ import os
 
 import numpy as np
 
-from padam_jax.reproduction import report, stats, suites
+from padam_jax import stats
+from padam_jax.reproduction import report, suites
 
 MEASURES = {  # what is measured, and over which epochs
   'final_accuracy': ('test accuracy (%)', 'mean of epochs {first}-{epochs}'),

@@ -18,7 +18,7 @@ difference, which leaves the model and optimizer numerics.
 
 ``compare`` reduces each run to the mean of its last ``final_epochs`` epochs and
 tests, per measure, whether JAX minus PyTorch lies within a margin
-(``padam_jax.reproduction.stats.equivalence``: equivalent / different / undecided, and
+(``padam_jax.stats.equivalence``: equivalent / different / undecided, and
 the seeds an undecided test would need).
 """
 
@@ -36,9 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from padam_jax import data as data_lib
-from padam_jax.reproduction import stats
+from padam_jax import stats
 from padam_jax.training import config as config_lib
 from padam_jax.training import faults, loop, runlog, sharding, sweep
+from padam_jax.training import trainer as trainer_lib
+from padam_jax.training.steps import TrainState, update_step
 
 BATCHES = ('own', 'jax', 'torch')
 FRAMEWORKS = ('jax', 'torch')
@@ -76,7 +78,7 @@ def _seed_config(base: config_lib.TrainConfig, seed: int) -> config_lib.TrainCon
   return config_lib.resolve(dataclasses.replace(base, seed=seed))
 
 
-def _variables(state: loop.TrainState) -> dict[str, Any]:
+def _variables(state: TrainState) -> dict[str, Any]:
   return jax.tree.map(np.asarray, {'params': state.params, 'batch_stats': state.batch_stats})
 
 
@@ -117,7 +119,7 @@ def train_torch_side(
     return None
   feed, initial = None, None
   if batches == 'jax':
-    trainer = loop.Trainer(config, dataset)
+    trainer = trainer_lib.Trainer(config, dataset)
     initial = _variables(trainer.init_state())
     feed = lambda epoch: torch_inputs(trainer.epoch_inputs(epoch))  # noqa: E731
   return training.train_torch(config, dataset, directory, feed, initial, progress)
@@ -129,7 +131,7 @@ def train_jax_on_torch_batches(
   dataset: data_lib.Dataset,
   workdir: str,
   progress: Callable[[str], None],
-) -> loop.TrainState | None:
+) -> TrainState | None:
   """One seed of our side trained on PyTorch's batches from PyTorch's initial weights
   (those of the PyTorch run of the same seed); returns the final state (``None`` when
   its directory already held the run)."""
@@ -140,14 +142,14 @@ def train_jax_on_torch_batches(
   if _is_done(directory, config, progress):
     progress(f'{directory}: complete')
     return None
-  trainer = loop.Trainer(config, dataset)
+  trainer = trainer_lib.Trainer(config, dataset)
   _, learning_rate, partial = config_lib.make_optimizer(config, trainer.steps_per_epoch)
   source = training.TorchRun(config, trainer.dataset)  # the twin run's seed: its batches
   state = trainer.init_state()
   state = jax.device_put(
     state.replace(**source.variables(_variables(state))), sharding.replicated(trainer.mesh)
   )
-  step = jax.jit(functools.partial(loop.update_step, model=trainer.model, tx=trainer.tx))
+  step = jax.jit(functools.partial(update_step, model=trainer.model, tx=trainer.tx))
   os.makedirs(directory, exist_ok=True)
   runlog.keep_epochs_up_to(directory, 0)
   loop.record_config(directory, config, resuming=False)
@@ -215,7 +217,7 @@ def run(
   config = _seed_config(base, seeds[0])  # validates before any work
   training.check_supported(config)
   if dataset is None:
-    dataset = loop.load_config_dataset(config)
+    dataset = trainer_lib.load_config_dataset(config)
   record_batches(workdir, batches)
   for seed in seeds:  # seed by seed, so that the seeds finished so far can be compared
     directory = run_dir(workdir, 'jax', seed)

@@ -1,6 +1,6 @@
 """Optimizer-update throughput: padam vs optax.amsgrad, and the PyTorch references.
 
-    python -m experiments.bench_optimizer [--rounds 7 --iters 10]
+    python -m benchmarks.bench_optimizer [--rounds 7 --iters 10]
 
 One jitted update with donated parameters and state (``params, state <- step(...)``)
 on a tree shaped like CIFAR ResNet-18 (62 float32 leaves, 11,173,962 values).

@@ -1,6 +1,6 @@
 """Reading the optimized HLO text of a compiled JAX program (``compiled.as_text()``).
 
-Shared by ``experiments.profile_step`` and ``experiments.bench_conv``. Besides the
+Shared by ``benchmarks.profile_step`` and ``benchmarks.bench_conv``. Besides the
 instructions themselves it tells how XLA:CPU runs a convolution: as a YNNPACK fusion (a
 ``kCustom`` fusion whose backend config says ``__ynn_fusion``), as an Eigen
 ``convolution`` instruction (a ConvolutionThunk) where YNNPACK does not take it, or, for

@@ -1,9 +1,9 @@
 """Where one training step spends its time, by kind of operation: JAX (XLA:CPU) vs PyTorch eager.
 
-    python -m experiments.profile_step --model wrn16_4 --width 0.25 [--batch_size 128
+    python -m benchmarks.profile_step --model wrn16_4 --width 0.25 [--batch_size 128
                                        --steps 8 --top 0 --noconvs --out docs/cpu_profile.md]
 
-The steps are those of ``experiments.bench_train`` (``experiments.train_steps``).
+The steps are those of ``benchmarks.bench_train`` (``benchmarks.train_steps``).
 
 JAX: ``jax.profiler.trace`` around whole ``Trainer`` epochs; XLA:CPU records one event per
 executed HLO instruction (thunk) and device. Within one execution on one device, an
@@ -47,7 +47,8 @@ import time
 import jax
 from absl import flags
 
-from experiments import hlo_text, launch, train_steps
+from benchmarks import hlo_text, train_steps
+from experiments import launch
 
 _MODEL = flags.DEFINE_string('model', 'wrn16_4', 'Architecture to profile.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Channel-width multiplier.')

@@ -27,7 +27,7 @@ docs/measurements.md#crosscheck-tolerances):
   steps when no ReLU switches, and the factor covers the luck of which run switches first.
 
 Our step is written here from the model and optimizer pieces rather than taken from
-``padam_jax.training.loop.train_step``, which augments inside the step and computes the loss in
+``padam_jax.training.steps.train_step``, which augments inside the step and computes the loss in
 float32 whatever the compute dtype (float64 would then agree only to float32 round-off);
 ``tests/test_model_crosscheck.py`` checks that in float32 the two steps agree.
 torch is imported only by the functions that run it.
@@ -50,8 +50,8 @@ import optax
 
 from padam_jax import data as data_lib
 from padam_jax import models
-from padam_jax.reference import trajectory
 from padam_jax.training import config as config_lib
+from padam_jax.validation import trajectory
 
 if TYPE_CHECKING:
   import torch

@@ -1,7 +1,7 @@
 """One convolution at a time: XLA's lowerings vs PyTorch.
 
-    python -m experiments.bench_conv [--batch_size 128 --repeats 5]
-    python -m experiments.bench_conv --mode step_shapes --model wrn16_4 --width 0.25
+    python -m benchmarks.bench_conv [--batch_size 128 --repeats 5]
+    python -m benchmarks.bench_conv --mode step_shapes --model wrn16_4 --width 0.25
                                      [--batch_size 128 --devices 4 --repeats 5]
 
 ``--mode lowerings`` (the default): for the convolution shapes of our models (map size,
@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from experiments import hlo_text, launch, train_steps
+from benchmarks import hlo_text, train_steps
+from experiments import launch
 from padam_jax import models
 from padam_jax.models import conv_lowering, layers
 from padam_jax.training import sharding
