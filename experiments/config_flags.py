@@ -12,7 +12,7 @@ prints the table of the flags (docs/training.md holds it; a test checks it is cu
 """
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from absl import flags
@@ -21,7 +21,7 @@ from padam_jax.training import config as config_lib
 
 # field -> its flag, for every field whose flag this program defined.
 _DEFINED: dict[str, flags.FlagHolder] = {}
-_DEFINE = {
+_DEFINE: dict[type, Callable[..., Any]] = {
   bool: flags.DEFINE_bool,
   int: flags.DEFINE_integer,
   float: flags.DEFINE_float,

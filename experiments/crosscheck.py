@@ -12,7 +12,7 @@ Padam, both live and against the committed fixture; then each oracle written by 
 
 With ``--model``: ``--steps`` training steps of the model in JAX and of its PyTorch twin
 from the same initial weights on the same augmented batches of scikit-learn's digits
-(``padam_jax.reference.model_trajectory``); prints a Markdown row per step (both losses,
+(``padam_jax.validation.model_trajectory``); prints a Markdown row per step (both losses,
 the largest relative deviation of the parameters, of the BatchNorm running statistics
 and of the eval-mode logits of a fixed test batch) and exits with status 1 when the run
 fails its dtype's tolerance: float64, every deviation at most 1e-8 (``--tolerance``);
@@ -20,7 +20,7 @@ float32, where the twin also trains in float64, our float32 run no further from 
 float64 run than 10x PyTorch's float32 run, or 1e-4 (``--tolerance``).
 
 With ``--whole_run``: whole training runs of ``--seeds`` seeds in JAX and in PyTorch
-(``padam_jax.reference.whole_run``; the PyTorch side: ``padam_jax.reference.training``)::
+(``padam_jax.validation.whole_run``; the PyTorch side: ``padam_jax.reference.training``)::
 
     python -m experiments.crosscheck --whole_run --model wrn16_4 --width 0.125 \\
         --optimizer padam --weight_decay 5e-4 --batch_size 128 --epochs 6 \\
@@ -46,8 +46,9 @@ from absl import app, flags
 
 from experiments import config_flags
 from padam_jax import data
-from padam_jax.reference import model_trajectory, trajectory, whole_run
+from padam_jax.reference import twins
 from padam_jax.training import config as config_lib
+from padam_jax.validation import model_trajectory, trajectory, whole_run
 
 _FIXTURE = flags.DEFINE_string(
   'fixture', 'tests/fixtures/padam_reference.npz', 'Committed trajectories.'
@@ -163,7 +164,7 @@ def check_optimizers() -> None:
   print('| comparison | max relative deviation |\n|---|---|')
   for name, setting in settings.items():
     ours = trajectory.jax_trajectory(problem, trajectory.padam_jax_optimizer(setting))
-    live = trajectory.torch_trajectory(problem, trajectory.torch_reference_padam(setting))
+    live = trajectory.torch_trajectory(problem, twins.torch_reference_padam(setting))
     stored = fixture[f'trajectory/{name}']
     print(
       f'| padam {name} vs reference Padam (live) | '
@@ -214,7 +215,7 @@ def check_model() -> int:
     'JAX vs PyTorch'
     if spec.dtype == 'float64'
     else f'JAX float32 vs the float64 reference (PyTorch float32: '
-    f'{max(r.torch_error for r in rows):.1e})'
+    f'{max(r.torch_error for r in rows if r.torch_error is not None):.1e})'
   )
   print(
     f'\nlargest deviation {what}: {measured:.1e}, allowed {allowed:.1e}: '
@@ -233,7 +234,7 @@ def check_whole_run() -> int:
     values['partial'] = None
   base = config_lib.TrainConfig(**values)
   seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
-  final_epochs = _FINAL_EPOCHS.value or max(1, base.epochs // 4)
+  final_epochs = _FINAL_EPOCHS.value or max(1, config_lib.filled(base.epochs) // 4)
   torch.set_num_threads(_TORCH_THREADS.value)
   try:
     whole_run.run(base, seeds, _WORKDIR.value, _BATCHES.value)

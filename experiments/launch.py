@@ -6,15 +6,16 @@ gives XLA ``host_device_count()`` host devices, so that on CPU every core works 
 batch, lengthens the timeouts of their collectives (``hosts.COLLECTIVE_TIMEOUTS``), so
 that a loaded machine does not end a run, and sizes the CPU client's thread pool so that
 their collectives cannot deadlock (``hosts.host_environment``); ``XLA_FLAGS`` keeps any of
-these flags it already gives, and a ``PJRT_NPROC`` already set is kept. XLA reads ``XLA_FLAGS`` when JAX creates its CPU client, at the first JAX
-computation, so importing jax before ``run`` is fine.
+these flags it already gives, and a ``PJRT_NPROC`` already set is kept. XLA reads
+``XLA_FLAGS`` when JAX creates its CPU client, at the first JAX computation, so importing jax
+before ``run`` is fine.
 """
 
 import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from absl import app, flags, logging
 
@@ -75,7 +76,11 @@ _TENSORBOARD = flags.DEFINE_bool(
 
 
 def workdir() -> str:
-  return _WORKDIR.value
+  """--workdir, which every launcher that calls this marks required."""
+  value = _WORKDIR.value
+  if value is None:
+    raise app.UsageError('--workdir is required')
+  return value
 
 
 def start() -> None:
@@ -98,7 +103,7 @@ def tensorboard() -> bool:
   return _TENSORBOARD.value
 
 
-def fail(error: Exception, label: str = 'error', exit_code: int = EXIT_ERROR) -> None:
+def fail(error: Exception, label: str = 'error', exit_code: int = EXIT_ERROR) -> NoReturn:
   """Ends the program with a one-line message (and the traceback under --verbosity); a bad
   configuration field is named by its flag (``--lr``)."""
   if flags.FLAGS['verbosity'].present:

@@ -8,11 +8,13 @@ problem, the settings and each float64 trajectory, so the check runs without tor
 """
 
 import json
+from typing import Any
 
 import numpy as np
 from absl import app, flags
 
-from padam_jax.reference import trajectory
+from padam_jax.reference import twins
+from padam_jax.validation import trajectory
 
 _OUTPUT = flags.DEFINE_string(
   'output', 'tests/fixtures/padam_reference.npz', 'Where to write the .npz.'
@@ -23,10 +25,10 @@ _STEPS = flags.DEFINE_integer('steps', 250, 'Optimizer steps per trajectory.')
 def main(argv):
   del argv
   problem = trajectory.make_problem(steps=_STEPS.value)
-  arrays = problem.to_arrays()
+  arrays: dict[str, Any] = problem.to_arrays()  # more arrays join it below
   for name, setting in trajectory.PADAM_SETTINGS.items():
     arrays[f'trajectory/{name}'] = trajectory.torch_trajectory(
-      problem, trajectory.torch_reference_padam(setting)
+      problem, twins.torch_reference_padam(setting)
     )
   arrays['settings_json'] = np.array(json.dumps(trajectory.PADAM_SETTINGS))
   np.savez_compressed(_OUTPUT.value, **arrays)

@@ -47,11 +47,11 @@ def run_labels(workdirs: Sequence[str]) -> list[str]:
   """Each run's directory name, with as many parent folders as it takes to tell the runs
   apart (``jax/seed=0`` and ``torch/seed=0``)."""
   parts = [os.path.normpath(w).split(os.sep) for w in workdirs]
-  for depth in range(1, max(len(p) for p in parts) + 1):
+  for depth in range(1, max(len(p) for p in parts)):
     labels = ['/'.join(p[-depth:]) for p in parts]
     if len(set(labels)) == len(labels):
       return labels
-  return labels
+  return ['/'.join(p) for p in parts]
 
 
 def plot_runs(
@@ -65,7 +65,7 @@ def plot_runs(
 
   labels = labels or run_labels(workdirs)
   fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(10, 4))
-  for workdir, label in zip(workdirs, labels):
+  for workdir, label in zip(workdirs, labels, strict=True):
     records = runlog.read_metrics(workdir)
     if not records:
       raise ValueError(f'no metrics in {workdir}/{runlog.METRICS_FILE}')
@@ -110,17 +110,17 @@ def main(argv):
     raise app.UsageError(
       f'unknown suite {sorted(unknown)[0]!r}; choose from {", ".join(suites.SUITE_NAMES)}, all'
     )
-  output_dir = _OUTPUT_DIR.value or os.path.join(_REPRODUCTION.value, 'figures')
+  output_dir = _OUTPUT_DIR.value or os.path.join(reproduction, 'figures')
   if _CLAIMS.value:
-    print(claims.write(_REPRODUCTION.value, output_dir))
+    print(claims.write(reproduction, output_dir))
     return
   try:
-    built = report.build(_REPRODUCTION.value, _SUITE.value, output_dir)
+    built = report.build(reproduction, _SUITE.value, output_dir)
   except (FileNotFoundError, ValueError) as error:
     raise app.UsageError(str(error)) from None
   for name, value in built.items():
     print(f'{name}:\n{value}\n')
-  print(f'claims:\n{claims.write(_REPRODUCTION.value, output_dir)}')
+  print(f'claims:\n{claims.write(reproduction, output_dir)}')
 
 
 if __name__ == '__main__':

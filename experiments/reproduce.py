@@ -14,14 +14,12 @@ WORKDIR`` rebuilds them from the runs' ``metrics.jsonl``).
 """
 
 import os
-import time
 
 from absl import flags
 
 from experiments import config_flags, exit_codes, launch
 from padam_jax.data import DatasetUnavailableError
 from padam_jax.reproduction import suites
-from padam_jax.training import config as config_lib
 from padam_jax.training import faults, hosts
 from padam_jax.training import sweep as sweep_lib
 
@@ -58,8 +56,9 @@ _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and table
 
 def main(argv):
   del argv
-  from padam_jax.reproduction import claims, report  # pylint: disable=import-outside-toplevel
-  from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.reproduction import claims, plans, report  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   launch.start()
   say = launch.say
@@ -67,48 +66,26 @@ def main(argv):
   scale = suites.SCALES[_SCALE.value]
   try:
     chosen = config_flags.config_from_flags()  # preset, data_dir, epochs
-    specs = suites.sweeps_of(_SUITE.value, _SWEEP.value)
-    plan = []
-    for spec in specs:
-      fields, grid = suites.sweep_arguments(
-        spec, scale, chosen.preset, _SEEDS.value, chosen.data_dir
-      )
-      if chosen.epochs is not None:
-        fields['epochs'] = chosen.epochs
-      base = config_lib.TrainConfig(**fields)
-      plan.append((spec, base, grid, sweep_lib.expand(base, grid)))
+    plan = plans.build(
+      _SUITE.value, _SWEEP.value, scale, chosen.preset, _SEEDS.value, chosen.data_dir, chosen.epochs
+    )
     datasets = {}
     if not _PLOT_ONLY.value:
-      first = plan[0][3][0].config
-      datasets[first.dataset] = loop.load_config_dataset(first)
+      first = plan[0].members[0].config
+      datasets[first.dataset] = trainer_lib.load_config_dataset(first)
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
-  start = time.perf_counter()
   if not _PLOT_ONLY.value:
-    runs = sum(len(members) for *_, members in plan)
+    runs = sum(len(planned.members) for planned in plan)
     say(
       f'{len(plan)} sweeps, {runs} runs ({scale.description}; preset {chosen.preset}) in {workdir}'
     )
-    for i, (spec, base, grid, members) in enumerate(plan):
-      say(
-        f'[{i + 1}/{len(plan)}] {spec.name}: {len(members)} runs '
-        f'({time.perf_counter() - start:.0f} s so far)'
-      )
-      try:
-        sweep_lib.run_sweep(
-          base,
-          grid,
-          os.path.join(workdir, spec.name),
-          mode=_MODE.value,
-          progress=say,
-          dataset=datasets[members[0].config.dataset],
-          tensorboard=launch.tensorboard(),
-        )
-      except runlog.ConfigMismatchError as error:
-        launch.fail(error)
-      except faults.RunError as error:
-        launch.fail(error, error.label, exit_codes.exit_code(error))
-    say(f'trained in {time.perf_counter() - start:.0f} s')
+    try:
+      plans.train(plan, workdir, datasets, _MODE.value, say, launch.tensorboard())
+    except runlog.ConfigMismatchError as error:
+      launch.fail(error)
+    except faults.RunError as error:
+      launch.fail(error, error.label, exit_codes.exit_code(error))
   if not hosts.is_primary():  # every process has trained; one writes the report
     return
   if _SWEEP.value:

@@ -38,7 +38,8 @@ _MODE = flags.DEFINE_enum(
 
 def main(argv):
   del argv
-  from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   launch.start()
   say = launch.say
@@ -51,7 +52,7 @@ def main(argv):
       )
     base = config_flags.config_from_flags()
     members = sweep.expand(base, grid)  # validates every configuration
-    dataset = loop.load_config_dataset(members[0].config)
+    dataset = trainer_lib.load_config_dataset(members[0].config)
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
   try:

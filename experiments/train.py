@@ -31,13 +31,14 @@ def main(argv):
   del argv
   from experiments.plot import plot_runs  # pylint: disable=import-outside-toplevel
   from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   launch.start()
   say = launch.say
   workdir = launch.workdir()
   try:
     config = config_lib.resolve(config_flags.config_from_flags())
-    dataset = loop.load_config_dataset(config)
+    dataset = trainer_lib.load_config_dataset(config)
   except (ValueError, DatasetUnavailableError) as error:
     launch.fail(error)
   try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import chex
 import jax
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-ScalarOrSchedule = optax.ScalarOrSchedule  # the very alias optax annotates its own with
+ScalarOrSchedule: TypeAlias = optax.ScalarOrSchedule  # the very alias optax annotates its own with
 
 # Exponents 2**-k up to this k are computed with square roots: XLA's CPU `pow`
 # costs several times a whole AMSGrad update, a chain of sqrt costs almost nothing.
@@ -129,7 +129,7 @@ def fractional_power(x: jax.Array, exponent: Any) -> jax.Array:
     if value is None
     else next((k for k in range(_MAX_SQRT_CHAIN + 1) if abs(value) == 2.0**-k), None)
   )
-  if depth is None or depth == 0:
+  if value is None or depth is None or depth == 0:
     if value == 1.0:
       return x
     wide = _second_moment_dtype(x.dtype)
@@ -151,6 +151,7 @@ def _one_minus_power(b, t: jax.Array) -> jax.Array:
   ``log b`` is taken in Python double precision when ``b`` is concrete, so the
   bias corrections stay accurate to float32 round-off even for ``b2 = 0.999``.
   """
+  log_b: jax.Array | float
   if _is_traced(b) or np.ndim(b) != 0:
     log_b = jnp.log(jnp.asarray(b, t.dtype))
   else:

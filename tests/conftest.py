@@ -21,11 +21,17 @@ import pytest
 
 from padam_jax.training import hosts
 
-# Before jax creates its CPU client (at the first computation): two host devices, the
+# Before jax creates its CPU client (at the first computation): two host devices and the
 # launchers' collective timeouts, so that a loaded machine slows the suite down instead of
-# ending it at XLA's default 40 s, and their thread pool, which no dispatch can starve.
+# ending it at XLA's default 40 s. The thread pool stays XLA's own (one thread per device or
+# core), written out so that the launchers the tests start keep it rather than take their
+# larger one: the pool sizes the Eigen pool too, and with it float32 rounding, which the
+# float32 tolerances were measured at and the launcher tests compare to the last bit. The
+# suite's loops wait for the devices every few calls (``trainer.CALLS_IN_FLIGHT``), which
+# keeps them clear of the deadlock the launchers' pool prevents (docs/allreduce_hang.md);
+# tests/test_collectives.py checks the launchers' pool.
 os.environ.setdefault('XLA_FLAGS', '--xla_backend_optimization_level=0')
-os.environ.update(hosts.host_environment(os.environ, device_count=2))
+os.environ.update(hosts.host_environment(os.environ, device_count=2, threads_per_device=1))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 jax.config.update(
@@ -164,7 +170,7 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
 def assert_tensorboard_matches(workdir: str, records: list) -> None:
   """The run's TensorBoard summaries hold its epoch records, config and progress losses.
 
-  With fewer than ``loop.PROGRESS_EVERY`` steps per epoch, the one progress report of an
+  With fewer than ``trainer.PROGRESS_EVERY`` steps per epoch, the one progress report of an
   epoch is at its last step and its loss is the epoch's train loss.
   """
   scalars, others = read_tensorboard(workdir)  # skips without tensorboardX

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from padam_jax.reproduction import claims, report, stats, suites, summary
+from padam_jax import stats
+from padam_jax.reproduction import claims, report, suites, summary
 
 EPOCHS = 12  # mean of epochs 11-12, median of 9-12, early losses of 1-4 (30%) and 1-3
 SEEDS = 4
@@ -307,8 +308,10 @@ def test_seeds_to_decide_is_the_first_number_that_decides():
   means = [np.mean(g) for g in groups]
 
   def decided(seeds):  # the same means and standard deviations, with `seeds` values each
-    scaled = [m + (np.array(g) - m) * math.sqrt((seeds - 1) / 2) for g, m in zip(groups, means)]
-    z = [np.concatenate([s] + [np.full(seeds - 3, m)]) for s, m in zip(scaled, means)]
+    scaled = [
+      m + (np.array(g) - m) * math.sqrt((seeds - 1) / 2) for g, m in zip(groups, means, strict=True)
+    ]
+    z = [np.concatenate([s] + [np.full(seeds - 3, m)]) for s, m in zip(scaled, means, strict=True)]
     return stats.verdict(stats.contrast(z, [1, -1]), 'greater') != stats.INCONCLUSIVE
 
   assert decided(n) and not decided(n - 1)

@@ -66,3 +66,9 @@ def test_host_environment_sizes_the_pool_where_needed(
   variables = hosts.host_environment(environ, device_count=4, jaxlib_version=jaxlib)
   assert variables.get(hosts.THREAD_POOL_VARIABLE) == expected
   assert '--xla_force_host_platform_device_count' in variables['XLA_FLAGS']
+
+
+def test_one_thread_per_device_writes_out_xlas_own_pool(monkeypatch):
+  monkeypatch.setattr(os, 'sched_getaffinity', lambda _: {0, 1})
+  own = hosts.host_environment({}, 4, jaxlib_version='0.10.2', threads_per_device=1)
+  assert own[hosts.THREAD_POOL_VARIABLE] == '4'  # max(devices, cores), as XLA sizes it

@@ -136,7 +136,7 @@ def test_former_preset_name_is_read_from_records_only(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="'seed' is now called 'reproduction'"):
     config_lib.resolve(config_lib.TrainConfig(preset='seed'))
   recorded = sorted(
-    glob.glob(str(ROOT / 'docs' / 'cpu*' / 'runs' / '**' / 'config.json'), recursive=True)
+    glob.glob(str(ROOT / 'results' / 'cpu*' / '**' / 'config.json'), recursive=True)
   )
   assert recorded
   with open(recorded[0], encoding='utf-8') as f:

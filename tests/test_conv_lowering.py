@@ -52,7 +52,7 @@ def test_patches_equal_xla_float32(case):
   want = jax.jit(_value_and_grads, static_argnums=(0, 4, 5))(
     conv2d_xla, x, kernel, cotangent, strides, pad
   )
-  for name, g, e in zip(('value', 'dx', 'dkernel'), got, want):
+  for name, g, e in zip(('value', 'dx', 'dkernel'), got, want, strict=True):
     assert g.shape == e.shape and g.dtype == e.dtype == jnp.float32, name
     assert _rel_err(g, e) < 1e-5, name
 
@@ -65,7 +65,7 @@ def test_patches_equal_xla_bfloat16(case):
   got = fn(conv2d_patches, x, kernel, cotangent, strides, pad)
   xla = fn(conv2d_xla, x, kernel, cotangent, strides, pad)
   exact = fn(conv2d_xla, *(a.astype(jnp.float32) for a in (x, kernel, cotangent)), strides, pad)
-  for name, g, b, e in zip(('value', 'dx', 'dkernel'), got, xla, exact):
+  for name, g, b, e in zip(('value', 'dx', 'dkernel'), got, xla, exact, strict=True):
     assert g.shape == e.shape and g.dtype == b.dtype == jnp.bfloat16, name
     # A few bfloat16 ulps (2**-8 relative) of the largest entry.
     assert _rel_err(g, e) < 2e-2, name
@@ -96,7 +96,7 @@ def test_float64_stays_float64():
     x, kernel, cotangent, strides, pad = _inputs((4, 4, 3, 5, 3, 1), jnp.float64)
     got = _value_and_grads(conv2d_patches, x, kernel, cotangent, strides, pad)
     want = _value_and_grads(conv2d_xla, x, kernel, cotangent, strides, pad)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
       assert g.dtype == jnp.float64
       assert _rel_err(g, e) < 1e-12
 
@@ -151,5 +151,5 @@ def test_model_gradients_do_not_depend_on_the_lowering(monkeypatch):
   # Conv biases before BatchNorm have (mathematically) zero gradient: round-off only, so
   # every leaf is compared relative to the largest gradient entry of the whole model.
   scale = max(float(np.max(np.abs(np.asarray(e)))) for e in jax.tree.leaves(xla[1]))
-  for g, e in zip(jax.tree.leaves(lowered[1]), jax.tree.leaves(xla[1])):
+  for g, e in zip(jax.tree.leaves(lowered[1]), jax.tree.leaves(xla[1]), strict=True):
     assert float(np.max(np.abs(np.asarray(g) - np.asarray(e)))) < 1e-5 * scale

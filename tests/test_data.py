@@ -132,7 +132,7 @@ def _write_fake_cifar10_archive(path, per_file=3):
   B = 200 - k (the binary format stores planes, channel-first).
   """
   members, k = {}, 0
-  for fname in ['data_batch_%d.bin' % i for i in range(1, 6)] + ['test_batch.bin']:
+  for fname in [f'data_batch_{i}.bin' for i in range(1, 6)] + ['test_batch.bin']:
     records = []
     for _ in range(per_file):
       planes = np.stack([np.full((32, 32), v, np.uint8) for v in (k, 100 + k, 200 - k)])
@@ -412,7 +412,7 @@ def test_random_crop_flip_is_a_shifted_window_of_the_zero_padded_image():
   out = np.asarray(jax.jit(data.random_crop_flip)(jax.random.key(0), images))
   assert out.shape == images.shape and out.dtype == np.uint8
   padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
-  found = [_match(p, o, 4) for p, o in zip(padded, out)]
+  found = [_match(p, o, 4) for p, o in zip(padded, out, strict=True)]
   assert all(f is not None for f in found)
   offsets = {(dy, dx) for dy, dx, _ in found}
   assert len(offsets) > 20  # many different shifts out of 81

@@ -11,8 +11,8 @@ import pytest
 from conftest import subprocess_env
 
 from padam_jax import data, models
-from padam_jax.reference import model_trajectory as mt
-from padam_jax.training import loop
+from padam_jax.training.steps import TrainState, train_step
+from padam_jax.validation import model_trajectory as mt
 
 torch = pytest.importorskip('torch')
 pytest.importorskip('pytorch_optimizer')
@@ -22,10 +22,10 @@ WIDTH = 0.0625
 BATCH = 8
 STEPS = 20
 FLOAT64 = mt.TOLERANCES['float64']
-# Padam at the reproduction's lr 0.1 keeps the float64 deviation near 1e-12 over 20 steps. SGDM at lr 0.1
-# amplifies any difference 1.5-2x a step (ResNet-18 at this width: 1e-12 at step 1, 1e-8 at
-# step 20), as fast as a run parts from itself when nudged (see model_trajectory): that would
-# test the dynamics, not the code. At lr 0.02 it stays near 1e-11.
+# Padam at the reproduction's lr 0.1 keeps the float64 deviation near 1e-12 over 20 steps.
+# SGDM at lr 0.1 amplifies any difference 1.5-2x a step (ResNet-18 at this width: 1e-12 at
+# step 1, 1e-8 at step 20), as fast as a run parts from itself when nudged (see
+# model_trajectory): that would test the dynamics, not the code. At lr 0.02 it stays near 1e-11.
 LEARNING_RATES = {'padam': 0.1, 'sgdm': 0.02}
 
 
@@ -143,7 +143,7 @@ def test_wrong_weight_decay_is_caught(runs):
 
 
 def test_step_is_the_training_step(digits, runs):
-  """In float32 the step compared here equals ``loop.train_step`` on the same batch."""
+  """In float32 the step compared here equals ``steps.train_step`` on the same batch."""
   spec = runs.spec('wrn16_4', 'sgdm', 'float32')
   _, variables = runs.inputs(spec)
   rng, rows = jax.random.key(7), np.arange(BATCH)
@@ -151,7 +151,7 @@ def test_step_is_the_training_step(digits, runs):
   x = np.asarray(data.augment(rng, images, digits.mean, digits.std))
   tx = spec.optimizers()[0]
   ours = next(mt.jax_steps(spec, variables, tx, mt.Batches(x[None], labels[None], x)))
-  state = loop.TrainState(
+  state = TrainState(
     step=jnp.zeros([], jnp.int32),
     params=variables['params'],
     batch_stats=variables['batch_stats'],
@@ -160,7 +160,7 @@ def test_step_is_the_training_step(digits, runs):
   model = models.get_model(spec.model, width=spec.width)
   # Run once: compiled without LLVM optimisations, about twice as fast to compile.
   step = jax.jit(
-    functools.partial(loop.train_step, model=model, tx=tx, mean=digits.mean, std=digits.std),
+    functools.partial(train_step, model=model, tx=tx, mean=digits.mean, std=digits.std),
     compiler_options={'xla_backend_optimization_level': 0},
   )
   state, _ = step(state, rng, images, labels)

@@ -135,9 +135,11 @@ def test_batchnorm_statistics_gradients_equal_autodiff_of_two_pass_formula():
     )
     (y, mean, var), ours_vjp = jax.vjp(ours, x, scale, bias)
     expected, reference_vjp = jax.vjp(two_pass, x, scale, bias)
-    for got, want in zip((y, mean, var), expected):
+    for got, want in zip((y, mean, var), expected, strict=True):
       np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-    for got, want in zip(ours_vjp((dy, dmean, dvar)), reference_vjp((dy, dmean, dvar))):
+    for got, want in zip(
+      ours_vjp((dy, dmean, dvar)), reference_vjp((dy, dmean, dvar)), strict=True
+    ):
       np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
@@ -210,8 +212,8 @@ def test_batch_stats_move_only_in_train_mode(small_variables, name):
   _, trained = model.apply(variables, x, train=True, mutable=['batch_stats'])
   _, evaluated = model.apply(variables, x, train=False, mutable=['batch_stats'])
   before = jax.tree.leaves(variables['batch_stats'])
-  assert all(not np.allclose(a, b) for a, b in zip(before, jax.tree.leaves(trained)))
-  assert all(np.array_equal(a, b) for a, b in zip(before, jax.tree.leaves(evaluated)))
+  assert all(not np.allclose(a, b) for a, b in zip(before, jax.tree.leaves(trained), strict=True))
+  assert all(np.array_equal(a, b) for a, b in zip(before, jax.tree.leaves(evaluated), strict=True))
 
 
 # ----------------------------------------------------------------------------- PyTorch twins
@@ -258,11 +260,11 @@ def _compare_with_torch(name, variables, dtype, tol):
   # Read the torch running statistics back and compare them leaf by leaf.
   from_torch = torch_to_flax(module, variables)
   for ours, theirs in zip(
-    jax.tree.leaves(updates['batch_stats']), jax.tree.leaves(from_torch['batch_stats'])
+    jax.tree.leaves(updates['batch_stats']), jax.tree.leaves(from_torch['batch_stats']), strict=True
   ):
     assert _rel_err(ours, theirs) < tol
   for ours, theirs in zip(
-    jax.tree.leaves(variables['params']), jax.tree.leaves(from_torch['params'])
+    jax.tree.leaves(variables['params']), jax.tree.leaves(from_torch['params']), strict=True
   ):
     np.testing.assert_array_equal(ours, theirs)
 

@@ -55,7 +55,7 @@ def _launch_processes(flags: list[str]) -> list[subprocess.Popen]:
 
 def _finish(processes: list[subprocess.Popen]) -> list[str]:
   outputs = [p.communicate(timeout=300)[0] for p in processes]
-  for p, output in zip(processes, outputs):
+  for p, output in zip(processes, outputs, strict=True):
     assert p.returncode == 0, output
   return outputs
 
@@ -87,7 +87,7 @@ def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(tmp
   with open(workdir / 'metrics.jsonl', encoding='utf-8') as f:
     records = [json.loads(line) for line in f]
   assert [r['epoch'] for r in records] == [1, 2, 3]
-  for ours, reference in zip(records, tiny_run.records):
+  for ours, reference in zip(records, tiny_run.records, strict=True):
     for key in METRICS:  # both split each batch over two devices: the same program
       np.testing.assert_allclose(ours[key], reference[key], rtol=1e-4, err_msg=key)
   assert sorted(os.listdir(workdir)) == [

@@ -212,7 +212,9 @@ def _assert_close(actual, desired, rtol: float) -> None:
   """Same structure and dtypes; values within ``rtol`` or two units in each leaf's last place."""
   chex.assert_trees_all_equal_structs(actual, desired)
   chex.assert_trees_all_equal_dtypes(actual, desired)
-  for (path, a), d in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(desired)):
+  for (path, a), d in zip(
+    jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(desired), strict=True
+  ):
     eps = float(jnp.finfo(a.dtype).eps) if jnp.issubdtype(a.dtype, jnp.inexact) else 0.0
     np.testing.assert_allclose(
       _wide(a), _wide(d), rtol=max(rtol, 2 * eps), atol=1e-9, err_msg=jax.tree_util.keystr(path)
@@ -222,8 +224,9 @@ def _assert_close(actual, desired, rtol: float) -> None:
 @pytest.mark.parametrize('name', NAMES)
 def test_solves_complex_parabola_and_rosenbrock_without_recompiling(name):
   """optax's problems in complex64 (its own run float32 only), side by side (disjoint
-  leaves, summed objectives), STEPS steps in one compiled loop. The loop runs one step, then the rest from the state that step
-  returned: a second trace (a state whose dtypes or weak types drift) fails the test.
+  leaves, summed objectives), STEPS steps in one compiled loop. The loop runs one step, then
+  the rest from the state that step returned: a second trace (a state whose dtypes or weak
+  types drift) fails the test.
   """
   tx = _optimizer(name)
   problems = {'parabola': _parabola(jnp.complex64), 'rosenbrock': _rosenbrock(jnp.complex64)}
@@ -317,13 +320,13 @@ def test_multisteps_accumulates_safely(name):
   def micro_step(states):
     traces.append(None)
     results = []
-    for params, state, multi in zip(groups, states, multis):
+    for params, state, multi in zip(groups, states, multis, strict=True):
       grads = _descent_grads(_mixed_loss, params)
       updates, state = multi.update(grads, state, params)
       results.append((grads, updates, state, tx.update(grads, tx.init(params), params)[0]))
     return results
 
-  states = [multi.init(params) for multi, params in zip(multis, groups)]
+  states = [multi.init(params) for multi, params in zip(multis, groups, strict=True)]
   for step in range(k):
     results = micro_step(states)
     states = [state for _, _, state, _ in results]

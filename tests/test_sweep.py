@@ -44,7 +44,7 @@ def test_members_equal_their_single_runs(vmapped, tiny_config, tiny_dataset, tmp
   tiny network amplifies that to ~1e-3 within a few more.
   """
   workdir, results = vmapped
-  for name, seed in zip(GOOD, (3, 4)):
+  for name, seed in zip(GOOD, (3, 4), strict=True):
     single = loop.train_and_evaluate(
       tiny_config(seed=seed, epochs=1), str(tmp_path / name), dataset=tiny_dataset
     )[0]
@@ -110,7 +110,7 @@ def test_sequential_mode_runs_single_runs(vmapped, tiny_config, tiny_dataset, tm
     tiny_config(), {'seed': [3, 4]}, str(tmp_path), mode='sequential', dataset=tiny_dataset
   )
   assert os.path.isdir(tmp_path / 'seed=3' / 'checkpoints')  # an ordinary single run
-  for name, vmapped_name in zip(('seed=3', 'seed=4'), GOOD):
+  for name, vmapped_name in zip(('seed=3', 'seed=4'), GOOD, strict=True):
     assert len(sequential[name]) == 2
     np.testing.assert_allclose(
       sequential[name][0]['train_loss'], results[vmapped_name][0]["train_loss"], rtol=2e-4

@@ -13,6 +13,7 @@ import pytest
 from padam_jax import data, schedules
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, runlog, sharding
+from padam_jax.training import trainer as trainer_lib
 
 TIMING_KEYS = ('train_seconds',)
 
@@ -132,11 +133,11 @@ def test_two_devices_match_one(tiny_dataset, tiny_config):
   cfg = config_lib.resolve(tiny_config(epochs=1, drop_remainder=True))
   outcomes = []
   for devices in (jax.devices()[:1], jax.devices()[:2]):
-    trainer = loop.Trainer(cfg, tiny_dataset, mesh=sharding.make_mesh(devices))
+    trainer = trainer_lib.Trainer(cfg, tiny_dataset, mesh=sharding.make_mesh(devices))
     state, metrics = trainer.train_epoch(trainer.init_state(), 1, progress=lambda _: None)
     outcomes.append((jax.device_get(state), metrics['train_loss']))
   np.testing.assert_allclose(outcomes[0][1], outcomes[1][1], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(outcomes[0][0]), jax.tree.leaves(outcomes[1][0])):
+  for a, b in zip(jax.tree.leaves(outcomes[0][0]), jax.tree.leaves(outcomes[1][0]), strict=True):
     assert np.abs(a - b).max() <= 1e-4 * max(np.abs(b).max(), 1e-3)
 
 
@@ -144,7 +145,7 @@ def test_steps_per_call_scan_matches_single_steps(tiny_dataset, tiny_config):
   cfg = config_lib.resolve(tiny_config(epochs=1))
   losses = []
   for steps_per_call in (1, 2):
-    trainer = loop.Trainer(cfg, tiny_dataset, steps_per_call=steps_per_call)
+    trainer = trainer_lib.Trainer(cfg, tiny_dataset, steps_per_call=steps_per_call)
     _, metrics = trainer.train_epoch(trainer.init_state(), 1, progress=lambda _: None)
     losses.append(metrics['train_loss'])
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-3)  # round-off, fused differently
@@ -221,6 +222,8 @@ def test_bfloat16_compute(tmp_path, tiny_dataset, tiny_config):
     dataset=tiny_dataset,
   )
   assert np.isfinite(records[0]['train_loss'])
-  trainer = loop.Trainer(config_lib.resolve(tiny_config(compute_dtype='bfloat16')), tiny_dataset)
+  trainer = trainer_lib.Trainer(
+    config_lib.resolve(tiny_config(compute_dtype='bfloat16')), tiny_dataset
+  )
   state = trainer.init_state()
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype('float32')}

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from padam_jax.reference import trajectory
+from padam_jax.reference import twins
+from padam_jax.validation import trajectory
 
 FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'padam_reference.npz'
 TOLERANCE = 1e-10
@@ -26,7 +27,7 @@ def _settings():
 def test_import_needs_no_torch():
   """The committed-fixture tests run where torch is not installed (e.g. on Python 3.12)."""
   code = (
-    'import sys; from padam_jax.reference import trajectory; '
+    'import sys; from padam_jax.validation import trajectory; '
     'assert "torch" not in sys.modules, "torch imported"'
   )
   subprocess.run(
@@ -76,7 +77,7 @@ def test_padam_matches_live_reference(name):
   problem = trajectory.make_problem()
   setting = trajectory.PADAM_SETTINGS[name]
   ours = trajectory.jax_trajectory(problem, trajectory.padam_jax_optimizer(setting))
-  live = trajectory.torch_trajectory(problem, trajectory.torch_reference_padam(setting))
+  live = trajectory.torch_trajectory(problem, twins.torch_reference_padam(setting))
   assert trajectory.max_relative_deviation(ours, live) <= TOLERANCE
 
 

@@ -98,7 +98,7 @@ def test_p_zero_is_bias_corrected_heavy_ball(exact):
     updates, state = tx.update(grads, state, params)
     mu = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, mu, grads)
     c = (1.0 if exact else np.sqrt(1 - 0.999**t)) / (1 - 0.9**t)
-    chex.assert_trees_all_close(updates, jax.tree.map(lambda m: -0.1 * c * m, mu), rtol=1e-5)
+    chex.assert_trees_all_close(updates, jax.tree.map(lambda m, c=c: -0.1 * c * m, mu), rtol=1e-5)
 
 
 def test_p_half_exact_bias_is_amsgrad_up_to_eps():
@@ -325,7 +325,9 @@ def test_inject_hyperparams_vmap_over_p_and_lr_grid():
     single, _ = _run(
       padam_jax.padam(float(lrs[k]), partial=float(ps[k]), weight_decay=5e-4), params, steps=4
     )
-    chex.assert_trees_all_close(jax.tree.map(lambda x: x[k], batched), single, rtol=2e-5, atol=1e-6)
+    chex.assert_trees_all_close(
+      jax.tree.map(lambda x, k=k: x[k], batched), single, rtol=2e-5, atol=1e-6
+    )
 
 
 def test_inject_hyperparams_state_exposes_values():

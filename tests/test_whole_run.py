@@ -1,5 +1,5 @@
 """Whole runs JAX vs PyTorch: the PyTorch pipeline's pieces, the shared-batch control, the
-equivalence test and the command's report (``padam_jax.reference.whole_run``)."""
+equivalence test and the command's report (``padam_jax.validation.whole_run``)."""
 
 import dataclasses
 import os
@@ -13,11 +13,12 @@ import torch
 from conftest import subprocess_env
 from scipy import stats as scipy_stats
 
-from padam_jax import data
-from padam_jax.reference import model_trajectory, training, whole_run
-from padam_jax.reproduction import stats
+from padam_jax import data, stats
+from padam_jax.reference import training
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, runlog
+from padam_jax.training import trainer as trainer_lib
+from padam_jax.validation import model_trajectory, whole_run
 
 _PADDING = 4
 _DRAWS = 2000
@@ -109,7 +110,7 @@ def test_shared_batches_give_the_same_epoch_in_both_frameworks(tiny_config, tiny
   partial one of 6) matches ours: losses, BatchNorm statistics after the partial batch,
   and the evaluation over the whole test set."""
   config = config_lib.resolve(tiny_config(epochs=1))
-  trainer = loop.Trainer(config, tiny_dataset)
+  trainer = trainer_lib.Trainer(config, tiny_dataset)
   state = trainer.init_state()
   template = jax.tree.map(np.asarray, {'params': state.params, 'batch_stats': state.batch_stats})
   run = training.TorchRun(config, tiny_dataset, initial_variables=template)
@@ -126,6 +127,20 @@ def test_shared_batches_give_the_same_epoch_in_both_frameworks(tiny_config, tiny
   ours_eval, torch_eval = trainer.evaluate(state), run.evaluate()
   assert torch_eval['test_loss'] == pytest.approx(ours_eval['test_loss'], rel=1e-4)
   assert torch_eval['test_error'] == pytest.approx(ours_eval['test_error'])
+
+
+def test_ours_on_torch_batches_records_each_epoch(tmp_path, tiny_config, tiny_dataset):
+  """``--batches torch``: our side, trained on PyTorch's batches, records every epoch with
+  its learning rate and p, as a run of our own loop does."""
+  config = tiny_config(epochs=1)
+  state = whole_run.train_jax_on_torch_batches(
+    config, 0, tiny_dataset, str(tmp_path), progress=lambda _: None
+  )
+  (record,) = runlog.read_metrics(whole_run.run_dir(str(tmp_path), 'jax', 0))
+  resolved = config_lib.resolve(config)
+  assert record['epoch'] == 1 and record['step'] == int(state.step) == 3
+  assert record['learning_rate'] == pytest.approx(resolved.learning_rate)
+  assert record['partial'] == pytest.approx(resolved.partial)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +180,7 @@ def test_equivalence_rejects_a_bad_margin():
 def _write_runs(workdir, config, seeds, test_errors):
   """Synthetic complete runs: per framework and seed, two epochs of records."""
   for framework, errors in test_errors.items():
-    for seed, error in zip(seeds, errors):
+    for seed, error in zip(seeds, errors, strict=True):
       directory = whole_run.run_dir(workdir, framework, seed)
       os.makedirs(directory)
       loop.record_config(

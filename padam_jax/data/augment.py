@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
   'augment',
@@ -30,7 +31,7 @@ __all__ = [
 
 
 def normalize(
-  images: jax.Array, mean: Sequence[float], std: Sequence[float], dtype=jnp.float32
+  images: jax.Array | np.ndarray, mean: Sequence[float], std: Sequence[float], dtype=jnp.float32
 ) -> jax.Array:
   """uint8 images in [0, 255] -> ``((x / 255) - mean) / std`` as `dtype`.
 
@@ -43,10 +44,8 @@ def normalize(
   Returns:
     Normalised images of shape ``images.shape`` and dtype `dtype`.
   """
-  mean = jnp.asarray(mean, jnp.float32)
-  std = jnp.asarray(std, jnp.float32)
-  x = images.astype(jnp.float32) * (1.0 / 255.0)
-  return ((x - mean) / std).astype(dtype)
+  x = jnp.asarray(images, jnp.float32) * (1.0 / 255.0)
+  return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
 
 
 def random_crop_flip(rng: jax.Array, images: jax.Array, padding: int = 4) -> jax.Array:

@@ -112,8 +112,8 @@ class Dataset:
   test_images: np.ndarray
   test_labels: np.ndarray
   num_classes: int
-  mean: tuple[float, float, float]
-  std: tuple[float, float, float]
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
 
   def __post_init__(self):
     for split in ('train', 'test'):
@@ -142,12 +142,15 @@ class Dataset:
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+    return tuple(self.train_images.shape[1:])
 
   def describe(self) -> str:
     """One line: name, split sizes, image shape, classes, mean and std."""
     h, w, c = self.image_shape
-    fmt = lambda v: '(' + ', '.join(f'{x:.4f}' for x in v) + ')'
+
+    def fmt(v):
+      return '(' + ', '.join(f'{x:.4f}' for x in v) + ')'
+
     return (
       f'{self.name}: train {self.num_train}, test {self.num_test}, '
       f'{h}x{w}x{c} uint8, {self.num_classes} classes, '
@@ -401,7 +404,7 @@ def read_idx(path: str, expected_dims: Sequence[int | None]) -> np.ndarray:
   if len(raw) < header:
     raise DatasetFormatError(f'{path}: truncated IDX header.')
   dims = tuple(int(d) for d in np.frombuffer(raw, dtype='>u4', count=ndim, offset=4))
-  for got, want in zip(dims, expected_dims):
+  for got, want in zip(dims, expected_dims, strict=True):
     if want is not None and got != want:
       raise DatasetFormatError(f'{path}: IDX dimensions {dims}, expected {tuple(expected_dims)}.')
   size = int(np.prod(dims))

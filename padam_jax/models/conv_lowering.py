@@ -9,7 +9,7 @@ or library fusions of convolutions, changed that) and slower on 3x3 and 4x4 maps
 strided convolutions and on the RGB stem (3 input channels; only the kernel gradient is
 needed). Stride-1 3x3 convolutions on 8x8 and larger maps stay XLA's, which is faster
 there; a per-tap matmul kernel gradient was slower still (measured:
-docs/measurements.md#conv-lowering; ``python -m experiments.bench_conv`` reruns it).
+docs/measurements.md#conv-lowering; ``python -m benchmarks.bench_conv`` reruns it).
 
 What we do: on CPU, for the convolutions where patches are faster (``use_patches``), build
 the patches explicitly: pad the input as PyTorch does, take the ``k * k`` shifted (and

@@ -1,4 +1,4 @@
-"""Shared model pieces: PyTorch-exact BatchNorm, the conv/dense helpers, init rules, width rounding."""
+"""Shared model pieces: PyTorch-exact BatchNorm, conv/dense helpers, init rules, width rounding."""
 
 from __future__ import annotations
 

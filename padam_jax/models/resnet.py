@@ -81,7 +81,7 @@ class ResNet(nn.Module):
       name='stem_conv',
     )(x)
     x = nn.relu(BatchNorm(dtype=self.dtype, name='stem_bn')(x, train))
-    stages = zip(self.stage_features, self.stage_blocks, self.stage_strides)
+    stages = zip(self.stage_features, self.stage_blocks, self.stage_strides, strict=True)
     for s, (features, blocks, strides) in enumerate(stages, start=1):
       for b in range(1, blocks + 1):
         x = BasicBlock(

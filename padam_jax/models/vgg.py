@@ -63,7 +63,7 @@ class VGG16(nn.Module):
         x = max_pool_2x2(x)
         continue
       i += 1
-      x = conv3x3(channels(v, self.width), use_bias=True, dtype=self.dtype, name=f'conv{i}')(x)
+      x = conv3x3(channels(int(v), self.width), use_bias=True, dtype=self.dtype, name=f'conv{i}')(x)
       x = BatchNorm(dtype=self.dtype, name=f'bn{i}')(x, train)
       x = nn.relu(x)
     return classifier_head(x, self.num_classes, self.dtype)

@@ -1,5 +1,8 @@
-"""PyTorch oracles: the authors' Padam and twins of our models (imports torch lazily).
+"""The PyTorch twins: the authors' Padam and the twin of each of our optimizers, twins of
+our models, weight conversion, and a PyTorch training loop.
 
-Import the submodules (``padam_jax.reference.optim``, ``.models``, ``.convert``)
-explicitly; they need the ``torch`` extra. The library itself never imports them.
+Import the submodules (``padam_jax.reference.optim``, ``.twins``, ``.models``,
+``.convert``, ``.training``) explicitly; they need the ``torch`` extra. The library itself
+never imports them, and they import nothing of the comparisons
+(``padam_jax.validation``), the sweeps or the reproduction.
 """

@@ -31,7 +31,7 @@ class VGG16(nn.Module):
       if v == 'M':
         continue
       i += 1
-      out_ch = channels(v, width)
+      out_ch = channels(int(v), width)
       self.add_module(f'conv{i}', _conv3x3(in_ch, out_ch, bias=True))
       self.add_module(f'bn{i}', nn.BatchNorm2d(out_ch))
       in_ch = out_ch
@@ -58,7 +58,8 @@ class BasicBlock(nn.Module):
     self.bn1 = nn.BatchNorm2d(out_ch)
     self.conv2 = _conv3x3(out_ch, out_ch)
     self.bn2 = nn.BatchNorm2d(out_ch)
-    self.shortcut_conv = self.shortcut_bn = None
+    self.shortcut_conv: nn.Module | None = None
+    self.shortcut_bn: nn.Module | None = None
     if stride != 1 or in_ch != out_ch:
       self.shortcut_conv = nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
       self.shortcut_bn = nn.BatchNorm2d(out_ch)
@@ -67,7 +68,7 @@ class BasicBlock(nn.Module):
     y = torch.relu(self.bn1(self.conv1(x)))
     y = self.bn2(self.conv2(y))
     shortcut = x
-    if self.shortcut_conv is not None:
+    if self.shortcut_conv is not None and self.shortcut_bn is not None:  # a projection
       shortcut = self.shortcut_bn(self.shortcut_conv(x))
     return torch.relu(y + shortcut)
 
@@ -89,7 +90,7 @@ class ResNet(nn.Module):
     self.stem_conv = _conv3x3(3, in_ch)
     self.stem_bn = nn.BatchNorm2d(in_ch)
     self.block_names: list[str] = []
-    stages = zip(stage_features, stage_blocks, stage_strides)
+    stages = zip(stage_features, stage_blocks, stage_strides, strict=True)
     for s, (features, blocks, stride) in enumerate(stages, start=1):
       out_ch = channels(features, width)
       for b in range(1, blocks + 1):

@@ -1,7 +1,7 @@
 """A whole training run in PyTorch: the oracle that a padam_jax run is compared with.
 
 Written from PyTorch alone, as a user of the authors' code would train, so that a whole
-run can be set against ours (``padam_jax.reference.whole_run``):
+run can be set against ours (``padam_jax.validation.whole_run``):
 
 * shuffling: ``torch.randperm`` from a ``torch.Generator`` seeded with the run's seed,
   one permutation per epoch; the last partial batch is kept (as the DataLoader's
@@ -13,7 +13,7 @@ run can be set against ours (``padam_jax.reference.whole_run``):
   statistics (``Dataset.mean`` / ``std``, the same as ours);
 * the model twins (``padam_jax.reference.models``), initialised by PyTorch under
   ``torch.manual_seed(seed)``, and the optimizer twins
-  (``trajectory.optimizer_twins``: the authors' Padam, ``torch.optim``); the multistep
+  (``padam_jax.reference.twins``: the authors' Padam, ``torch.optim``); the multistep
   learning rate is ``torch.optim.lr_scheduler.MultiStepLR`` stepped once per batch;
 * BatchNorm in train mode while training, eval mode while evaluating; evaluation over
   every test example in batches of ``eval_batch_size``.
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from padam_jax import data as data_lib
-from padam_jax.reference import convert, models, trajectory
+from padam_jax.reference import convert, models, twins
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, runlog
 
@@ -120,19 +120,19 @@ class TorchRun:
     )
     if initial_variables is not None:
       convert.flax_to_torch(initial_variables, self.model)
-    make_optimizer = trajectory.optimizer_twins(
+    make_optimizer = twins.torch_twin(
       config.optimizer,
-      learning_rate=config.learning_rate,
-      weight_decay=config.weight_decay,
+      learning_rate=config_lib.filled(config.learning_rate),
+      weight_decay=config_lib.filled(config.weight_decay),
       partial=config.partial if config.partial is not None else config_lib.DEFAULT_PARTIAL,
-    )[1]
+    )
     self.optimizer = make_optimizer(list(self.model.parameters()))
     self.steps_per_epoch = data_lib.num_batches(
       dataset.num_train, config.batch_size, config.drop_remainder
     )
     self.scheduler = None
     if config.lr_schedule == 'multistep':
-      total = config.epochs * self.steps_per_epoch
+      total = config_lib.filled(config.epochs) * self.steps_per_epoch
       self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
         self.optimizer, milestones=[int(0.5 * total), int(0.75 * total)], gamma=0.1
       )
@@ -216,7 +216,7 @@ def train_torch(
   os.makedirs(workdir, exist_ok=True)
   runlog.keep_epochs_up_to(workdir, 0)
   loop.record_config(workdir, config, resuming=False)
-  for epoch in range(1, config.epochs + 1):
+  for epoch in range(1, config_lib.filled(config.epochs) + 1):
     learning_rate = run.learning_rate
     train = run.train_epoch(run.own_batches() if batches is None else batches(epoch))
     record = {

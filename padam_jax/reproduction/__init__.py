@@ -1,5 +1,5 @@
-"""The reproduction of Chen & Gu's experiments: suites of sweeps, their report,
-the claims judged over seeds, and the statistics behind the verdicts.
+"""The reproduction of Chen & Gu's experiments: suites of sweeps, the plans that train
+them, their report, and the claims judged over seeds (by ``padam_jax.stats``).
 
 Import the submodules explicitly (``from padam_jax.reproduction import suites``).
 """

@@ -7,7 +7,7 @@ workdir's claims are those of the preset its runs recorded (``report.recorded_pr
 
 A :class:`Claim` is a linear contrast ``x`` of per-run values over curves of the
 reproduction (:class:`padam_jax.reproduction.suites.Curve`), averaged over seeds, a
-claimed direction or margin, and the rule of :mod:`padam_jax.reproduction.stats`. The
+claimed direction or margin, and the rule of :mod:`padam_jax.stats`. The
 per-run values are ``report.MEASURES``; every test-accuracy claim is judged twice, by the
 mean of the last sixth of the epochs (the primary measure) and by the median of the last
 third (steadier; fixed before the converged runs), and where the two disagree the claim
@@ -23,7 +23,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from padam_jax.reproduction import report, stats, suites
+from padam_jax import stats
+from padam_jax.reproduction import report, suites
 
 RULE = (
   'Each row: x, a difference of per-run values averaged over seeds, with its 95% '

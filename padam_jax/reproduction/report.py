@@ -1,4 +1,4 @@
-"""Figures and Markdown tables of the reproduction's suites, built from runs' ``metrics.jsonl`` alone.
+"""Figures and Markdown tables of the reproduction's suites, from runs' ``metrics.jsonl`` alone.
 
 Each :class:`padam_jax.reproduction.suites.Curve` selects the runs of one sweep directory; their
 seeds give the mean and the standard deviation drawn as a shaded band. A diverged run
@@ -15,7 +15,7 @@ import math
 import os
 import textwrap
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -310,7 +310,7 @@ def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
   return output
 
 
-def _cell(values: Sequence[float]) -> str:
+def _cell(values: Iterable[float]) -> str:
   values = [v for v in values if not math.isnan(v)]
   if not values:
     return 'diverged'
@@ -333,12 +333,13 @@ def table2_markdown(workdir: str) -> str:
     accuracy[:, : measured.shape[1]] = measured
     cells = [
       f'{_cell(accuracy[:, e - 1])} ({seed:.2f})'
-      for e, seed in zip(epochs, suites.REPRODUCTION_TABLE2[curve.label])
+      for e, seed in zip(epochs, suites.REPRODUCTION_TABLE2[curve.label], strict=True)
     ]
     final = _cell([run_value(r, total, 'final_accuracy') for r in runs])
     rows.append(f'| {curve.label} | ' + ' | '.join(cells) + f' | {final} | {len(runs)} |')
   header = ' | '.join(
-    f'epoch {e} (CIFAR-10: {s})' for e, s in zip(epochs, suites.REPRODUCTION_TABLE2_EPOCHS)
+    f'epoch {e} (CIFAR-10: {s})'
+    for e, s in zip(epochs, suites.REPRODUCTION_TABLE2_EPOCHS, strict=True)
   )
   first = total - last_epochs(total) + 1
   rows.append('')

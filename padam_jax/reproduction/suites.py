@@ -77,7 +77,7 @@ SCALES = {
     description='Fashion-MNIST (first 8,192 train / 5,000 test '
     'images), 1/8-width models, 30 epochs',
   ),
-  # For one GPU without network (experiments/gpu_reproduce.sh sets the epochs to fit).
+  # For one GPU without network (scripts/gpu/gpu_reproduce.sh sets the epochs to fit).
   'fashion_full': Scale(
     dataset='fashion_mnist',
     width=1.0,

@@ -16,7 +16,8 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
-from padam_jax.reproduction import claims, report, stats, suites
+from padam_jax import stats
+from padam_jax.reproduction import claims, report, suites
 
 HELD, NOT_HELD, CANNOT_TELL = 'held', 'not held', 'cannot be told at this scale'
 _WORDS = {stats.SUPPORTED: HELD, stats.CONTRADICTED: NOT_HELD}

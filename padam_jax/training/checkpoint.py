@@ -111,20 +111,22 @@ class Checkpointer:
     for epoch in steps[len(later) :]:
       path = os.path.join(self.directory, str(epoch))
       outcome, reason = _RESTORED, ''
+      denied: OSError | None = None  # this process may not read the checkpoint
+      state = like  # the restored state once this process has read it
       try:
         state = self.restore(epoch, like)
       except Exception as error:  # pylint: disable=broad-except
         os_error = faults.as_os_error(error, path)
         if os_error is not None and faults.is_permission_error(os_error):
-          outcome, reason = _NOT_PERMITTED, os_error
+          outcome, denied = _NOT_PERMITTED, os_error
         else:
           outcome, reason = _UNREADABLE, faults.brief(error)
       # Every process takes the worst outcome of all, so that all go the same way.
       outcome = hosts.worst(outcome)
       if outcome == _NOT_PERMITTED:  # the checkpoint may be fine: not ours to move
         raise (
-          reason
-          if isinstance(reason, OSError)
+          denied
+          if denied is not None
           else PermissionError(errno.EACCES, 'another process of this run may not read it', path)
         )
       if outcome == _UNREADABLE:

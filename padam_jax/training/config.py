@@ -20,7 +20,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import optax
 
@@ -55,6 +55,7 @@ PRESET_HELP = (
 )
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 _PADAM_FAMILY = ('padam', 'padamw')
+T = TypeVar('T')
 _ADAPTIVE = 'padam, padamw, adam, amsgrad, adamw'
 
 
@@ -247,6 +248,15 @@ def resolve(config: TrainConfig) -> TrainConfig:
   return config
 
 
+def filled(value: T | None) -> T:
+  """A field of a resolved config that ``resolve`` has filled (``epochs``, ``learning_rate``,
+  ``weight_decay``, ``lr_schedule``; ``partial`` of padam and padamw; ``lr_start`` of warmup),
+  typed without its ``None``."""
+  if value is None:
+    raise ValueError('a field that resolve() fills is None: the config is not resolved')
+  return value
+
+
 def make_optimizer(
   config: TrainConfig, steps_per_epoch: int
 ) -> tuple[optax.GradientTransformation, Callable, Callable | None]:
@@ -266,15 +276,17 @@ def make_optimizer(
 def _make_optimizer(
   config: TrainConfig, steps_per_epoch: int
 ) -> tuple[optax.GradientTransformation, Callable, Callable | None]:
-  total_steps = config.epochs * steps_per_epoch
+  total_steps = filled(config.epochs) * steps_per_epoch
   check_non_negative('learning_rate', config.learning_rate)
   check_non_negative('lr_start', config.lr_start)
   for name in ('partial', 'partial_end'):
     check_hyperparameter(name, getattr(config, name), 0.0, 0.5, high_inclusive=True)
   if config.lr_schedule == 'multistep':
-    learning_rate = schedules.multistep(config.learning_rate, total_steps)
+    learning_rate = schedules.multistep(filled(config.learning_rate), total_steps)
   elif config.lr_schedule == 'warmup':
-    learning_rate = schedules.linear(config.lr_start, config.learning_rate, total_steps)
+    learning_rate = schedules.linear(
+      filled(config.lr_start), filled(config.learning_rate), total_steps
+    )
   else:
     learning_rate = optax.constant_schedule(config.learning_rate)
   partial = None
@@ -282,7 +294,7 @@ def _make_optimizer(
     partial = (
       optax.constant_schedule(config.partial)
       if config.partial_end is None
-      else schedules.linear(config.partial, config.partial_end, total_steps)
+      else schedules.linear(filled(config.partial), config.partial_end, total_steps)
     )
   candidates = dict(
     learning_rate=learning_rate,

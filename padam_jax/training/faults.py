@@ -110,8 +110,8 @@ def diverged_message(workdir: str, epoch: int, *, finite: bool = False, again: b
 
 def brief(error: BaseException, limit: int = 200) -> str:
   """A one-line reason for ``error`` (tensorstore's status and last clause, no spec)."""
-  text = _SPEC_SUFFIX.sub('', str(error)).strip().splitlines()
-  text = text[0] if text else ''
+  lines = _SPEC_SUFFIX.sub('', str(error)).strip().splitlines()
+  text = lines[0] if lines else ''
   parts = text.split(': ')
   if len(parts) > 2 and _STATUS_CODE.match(parts[0]):
     text = f'{parts[0]}: {parts[-1]}'
@@ -130,6 +130,7 @@ def as_os_error(error: BaseException, path: str) -> OSError | None:
     return error if error.filename else OSError(error.errno, error.strerror, path)
   text = str(error)
   match = _OS_ERROR_CODE.search(text)
+  code: int | None
   if match:
     code = int(match.group(1))
   else:

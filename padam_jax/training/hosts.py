@@ -57,19 +57,26 @@ def with_host_defaults(xla_flags: str, device_count: int) -> str:
 
 
 def host_environment(
-  environ: Mapping[str, str], device_count: int, jaxlib_version: str | None = None
+  environ: Mapping[str, str],
+  device_count: int,
+  jaxlib_version: str | None = None,
+  threads_per_device: int = THREADS_PER_DEVICE,
 ) -> dict[str, str]:
   """The variables to set for ``device_count`` host devices (unless ``environ``'s
   ``XLA_FLAGS`` gives a count): ``XLA_FLAGS`` by ``with_host_defaults``, and where the
   installed jaxlib (or ``jaxlib_version``) can starve a collective and ``environ`` does not
-  set it, ``PJRT_NPROC``: ``THREADS_PER_DEVICE`` threads per device, never fewer than the
-  cores this process may use."""
+  set it, ``PJRT_NPROC``: ``threads_per_device`` threads per device, never fewer than the
+  cores this process may use (1: XLA's own pool, written out so that child processes get
+  the same).
+
+  The pool's size also sizes XLA's Eigen pool, which changes float32 rounding: two programs
+  compared to the last bit must run with the same ``PJRT_NPROC``."""
   xla_flags = with_host_defaults(environ.get('XLA_FLAGS', ''), device_count)
   variables = {'XLA_FLAGS': xla_flags}
   if THREAD_POOL_VARIABLE not in environ and pool_can_starve(jaxlib_version):
     devices = int(re.findall(rf'{HOST_DEVICE_COUNT_FLAG}=(\d+)', xla_flags)[-1])
     variables[THREAD_POOL_VARIABLE] = str(
-      max(THREADS_PER_DEVICE * devices, len(os.sched_getaffinity(0)))
+      max(threads_per_device * devices, len(os.sched_getaffinity(0)))
     )
   return variables
 

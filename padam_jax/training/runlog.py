@@ -82,7 +82,7 @@ def check_metrics(workdir: str) -> tuple[list[dict[str, Any]], str | None]:
     text = f.read().decode('utf-8', errors='replace')
   lines = text.splitlines(keepends=True)
   checked = f'"{CHECK_KEY}"' in text
-  records = []
+  records: list[dict[str, Any]] = []
   for number, line in enumerate(lines, 1):
     record = _parse(line, checked) if line.endswith('\n') else None
     if record is None:

@@ -105,7 +105,7 @@ class RunSummaries:
   def __init__(self, workdir: str, enabled: bool = True):
     self.logdir = os.path.join(workdir, LOGDIR)
     self._enabled = enabled
-    self._file = None
+    self._file: Any = None  # tensorboardX's RecordWriter, imported when started
 
   def __enter__(self) -> RunSummaries:
     return self

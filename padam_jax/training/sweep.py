@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import flax
 import jax
@@ -35,6 +35,8 @@ import numpy as np
 from padam_jax import data as data_lib
 from padam_jax.training import config as config_lib
 from padam_jax.training import faults, hosts, loop, runlog, sharding
+from padam_jax.training import trainer as trainer_lib
+from padam_jax.training.steps import TrainState, derive_key, init_train_state
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ def expand(base: config_lib.TrainConfig, grid: dict[str, list[Any]]) -> list[Mem
   """The resolved members of ``grid`` over ``base`` (product of the axes, in order)."""
   members = []
   for combination in itertools.product(*grid.values()):
-    values = dict(zip(grid, combination))
+    values = dict(zip(grid, combination, strict=True))
     config = config_lib.resolve(dataclasses.replace(base, **values))
     members.append(Member(member_name(values), values, config))
   return members
@@ -108,13 +110,13 @@ def expand(base: config_lib.TrainConfig, grid: dict[str, list[Any]]) -> list[Mem
 class SweepState(flax.struct.PyTreeNode):
   """K stacked train states, their varying hyperparameters, which have diverged."""
 
-  members: loop.TrainState
+  members: TrainState
   hyper: dict[str, jax.Array]  # field -> float32[K]: arguments, not constants, of the program
   diverged: jax.Array  # bool[K]
 
 
-class SweepTrainer(loop.Trainer):
-  """A :class:`loop.Trainer` whose state is K members trained by one vmapped step."""
+class SweepTrainer(trainer_lib.TrainerBase[SweepState]):
+  """A trainer whose state is K members trained by one vmapped step."""
 
   def __init__(
     self,
@@ -148,7 +150,8 @@ class SweepTrainer(loop.Trainer):
 
   def _member_tx(self, hyper: dict[str, jax.Array]):
     """The optimizer of one member, its varying hyperparameters traced."""
-    config = dataclasses.replace(self.config, **hyper)
+    # Traced values stand in for the config's numbers: the optimizer factories take either.
+    config = dataclasses.replace(self.config, **cast(dict[str, Any], hyper))
     return config_lib.make_optimizer(config, self.steps_per_epoch)[0]
 
   def init_state(self) -> SweepState:
@@ -157,8 +160,8 @@ class SweepTrainer(loop.Trainer):
     @functools.partial(jax.jit, out_shardings=sharding.replicated(self.mesh))
     def init(hyper, seeds):
       def one(hyper, seed):
-        return loop.init_train_state(
-          self.model, self._member_tx(hyper), loop.derive_key(seed, 'init'), image_shape
+        return init_train_state(
+          self.model, self._member_tx(hyper), derive_key(seed, 'init'), image_shape
         )
 
       return SweepState(
@@ -174,23 +177,20 @@ class SweepTrainer(loop.Trainer):
       f'{len(self.members)} runs in one program'
     )
 
-  def epoch_inputs(self, epoch: int):
-    raise ValueError('epoch_inputs is defined for a single run, not a sweep')
-
   def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray, jax.Array]:
     """Per-member index batches ``[steps, K, B]``, the shared mask, K augmentation keys."""
     plans = {}
     for seed in set(self._seeds.tolist()):
       indices, mask = data_lib.epoch_batches(
-        loop.derive_key(seed, 'shuffle', epoch),
+        derive_key(seed, 'shuffle', epoch),
         self.dataset.num_train,
         self.config.batch_size,
         drop_remainder=self.config.drop_remainder,
       )
       plans[seed] = np.asarray(indices), np.asarray(mask)
-    indices = np.stack([plans[s][0] for s in self._seeds.tolist()], axis=1)
-    keys = jax.vmap(lambda seed: loop.derive_key(seed, 'augment', epoch))(self._seeds)
-    return indices, plans[int(self._seeds[0])][1], keys
+    stacked = np.stack([plans[s][0] for s in self._seeds.tolist()], axis=1)
+    keys = jax.vmap(lambda seed: derive_key(seed, 'augment', epoch))(self._seeds)
+    return stacked, plans[int(self._seeds[0])][1], keys
 
   def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
     def one(member, diverged, hyper, key, rows):
@@ -275,12 +275,14 @@ def read_sweep(workdir: str) -> dict[str, Any]:
 def is_complete(run_dir: str, config: config_lib.TrainConfig) -> bool:
   """Whether ``run_dir`` holds every epoch of ``config`` (or ended diverged)."""
   records = runlog.read_metrics(run_dir)
-  return bool(records) and (len(records) >= config.epochs or bool(records[-1].get('diverged')))
+  return bool(records) and (
+    len(records) >= config_lib.filled(config.epochs) or bool(records[-1].get('diverged'))
+  )
 
 
 def choose_mode(mode: str, num_members: int) -> str:
   """``auto``: ``vmap`` on GPU/TPU; on CPU, ``sequential``, where the vmapped program
-  was measured the slower one (``python -m experiments.bench_sweep`` measures both; see
+  was measured the slower one (``python -m benchmarks.bench_sweep`` measures both; see
   docs/sweeps.md#timing-vmap-against-sequential).
   """
   if mode not in MODES:
@@ -311,7 +313,7 @@ def run_sweep(
   config = members[0].config
   progress = hosts.primary_only(progress)
   if dataset is None:  # before touching workdir: a failed launch leaves nothing behind
-    dataset = loop.load_config_dataset(config)
+    dataset = trainer_lib.load_config_dataset(config)
   mode = choose_mode(mode, len(members))
   for member in members:  # a finished run with other settings is refused, not reused
     run_dir = os.path.join(workdir, member.name)

@@ -18,7 +18,7 @@ difference, which leaves the model and optimizer numerics.
 
 ``compare`` reduces each run to the mean of its last ``final_epochs`` epochs and
 tests, per measure, whether JAX minus PyTorch lies within a margin
-(``padam_jax.reproduction.stats.equivalence``: equivalent / different / undecided, and
+(``padam_jax.stats.equivalence``: equivalent / different / undecided, and
 the seeds an undecided test would need).
 """
 
@@ -36,9 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from padam_jax import data as data_lib
-from padam_jax.reproduction import stats
+from padam_jax import stats
 from padam_jax.training import config as config_lib
 from padam_jax.training import faults, loop, runlog, sharding, sweep
+from padam_jax.training import trainer as trainer_lib
+from padam_jax.training.steps import TrainState, update_step
 
 BATCHES = ('own', 'jax', 'torch')
 FRAMEWORKS = ('jax', 'torch')
@@ -76,7 +78,7 @@ def _seed_config(base: config_lib.TrainConfig, seed: int) -> config_lib.TrainCon
   return config_lib.resolve(dataclasses.replace(base, seed=seed))
 
 
-def _variables(state: loop.TrainState) -> dict[str, Any]:
+def _variables(state: TrainState) -> dict[str, Any]:
   return jax.tree.map(np.asarray, {'params': state.params, 'batch_stats': state.batch_stats})
 
 
@@ -117,7 +119,7 @@ def train_torch_side(
     return None
   feed, initial = None, None
   if batches == 'jax':
-    trainer = loop.Trainer(config, dataset)
+    trainer = trainer_lib.Trainer(config, dataset)
     initial = _variables(trainer.init_state())
     feed = lambda epoch: torch_inputs(trainer.epoch_inputs(epoch))  # noqa: E731
   return training.train_torch(config, dataset, directory, feed, initial, progress)
@@ -129,7 +131,7 @@ def train_jax_on_torch_batches(
   dataset: data_lib.Dataset,
   workdir: str,
   progress: Callable[[str], None],
-) -> loop.TrainState | None:
+) -> TrainState | None:
   """One seed of our side trained on PyTorch's batches from PyTorch's initial weights
   (those of the PyTorch run of the same seed); returns the final state (``None`` when
   its directory already held the run)."""
@@ -140,17 +142,18 @@ def train_jax_on_torch_batches(
   if _is_done(directory, config, progress):
     progress(f'{directory}: complete')
     return None
-  trainer = loop.Trainer(config, dataset)
+  trainer = trainer_lib.Trainer(config, dataset)
+  _, learning_rate, partial = config_lib.make_optimizer(config, trainer.steps_per_epoch)
   source = training.TorchRun(config, trainer.dataset)  # the twin run's seed: its batches
   state = trainer.init_state()
   state = jax.device_put(
     state.replace(**source.variables(_variables(state))), sharding.replicated(trainer.mesh)
   )
-  step = jax.jit(functools.partial(loop.update_step, model=trainer.model, tx=trainer.tx))
+  step = jax.jit(functools.partial(update_step, model=trainer.model, tx=trainer.tx))
   os.makedirs(directory, exist_ok=True)
   runlog.keep_epochs_up_to(directory, 0)
   loop.record_config(directory, config, resuming=False)
-  for epoch in range(1, config.epochs + 1):
+  for epoch in range(1, config_lib.filled(config.epochs) + 1):
     first_step = int(state.step)
     totals = {'loss_sum': 0.0, 'correct': 0.0, 'count': 0.0}
     start = time.perf_counter()
@@ -168,8 +171,8 @@ def train_jax_on_torch_batches(
       'train_accuracy': totals['correct'] / totals['count'],
       'train_seconds': time.perf_counter() - start,
       **trainer.evaluate(state),
-      'learning_rate': float(trainer.learning_rate(first_step)),
-      'partial': None if trainer.partial is None else float(trainer.partial(first_step)),
+      'learning_rate': float(learning_rate(first_step)),
+      'partial': None if partial is None else float(partial(first_step)),
     }
     runlog.append_metrics(directory, record)
     progress(
@@ -214,7 +217,7 @@ def run(
   config = _seed_config(base, seeds[0])  # validates before any work
   training.check_supported(config)
   if dataset is None:
-    dataset = loop.load_config_dataset(config)
+    dataset = trainer_lib.load_config_dataset(config)
   record_batches(workdir, batches)
   for seed in seeds:  # seed by seed, so that the seeds finished so far can be compared
     directory = run_dir(workdir, 'jax', seed)
@@ -239,7 +242,7 @@ def run(
 
 def read_runs(workdir: str, seeds: Sequence[int]) -> dict[str, list[list[dict[str, Any]]]]:
   """Each framework's records, one list per seed."""
-  runs = {}
+  runs: dict[str, list[list[dict[str, Any]]]] = {}
   for framework in FRAMEWORKS:
     runs[framework] = []
     for seed in seeds:
@@ -254,10 +257,10 @@ def read_runs(workdir: str, seeds: Sequence[int]) -> dict[str, list[list[dict[st
 
 
 def _mean_std(values: Sequence[float], decimals: int) -> str:
-  values = np.asarray(values, np.float64)
-  if len(values) < 2:
-    return f'{np.nanmean(values):.{decimals}f}'
-  return f'{np.nanmean(values):.{decimals}f} ± {np.nanstd(values, ddof=1):.{decimals}f}'
+  array = np.asarray(values, np.float64)
+  if len(array) < 2:
+    return f'{np.nanmean(array):.{decimals}f}'
+  return f'{np.nanmean(array):.{decimals}f} ± {np.nanstd(array, ddof=1):.{decimals}f}'
 
 
 def epoch_table(runs: dict[str, list[list[dict[str, Any]]]]) -> str:
@@ -330,11 +333,10 @@ def comparison_table(comparisons: Sequence[Comparison]) -> str:
   ]
   for c in comparisons:
     d, test = c.measure.decimals, c.test
-    interval = lambda i: (
-      'n/a'
-      if i.low is None  # noqa: E731
-      else f'[{i.low:+.{d}f}, {i.high:+.{d}f}]'
-    )
+
+    def interval(i, d=d):
+      return 'n/a' if i.low is None else f'[{i.low:+.{d}f}, {i.high:+.{d}f}]'
+
     needed = (
       '—'
       if test.verdict != stats.UNDECIDED

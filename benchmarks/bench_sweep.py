@@ -1,6 +1,6 @@
 """Times a K-configuration grid trained vmapped in one program against one run after another.
 
-    python -m experiments.bench_sweep --model resnet18 --width 0.125
+    python -m benchmarks.bench_sweep --model resnet18 --width 0.125
 
 The grid is the reproduction's Figure 3 (p in {1/4, 1/8, 1/16} x lr in {0.1, 0.01, 0.001}:
 K = 9) on ``--synthetic_train`` synthetic CIFAR-shaped images. Both modes train an epoch to
@@ -11,13 +11,15 @@ wall times, since on CPU the K single runs also compile K programs.
 """
 
 import time
+from typing import Any
 
 import jax
 from absl import flags
 
 from experiments import config_flags, launch
 from padam_jax import data
-from padam_jax.training import loop, sweep
+from padam_jax.training import sweep
+from padam_jax.training import trainer as trainer_lib
 
 config_flags.define_flags()
 _PARTIALS = flags.DEFINE_list('partials', ['0.25', '0.125', '0.0625'], 'Grid of p.')
@@ -26,7 +28,7 @@ _TIMED_EPOCHS = flags.DEFINE_integer('timed_epochs', 1, 'Epochs timed after the 
 _SYNTHETIC_TRAIN = flags.DEFINE_integer('synthetic_train', 1024, 'Synthetic training images.')
 
 
-def _time_epochs(trainer: loop.Trainer, epochs: int) -> tuple[float, float]:
+def _time_epochs(trainer: trainer_lib.TrainerBase[Any], epochs: int) -> tuple[float, float]:
   """(seconds to build + first epoch, seconds per later epoch)."""
   quiet = lambda _: None  # noqa: E731
   start = time.perf_counter()
@@ -58,7 +60,9 @@ def main(argv):
   vmapped_first, vmapped = _time_epochs(sweep.SweepTrainer(members, dataset), _TIMED_EPOCHS.value)
   sequential_first, sequential = 0.0, 0.0
   for member in members:
-    first, per_epoch = _time_epochs(loop.Trainer(member.config, dataset), _TIMED_EPOCHS.value)
+    first, per_epoch = _time_epochs(
+      trainer_lib.Trainer(member.config, dataset), _TIMED_EPOCHS.value
+    )
     sequential_first += first
     sequential += per_epoch
   print('| mode | first epoch incl. compile (s) | s per epoch, all K |\n|---|---:|---:|')

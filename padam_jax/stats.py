@@ -57,11 +57,11 @@ def _welch(
   variances: Sequence[float], coefficients: Sequence[float], counts: Sequence[int]
 ) -> tuple[float, float]:
   """``(standard error, degrees of freedom)`` of the contrast."""
-  parts = [a * a * v / n for a, v, n in zip(coefficients, variances, counts)]
+  parts = [a * a * v / n for a, v, n in zip(coefficients, variances, counts, strict=True)]
   se2 = sum(parts)
   if se2 == 0:
     return 0.0, math.inf
-  df = se2**2 / sum(p * p / (n - 1) for p, n in zip(parts, counts))
+  df = se2**2 / sum(p * p / (n - 1) for p, n in zip(parts, counts, strict=True))
   return math.sqrt(se2), df
 
 
@@ -77,7 +77,11 @@ def _moments(
   means = [sum(g) / len(g) for g in clean]
   if min(counts) < 2:
     return counts, means, None
-  return counts, means, [sum((v - m) ** 2 for v in g) / (len(g) - 1) for g, m in zip(clean, means)]
+  return (
+    counts,
+    means,
+    [sum((v - m) ** 2 for v in g) / (len(g) - 1) for g, m in zip(clean, means, strict=True)],
+  )
 
 
 def _interval(
@@ -94,7 +98,7 @@ def contrast(
   if len(groups) != len(coefficients):
     raise ValueError(f'{len(groups)} groups for {len(coefficients)} coefficients')
   counts, means, variances = _moments(groups)
-  estimate = sum(a * m for a, m in zip(coefficients, means))
+  estimate = sum(a * m for a, m in zip(coefficients, means, strict=True))
   if variances is None:
     return Interval(estimate, None, None, counts)
   return _interval(estimate, *_welch(variances, coefficients, counts), confidence, counts)
@@ -127,7 +131,7 @@ def _seeds_until(
   counts, means, variances = _moments(groups)
   if variances is None:
     return None
-  estimate = sum(a * m for a, m in zip(coefficients, means))
+  estimate = sum(a * m for a, m in zip(coefficients, means, strict=True))
   for n in range(2, _MAX_SEEDS + 1):
     counts = (n,) * len(means)
     if decided(estimate, *_welch(variances, coefficients, counts), counts):
@@ -169,7 +173,7 @@ class Equivalence:
 
 def equivalence_verdict(inner: Interval, outer: Interval, margin: float) -> str:
   """The rule of this module's docstring for a margin ``m > 0``."""
-  if inner.low is None or outer.low is None:
+  if inner.low is None or inner.high is None or outer.low is None or outer.high is None:
     return UNDECIDED
   if -margin < inner.low and inner.high < margin:
     return EQUIVALENT

@@ -1,6 +1,6 @@
 """Optimizer-update throughput: padam vs optax.amsgrad, and the PyTorch references.
 
-    python -m experiments.bench_optimizer [--rounds 7 --iters 10]
+    python -m benchmarks.bench_optimizer [--rounds 7 --iters 10]
 
 One jitted update with donated parameters and state (``params, state <- step(...)``)
 on a tree shaped like CIFAR ResNet-18 (62 float32 leaves, 11,173,962 values).
@@ -50,7 +50,7 @@ def resnet18_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
 
 def _tree(shapes, seed):
   keys = jax.random.split(jax.random.key(seed), len(shapes))
-  return [jax.random.normal(k, s, jnp.float32) * 0.05 for k, s in zip(keys, shapes)]
+  return [jax.random.normal(k, s, jnp.float32) * 0.05 for k, s in zip(keys, shapes, strict=True)]
 
 
 def jax_variant(tx: optax.GradientTransformation, shapes) -> Callable[[], None]:
@@ -146,7 +146,7 @@ def main(argv):
   for fn in variants.values():  # compile and warm up
     fn()
     fn()
-  times = {name: [] for name in variants}
+  times: dict[str, list[float]] = {name: [] for name in variants}
   for _ in range(_ROUNDS.value):
     for name, fn in variants.items():
       times[name].append(_time(fn, _ITERS.value))

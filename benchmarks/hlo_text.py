@@ -1,6 +1,6 @@
 """Reading the optimized HLO text of a compiled JAX program (``compiled.as_text()``).
 
-Shared by ``experiments.profile_step`` and ``experiments.bench_conv``. Besides the
+Shared by ``benchmarks.profile_step`` and ``benchmarks.bench_conv``. Besides the
 instructions themselves it tells how XLA:CPU runs a convolution: as a YNNPACK fusion (a
 ``kCustom`` fusion whose backend config says ``__ynn_fusion``), as an Eigen
 ``convolution`` instruction (a ConvolutionThunk) where YNNPACK does not take it, or, for
@@ -36,7 +36,9 @@ def parse_hlo(text: str) -> tuple[dict[str, dict], dict[str, list[str]]]:
   computation, or None), ``ynn`` (a YNNPACK fusion) and ``attrs`` (``dim_labels``,
   ``window`` and a dot's dimension numbers, where given).
   """
-  instructions, computations, current = {}, collections.defaultdict(list), None
+  instructions: dict[str, dict] = {}
+  computations: dict[str, list[str]] = collections.defaultdict(list)
+  current = ''  # the computation being read
   for line in text.splitlines():
     if m := _COMPUTATION.match(line):
       current = m.group(1)

@@ -2,9 +2,10 @@
 
 A multi-leaf parameter tree follows gradients that depend on the parameters
 (``a * cos(theta) + b * theta + noise_t``) for a few hundred steps; the same
-problem runs under our optax optimizers and under PyTorch oracles (the authors'
-Padam as re-written in :mod:`padam_jax.reference.optim`, ``torch.optim`` and
-``pytorch_optimizer.PAdam``), and the trajectories are compared in float64.
+problem runs under our optax optimizers and under PyTorch oracles
+(:mod:`padam_jax.reference.twins`: the authors' Padam as re-written in
+:mod:`padam_jax.reference.optim`, ``torch.optim`` and ``pytorch_optimizer.PAdam``), and the
+trajectories are compared in float64.
 With ``as_complex=True`` each leaf's last axis of size 2 holds the real and
 imaginary parts of a complex parameter (``torch.view_as_real``'s layout): the
 gradient is the same function of that real view, the optimizers see complex
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import padam_jax
+from padam_jax.reference import twins
 
 LEAF_SHAPES = {'kernel': (4, 3), 'bias': (5,), 'conv': (2, 3, 2)}
 # The complex problem: the same leaves, each with a trailing (real, imaginary) axis.
@@ -50,7 +52,7 @@ class Problem:
 
   @classmethod
   def from_arrays(cls, arrays) -> Problem:
-    fields = {field.name: {} for field in dataclasses.fields(cls)}
+    fields: dict[str, dict[str, np.ndarray]] = {f.name: {} for f in dataclasses.fields(cls)}
     for key in arrays.keys():
       if '/' in key and key.split('/')[0] in fields:
         field, leaf = key.split('/', 1)
@@ -85,21 +87,10 @@ PADAM_SETTINGS: dict[str, dict[str, Any]] = {
   'p1/8_exact_bias_eps1e-3': dict(lr=0.1, partial=0.125, eps=1e-3, exact_bias_correction=True),
 }
 
-_PADAM_DEFAULTS = dict(
-  lr=0.1,
-  b1=0.9,
-  b2=0.999,
-  eps=1e-8,
-  weight_decay=0.0,
-  partial=0.125,
-  amsgrad=True,
-  exact_bias_correction=False,
-)
-
 
 def padam_kwargs(setting: dict[str, Any]) -> dict[str, Any]:
   """Our ``padam_jax.padam`` keyword arguments for a setting."""
-  s = {**_PADAM_DEFAULTS, **setting}
+  s = {**twins.PADAM_DEFAULTS, **setting}
   return dict(
     learning_rate=s['lr'],
     b1=s['b1'],
@@ -161,10 +152,10 @@ def torch_trajectory(problem: Problem, make_optimizer, *, as_complex: bool = Fal
     k: as_param(torch.tensor(v, dtype=torch.float64)).requires_grad_(True)
     for k, v in problem.init.items()
   }
-  as_t = lambda tree: {
-    k: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    for k, v in tree.items()
-  }
+
+  def as_t(tree):
+    return {k: torch.tensor(v, dtype=torch.float64) for k, v in tree.items()}
+
   a, b = as_t(problem.a), as_t(problem.b)
   optimizer = make_optimizer(list(params.values()))
   rows = []
@@ -179,81 +170,41 @@ def torch_trajectory(problem: Problem, make_optimizer, *, as_complex: bool = Fal
   return np.stack(rows)
 
 
-def torch_reference_padam(setting: dict[str, Any]):
-  """A ``make_optimizer`` for the re-written authors' Padam under ``setting``.
-
-  torch is imported when the optimizer is made: ``COMPLEX_ORACLES`` calls this at import.
-  """
-  s = {**_PADAM_DEFAULTS, **setting}
-
-  def make(params):
-    from padam_jax.reference import optim  # pylint: disable=import-outside-toplevel
-
-    return optim.Padam(
-      params,
-      lr=s['lr'],
-      betas=(s['b1'], s['b2']),
-      eps=s['eps'],
-      weight_decay=s['weight_decay'],
-      amsgrad=s['amsgrad'],
-      partial=s['partial'],
-      exact_bias_correction=s['exact_bias_correction'],
-    )
-
-  return make
-
-
-def _torch_optim(name: str, **kwargs):
-  def make(params):
-    import torch  # pylint: disable=import-outside-toplevel
-
-    return getattr(torch.optim, name)(params, **kwargs)
-
-  return make
-
-
-def _pytorch_optimizer_padam(**kwargs):
-  def make(params):
-    from pytorch_optimizer import PAdam  # pylint: disable=import-outside-toplevel
-
-    return PAdam(params, foreach=False, **kwargs)
-
-  return make
-
-
 # Oracles written by others: name -> (our optimizer, a torch make_optimizer).
 ORACLES: dict[str, tuple[Any, Any]] = {
   'padam p=1/2 eps=0 vs torch Adam(amsgrad=True)': (
     lambda: padam_jax.padam(0.01, partial=0.5, eps=0.0, weight_decay=1e-3),
-    _torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True),
+    twins.torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True),
   ),
   'padam amsgrad=False vs pytorch_optimizer PAdam': (
     lambda: padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4, amsgrad=False),
-    _pytorch_optimizer_padam(lr=0.1, partial=0.125, weight_decay=5e-4),
+    twins.pytorch_optimizer_padam(lr=0.1, partial=0.125, weight_decay=5e-4),
   ),
   'padamw amsgrad=False vs PAdam(weight_decouple)': (
     lambda: padam_jax.padamw(0.1, partial=0.25, weight_decay=1e-2, amsgrad=False),
-    _pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2, weight_decouple=True),
+    twins.pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2, weight_decouple=True),
   ),
   'sgdm vs torch SGD(momentum=0.9)': (
     lambda: padam_jax.sgdm(0.1, momentum=0.9, weight_decay=5e-3),
-    _torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3),
+    twins.torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3),
   ),
   'sgdm nesterov vs torch SGD(nesterov)': (
     lambda: padam_jax.sgdm(0.05, momentum=0.8, weight_decay=5e-4, nesterov=True),
-    _torch_optim('SGD', lr=0.05, momentum=0.8, weight_decay=5e-4, nesterov=True),
+    twins.torch_optim('SGD', lr=0.05, momentum=0.8, weight_decay=5e-4, nesterov=True),
   ),
   'adam vs torch Adam': (
     lambda: padam_jax.adam(1e-2, weight_decay=5e-3),
-    _torch_optim('Adam', lr=1e-2, weight_decay=5e-3),
+    twins.torch_optim('Adam', lr=1e-2, weight_decay=5e-3),
   ),
   'amsgrad vs torch Adam(amsgrad=True)': (
     lambda: padam_jax.amsgrad(1e-2, b1=0.8, b2=0.99, eps=1e-6, weight_decay=5e-3),
-    _torch_optim('Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-3, amsgrad=True),
+    twins.torch_optim(
+      'Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-3, amsgrad=True
+    ),
   ),
   'adamw vs torch AdamW': (
     lambda: padam_jax.adamw(1e-2, weight_decay=0.05),
-    _torch_optim('AdamW', lr=1e-2, weight_decay=0.05),
+    twins.torch_optim('AdamW', lr=1e-2, weight_decay=0.05),
   ),
 }
 
@@ -265,37 +216,39 @@ ORACLES: dict[str, tuple[Any, Any]] = {
 COMPLEX_ORACLES: dict[str, tuple[Any, Any, bool]] = {
   'complex adam vs torch Adam': (
     lambda: padam_jax.adam(1e-2, weight_decay=5e-3),
-    _torch_optim('Adam', lr=1e-2, weight_decay=5e-3),
+    twins.torch_optim('Adam', lr=1e-2, weight_decay=5e-3),
     True,
   ),
   'complex amsgrad vs torch Adam(amsgrad=True)': (
     lambda: padam_jax.amsgrad(1e-2, b1=0.8, b2=0.99, eps=1e-6, weight_decay=5e-3),
-    _torch_optim('Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-3, amsgrad=True),
+    twins.torch_optim(
+      'Adam', lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=5e-3, amsgrad=True
+    ),
     True,
   ),
   'complex adamw vs torch AdamW': (
     lambda: padam_jax.adamw(1e-2, weight_decay=0.05),
-    _torch_optim('AdamW', lr=1e-2, weight_decay=0.05),
+    twins.torch_optim('AdamW', lr=1e-2, weight_decay=0.05),
     True,
   ),
   'complex sgdm vs torch SGD(momentum=0.9)': (
     lambda: padam_jax.sgdm(0.1, momentum=0.9, weight_decay=5e-3),
-    _torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3),
+    twins.torch_optim('SGD', lr=0.1, momentum=0.9, weight_decay=5e-3),
     True,
   ),
   'complex padam p=1/2 eps=0 vs torch Adam(amsgrad=True)': (
     lambda: padam_jax.padam(0.01, partial=0.5, eps=0.0, weight_decay=1e-3),
-    _torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True),
+    twins.torch_optim('Adam', lr=0.01, eps=0.0, weight_decay=1e-3, amsgrad=True),
     True,
   ),
   'complex padam vs reference Padam on view_as_real': (
     lambda: padam_jax.padam(0.1, partial=0.125, weight_decay=5e-4),
-    torch_reference_padam(dict(lr=0.1, partial=0.125, weight_decay=5e-4)),
+    twins.torch_reference_padam(dict(lr=0.1, partial=0.125, weight_decay=5e-4)),
     False,
   ),
   'complex padamw amsgrad=False vs PAdam(weight_decouple) on view_as_real': (
     lambda: padam_jax.padamw(0.1, partial=0.25, weight_decay=1e-2, amsgrad=False),
-    _pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2, weight_decouple=True),
+    twins.pytorch_optimizer_padam(lr=0.1, partial=0.25, weight_decay=1e-2, weight_decouple=True),
     False,
   ),
 }
@@ -311,45 +264,19 @@ def complex_trajectories(name: str, problem: Problem) -> tuple[np.ndarray, np.nd
 def optimizer_twins(
   name: str, learning_rate: float, weight_decay: float, partial: float = 0.125
 ) -> tuple[Any, Any]:
-  """Our optimizer ``name`` and a ``make_optimizer`` for its PyTorch twin.
-
-  The twins are those of ``ORACLES`` and the authors' Padam: ``padam`` -> the
-  re-written authors' Padam, ``padamw`` -> ``pytorch_optimizer.PAdam(weight_decouple=True)``
-  (which has no maximum, so ours runs with ``amsgrad=False``), ``sgdm`` -> ``SGD(momentum=0.9)``,
-  ``adam``/``amsgrad`` -> ``Adam(amsgrad=...)``, ``adamw`` -> ``AdamW``. Coupled weight decay
-  on every parameter except for ``padamw`` and ``adamw``. ``partial`` is used by the Padam pair.
-  """
+  """Our optimizer ``name`` and a ``make_optimizer`` for its PyTorch twin
+  (``padam_jax.reference.twins.torch_twin``, whose module doc pairs them)."""
+  make_torch = twins.torch_twin(name, learning_rate, weight_decay, partial)  # checks name
   lr, wd = learning_rate, weight_decay
-  if name == 'padam':
-    setting = dict(lr=lr, partial=partial, weight_decay=wd)
-    return padam_jax_optimizer(setting), torch_reference_padam(setting)
-  pairs = {
-    'padamw': lambda: (
-      padam_jax.padamw(lr, partial=partial, weight_decay=wd, amsgrad=False),
-      _pytorch_optimizer_padam(lr=lr, partial=partial, weight_decay=wd, weight_decouple=True),
-    ),
-    'sgdm': lambda: (
-      padam_jax.sgdm(lr, momentum=0.9, weight_decay=wd),
-      _torch_optim('SGD', lr=lr, momentum=0.9, weight_decay=wd),
-    ),
-    'adam': lambda: (
-      padam_jax.adam(lr, weight_decay=wd),
-      _torch_optim('Adam', lr=lr, weight_decay=wd),
-    ),
-    'amsgrad': lambda: (
-      padam_jax.amsgrad(lr, weight_decay=wd),
-      _torch_optim('Adam', lr=lr, weight_decay=wd, amsgrad=True),
-    ),
-    'adamw': lambda: (
-      padam_jax.adamw(lr, weight_decay=wd),
-      _torch_optim('AdamW', lr=lr, weight_decay=wd),
-    ),
+  ours = {
+    'padam': lambda: padam_jax_optimizer(dict(lr=lr, partial=partial, weight_decay=wd)),
+    'padamw': lambda: padam_jax.padamw(lr, partial=partial, weight_decay=wd, amsgrad=False),
+    'sgdm': lambda: padam_jax.sgdm(lr, momentum=0.9, weight_decay=wd),
+    'adam': lambda: padam_jax.adam(lr, weight_decay=wd),
+    'amsgrad': lambda: padam_jax.amsgrad(lr, weight_decay=wd),
+    'adamw': lambda: padam_jax.adamw(lr, weight_decay=wd),
   }
-  if name not in pairs:
-    raise ValueError(
-      f'unknown optimizer {name!r}; choose one of {", ".join(sorted(["padam", *pairs]))}'
-    )
-  return pairs[name]()
+  return ours[name](), make_torch
 
 
 def max_relative_deviation(ours: np.ndarray, reference: np.ndarray) -> float:

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # The GPU check: one command, under 8 minutes on one GPU, no network. Prints Markdown:
 #   1. training-step throughput of vgg16, resnet18, wrn16_4 (batch 128) in float32 and
-#      bfloat16, with 40 and with 1 train steps per compiled call (experiments.bench_train);
+#      bfloat16, with 40 and with 1 train steps per compiled call (benchmarks.bench_train);
 #   2. a 2-epoch experiments.train run of resnet18 on the synthetic dataset (random
 #      uint8 arrays of CIFAR-10's shapes: throughput only), epoch times and img/s;
-#   3. a vmapped grid of K = 4 against its single runs (experiments.bench_sweep);
-#   4. the optimizer-update benchmark (experiments.bench_optimizer).
+#   3. a vmapped grid of K = 4 against its single runs (benchmarks.bench_sweep);
+#   4. the optimizer-update benchmark (benchmarks.bench_optimizer).
 #
-#   bash experiments/gpu_check.sh                     # from anywhere; writes ${OUT:-/tmp/gpu_check}
-#   GPU_CHECK_SMOKE=1 bash experiments/gpu_check.sh   # tiny sizes: every part end to end on CPU
+#   bash scripts/gpu/gpu_check.sh                     # from anywhere; writes ${OUT:-/tmp/gpu_check}
+#   GPU_CHECK_SMOKE=1 bash scripts/gpu/gpu_check.sh   # tiny sizes: every part end to end on CPU
 #
 # Each part runs under its own timeout (the sum stays under 8 minutes) and a part that
 # fails or times out is reported as such while the others go on. Every log, the training
 # run and the report (report.md) stay in OUT.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${OUT:-/tmp/gpu_check}
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code
@@ -78,16 +78,16 @@ cat "$OUT/header.txt" >&2
 
 for calls in "${CALLS[@]}"; do  # 40 steps per call first: the accelerators' default
   for dtype in "${DTYPES[@]}"; do
-    run_part "bench_train-$dtype-$calls" "$LIMIT_BENCH" "$PYTHON" -m experiments.bench_train \
+    run_part "bench_train-$dtype-$calls" "$LIMIT_BENCH" "$PYTHON" -m benchmarks.bench_train \
       --models "$(IFS=,; echo "${MODELS[*]}")" --compute_dtype "$dtype" \
       --steps_per_call "$calls" --torch=false "${BENCH[@]}"
   done
 done
 run_part train "$LIMIT_TRAIN" "$PYTHON" -m experiments.train --dataset synthetic \
   --model resnet18 --epochs 2 --drop_remainder --workdir "$OUT/train" "${TRAIN[@]}"
-run_part bench_sweep "$LIMIT_SWEEP" "$PYTHON" -m experiments.bench_sweep --model resnet18 \
+run_part bench_sweep "$LIMIT_SWEEP" "$PYTHON" -m benchmarks.bench_sweep --model resnet18 \
   --timed_epochs 2 "${SWEEP[@]}"
-run_part bench_optimizer "$LIMIT_OPTIMIZER" "$PYTHON" -m experiments.bench_optimizer \
+run_part bench_optimizer "$LIMIT_OPTIMIZER" "$PYTHON" -m benchmarks.bench_optimizer \
   --torch=false "${OPTIMIZER[@]}"
 
 {
@@ -96,7 +96,7 @@ run_part bench_optimizer "$LIMIT_OPTIMIZER" "$PYTHON" -m experiments.bench_optim
   cat "$OUT/header.txt"
 
   echo
-  echo "## 1. Training step, batch $BATCH (experiments.bench_train)"
+  echo "## 1. Training step, batch $BATCH (benchmarks.bench_train)"
   echo
   echo '| model | dtype | steps per call | img/s | warm-up incl. compile (s) |'
   echo '|---|---|---:|---:|---:|'
@@ -138,13 +138,13 @@ EOF
   failure train
 
   echo
-  echo '## 3. Vmapped sweep vs single runs (experiments.bench_sweep, resnet18)'
+  echo '## 3. Vmapped sweep vs single runs (benchmarks.bench_sweep, resnet18)'
   echo
   extract '^(JAX |\||sequential / vmapped)' "$OUT/bench_sweep.log"
   failure bench_sweep
 
   echo
-  echo '## 4. Optimizer update (experiments.bench_optimizer)'
+  echo '## 4. Optimizer update (benchmarks.bench_optimizer)'
   echo
   extract '^(tree:|copy bandwidth|\|)' "$OUT/bench_optimizer.log"
   failure bench_optimizer

@@ -1,6 +1,6 @@
 """Training-step throughput: our jitted JAX step versus the PyTorch twin in eager mode.
 
-    python -m experiments.bench_train [--models vgg16,resnet18,wrn16_4 --width 1.0
+    python -m benchmarks.bench_train [--models vgg16,resnet18,wrn16_4 --width 1.0
                                        --batch_size 128 --repeats 3]
 
 One training step (forward, backward, optimizer update) on a batch of 32x32x3 images
@@ -9,12 +9,12 @@ with 10 classes, for each architecture, in images per second (median over
 with momentum 0.9 and weight decay 5e-4 (``padam_jax.sgdm`` and
 ``torch.optim.SGD``), so the comparison is about the model step.
 
-JAX side: ``padam_jax.training.loop.Trainer`` itself, training epochs of ``POOL_BATCHES``
+JAX side: ``padam_jax.training.trainer.Trainer`` itself, training epochs of ``POOL_BATCHES``
 steps (or ``--steps_per_call``, if more: one whole compiled call) over a pool of random
 uint8 images (gathered, cropped, flipped and normalised on the device, split over all
 local devices; on CPU one jitted, donated call per batch) with activations in
 ``--compute_dtype``; the time per step is the epoch's time divided by its steps
-(``experiments.train_steps``). Unless ``XLA_FLAGS``
+(``benchmarks.train_steps``). Unless ``XLA_FLAGS``
 already sets ``--xla_force_host_platform_device_count``, the host devices are set up as
 the launchers do (``experiments.launch.run``: two per CPU core) before JAX starts.
 
@@ -57,7 +57,8 @@ from collections.abc import Callable
 import jax
 from absl import flags
 
-from experiments import launch, train_steps
+from benchmarks import train_steps
+from experiments import launch
 from padam_jax.training import config as config_lib
 
 _MODELS = flags.DEFINE_list('models', ['vgg16', 'resnet18', 'wrn16_4'], 'Architectures to time.')
@@ -95,7 +96,10 @@ _KIB = 1024
 def _status_kib(field: str) -> int:
   """A ``/proc/self/status`` field in KiB (VmRSS: resident now; VmHWM: peak resident)."""
   with open('/proc/self/status') as f:
-    return int(re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.M).group(1))
+    match = re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.M)
+  if match is None:
+    raise ValueError(f'/proc/self/status has no {field}')
+  return int(match.group(1))
 
 
 def _build(side: str, name: str) -> Callable[[], None]:
@@ -127,7 +131,7 @@ def _memory_mib(side: str, name: str) -> float | None:
   argv = [
     sys.executable,
     '-m',
-    'experiments.bench_train',
+    'benchmarks.bench_train',
     f'--models={name}',
     f'--width={_WIDTH.value}',
     f'--batch_size={_BATCH.value}',

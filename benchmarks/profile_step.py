@@ -1,9 +1,9 @@
 """Where one training step spends its time, by kind of operation: JAX (XLA:CPU) vs PyTorch eager.
 
-    python -m experiments.profile_step --model wrn16_4 --width 0.25 [--batch_size 128
+    python -m benchmarks.profile_step --model wrn16_4 --width 0.25 [--batch_size 128
                                        --steps 8 --top 0 --noconvs --out docs/cpu_profile.md]
 
-The steps are those of ``experiments.bench_train`` (``experiments.train_steps``).
+The steps are those of ``benchmarks.bench_train`` (``benchmarks.train_steps``).
 
 JAX: ``jax.profiler.trace`` around whole ``Trainer`` epochs; XLA:CPU records one event per
 executed HLO instruction (thunk) and device. Within one execution on one device, an
@@ -47,7 +47,8 @@ import time
 import jax
 from absl import flags
 
-from experiments import hlo_text, launch, train_steps
+from benchmarks import hlo_text, train_steps
+from experiments import launch
 
 _MODEL = flags.DEFINE_string('model', 'wrn16_4', 'Architecture to profile.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Channel-width multiplier.')
@@ -163,7 +164,10 @@ def profile_jax(step: train_steps.JaxStep, steps: int) -> JaxProfile:
   """Milliseconds per step by category and by HLO instruction (averaged over devices)."""
   compiled = step.lowered().compile()
   text = compiled.as_text()
-  module = re.match(r'HloModule (\S+?),', text).group(1)
+  header = re.match(r'HloModule (\S+?),', text)
+  if header is None:
+    raise ValueError('the compiled text does not start with its HloModule line')
+  module = header.group(1)
   instructions, computations = hlo_text.parse_hlo(text)
   kernel_sizes = {leaf.size for leaf in jax.tree.leaves(step.state.params) if leaf.ndim == 4}
   epochs = max(1, -(-steps // train_steps.POOL_BATCHES))
@@ -188,7 +192,7 @@ def profile_jax(step: train_steps.JaxStep, steps: int) -> JaxProfile:
   for run in runs.values():
     run.sort(key=lambda e: e['ts'])
     pending = None  # an unfused convolution returns at once and runs on the thread pool
-    for e, nxt in zip(run, run[1:] + [None]):
+    for e, nxt in zip(run, run[1:] + [None], strict=True):
       op = e['args']['hlo_op']
       per_op[op] += e['dur']
       if instructions.get(op, {}).get('op') == 'convolution':
@@ -217,7 +221,7 @@ class ConvRow:
 
   layer: str  # the model's scope, e.g. 'stage1_block1/conv1'; '?' if not found
   conv_pass: str  # one of CONV_PASSES
-  path: str  # hlo_text.conv_path: 'ynn', 'eigen', 'dot (ynn)', 'dot', ...
+  path: str | None  # hlo_text.conv_path: 'ynn', 'eigen', 'dot (ynn)', 'dot', ...
   instruction: str
   shapes: str  # operand and result shapes with layouts
   labels: str  # dim_labels and window, or a dot's dimensions
@@ -238,7 +242,7 @@ def _layer(op_name: str) -> str:
 
 def _sources(name: str, instructions: dict) -> set[str]:
   """The producers of ``name``'s operands, looking through layout changes and bitcasts."""
-  found = set()
+  found: set[str] = set()
   for operand in instructions[name]['operands']:
     source = hlo_text.producer(operand, instructions)
     if hlo_text.is_layout_change(source, instructions):
@@ -272,7 +276,7 @@ def conv_rows(profile: JaxProfile) -> list[ConvRow]:
     if not layer[n]:
       matches = {layer[m] for m in named_dx if sources[n] & sources[m]}
       layer[n] = matches.pop() if len(matches) == 1 else '?'
-  order = {}
+  order: dict[str, int] = {}
   for n in passes:  # layers in the order of their forward pass
     if passes[n] == 'conv forward':
       order.setdefault(layer[n], len(order))
@@ -319,7 +323,7 @@ def conv_table(rows: list[ConvRow]) -> str:
     f'**{copies_ms:.1f}** | '
     f'**{sum(r.ms for r in rows):.1f}** |'
   )
-  by_path = collections.defaultdict(lambda: [0, 0.0])
+  by_path: dict[str | None, list[float]] = collections.defaultdict(lambda: [0, 0.0])
   for r in rows:
     by_path[r.path][0] += 1
     by_path[r.path][1] += r.ms

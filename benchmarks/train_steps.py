@@ -1,6 +1,6 @@
 """One training step of a CIFAR model in JAX (through ``Trainer``) and in PyTorch (eager twin).
 
-Shared by ``experiments.bench_train`` and ``experiments.profile_step``. Both sides use SGD
+Shared by ``benchmarks.bench_train`` and ``benchmarks.profile_step``. Both sides use SGD
 with momentum 0.9 and weight decay 5e-4 on a batch of random 32x32x3 images with 10
 classes. The benchmarks start through ``experiments.launch.run``, which sets up the host
 devices as the launchers do, so that the data-parallel step uses every core.
@@ -17,7 +17,7 @@ import numpy as np
 
 from padam_jax import data
 from padam_jax.training import config as config_lib
-from padam_jax.training import loop
+from padam_jax.training import trainer as trainer_lib
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
@@ -31,7 +31,7 @@ POOL_BATCHES = 4  # the image pool the JAX batches are gathered from (at least)
 class JaxStep:
   """``run()`` trains one ``Trainer`` epoch of ``steps`` steps and blocks at its end."""
 
-  trainer: loop.Trainer
+  trainer: trainer_lib.Trainer
   state: Any
   epoch: int = 1
 
@@ -82,7 +82,7 @@ def jax_step(
       compute_dtype=compute_dtype,
     )
   )
-  trainer = loop.Trainer(config, dataset, steps_per_call=steps_per_call)
+  trainer = trainer_lib.Trainer(config, dataset, steps_per_call=steps_per_call)
   return JaxStep(trainer, trainer.init_state())
 
 

@@ -27,7 +27,7 @@ docs/measurements.md#crosscheck-tolerances):
   steps when no ReLU switches, and the factor covers the luck of which run switches first.
 
 Our step is written here from the model and optimizer pieces rather than taken from
-``padam_jax.training.loop.train_step``, which augments inside the step and computes the loss in
+``padam_jax.training.steps.train_step``, which augments inside the step and computes the loss in
 float32 whatever the compute dtype (float64 would then agree only to float32 round-off);
 ``tests/test_model_crosscheck.py`` checks that in float32 the two steps agree.
 torch is imported only by the functions that run it.
@@ -50,8 +50,8 @@ import optax
 
 from padam_jax import data as data_lib
 from padam_jax import models
-from padam_jax.reference import trajectory
 from padam_jax.training import config as config_lib
+from padam_jax.validation import trajectory
 
 if TYPE_CHECKING:
   import torch
@@ -256,7 +256,7 @@ def jax_steps(
     cast = lambda tree: jax.tree.map(lambda v: jnp.asarray(v, spec.dtype), tree)  # noqa: E731
     params, stats = cast(variables['params']), cast(variables['batch_stats'])
     opt_state = tx.init(params)
-  for x, labels in zip(batches.images, batches.labels):
+  for x, labels in zip(batches.images, batches.labels, strict=True):
     with _precision(spec.dtype):
       (loss, stats), grads = grad_fn(params, stats, x, labels)
       params, opt_state = apply(params, grads, opt_state)
@@ -292,7 +292,7 @@ def torch_steps(
   optimizer = make_optimizer(list(module.parameters()))
   eval_images = nchw(batches.eval_images)
   dtype = str(batches.images.dtype)
-  for x, labels in zip(batches.images, batches.labels):
+  for x, labels in zip(batches.images, batches.labels, strict=True):
     module.train()
     optimizer.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(
@@ -310,8 +310,8 @@ def torch_steps(
 
 def relative_deviation(ours: Flat | np.ndarray, theirs: Flat | np.ndarray) -> float:
   """Largest ``|ours - theirs|_inf / |theirs|_inf`` over the leaves (an array is one leaf)."""
-  if isinstance(ours, np.ndarray):
-    ours, theirs = {'': ours}, {'': theirs}
+  ours = {'': ours} if isinstance(ours, np.ndarray) else ours
+  theirs = {'': theirs} if isinstance(theirs, np.ndarray) else theirs
   if ours.keys() != theirs.keys():
     raise ValueError(f'leaves differ: {sorted(ours.keys() ^ theirs.keys())}')
   worst = 0.0
@@ -352,8 +352,10 @@ def compare_all(
   With a (float64) ``reference``, each row also holds the deviation of ``ours`` and of
   ``theirs`` from it (``jax_error``, ``torch_error``).
   """
-  reference = itertools.repeat(None) if reference is None else reference
-  for step, (a, b, r) in enumerate(zip(ours, theirs, reference), start=1):
+  pairs = zip(ours, theirs, strict=True)
+  # Without a reference, an endless None stands in for it; with one, it has a snapshot per step.
+  references = itertools.repeat(None) if reference is None else reference
+  for step, ((a, b), r) in enumerate(zip(pairs, references, strict=reference is not None), 1):
     row = compare(step, a, b)
     if r is not None:
       row = row._replace(

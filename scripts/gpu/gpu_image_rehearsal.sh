@@ -3,19 +3,19 @@
 # flax, optax and orbax-checkpoint releases pip picks for that jax, and NO tensorflow,
 # tensorflow-datasets or tensorboardX. Runs from this checkout with PYTHONPATH (nothing
 # installed), without network where `unshare` can take it away:
-#   1. GPU_CHECK_SMOKE=1 bash experiments/gpu_check.sh;
+#   1. GPU_CHECK_SMOKE=1 bash scripts/gpu/gpu_check.sh;
 #   2. experiments.train on Fashion-MNIST from IDX files copied into OUT (as carried onto the
 #      machine), tiny sizes;
-#   3. GPU_REPRODUCE_SMOKE=1 bash experiments/gpu_reproduce.sh, when that script exists.
+#   3. GPU_REPRODUCE_SMOKE=1 bash scripts/gpu/gpu_reproduce.sh, when that script exists.
 #
-#   bash experiments/gpu_image_rehearsal.sh   # writes ${OUT:-/tmp/gpu_image_rehearsal}
+#   bash scripts/gpu/gpu_image_rehearsal.sh   # writes ${OUT:-/tmp/gpu_image_rehearsal}
 #
 # VENV (default OUT/venv) is reused when it already holds jax 0.11.2. The IDX files come from
 # FASHION_MNIST_DIR (default: Debian's dataset-fashion-mnist). REHEARSAL_PARTS picks parts
 # (default "gpu_check fashion_mnist gpu_reproduce"). Exits non-zero if a part fails.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${OUT:-/tmp/gpu_image_rehearsal}
 VENV=${VENV:-$OUT/venv}
 JAX_VERSION=0.11.2
@@ -69,11 +69,11 @@ fi
 export PYTHONPATH=$ROOT PATH=$VENV/bin:$PATH PYTHON=$PY
 cd "$ROOT"
 
-source experiments/parts.sh
+source scripts/gpu/parts.sh
 
 # gpu_check.sh reports failed parts in its report but always exits 0: read the report.
 gpu_check() {
-  OUT=$OUT/gpu_check GPU_CHECK_SMOKE=1 bash experiments/gpu_check.sh
+  OUT=$OUT/gpu_check GPU_CHECK_SMOKE=1 bash scripts/gpu/gpu_check.sh
   ! grep -E '^\| [a-z_0-9-]+ \| (failed|timed out)' "$OUT/gpu_check/report.md"
 }
 
@@ -91,12 +91,12 @@ fashion_mnist() {
 
 gpu_reproduce() {
   OUT=$OUT/gpu_reproduce FASHION_MNIST_DIR=$CARRIED GPU_REPRODUCE_SMOKE=1 \
-    bash experiments/gpu_reproduce.sh
+    bash scripts/gpu/gpu_reproduce.sh
 }
 
 for name in ${REHEARSAL_PARTS:-gpu_check fashion_mnist gpu_reproduce}; do
-  if [[ $name == gpu_reproduce && ! -f experiments/gpu_reproduce.sh ]]; then
-    PARTS+=(gpu_reproduce) STATUS[gpu_reproduce]='not present (experiments/gpu_reproduce.sh)'
+  if [[ $name == gpu_reproduce && ! -f scripts/gpu/gpu_reproduce.sh ]]; then
+    PARTS+=(gpu_reproduce) STATUS[gpu_reproduce]='not present (scripts/gpu/gpu_reproduce.sh)'
     ELAPSED[gpu_reproduce]=-
   else
     run_part "$name" 0 "$name"

@@ -1,7 +1,7 @@
 """One convolution at a time: XLA's lowerings vs PyTorch.
 
-    python -m experiments.bench_conv [--batch_size 128 --repeats 5]
-    python -m experiments.bench_conv --mode step_shapes --model wrn16_4 --width 0.25
+    python -m benchmarks.bench_conv [--batch_size 128 --repeats 5]
+    python -m benchmarks.bench_conv --mode step_shapes --model wrn16_4 --width 0.25
                                      [--batch_size 128 --devices 4 --repeats 5]
 
 ``--mode lowerings`` (the default): for the convolution shapes of our models (map size,
@@ -30,13 +30,15 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from experiments import hlo_text, launch, train_steps
+from benchmarks import hlo_text, train_steps
+from experiments import launch
 from padam_jax import models
 from padam_jax.models import conv_lowering, layers
 from padam_jax.training import sharding
@@ -73,13 +75,14 @@ SHAPES = [
   (32, 3, 64, 3, 1),
 ]
 PASSES = ('fwd', 'dx', 'dk')
+K = TypeVar('K')  # the key of a timed call
 
 
-def _median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def _median_ms(fns: dict[K, Callable[[], object]], repeats: int) -> dict[K, float]:
   """Median milliseconds of each blocking call, after one warm-up call, interleaved."""
   for fn in fns.values():
     fn()
-  times = {name: [] for name in fns}
+  times: dict[K, list[float]] = {name: [] for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
       start = time.perf_counter()
@@ -168,7 +171,7 @@ def model_convs(name: str, width: float, batch: int) -> collections.Counter:
   """The model's convolutions (``layers.Conv`` calls, traced abstractly), counted by
   shape, in the order of their first call."""
   model = models.get_model(name, num_classes=train_steps.NUM_CLASSES, width=width)
-  found = []
+  found: list[ConvShape] = []
 
   def record(next_fun, args, kwargs, context):
     module = context.module
@@ -221,7 +224,7 @@ def _jax_passes(shape: ConvShape, mesh) -> tuple[dict[str, Callable], dict[str, 
   calls, paths = {}, {}
   for name, program in programs.items():
     compiled = jax.jit(program).lower(x, w, dy).compile()
-    paths[name] = compiled_paths(compiled.as_text())
+    paths[name] = compiled_paths(compiled.as_text() or '')
     calls[name] = lambda compiled=compiled: jax.block_until_ready(compiled(x, w, dy))
   return calls, paths
 

@@ -3,8 +3,8 @@
 # full width on all of Fashion-MNIST, Padam, SGDM, Adam and AMSGrad (the reproduction
 # preset: constant lr, weight decay 0.005), SEEDS seeds each.
 #
-#   bash experiments/gpu_reproduce.sh                        # writes ${OUT:-/tmp/gpu_reproduce}
-#   GPU_REPRODUCE_SMOKE=1 bash experiments/gpu_reproduce.sh  # tiny sizes: end to end on CPU
+#   bash scripts/gpu/gpu_reproduce.sh                        # writes ${OUT:-/tmp/gpu_reproduce}
+#   GPU_REPRODUCE_SMOKE=1 bash scripts/gpu/gpu_reproduce.sh  # tiny sizes: end to end on CPU
 #
 # The four optimizers train at once, one process each (no memory preallocation), each
 # process training its seeds as one vmapped program (experiments.reproduce --mode auto).
@@ -19,7 +19,7 @@
 # dataset-fashion-mnist).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${OUT:-/tmp/gpu_reproduce}
 PYTHON=${PYTHON:-python3}
 SEEDS=${SEEDS:-3}

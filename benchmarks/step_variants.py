@@ -1,10 +1,10 @@
 """Variants of the JAX training step, timed interleaved in one process against the step as it is.
 
-    python -m experiments.step_variants --model wrn16_4 --width 0.25 \
+    python -m benchmarks.step_variants --model wrn16_4 --width 0.25 \
         --variants widen17,cond_barrier,sharded_update [--repeats 5]
 
 Each variant changes how the step is traced (a lowering or the update), builds its own
-``Trainer`` step (``experiments.train_steps``), and is timed in the same rounds as the
+``Trainer`` step (``benchmarks.train_steps``), and is timed in the same rounds as the
 unchanged step (``as_is``), so that both see the same machine. Prints img/s and the speed
 of each variant relative to ``as_is`` (median over ``--repeats`` epochs of
 ``train_steps.POOL_BATCHES`` steps). These are the experiments behind the table "What was
@@ -41,7 +41,8 @@ import jax.numpy as jnp
 from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec
 
-from experiments import launch, train_steps
+from benchmarks import train_steps
+from experiments import launch
 from padam_jax.models import conv_lowering
 from padam_jax.training import sharding
 
