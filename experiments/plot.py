@@ -105,6 +105,8 @@ def main(argv):
     return
   from padam_jax.reproduction import claims, report, suites  # pylint: disable=import-outside-toplevel
 
+  reproduction = _REPRODUCTION.value
+  assert reproduction  # one of the three was given
   unknown = set(_SUITE.value) - {*suites.SUITE_NAMES, 'all'}
   if unknown:
     raise app.UsageError(

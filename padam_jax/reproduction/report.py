@@ -237,7 +237,7 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str, partial: bool = 
         continue
       diverged = sum(bool(r and r[-1].get('diverged')) for r in runs)
       label = curve.label + (f' ({diverged}/{len(runs)} diverged)' if diverged else '')
-      for row, (key, name, factor) in enumerate(METRICS):
+      for row, (key, _name, factor) in enumerate(METRICS):
         matrix = factor * metric_matrix(runs, key)
         mean, std = _nan_reduce(np.nanmean, matrix), _nan_reduce(np.nanstd, matrix)
         epochs = np.arange(1, mean.size + 1)

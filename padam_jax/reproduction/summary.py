@@ -38,6 +38,7 @@ def _finding(judged: claims.Judged) -> str:
   if word is None:
     needed = claims.seeds_for_verdict(judged)
     word = 'no spread: 1 seed' if needed.startswith('a spread') else f'needs {needed} seeds'
+  assert judged.epochs is not None, 'a claim with an interval was measured over epochs'
   window = report.describe_window(judged.claim.measure, judged.epochs)
   return f'{window}: {claims.value_cell(judged)}, {word}'
 
