@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 40
 # The host waits for the devices every this many compiled calls (train chunks, evaluation
 # batches), so that at most about twice as many launches (a call and the jitted add of its
-# metrics) are queued per device. jaxlib's CPU client before 0.11 parks a launch beyond 32
+# metrics) are queued per device. jaxlib's CPU client before 0.12 parks a launch beyond 32
 # in flight per device on one of its pool threads; enough such launches take every thread
 # and an all-reduce waits forever for a device that never gets one (docs/allreduce_hang.md).
 CALLS_IN_FLIGHT = 8
