@@ -332,3 +332,23 @@ def test_converged_scale_sits_between_the_smoke_and_full_scales():
     converged.train_size,
     {'seed': [0, 1, 2]},
   )
+
+
+def test_the_docs_show_the_committed_runs_verdicts():
+  """README.md and docs/reproduction.md open with the table the committed converged runs
+  give today, so a run added to results/ without regenerating the docs fails here."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  results = os.path.join(root, 'results')
+  workdirs = sorted(
+    os.path.join(results, name) for name in os.listdir(results) if name.startswith('cpu_converged')
+  )
+  table = summary.markdown(summary.workdirs_by_protocol(workdirs))
+  regenerate = (
+    'regenerate with python -m experiments.plot --summary '
+    + ','.join(os.path.relpath(w, root) for w in workdirs)
+    + ' --output_dir docs/cpu_converged, and paste its table into README.md and '
+    'docs/reproduction.md'
+  )
+  for page in ('README.md', 'docs/reproduction.md', 'docs/cpu_converged/summary.md'):
+    with open(os.path.join(root, page)) as f:
+      assert table in f.read(), f'{page} does not show the committed runs\' verdicts: {regenerate}'
