@@ -227,7 +227,9 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str, partial: bool = 
   fig, axes = plt.subplots(2, columns, figsize=(width, 7), squeeze=False)
   for col, panel in enumerate(suite.panels):
     title, missing = panel.title, []
-    for curve in panel.curves:
+    # A curve's colour is its place in the panel, so that a curve not run yet does not
+    # recolour the others and the same line has the same colour in every panel.
+    for place, curve in enumerate(panel.curves):
       try:
         runs = curve_runs(workdir, curve)
       except (FileNotFoundError, ValueError):
@@ -242,9 +244,9 @@ def plot_panels(workdir: str, suite: suites.Suite, output: str, partial: bool = 
         mean, std = _nan_reduce(np.nanmean, matrix), _nan_reduce(np.nanstd, matrix)
         epochs = np.arange(1, mean.size + 1)
         ax = axes[row, col]
-        (line,) = ax.plot(epochs, mean, label=label)
+        ax.plot(epochs, mean, label=label, color=f'C{place}')
         if len(runs) > 1:
-          ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+          ax.fill_between(epochs, mean - std, mean + std, color=f'C{place}', alpha=0.2)
         ax.grid(alpha=0.3)
     if missing:
       title += '\nnot run: ' + ', '.join(missing)
