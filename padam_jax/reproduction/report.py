@@ -34,7 +34,8 @@ def _matches(values: dict[str, Any], select: Sequence[tuple[str, Any]]) -> bool:
 
 
 def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
-  """The records of every run (one per seed) that ``curve`` selects."""
+  """The records of every run (one per seed) that ``curve`` selects; ``FileNotFoundError``
+  when its sweep is missing or none of them has a record."""
   sweep_dir = os.path.join(workdir, curve.sweep)
   if not has_sweep(workdir, curve.sweep):
     raise FileNotFoundError(f'{sweep_dir} holds no sweep: run the suite first')
@@ -45,6 +46,8 @@ def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
   ]
   if not runs:
     raise ValueError(f'no run of {sweep_dir} has {dict(curve.select)}')
+  if not any(runs):  # listed in sweep.json, but none has started (a grid not yet finished)
+    raise FileNotFoundError(f'no run of {sweep_dir} with {dict(curve.select)} has a record yet')
   return runs
 
 
@@ -274,7 +277,10 @@ def heatmap_cells(
   for i, p in enumerate(ps):
     for j, lr in enumerate(lrs):
       curve = suites.Curve('', sweep_name, (('partial', p), ('learning_rate', lr)))
-      runs, epochs = curve_runs(workdir, curve), configured_epochs(workdir, curve)
+      try:
+        runs, epochs = curve_runs(workdir, curve), configured_epochs(workdir, curve)
+      except FileNotFoundError:  # not run yet: NaN, not diverged
+        continue
       diverged[i, j] = sum(bool(r and r[-1].get('diverged')) for r in runs)
       finals = [
         v for v in (run_value(r, epochs, 'final_accuracy') for r in runs) if not math.isnan(v)
@@ -292,11 +298,12 @@ def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
   image = ax.imshow(error, cmap='viridis_r')
   for i in range(len(ps)):
     for j in range(len(lrs)):
-      if np.isnan(error[i, j]):
-        text = 'diverged' if diverged[i, j] else 'not finished'
-      else:
+      if np.isnan(error[i, j]):  # a blank cell: dark text
+        text, colour = ('diverged' if diverged[i, j] else 'not finished'), 'k'
+      else:  # viridis_r: a high error is dark, a low one bright
         text = f'{error[i, j]:.1f}%' + (f'\n({diverged[i, j]} div.)' if diverged[i, j] else '')
-      ax.text(j, i, text, ha='center', va='center', color='w', fontsize=9)
+        colour = 'w' if image.norm(error[i, j]) > 0.5 else 'k'
+      ax.text(j, i, text, ha='center', va='center', color=colour, fontsize=9)
   ax.set_xticks(range(len(lrs)), [f'{lr:g}' for lr in lrs])
   ax.set_yticks(range(len(ps)), [f'1/{round(1 / p)}' for p in ps])
   epochs = configured_epochs(workdir, suites.Curve('', sweep_name))
@@ -381,7 +388,11 @@ def final_table_markdown(workdir: str, suite: suites.Suite) -> str:
   ]
   for panel in suite.panels:
     for curve in panel.curves:
-      runs = curve_runs(workdir, curve)
+      try:
+        runs = curve_runs(workdir, curve)
+      except FileNotFoundError:
+        lines.append(f'| {curve.label} | not run | not run | not run | 0 |')
+        continue
       loss, error = metric_matrix(runs, 'train_loss'), 100 * metric_matrix(runs, 'test_error')
       best = _nan_reduce(np.nanmin, error.T)
       lines.append(
