@@ -156,18 +156,22 @@ def test_partial_figures_of_what_was_run(tmp_path):
   assert report.recorded_preset(workdir) == 'reproduction'
   assert report.recorded_preset(str(tmp_path)) is None
 
-  # A grid committed point by point: p = 1/16 listed in sweep.json but not run yet.
+  # A grid committed point by point: p = 1/16 and the grid's first cell (p = 1/4, lr 0.1)
+  # listed in sweep.json but not run yet.
   grid = suites.SWEEPS['resnet18-padam-p-lr']
   fake_runs.write_sweep(workdir, grid, 2, EPOCHS, _plausible())
   for name in os.listdir(os.path.join(workdir, grid.name)):
-    if name.startswith('partial=0.0625,'):
+    if name.startswith(('partial=0.0625,', 'partial=0.25,learning_rate=0.1,')):
       shutil.rmtree(os.path.join(workdir, grid.name, name))
+  eighth = suites.Curve('', grid.name, (('partial', 0.125), ('learning_rate', 0.1)))
+  assert report.configured_epochs(workdir, eighth) == EPOCHS
   built = report.build(workdir, ['figure3'], str(tmp_path / 'grid'), partial=True)
   assert sorted(built) == ['figure3', 'figure3_heatmap']
   table = report.final_table_markdown(workdir, suites.SUITES['figure3'])
-  assert table.count('| not run | not run | not run | 0 |') == 3
+  assert table.count('| not run | not run | not run | 0 |') == 4  # p = 1/16 (3), p = 1/4 lr 0.1
   sixteenth = suites.Curve('', grid.name, (('partial', 0.0625), ('learning_rate', 0.1)))
   with pytest.raises(FileNotFoundError, match='has a record yet'):
     report.curve_runs(workdir, sixteenth)
   _, _, error, _ = report.heatmap_cells(workdir, grid.name)
-  assert np.isnan(error[2]).all() and not np.isnan(error[:2]).any()
+  assert np.isnan(error[2]).all() and np.isnan(error[0, 0])
+  assert not np.isnan(error[:2].ravel()[1:]).any()

@@ -52,10 +52,16 @@ def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
 
 
 def configured_epochs(workdir: str, curve: suites.Curve) -> int:
-  """The ``epochs`` of the runs ``curve`` selects, from their sweep's first run."""
-  first = sweep.read_sweep(os.path.join(workdir, curve.sweep))['runs'][0]['dir']
-  with open(os.path.join(first, runlog.CONFIG_FILE), encoding='utf-8') as f:
-    return int(json.load(f)['epochs'])
+  """The ``epochs`` of the runs ``curve`` selects, from the first of them that recorded its
+  ``config.json`` (a grid committed cell by cell may lack its first runs)."""
+  for run in sweep.read_sweep(os.path.join(workdir, curve.sweep))['runs']:
+    path = os.path.join(run['dir'], runlog.CONFIG_FILE)
+    if _matches(run['values'], curve.select) and os.path.exists(path):
+      with open(path, encoding='utf-8') as f:
+        return int(json.load(f)['epochs'])
+  raise FileNotFoundError(
+    f'no run of {os.path.join(workdir, curve.sweep)} with {dict(curve.select)} has a config yet'
+  )
 
 
 def has_sweep(workdir: str, sweep_name: str) -> bool:
