@@ -33,17 +33,19 @@ def _matches(values: dict[str, Any], select: Sequence[tuple[str, Any]]) -> bool:
   )
 
 
+def _selected(workdir: str, curve: suites.Curve) -> list[dict[str, Any]]:
+  """The entries of ``sweep.json`` (with each run's ``dir``) that ``curve`` selects."""
+  runs = sweep.read_sweep(os.path.join(workdir, curve.sweep))['runs']
+  return [run for run in runs if _matches(run['values'], curve.select)]
+
+
 def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
   """The records of every run (one per seed) that ``curve`` selects; ``FileNotFoundError``
   when its sweep is missing or none of them has a record."""
   sweep_dir = os.path.join(workdir, curve.sweep)
   if not has_sweep(workdir, curve.sweep):
     raise FileNotFoundError(f'{sweep_dir} holds no sweep: run the suite first')
-  runs = [
-    runlog.read_metrics(run['dir'])
-    for run in sweep.read_sweep(sweep_dir)['runs']
-    if _matches(run['values'], curve.select)
-  ]
+  runs = [runlog.read_metrics(run['dir']) for run in _selected(workdir, curve)]
   if not runs:
     raise ValueError(f'no run of {sweep_dir} has {dict(curve.select)}')
   if not any(runs):  # listed in sweep.json, but none has started (a grid not yet finished)
@@ -54,9 +56,9 @@ def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
 def configured_epochs(workdir: str, curve: suites.Curve) -> int:
   """The ``epochs`` of the runs ``curve`` selects, from the first of them that recorded its
   ``config.json`` (a grid committed cell by cell may lack its first runs)."""
-  for run in sweep.read_sweep(os.path.join(workdir, curve.sweep))['runs']:
+  for run in _selected(workdir, curve):
     path = os.path.join(run['dir'], runlog.CONFIG_FILE)
-    if _matches(run['values'], curve.select) and os.path.exists(path):
+    if os.path.exists(path):
       with open(path, encoding='utf-8') as f:
         return int(json.load(f)['epochs'])
   raise FileNotFoundError(
