@@ -5,7 +5,9 @@ needs, then plots.
 
 Suites: figure1 (4 optimizers x 3 architectures), table2 (Wide ResNet accuracy at
 1/4, 1/2, 3/4 and all of the epochs), figure2 (p in {1/4, 1/8, 1/16}), figure3 (p x
-lr on ResNet-18), p_schedule (the reproduction's proposed p and lr schedules), all.
+lr on ResNet-18), p_schedule (the reproduction's proposed p and lr schedules), all (those
+five); and optimizers (the four optimizers on each network, Padam as a sweep of its own:
+Chen & Gu's comparison, for ``--preset paper``).
 ``--scale full`` is the reproduction's protocol on CIFAR-10 (for GPUs); ``--scale cpu`` a
 reduced one on Fashion-MNIST that the same code runs on 2 CPU cores. Every sweep
 lives in ``WORKDIR/<sweep>/``; rerunning skips complete runs and resumes the others.
@@ -24,7 +26,10 @@ from padam_jax.training import faults, hosts
 from padam_jax.training import sweep as sweep_lib
 
 _SUITE = flags.DEFINE_multi_enum(
-  'suite', ['all'], [*suites.SUITE_NAMES, 'all'], 'Suites to run (repeatable).'
+  'suite',
+  ['all'],
+  [*suites.SUITE_NAMES, 'all'],
+  'Suites to run (repeatable; all: every suite but optimizers).',
 )
 _SCALE = flags.DEFINE_enum(
   'scale',

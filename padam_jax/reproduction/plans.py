@@ -38,8 +38,9 @@ def build(
   data_dir: str | None = None,
   epochs: int | None = None,
 ) -> list[PlannedSweep]:
-  """The sweeps of the named suites ('all': every suite), or only ``sweep_names`` of them,
-  at ``scale`` with ``seeds`` seeds each; ``epochs``, if given, replaces the scale's.
+  """The sweeps of the named suites ('all': the student reproduction's), or only
+  ``sweep_names`` of them, at ``scale`` with ``seeds`` seeds each; ``epochs``, if given,
+  replaces the scale's.
 
   An unknown name or a bad setting raises ``ValueError`` (a ``ConfigError`` names its field).
   """

@@ -421,7 +421,7 @@ def build(
   names the others as not run), a table or heat map needs every sweep it reads.
   """
   os.makedirs(output_dir, exist_ok=True)
-  names = suites.SUITE_NAMES if 'all' in suite_names else suite_names
+  names = suites.ALL_SUITES if 'all' in suite_names else suite_names
   figures = importlib.util.find_spec('matplotlib') is not None
   if not figures:
     warnings.warn('matplotlib is not installed: no figures, only the tables', stacklevel=2)

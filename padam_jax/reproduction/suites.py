@@ -135,6 +135,10 @@ SWEEPS: dict[str, SweepSpec] = {
   for s in [
     *(_baseline(m, o) for m in ARCHITECTURES for o in ('sgdm', 'adam', 'amsgrad')),
     _baseline('wrn16_4', 'padam'),
+    # Padam at p = 1/8, lr 0.1 as a sweep of its own, for the `optimizers` suite (under the
+    # reproduction preset, Figure 1 reads the same setting from the p grids below).
+    _baseline('vgg16', 'padam'),
+    _baseline('resnet18', 'padam'),
     SweepSpec('vgg16-padam-p', 'vgg16', 'padam', grid=(('partial', PARTIALS),)),
     SweepSpec(
       'resnet18-padam-p-lr',
@@ -182,6 +186,15 @@ SUITES: dict[str, Suite] = {
       table='table2',
     ),
     Suite(
+      'optimizers',
+      'The four optimizers on each network, Padam (p = 1/8, lr 0.1) as a sweep of its own: '
+      'Chen & Gu\'s comparison, for --preset paper',
+      sweeps=tuple(f'{m}-{o}' for m in ARCHITECTURES for o in OPTIMIZERS),
+      panels=tuple(
+        Panel(m, tuple(Curve(o, f'{m}-{o}') for o in OPTIMIZERS)) for m in ARCHITECTURES
+      ),
+    ),
+    Suite(
       'figure2',
       'Figure 2: p in {1/4, 1/8, 1/16} at lr 0.1 (VGG-16 and ResNet-18)',
       sweeps=('vgg16-padam-p', 'resnet18-padam-p-lr'),
@@ -220,12 +233,15 @@ SUITES: dict[str, Suite] = {
   ]
 }
 SUITE_NAMES = tuple(SUITES)
+# What 'all' trains: the student reproduction's suites. `optimizers` is left out, since under
+# the reproduction preset Figure 1 already reads its Padam runs from the p grids.
+ALL_SUITES = tuple(name for name in SUITE_NAMES if name != 'optimizers')
 
 
 def sweeps_of(suite_names: list[str], only: list[str] | None = None) -> list[SweepSpec]:
-  """The sweeps the named suites need ('all': every suite), each once, in a fixed order;
+  """The sweeps the named suites need ('all': ``ALL_SUITES``), each once, in a fixed order;
   with ``only``, just those of them."""
-  names = SUITE_NAMES if 'all' in suite_names else suite_names
+  names = ALL_SUITES if 'all' in suite_names else suite_names
   unknown = [n for n in names if n not in SUITES]
   if unknown:
     raise ValueError(f'unknown suite {unknown[0]!r}; choose from {", ".join(SUITE_NAMES)}, all')

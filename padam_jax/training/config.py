@@ -46,12 +46,16 @@ PRESETS: dict[str, dict[str, Any]] = {
   'reproduction': dict(weight_decay=0.005, lr_schedule='constant', epochs=100),
   # The authors' scripts: weight decay 5e-4, 200 epochs, x0.1 at epochs 100 and 150.
   'paper': dict(weight_decay=5e-4, lr_schedule='multistep', epochs=200),
+  # The arm between the two: the reproduction's constant learning rate with the authors'
+  # weight decay, so that the schedule's effect and the weight decay's can be told apart.
+  'reproduction_paper_wd': dict(weight_decay=5e-4, lr_schedule='constant', epochs=100),
 }
 LR_SCHEDULES = ('constant', 'multistep', 'warmup')
 PRESET_HELP = (
   'reproduction: weight decay 0.005, constant lr, 100 epochs (the reproduction\'s '
   'Table 1); paper: weight decay 5e-4, x0.1 at 50%/75% of the epochs, 200 '
-  'epochs (the authors\' scripts).'
+  'epochs (the authors\' scripts); reproduction_paper_wd: weight decay 5e-4, constant lr, 100 '
+  'epochs (the reproduction with the authors\' weight decay).'
 )
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 _PADAM_FAMILY = ('padam', 'padamw')
