@@ -12,7 +12,7 @@ Padam, both live and against the committed fixture; then each oracle written by 
 
 With ``--model``: ``--steps`` training steps of the model in JAX and of its PyTorch twin
 from the same initial weights on the same augmented batches of scikit-learn's digits
-(``padam_jax.validation.model_trajectory``); prints a Markdown row per step (both losses,
+(``padam_jax.crosscheck.model_trajectory``); prints a Markdown row per step (both losses,
 the largest relative deviation of the parameters, of the BatchNorm running statistics
 and of the eval-mode logits of a fixed test batch) and exits with status 1 when the run
 fails its dtype's tolerance: float64, every deviation at most 1e-8 (``--tolerance``);
@@ -20,7 +20,7 @@ float32, where the twin also trains in float64, our float32 run no further from 
 float64 run than 10x PyTorch's float32 run, or 1e-4 (``--tolerance``).
 
 With ``--whole_run``: whole training runs of ``--seeds`` seeds in JAX and in PyTorch
-(``padam_jax.validation.whole_run``; the PyTorch side: ``padam_jax.reference.training``)::
+(``padam_jax.crosscheck.whole_run``; the PyTorch side: ``padam_jax.reference.training``)::
 
     python -m experiments.crosscheck --whole_run --model wrn16_4 --width 0.125 \\
         --optimizer padam --weight_decay 5e-4 --batch_size 128 --epochs 6 \\
@@ -46,9 +46,9 @@ from absl import app, flags
 
 from experiments import config_flags
 from padam_jax import data
+from padam_jax.crosscheck import model_trajectory, trajectory, whole_run
 from padam_jax.reference import twins
 from padam_jax.training import config as config_lib
-from padam_jax.validation import model_trajectory, trajectory, whole_run
 
 _FIXTURE = flags.DEFINE_string(
   'fixture', 'tests/fixtures/padam_reference.npz', 'Committed trajectories.'

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
+from padam_jax.crosscheck import trajectory
 from padam_jax.reference import twins
-from padam_jax.validation import trajectory
 
 _OUTPUT = flags.DEFINE_string(
   'output', 'tests/fixtures/padam_reference.npz', 'Where to write the .npz.'

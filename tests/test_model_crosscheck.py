@@ -11,8 +11,8 @@ import pytest
 from conftest import subprocess_env
 
 from padam_jax import data, models
+from padam_jax.crosscheck import model_trajectory as mt
 from padam_jax.training.steps import TrainState, train_step
-from padam_jax.validation import model_trajectory as mt
 
 torch = pytest.importorskip('torch')
 pytest.importorskip('pytorch_optimizer')

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from padam_jax.crosscheck import trajectory
 from padam_jax.reference import twins
-from padam_jax.validation import trajectory
 
 FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'padam_reference.npz'
 TOLERANCE = 1e-10
@@ -27,7 +27,7 @@ def _settings():
 def test_import_needs_no_torch():
   """The committed-fixture tests run where torch is not installed (e.g. on Python 3.12)."""
   code = (
-    'import sys; from padam_jax.validation import trajectory; '
+    'import sys; from padam_jax.crosscheck import trajectory; '
     'assert "torch" not in sys.modules, "torch imported"'
   )
   subprocess.run(

@@ -1,4 +1,4 @@
-"""scale_by_padam / padam: limits, options, validation, dtypes and composition."""
+"""scale_by_padam / padam: limits, options, argument checks, dtypes and composition."""
 
 import chex
 import jax
@@ -152,7 +152,7 @@ def test_learning_rate_schedule():
   chex.assert_trees_all_close(const, sched)
 
 
-# --- validation -------------------------------------------------------------
+# --- argument checks ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(

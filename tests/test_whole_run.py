@@ -1,5 +1,5 @@
 """Whole runs JAX vs PyTorch: the PyTorch pipeline's pieces, the shared-batch control, the
-equivalence test and the command's report (``padam_jax.validation.whole_run``)."""
+equivalence test and the command's report (``padam_jax.crosscheck.whole_run``)."""
 
 import dataclasses
 import os
@@ -14,11 +14,11 @@ from conftest import subprocess_env
 from scipy import stats as scipy_stats
 
 from padam_jax import data, stats
+from padam_jax.crosscheck import model_trajectory, whole_run
 from padam_jax.reference import training
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, runlog
 from padam_jax.training import trainer as trainer_lib
-from padam_jax.validation import model_trajectory, whole_run
 
 _PADDING = 4
 _DRAWS = 2000

@@ -1,7 +1,7 @@
 """A whole training run in PyTorch: the oracle that a padam_jax run is compared with.
 
 Written from PyTorch alone, as a user of the authors' code would train, so that a whole
-run can be set against ours (``padam_jax.validation.whole_run``):
+run can be set against ours (``padam_jax.crosscheck.whole_run``):
 
 * shuffling: ``torch.randperm`` from a ``torch.Generator`` seeded with the run's seed,
   one permutation per epoch; the last partial batch is kept (as the DataLoader's

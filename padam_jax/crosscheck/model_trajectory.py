@@ -50,8 +50,8 @@ import optax
 
 from padam_jax import data as data_lib
 from padam_jax import models
+from padam_jax.crosscheck import trajectory
 from padam_jax.training import config as config_lib
-from padam_jax.validation import trajectory
 
 if TYPE_CHECKING:
   import torch
