@@ -40,8 +40,8 @@ from absl import app, flags
 from benchmarks import hlo_text, train_steps
 from experiments import launch
 from padam_jax import models
+from padam_jax.distributed import sharding
 from padam_jax.models import conv_lowering, layers
-from padam_jax.training import sharding
 
 _MODE = flags.DEFINE_enum(
   'mode',

@@ -43,8 +43,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from benchmarks import train_steps
 from experiments import launch
+from padam_jax.distributed import sharding
 from padam_jax.models import conv_lowering
-from padam_jax.training import sharding
 
 VARIANTS = (
   'widen17',

@@ -1,10 +1,10 @@
 """The launchers' exit statuses, decided from the error that stopped a run.
 
-The library raises (``padam_jax.training.faults``); which status a shell script or a
+The library raises (``padam_jax.rundir.faults``); which status a shell script or a
 scheduler sees is the launchers' choice, made here.
 """
 
-from padam_jax.training import faults
+from padam_jax.rundir import faults
 
 # A problem the user can fix (bad flags, missing data, a full disk, an unwritable run
 # directory, no readable checkpoint), then rerun the same command.

@@ -21,7 +21,8 @@ from absl import app, flags, logging
 
 from experiments import config_flags
 from experiments.exit_codes import EXIT_ERROR
-from padam_jax.training import faults, hosts
+from padam_jax.distributed import hosts
+from padam_jax.rundir import faults
 from padam_jax.training.config import ConfigError
 
 # Two rather than one: while one device waits (for an all-reduce, or for a convolution

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app, flags
 
-from padam_jax.training import runlog
+from padam_jax.rundir import runlog
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'Run directories to plot.')
 _OUTPUT = flags.DEFINE_string('output', 'curves.png', 'The PNG to write.')

@@ -21,8 +21,9 @@ from absl import flags
 
 from experiments import config_flags, exit_codes, launch
 from padam_jax.data import DatasetUnavailableError
+from padam_jax.distributed import hosts
 from padam_jax.reproduction import suites
-from padam_jax.training import faults, hosts
+from padam_jax.rundir import faults
 from padam_jax.training import sweep as sweep_lib
 
 _SUITE = flags.DEFINE_multi_enum(
@@ -62,7 +63,7 @@ _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and table
 def main(argv):
   del argv
   from padam_jax.reproduction import claims, plans, report  # pylint: disable=import-outside-toplevel
-  from padam_jax.training import runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.rundir import runlog  # pylint: disable=import-outside-toplevel
   from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   launch.start()

@@ -16,8 +16,9 @@ from absl import flags
 
 from experiments import config_flags, exit_codes, launch
 from padam_jax.data import DatasetUnavailableError
+from padam_jax.rundir import faults
 from padam_jax.training import config as config_lib
-from padam_jax.training import faults, sweep
+from padam_jax.training import sweep
 
 config_flags.define_flags()
 _GRID = flags.DEFINE_multi_string(
@@ -38,7 +39,7 @@ _MODE = flags.DEFINE_enum(
 
 def main(argv):
   del argv
-  from padam_jax.training import runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.rundir import runlog  # pylint: disable=import-outside-toplevel
   from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   launch.start()

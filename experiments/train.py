@@ -21,8 +21,9 @@ from absl import flags
 
 from experiments import config_flags, exit_codes, launch
 from padam_jax.data import DatasetUnavailableError
+from padam_jax.distributed import hosts
+from padam_jax.rundir import faults
 from padam_jax.training import config as config_lib
-from padam_jax.training import faults, hosts
 
 config_flags.define_flags()
 
@@ -30,7 +31,8 @@ config_flags.define_flags()
 def main(argv):
   del argv
   from experiments.plot import plot_runs  # pylint: disable=import-outside-toplevel
-  from padam_jax.training import loop, runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.rundir import runlog  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import loop  # pylint: disable=import-outside-toplevel
   from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   launch.start()

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import pytest
 
-from padam_jax.training import hosts
+from padam_jax.distributed import hosts
 
 # Before jax creates its CPU client (at the first computation): two host devices and the
 # launchers' collective timeouts, so that a loaded machine slows the suite down instead of
@@ -140,7 +140,7 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
   pytest.importorskip('tensorboardX')
   from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
 
-  from padam_jax.training import summaries  # pylint: disable=import-outside-toplevel
+  from padam_jax.rundir import summaries  # pylint: disable=import-outside-toplevel
 
   scalars, others = {}, {}
   paths = sorted(glob.glob(os.path.join(workdir, summaries.LOGDIR, '*tfevents*')))
@@ -176,7 +176,10 @@ def assert_tensorboard_matches(workdir: str, records: list) -> None:
   scalars, others = read_tensorboard(workdir)  # skips without tensorboardX
   from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=import-outside-toplevel
 
-  from padam_jax.training import runlog, summaries  # pylint: disable=import-outside-toplevel
+  from padam_jax.rundir import (
+    runlog,
+    summaries,  # pylint: disable=import-outside-toplevel
+  )
 
   f32 = lambda value: float(np.float32(value))  # noqa: E731  (scalars are float32)
   for key in summaries.EPOCH_KEYS:

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from padam_jax.reproduction import suites
+from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import runlog, sweep
+from padam_jax.training import sweep
 
 # (sweep name, member grid values, member index, epoch) -> the record's metrics, or None
 # for a diverged epoch.

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from padam_jax.training import hosts
+from padam_jax.distributed import hosts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Short collective timeouts: a starved all-reduce ends the child within seconds (exit 134).

@@ -10,8 +10,9 @@ import pytest
 from absl import flags
 
 from experiments import config_flags
+from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import loop, runlog, sweep
+from padam_jax.training import loop, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = '<!-- config-flags:begin -->\n', '<!-- config-flags:end -->'

@@ -18,8 +18,9 @@ import shutil
 
 import pytest
 
+from padam_jax.rundir import faults, runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import faults, loop, runlog, sweep
+from padam_jax.training import loop, sweep
 
 # A failed restore leaves tensorstore callbacks that later report 'Event loop is closed'.
 pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')

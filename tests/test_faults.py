@@ -16,8 +16,9 @@ import pytest
 from conftest import assert_tensorboard_matches
 
 from padam_jax import data
-from padam_jax.training import checkpoint, faults, loop, runlog
+from padam_jax.rundir import checkpoint, faults, runlog
 from padam_jax.training import config as config_lib
+from padam_jax.training import loop
 
 # A failed restore leaves tensorstore callbacks that later report 'Event loop is closed'.
 pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')

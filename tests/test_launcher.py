@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import TINY_FLAGS, assert_tensorboard_matches, subprocess_env
 
-from padam_jax.training import checkpoint, rundir_lock, runlog
+from padam_jax.rundir import checkpoint, lock, runlog
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PHASES = ('train', 'eval', 'checkpoint')
@@ -194,7 +194,7 @@ def test_diverged_run_exits_with_status_3(tmp_path, tiny_run):
 def test_a_run_directory_that_another_process_trains_in_is_refused_with_status_2(tmp_path):
   """A second start on a locked run directory stops before any training, in one line."""
   workdir = str(tmp_path / 'run')
-  with rundir_lock.held([workdir]):
+  with lock.held([workdir]):
     code, output = _run(*TINY_FLAGS, '--epochs=1', f'--workdir={workdir}', timeout=120)
   assert code == 2, output
   assert output.strip() == (

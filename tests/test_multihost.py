@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import assert_tensorboard_matches, subprocess_env
 
-from padam_jax.training import hosts
+from padam_jax.distributed import hosts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROCESSES = 2
@@ -91,7 +91,7 @@ def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(tmp
     for key in METRICS:  # both split each batch over two devices: the same program
       np.testing.assert_allclose(ours[key], reference[key], rtol=1e-4, err_msg=key)
   assert sorted(os.listdir(workdir)) == [
-    '.lock',  # process 0's (rundir_lock)
+    '.lock',  # process 0's (padam_jax.rundir.lock)
     'checkpoints',
     'config.json',
     'curves.png',

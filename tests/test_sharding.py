@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import padam_jax
-from padam_jax.training import hosts
+from padam_jax.distributed import hosts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEVICES = 8  # optax's sharding tests build a mesh of 8

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 from conftest import assert_tensorboard_matches, read_tensorboard
 
-from padam_jax.training import summaries
+from padam_jax.rundir import summaries
 
 
 def test_summaries_mirror_metrics_jsonl_and_config(tiny_run):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import TINY_FLAGS, assert_tensorboard_matches, read_tensorboard, subprocess_env
 
-from padam_jax.training import loop, runlog, sweep
+from padam_jax.rundir import runlog
+from padam_jax.training import loop, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMING_KEYS = ('train_seconds',)

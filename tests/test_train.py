@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from padam_jax import data, schedules
+from padam_jax.distributed import sharding
+from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import loop, runlog, sharding
+from padam_jax.training import loop
 from padam_jax.training import trainer as trainer_lib
 
 TIMING_KEYS = ('train_seconds',)

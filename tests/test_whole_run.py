@@ -16,8 +16,9 @@ from scipy import stats as scipy_stats
 from padam_jax import data, stats
 from padam_jax.crosscheck import model_trajectory, whole_run
 from padam_jax.reference import training
+from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import loop, runlog
+from padam_jax.training import loop
 from padam_jax.training import trainer as trainer_lib
 
 _PADDING = 4

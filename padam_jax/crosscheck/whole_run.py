@@ -37,8 +37,10 @@ import numpy as np
 
 from padam_jax import data as data_lib
 from padam_jax import stats
+from padam_jax.distributed import sharding
+from padam_jax.rundir import faults, runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import faults, loop, runlog, sharding, sweep
+from padam_jax.training import loop, sweep
 from padam_jax.training import trainer as trainer_lib
 from padam_jax.training.steps import TrainState, update_step
 

@@ -19,7 +19,7 @@ run can be set against ours (``padam_jax.crosscheck.whole_run``):
   every test example in batches of ``eval_batch_size``.
 
 Each epoch's record goes to ``WORKDIR/metrics.jsonl`` in the format of our runs
-(``padam_jax.training.runlog``), so plots and tables read both alike. A run has no
+(``padam_jax.rundir.runlog``), so plots and tables read both alike. A run has no
 checkpoints: an unfinished run directory is trained again from the start.
 """
 
@@ -35,8 +35,9 @@ import torch
 
 from padam_jax import data as data_lib
 from padam_jax.reference import convert, models, twins
+from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import loop, runlog
+from padam_jax.training import loop
 
 PADDING = 4
 # Inputs of one step: float32 NCHW images and int64 labels.

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from padam_jax.reproduction import suites
+from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import runlog, sweep
+from padam_jax.training import sweep
 
 METRICS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 100.0))
 

@@ -19,10 +19,11 @@ import jax
 import numpy as np
 
 from padam_jax import data as data_lib
+from padam_jax.distributed import hosts
+from padam_jax.rundir import faults, lock, runlog, summaries
+from padam_jax.rundir.checkpoint import Checkpointer
 from padam_jax.training import config as config_lib
-from padam_jax.training import faults, hosts, rundir_lock, runlog, summaries
 from padam_jax.training import trainer as trainer_lib
-from padam_jax.training.checkpoint import Checkpointer
 
 logger = logging.getLogger(__name__)
 
@@ -198,13 +199,13 @@ def train_runs(
   checkpoint (refused again on every rerun), while a trainer that ``freezes_diverged``
   freezes that run (no metric values in its records from then on) and goes on until
   every run has diverged. A failed write raises ``faults.StorageError``; another process
-  training in ``workdir`` or a run's directory, ``faults.RunDirBusyError`` (``rundir_lock``).
+  training in ``workdir`` or a run's directory, ``faults.RunDirBusyError`` (``rundir.lock``).
   """
   freezes = trainer.freezes_diverged
   epochs = config_lib.filled(trainer.config.epochs)
   schedules = [config_lib.make_optimizer(run.config, trainer.steps_per_epoch)[1:] for run in runs]
   with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
-    stack.enter_context(rundir_lock.held([workdir, *(run.dir for run in runs)]))
+    stack.enter_context(lock.held([workdir, *(run.dir for run in runs)]))
     boards = [stack.enter_context(summaries.RunSummaries(run.dir, tensorboard)) for run in runs]
     os.makedirs(workdir, exist_ok=True)
     if not freezes:
@@ -263,7 +264,7 @@ def train_and_evaluate(
   saves no checkpoint and raises ``faults.DivergedError`` (again on every rerun);
   a failed write raises ``faults.StorageError``. Returns all epoch records of
   ``workdir/metrics.jsonl``. ``tensorboard``: also write TensorBoard summaries
-  (``padam_jax.training.summaries``).
+  (``padam_jax.rundir.summaries``).
   """
   config = config_lib.resolve(config)
   progress = hosts.primary_only(progress)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from padam_jax import data as data_lib
-from padam_jax.training import sharding
+from padam_jax.distributed import sharding
 
 
 class TrainState(flax.struct.PyTreeNode):

@@ -33,8 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from padam_jax import data as data_lib
+from padam_jax.distributed import hosts, sharding
+from padam_jax.rundir import faults, runlog
 from padam_jax.training import config as config_lib
-from padam_jax.training import faults, hosts, loop, runlog, sharding
+from padam_jax.training import loop
 from padam_jax.training import trainer as trainer_lib
 from padam_jax.training.steps import TrainState, derive_key, init_train_state
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from padam_jax import data as data_lib
 from padam_jax import models
+from padam_jax.distributed import sharding
 from padam_jax.training import config as config_lib
-from padam_jax.training import sharding
 from padam_jax.training.steps import (
   TrainState,
   derive_key,

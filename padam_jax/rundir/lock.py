@@ -19,7 +19,8 @@ import fcntl
 import os
 from collections.abc import Iterator, Sequence
 
-from padam_jax.training import faults, hosts
+from padam_jax.distributed import hosts
+from padam_jax.rundir import faults
 
 LOCK_FILE = '.lock'
 

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from padam_jax.training import hosts
+from padam_jax.distributed import hosts
 
 logger = logging.getLogger(__name__)
 

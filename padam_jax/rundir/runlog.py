@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from padam_jax.training import hosts
+from padam_jax.distributed import hosts
 
 METRICS_FILE = 'metrics.jsonl'
 CONFIG_FILE = 'config.json'

@@ -13,7 +13,8 @@ from typing import Any
 
 import jax
 
-from padam_jax.training import faults, hosts
+from padam_jax.distributed import hosts
+from padam_jax.rundir import faults
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ class NoReadableCheckpointError(RunError):
 
 
 class RunDirBusyError(RunError):
-  """Another process is training in the run directory (``rundir_lock``)."""
+  """Another process is training in the run directory (``padam_jax.rundir.lock``)."""
 
 
 class DivergedError(RunError):

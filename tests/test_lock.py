@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from padam_jax.training import faults, rundir_lock
+from padam_jax.rundir import faults, lock
 
 # Holds the lock of argv[1] until killed, after printing a line once it holds it.
 _HOLDER = (
   'import sys, time\n'
-  'from padam_jax.training import rundir_lock\n'
-  'with rundir_lock.held([sys.argv[1]]):\n'
+  'from padam_jax.rundir import lock\n'
+  'with lock.held([sys.argv[1]]):\n'
   '  print("held", flush=True)\n'
   '  time.sleep(600)\n'
 )
@@ -28,15 +28,15 @@ def _busy(directory, pid):
 
 def test_a_second_lock_names_the_holder_and_the_first_is_released_on_exit(tmp_path):
   first, second = str(tmp_path / 'a'), str(tmp_path / 'b')
-  with rundir_lock.held([second]):
+  with lock.held([second]):
     with pytest.raises(faults.RunDirBusyError) as busy:
-      with rundir_lock.held([first, second]):
+      with lock.held([first, second]):
         pass
     assert str(busy.value) == _busy(second, os.getpid())
-    with rundir_lock.held([first]):  # the failed attempt let go of the lock it had taken
+    with lock.held([first]):  # the failed attempt let go of the lock it had taken
       pass
-  with rundir_lock.held([first, second]):
-    with open(os.path.join(second, rundir_lock.LOCK_FILE)) as f:
+  with lock.held([first, second]):
+    with open(os.path.join(second, lock.LOCK_FILE)) as f:
       assert f.read() == f'{os.getpid()}\n'
 
 
@@ -48,10 +48,10 @@ def test_the_lock_of_a_killed_process_is_released(tmp_path):
   try:
     assert holder.stdout.readline() == 'held\n'
     with pytest.raises(faults.RunDirBusyError, match=f'pid {holder.pid}'):
-      with rundir_lock.held([directory]):
+      with lock.held([directory]):
         pass
   finally:
     holder.send_signal(signal.SIGKILL)
     holder.communicate()
-  with rundir_lock.held([directory]):
+  with lock.held([directory]):
     pass
