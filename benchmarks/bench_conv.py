@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from benchmarks import hlo_text, train_steps
+from benchmarks import hlo_text, timed_steps
 from experiments import launch
 from padam_jax import models
 from padam_jax.distributed import sharding
@@ -170,7 +170,7 @@ class ConvShape:
 def model_convs(name: str, width: float, batch: int) -> collections.Counter:
   """The model's convolutions (``layers.Conv`` calls, traced abstractly), counted by
   shape, in the order of their first call."""
-  model = models.get_model(name, num_classes=train_steps.NUM_CLASSES, width=width)
+  model = models.get_model(name, num_classes=timed_steps.NUM_CLASSES, width=width)
   found: list[ConvShape] = []
 
   def record(next_fun, args, kwargs, context):
@@ -194,7 +194,7 @@ def model_convs(name: str, width: float, batch: int) -> collections.Counter:
   with nn.intercept_methods(record):
     jax.eval_shape(
       lambda x: model.init(jax.random.key(0), x, train=True),
-      jax.ShapeDtypeStruct((batch, *train_steps.IMAGE_SHAPE), jnp.float32),
+      jax.ShapeDtypeStruct((batch, *timed_steps.IMAGE_SHAPE), jnp.float32),
     )
   return collections.Counter(found)
 

@@ -14,7 +14,7 @@ steps (or ``--steps_per_call``, if more: one whole compiled call) over a pool of
 uint8 images (gathered, cropped, flipped and normalised on the device, split over all
 local devices; on CPU one jitted, donated call per batch) with activations in
 ``--compute_dtype``; the time per step is the epoch's time divided by its steps
-(``benchmarks.train_steps``). Unless ``XLA_FLAGS``
+(``benchmarks.timed_steps``). Unless ``XLA_FLAGS``
 already sets ``--xla_force_host_platform_device_count``, the host devices are set up as
 the launchers do (``experiments.launch.run``: two per CPU core) before JAX starts.
 
@@ -57,7 +57,7 @@ from collections.abc import Callable
 import jax
 from absl import flags
 
-from benchmarks import train_steps
+from benchmarks import timed_steps
 from experiments import launch
 from padam_jax.training import config as config_lib
 
@@ -104,10 +104,10 @@ def _status_kib(field: str) -> int:
 
 def _build(side: str, name: str) -> Callable[[], None]:
   if side == 'jax':
-    return train_steps.jax_step(
+    return timed_steps.jax_step(
       name, _WIDTH.value, _BATCH.value, _STEPS_PER_CALL.value, _COMPUTE_DTYPE.value
     ).run
-  return train_steps.torch_step(name, _WIDTH.value, _BATCH.value)
+  return timed_steps.torch_step(name, _WIDTH.value, _BATCH.value)
 
 
 def _measure_memory(side: str, name: str) -> None:
@@ -200,7 +200,7 @@ def main(argv) -> None:
   steps: dict[str, dict[str, Callable[[], None]]] = {}
   jax_steps = {}  # name -> train steps per timed JAX call
   for name in _MODELS.value:
-    step = train_steps.jax_step(
+    step = timed_steps.jax_step(
       name, _WIDTH.value, batch, _STEPS_PER_CALL.value, _COMPUTE_DTYPE.value
     )
     steps[name], jax_steps[name] = {'jax': step.run}, step.steps

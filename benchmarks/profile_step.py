@@ -3,7 +3,7 @@
     python -m benchmarks.profile_step --model wrn16_4 --width 0.25 [--batch_size 128
                                        --steps 8 --top 0 --noconvs --out docs/cpu_profile.md]
 
-The steps are those of ``benchmarks.bench_train`` (``benchmarks.train_steps``).
+The steps are those of ``benchmarks.bench_train`` (``benchmarks.timed_steps``).
 
 JAX: ``jax.profiler.trace`` around whole ``Trainer`` epochs; XLA:CPU records one event per
 executed HLO instruction (thunk) and device. Within one execution on one device, an
@@ -47,7 +47,7 @@ import time
 import jax
 from absl import flags
 
-from benchmarks import hlo_text, train_steps
+from benchmarks import hlo_text, timed_steps
 from experiments import launch
 
 _MODEL = flags.DEFINE_string('model', 'wrn16_4', 'Architecture to profile.')
@@ -57,7 +57,7 @@ _STEPS = flags.DEFINE_integer(
   'steps',
   8,
   'Profiled steps per framework (rounded up to whole '
-  f'Trainer epochs of {train_steps.POOL_BATCHES} steps).',
+  f'Trainer epochs of {timed_steps.POOL_BATCHES} steps).',
 )
 _TOP = flags.DEFINE_integer('top', 0, 'Also list the N most expensive JAX instructions.')
 _TORCH = flags.DEFINE_bool('torch', True, 'Also profile the PyTorch twin.')
@@ -160,7 +160,7 @@ class JaxProfile:
   kernel_sizes: set[int]
 
 
-def profile_jax(step: train_steps.JaxStep, steps: int) -> JaxProfile:
+def profile_jax(step: timed_steps.JaxStep, steps: int) -> JaxProfile:
   """Milliseconds per step by category and by HLO instruction (averaged over devices)."""
   compiled = step.lowered().compile()
   text = compiled.as_text()
@@ -170,14 +170,14 @@ def profile_jax(step: train_steps.JaxStep, steps: int) -> JaxProfile:
   module = header.group(1)
   instructions, computations = hlo_text.parse_hlo(text)
   kernel_sizes = {leaf.size for leaf in jax.tree.leaves(step.state.params) if leaf.ndim == 4}
-  epochs = max(1, -(-steps // train_steps.POOL_BATCHES))
-  steps = epochs * train_steps.POOL_BATCHES
+  epochs = max(1, -(-steps // timed_steps.POOL_BATCHES))
+  steps = epochs * timed_steps.POOL_BATCHES
   step.run()
   walls = []
   for _ in range(epochs):
     start = time.perf_counter()
     step.run()
-    walls.append((time.perf_counter() - start) / train_steps.POOL_BATCHES)
+    walls.append((time.perf_counter() - start) / timed_steps.POOL_BATCHES)
   with tempfile.TemporaryDirectory() as logdir:
     with jax.profiler.trace(logdir, create_perfetto_trace=True):
       for _ in range(epochs):
@@ -360,7 +360,7 @@ def _torch_input_share(name: str, width: float, batch_size: int) -> float:
 
   from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
 
-  model = get_torch_model(name, num_classes=train_steps.NUM_CLASSES, width=width)
+  model = get_torch_model(name, num_classes=timed_steps.NUM_CLASSES, width=width)
   calls = []
   hooks = [
     m.register_forward_hook(lambda m, i, o: calls.append((m, i[0], o)))
@@ -404,7 +404,7 @@ def profile_torch(name: str, width: float, batch_size: int, steps: int) -> dict[
   """Milliseconds per step by category."""
   import torch  # pylint: disable=import-outside-toplevel
 
-  run = train_steps.torch_step(name, width, batch_size)
+  run = timed_steps.torch_step(name, width, batch_size)
   for _ in range(2):
     run()
   walls = []
@@ -456,7 +456,7 @@ def main(argv) -> None:
     f'{name}, width {width}, batch {batch}: JAX {jax.__version__} on {jax.device_count()} '
     f'{jax.default_backend()} device(s)'
   )
-  step = train_steps.jax_step(name, width, batch)
+  step = timed_steps.jax_step(name, width, batch)
   columns = {}
   jax_profile = profile_jax(step, _STEPS.value)
   columns['JAX'] = jax_profile.totals

@@ -4,10 +4,10 @@
         --variants widen17,cond_barrier,sharded_update [--repeats 5]
 
 Each variant changes how the step is traced (a lowering or the update), builds its own
-``Trainer`` step (``benchmarks.train_steps``), and is timed in the same rounds as the
+``Trainer`` step (``benchmarks.timed_steps``), and is timed in the same rounds as the
 unchanged step (``as_is``), so that both see the same machine. Prints img/s and the speed
 of each variant relative to ``as_is`` (median over ``--repeats`` epochs of
-``train_steps.POOL_BATCHES`` steps). These are the experiments behind the table "What was
+``timed_steps.POOL_BATCHES`` steps). These are the experiments behind the table "What was
 tried this round" of docs/cpu_profile.md; none of them is part of the library. A variant
 holds only for the programs traced in ``build``: a step retraced later (another shape)
 would be the unchanged one.
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec
 
-from benchmarks import train_steps
+from benchmarks import timed_steps
 from experiments import launch
 from padam_jax.distributed import sharding
 from padam_jax.models import conv_lowering
@@ -127,7 +127,7 @@ def _split_spec(mesh, shape, min_size: int) -> NamedSharding:
   return sharding.replicated(mesh)
 
 
-def _sharded_update_step(step: train_steps.JaxStep, min_size: int) -> None:
+def _sharded_update_step(step: timed_steps.JaxStep, min_size: int) -> None:
   """Replaces the trainer's step by one that updates the parameters split over devices."""
   trainer, mesh = step.trainer, step.trainer.mesh
   split = lambda tree: jax.tree.map(  # noqa: E731
@@ -150,7 +150,7 @@ def _sharded_update_step(step: train_steps.JaxStep, min_size: int) -> None:
   )
 
 
-def build(variant: str) -> train_steps.JaxStep:
+def build(variant: str) -> timed_steps.JaxStep:
   """The step of ``variant`` (``as_is``: unchanged), traced and compiled."""
   patches = {
     'widen17': (conv_lowering, 'conv2d_xla', _widened(17)),
@@ -162,7 +162,7 @@ def build(variant: str) -> train_steps.JaxStep:
   }
   context = _patched(*patches[variant]) if variant in patches else contextlib.nullcontext()
   with context:
-    step = train_steps.jax_step(_MODEL.value, _WIDTH.value, _BATCH.value)
+    step = timed_steps.jax_step(_MODEL.value, _WIDTH.value, _BATCH.value)
     if variant == 'sharded_update':
       _sharded_update_step(step, _SHARD_MIN.value)
     step.run()  # traces (with the patch in place) and compiles
