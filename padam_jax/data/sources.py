@@ -104,6 +104,9 @@ class Dataset:
     num_classes: number of classes.
     mean: per-channel mean, in [0, 1] pixel units, used for normalisation.
     std: per-channel standard deviation, in [0, 1] pixel units.
+    validation_images: ``uint8[V, 32, 32, 3]`` images held out of the training set for
+      selection (:meth:`split_validation`); none (V = 0) unless asked for.
+    validation_labels: ``int32[V]`` their labels.
   """
 
   name: str
@@ -114,9 +117,15 @@ class Dataset:
   num_classes: int
   mean: tuple[float, ...]
   std: tuple[float, ...]
+  validation_images: np.ndarray = dataclasses.field(
+    default_factory=lambda: np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+  )
+  validation_labels: np.ndarray = dataclasses.field(
+    default_factory=lambda: np.zeros((0,), np.int32)
+  )
 
   def __post_init__(self):
-    for split in ('train', 'test'):
+    for split in ('train', 'test', 'validation'):
       images = getattr(self, f'{split}_images')
       labels = getattr(self, f'{split}_labels')
       if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -141,6 +150,10 @@ class Dataset:
     return int(self.test_images.shape[0])
 
   @property
+  def num_validation(self) -> int:
+    return int(self.validation_images.shape[0])
+
+  @property
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.train_images.shape[1:])
 
@@ -151,8 +164,9 @@ class Dataset:
     def fmt(v):
       return '(' + ', '.join(f'{x:.4f}' for x in v) + ')'
 
+    validation = f', validation {self.num_validation}' if self.num_validation else ''
     return (
-      f'{self.name}: train {self.num_train}, test {self.num_test}, '
+      f'{self.name}: train {self.num_train}{validation}, test {self.num_test}, '
       f'{h}x{w}x{c} uint8, {self.num_classes} classes, '
       f'mean {fmt(self.mean)}, std {fmt(self.std)}'
     )
@@ -160,8 +174,37 @@ class Dataset:
   def __repr__(self) -> str:
     return f'Dataset({self.describe()})'
 
+  def split_validation(self, size: int | None) -> Dataset:
+    """The last ``size`` training examples held out as a validation split (None or 0: as
+    is), so that :meth:`subset`'s first training examples never include them.
+
+    Idempotent for the same ``size``; a dataset that already holds a validation split of
+    another size is refused. Normalisation statistics stay those of the whole training set
+    (as every run before this split had them).
+    """
+    if not size or size == self.num_validation:
+      return self
+    if self.num_validation:
+      raise ValueError(
+        f'{self.name} already holds a validation split of {self.num_validation}, not {size}'
+      )
+    if not 1 <= size < self.num_train:
+      raise ValueError(
+        f'validation_size must lie in [1, {self.num_train - 1}] for {self.name} '
+        f'({self.num_train} training examples), got {size}'
+      )
+    keep = self.num_train - size
+    return dataclasses.replace(
+      self,
+      train_images=self.train_images[:keep],
+      train_labels=self.train_labels[:keep],
+      validation_images=self.train_images[keep:],
+      validation_labels=self.train_labels[keep:],
+    )
+
   def subset(self, train_size: int | None = None, test_size: int | None = None) -> Dataset:
-    """The first ``train_size`` training and ``test_size`` test examples (None: all).
+    """The first ``train_size`` training and ``test_size`` test examples (None: all); a
+    validation split is kept whole.
 
     Normalisation statistics stay those of the whole dataset.
     """
@@ -169,7 +212,14 @@ class Dataset:
     for split, size in sizes.items():
       available = getattr(self, f'num_{split}')
       if size is not None and not 1 <= size <= available:
-        raise ValueError(f'{split}_size must lie in [1, {available}] for {self.name}, got {size}')
+        held = (
+          f' (the other {self.num_validation} are the validation split)'
+          if split == 'train' and self.num_validation
+          else ''
+        )
+        raise ValueError(
+          f'{split}_size must lie in [1, {available}] for {self.name}{held}, got {size}'
+        )
     cut = lambda x, size: x if size is None else x[:size]  # noqa: E731
     return dataclasses.replace(
       self,
