@@ -1,12 +1,13 @@
 """The validation split, the quasi-random search and the selection on validation data."""
 
 import math
+import pathlib
 
 import numpy as np
 import pytest
 
 from padam_jax import data
-from padam_jax.tuning import search, selection
+from padam_jax.tuning import search, selection, studies
 
 SPACE = search.SearchSpace(
   'padam',
@@ -68,3 +69,9 @@ def test_expected_best_of_k_from_the_trials():
   assert selection.expected_best_of_k(finite, 1) == pytest.approx(80.0)
   # Sets of 2 of 3: {70, 90}, {70, 80}, {90, 80} -> (90 + 80 + 90) / 3.
   assert selection.expected_best_of_k(finite, 2) == pytest.approx(260 / 3)
+
+
+def test_the_docs_show_the_study_as_fixed_in_code():
+  page = (pathlib.Path(__file__).parent.parent / 'docs' / 'tuning.md').read_text()
+  block = page.split('<!-- study:begin -->\n', 1)[1].split('<!-- study:end -->', 1)[0]
+  assert block == studies.markdown_table(studies.STUDIES['wrn16_4_paper'])
