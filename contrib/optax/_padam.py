@@ -28,7 +28,14 @@ import optax.tree
 
 
 class ScaleByPadamState(NamedTuple):
-  """State for the Padam algorithm."""
+  """State for the Padam algorithm.
+
+  Attributes:
+    count: number of updates applied so far (int32 scalar).
+    mu: first moment, in ``mu_dtype`` or the parameters' dtype.
+    nu: raw (not bias-corrected) second moment, in the parameters' dtype.
+    nu_max: running elementwise maximum of ``nu``; ``None`` when amsgrad is off.
+  """
 
   count: jax.Array  # shape=(), dtype=jnp.int32.
   mu: base.Updates
