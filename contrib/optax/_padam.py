@@ -15,7 +15,7 @@
 """Padam (partially adaptive momentum estimation)."""
 
 import math
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,14 @@ import optax.tree
 
 
 class ScaleByPadamState(NamedTuple):
-  """State for the Padam algorithm."""
+  """State for the Padam algorithm.
+
+  Attributes:
+    count: number of updates applied so far (int32 scalar).
+    mu: first moment, in ``mu_dtype`` or the parameters' dtype.
+    nu: raw (not bias-corrected) second moment, in the parameters' dtype.
+    nu_max: running elementwise maximum of ``nu``; ``None`` when amsgrad is off.
+  """
 
   count: jax.Array  # shape=(), dtype=jnp.int32.
   mu: base.Updates
@@ -126,10 +133,15 @@ def scale_by_padam(
         is_leaf=lambda x: x is None,
     )
     mu = optax.tree.cast(mu, mu_dtype)
+    nu = optax.tree.cast_like(nu, state.nu)
+    if amsgrad:
+      nu_max = optax.tree.cast_like(nu_max, state.nu_max)
     return updates, ScaleByPadamState(
         count=count_inc, mu=mu, nu=nu, nu_max=nu_max
     )
 
+  # The state's nu_max may be None, which `base.OptState` does not include.
+  # pyrefly: ignore[bad-argument-type]
   return base.GradientTransformation(init_fn, update_fn)
 
 
@@ -139,18 +151,21 @@ def padam(
     b2: jax.typing.ArrayLike = 0.999,
     partial: jax.typing.ArrayLike = 0.125,
     eps: jax.typing.ArrayLike = 1e-8,
-    mu_dtype: Optional[Any] = None,
+    mu_dtype: Optional[jax.typing.DTypeLike] = None,
     *,
     amsgrad: bool = True,
 ) -> base.GradientTransformationExtraArgs:
   r"""The Padam optimizer (partially adaptive momentum estimation).
 
   Padam divides the first moment of the gradients by a partial power of the
-  second moment: :math:`p = 1/2` is AMSGrad, :math:`p = 0` is SGD with
-  (bias-corrected) momentum. Values in between, such as the default
-  :math:`p = 1/8`, train as fast as adaptive methods early on and generalize
-  like SGD with momentum, which adaptive methods with :math:`p = 1/2` often do
-  not.
+  second moment. With :math:`p = 1/2` and ``eps=0`` it is AMSGrad as PyTorch
+  implements it (the maximum is taken over the raw second moment); with
+  :math:`p = 0` it is SGD with momentum, the step being the momentum
+  :math:`m_t` times the bias correction
+  :math:`\sqrt{1-\beta_2^t} / (1-\beta_1^t)`. The paper reports that values
+  in between, such as the default :math:`p = 1/8`, train as fast as adaptive
+  methods early on and generalize like SGD with momentum, which adaptive
+  methods with :math:`p = 1/2` often do not.
 
   Let :math:`\alpha_t` represent the learning rate and :math:`\beta_1, \beta_2`,
   :math:`\varepsilon`, :math:`p` represent the arguments ``b1``, ``b2``,

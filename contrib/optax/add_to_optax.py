@@ -1,9 +1,10 @@
 """Adds Padam to a copy of optax: the files and lines of the proposed pull request.
 
 Usage: ``python add_to_optax.py ROOT``, where ``ROOT/optax`` is optax's package (a clone of
-its repository, or a copy of an installed one). ``_padam.py`` goes to ``optax/contrib/``,
-and each line below is inserted after its anchor line; a file absent from ``ROOT`` (the
-docs, in an installed copy) is skipped, an anchor absent from a present file is an error.
+its repository, or a copy of an installed one). ``_padam.py`` and its tests,
+``_padam_test.py``, go to ``optax/contrib/``, and each line below is inserted after its anchor
+line; a file absent from ``ROOT`` (the docs, in an installed copy) is skipped, an anchor absent
+from a present file is an error.
 """
 
 import pathlib
@@ -11,6 +12,8 @@ import shutil
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
+
+NEW_FILES = ('_padam.py', '_padam_test.py')  # copied into optax/contrib/
 
 # (file under ROOT, anchor line, lines inserted after it), in the files' own sort orders.
 ADDITIONS = [
@@ -39,11 +42,14 @@ ADDITIONS = [
 
 
 def add_to_optax(root: pathlib.Path) -> list[str]:
-  """Copies ``_padam.py`` and inserts ``ADDITIONS`` under ``root``; returns what was done."""
-  if not (root / 'optax' / 'contrib').is_dir():
+  """Copies ``NEW_FILES`` and inserts ``ADDITIONS`` under ``root``; returns what was done."""
+  contrib = root / 'optax' / 'contrib'
+  if not contrib.is_dir():
     raise FileNotFoundError(f'{root} holds no optax/contrib')
-  shutil.copyfile(HERE / '_padam.py', root / 'optax' / 'contrib' / '_padam.py')
-  done = ['added optax/contrib/_padam.py']
+  done = []
+  for name in NEW_FILES:
+    shutil.copyfile(HERE / name, contrib / name)
+    done.append(f'added optax/contrib/{name}')
   for name, anchor, lines in ADDITIONS:
     path = root / name
     if not path.exists():
