@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from padam_jax import stats
-from padam_jax.reproduction import claims, report, suites, summary
+from padam_jax.reproduction import claims, measures, suites, summary
 
 EPOCHS = 12  # mean of epochs 11-12, median of 9-12, early losses of 1-4 (30%) and 1-3
 SEEDS = 4
@@ -152,13 +152,13 @@ def judged(reproduction):
 
 
 def _check_designed(results, designed):
-  for phrase, contrast, measures, want in designed:
+  for phrase, contrast, names, want in designed:
     rows = [
       (c, r)
       for c, r in results.items()
-      if phrase in c.claim and c.contrast == contrast and c.measure in measures
+      if phrase in c.claim and c.contrast == contrast and c.measure in names
     ]
-    assert len(rows) == len(measures), (phrase, contrast)
+    assert len(rows) == len(names), (phrase, contrast)
     for claim, result in rows:
       assert result.verdict == want, (phrase, contrast, claim.measure, result.interval)
 
@@ -178,7 +178,7 @@ def test_every_accuracy_claim_has_a_median_row_beside_it():
     for claim, following in zip(rows, [*rows[1:], None], strict=True):
       if claim.measure == 'final_accuracy':
         assert following == dataclasses.replace(claim, measure='median_late_accuracy')
-  assert not {c.measure for c in claims.CLAIMS + claims.PAPER_CLAIMS} - set(report.MEASURES)
+  assert not {c.measure for c in claims.CLAIMS + claims.PAPER_CLAIMS} - set(measures.MEASURES)
 
 
 def test_the_paper_preset_gets_its_own_claims(paper, reproduction, tmp_path):

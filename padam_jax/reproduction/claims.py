@@ -3,12 +3,12 @@
 Two protocols, two sets of claims: the student reproduction's (the ``reproduction``
 preset: weight decay 0.005, a constant learning rate) and the original paper's, Chen &
 Gu's (the ``paper`` preset: weight decay 5e-4, lr x0.1 at 50% and 75% of the epochs). A
-workdir's claims are those of the preset its runs recorded (``report.recorded_preset``).
+workdir's claims are those of the preset its runs recorded (``measures.recorded_preset``).
 
 A :class:`Claim` is a linear contrast ``x`` of per-run values over curves of the
 reproduction (:class:`padam_jax.reproduction.suites.Curve`), averaged over seeds, a
 claimed direction or margin, and the rule of :mod:`padam_jax.stats`. The
-per-run values are ``report.MEASURES``; every test-accuracy claim is judged twice, by the
+per-run values are ``measures.MEASURES``; every test-accuracy claim is judged twice, by the
 mean of the last sixth of the epochs (the primary measure) and by the median of the last
 third (steadier; fixed before the converged runs), and where the two disagree the claim
 is not settled. A run that diverged or has not finished contributes no value (the table
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from padam_jax import stats
-from padam_jax.reproduction import report, suites
+from padam_jax.reproduction import measures, suites
 
 RULE = (
   'Each row: x, a difference of per-run values averaged over seeds, with its 95% '
@@ -72,7 +72,7 @@ class Claim:
   """
 
   claim: str  # the claim in short, and where it is made
-  measure: str  # a key of report.MEASURES
+  measure: str  # a key of measures.MEASURES
   terms: tuple[tuple[float, suites.Curve], ...]
   kind: str  # stats.KINDS
   margin: float = 0.0
@@ -298,7 +298,7 @@ CLAIM_SETS = {'reproduction': CLAIMS, 'paper': PAPER_CLAIMS}
 def protocol_of(workdir: str) -> str:
   """The protocol (a key of ``PROTOCOLS``) of the runs under ``workdir``: the preset
   their ``config.json`` records, the default ``reproduction`` when it holds none."""
-  preset = report.recorded_preset(workdir)
+  preset = measures.recorded_preset(workdir)
   if preset is not None and preset not in CLAIM_SETS:
     raise ValueError(f'{workdir} holds runs of the preset {preset!r}, which has no claims')
   return preset or 'reproduction'
@@ -341,12 +341,12 @@ def judge(workdir: str | None, claim: Claim) -> Judged:
   groups, missing, excluded, epochs = [], [], 0, None
   for _, curve in claim.terms:
     try:
-      runs = report.curve_runs(workdir, curve)
+      runs = measures.curve_runs(workdir, curve)
     except (FileNotFoundError, ValueError):
       missing.append(curve.sweep)
       continue
-    epochs = report.configured_epochs(workdir, curve)
-    values = [report.run_value(r, epochs, claim.measure) for r in runs]
+    epochs = measures.configured_epochs(workdir, curve)
+    values = [measures.run_value(r, epochs, claim.measure) for r in runs]
     excluded += sum(np.isnan(values))
     groups.append(values)
   coefficients = [a for a, _ in claim.terms]
@@ -375,7 +375,7 @@ def claimed(claim: Claim) -> str:
 
 
 def _digits(claim: Claim) -> int:
-  return 2 if report.MEASURES[claim.measure].metric == 'test_accuracy' else 3
+  return measures.MEASURES[claim.measure].decimals
 
 
 def value_cell(judged: Judged) -> str:
@@ -393,9 +393,9 @@ def value_cell(judged: Judged) -> str:
 def measured(judged: Judged) -> str:
   """The measure in words, its epochs where the runs exist."""
   measure = judged.claim.measure
-  what = report.MEASURES[measure].label
+  what = measures.MEASURES[measure].label
   if judged.epochs:
-    what += ', ' + report.describe_window(measure, judged.epochs)
+    what += ', ' + measures.describe_window(measure, judged.epochs)
   return what
 
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 
 from padam_jax import stats
-from padam_jax.reproduction import claims, report, suites
+from padam_jax.reproduction import claims, measures, report, suites
 
 HELD, NOT_HELD, CANNOT_TELL = 'held', 'not held', 'cannot be told at this scale'
 _WORDS = {stats.SUPPORTED: HELD, stats.CONTRADICTED: NOT_HELD}
@@ -39,7 +39,7 @@ def _finding(judged: claims.Judged) -> str:
     needed = claims.seeds_for_verdict(judged)
     word = 'no spread: 1 seed' if needed.startswith('a spread') else f'needs {needed} seeds'
   assert judged.epochs is not None, 'a claim with an interval was measured over epochs'
-  window = report.describe_window(judged.claim.measure, judged.epochs)
+  window = measures.describe_window(judged.claim.measure, judged.epochs)
   return f'{window}: {claims.value_cell(judged)}, {word}'
 
 
@@ -64,7 +64,7 @@ def workdirs_by_protocol(workdirs: Sequence[str]) -> dict[str, str]:
   workdir per protocol."""
   found: dict[str, str] = {}
   for workdir in workdirs:
-    preset = report.recorded_preset(workdir)
+    preset = measures.recorded_preset(workdir)
     if preset is None:
       raise ValueError(f'{workdir} holds no run of the reproduction\'s sweeps')
     protocol = claims.protocol_of(workdir)
@@ -86,7 +86,7 @@ def markdown(by_protocol: dict[str, str]) -> str:
       judged = [claims.judge(by_protocol.get(protocol), claim) for claim in group]
       verdict, why = plain_verdict(judged)
       first = group[0]
-      what = report.MEASURES[first.measure].label
+      what = measures.MEASURES[first.measure].label
       lines.append(
         f'| {name} | {first.claim} | x = {first.contrast}, {what}; {claims.claimed(first)} | '
         f'{claims.seeds_cell(judged[0])} | {verdict} | {why} |'
