@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import fractions
+import functools
 import json
 import math
 import os
@@ -119,11 +120,12 @@ def nan_reduce(fn: Callable[..., Any], matrix: Any) -> Any:
     return fn(matrix, axis=0)
 
 
-def over_seeds(values: Any) -> tuple[Any, Any]:
+def over_seeds(values: Any, ddof: int = 0) -> tuple[Any, Any]:
   """``(mean, standard deviation)`` over seeds (the first axis), NaN ignored: what every
-  figure's band and every ``mean +- std`` cell of the reproduction shows. The deviation
-  is the population one (ddof 0)."""
-  return nan_reduce(np.nanmean, values), nan_reduce(np.nanstd, values)
+  figure's band and every ``mean +- std`` cell shows. ``ddof``: 0, the population
+  deviation (the reproduction's figures and tables); 1, the sample one (the whole-run
+  crosscheck)."""
+  return nan_reduce(np.nanmean, values), nan_reduce(functools.partial(np.nanstd, ddof=ddof), values)
 
 
 # --- measures ---------------------------------------------------------------------------
