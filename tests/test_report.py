@@ -8,7 +8,7 @@ import fake_runs
 import numpy as np
 import pytest
 
-from padam_jax.reproduction import measures, report, suites
+from padam_jax.reproduction import figures, measures, report, suites, tables
 from padam_jax.training import config as config_lib
 from padam_jax.training import sweep
 
@@ -106,7 +106,7 @@ def test_tables_without_matplotlib(fake_reproduction, tmp_path, monkeypatch):
 
 
 def test_diverged_runs_are_marked(fake_reproduction):
-  ps, lrs, error, diverged = report.heatmap_cells(fake_reproduction, 'resnet18-padam-p-lr')
+  ps, lrs, error, diverged = figures.heatmap_cells(fake_reproduction, 'resnet18-padam-p-lr')
   column = lrs.index(0.1)
   assert np.all(np.isnan(error[:, column])) and np.all(diverged[:, column] == 2)
   assert not np.any(np.isnan(np.delete(error, column, axis=1)))
@@ -167,11 +167,11 @@ def test_partial_figures_of_what_was_run(tmp_path):
   assert measures.configured_epochs(workdir, eighth) == EPOCHS
   built = report.build(workdir, ['figure3'], str(tmp_path / 'grid'), partial=True)
   assert sorted(built) == ['figure3', 'figure3_heatmap']
-  table = report.final_table_markdown(workdir, suites.SUITES['figure3'])
+  table = tables.final_table_markdown(workdir, suites.SUITES['figure3'])
   assert table.count('| not run | not run | not run | 0 |') == 4  # p = 1/16 (3), p = 1/4 lr 0.1
   sixteenth = suites.Curve('', grid.name, (('partial', 0.0625), ('learning_rate', 0.1)))
   with pytest.raises(FileNotFoundError, match='has a record yet'):
     measures.curve_runs(workdir, sixteenth)
-  _, _, error, _ = report.heatmap_cells(workdir, grid.name)
+  _, _, error, _ = figures.heatmap_cells(workdir, grid.name)
   assert np.isnan(error[2]).all() and np.isnan(error[0, 0])
   assert not np.isnan(error[:2].ravel()[1:]).any()
