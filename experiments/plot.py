@@ -103,7 +103,7 @@ def main(argv):
     except ValueError as error:
       raise app.UsageError(str(error)) from None
     return
-  from padam_jax.reproduction import claims, report, suites  # pylint: disable=import-outside-toplevel
+  from padam_jax.reproduction import claims_table, report, suites  # pylint: disable=import-outside-toplevel
 
   reproduction = _REPRODUCTION.value
   assert reproduction  # one of the three was given
@@ -114,7 +114,7 @@ def main(argv):
     )
   output_dir = _OUTPUT_DIR.value or os.path.join(reproduction, 'figures')
   if _CLAIMS.value:
-    print(claims.write(reproduction, output_dir))
+    print(claims_table.write(reproduction, output_dir))
     return
   try:
     built = report.build(reproduction, _SUITE.value, output_dir)
@@ -122,7 +122,7 @@ def main(argv):
     raise app.UsageError(str(error)) from None
   for name, value in built.items():
     print(f'{name}:\n{value}\n')
-  print(f'claims:\n{claims.write(reproduction, output_dir)}')
+  print(f'claims:\n{claims_table.write(reproduction, output_dir)}')
 
 
 if __name__ == '__main__':

@@ -62,7 +62,7 @@ _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and table
 
 def main(argv):
   del argv
-  from padam_jax.reproduction import claims, plans, report  # pylint: disable=import-outside-toplevel
+  from padam_jax.reproduction import claims_table, plans, report  # pylint: disable=import-outside-toplevel
   from padam_jax.rundir import runlog  # pylint: disable=import-outside-toplevel
   from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
@@ -106,7 +106,7 @@ def main(argv):
     launch.fail(error)
   for name, value in built.items():
     say(f'\n{name}:\n{value}')
-  say(f'\nclaims:\n{claims.write(workdir, os.path.join(workdir, "figures"))}')
+  say(f'\nclaims:\n{claims_table.write(workdir, os.path.join(workdir, "figures"))}')
 
 
 if __name__ == '__main__':

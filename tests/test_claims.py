@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from padam_jax import stats
-from padam_jax.reproduction import claims, report, suites, summary
+from padam_jax.reproduction import claims, claims_table, judging, measures, suites, summary
 
 EPOCHS = 12  # mean of epochs 11-12, median of 9-12, early losses of 1-4 (30%) and 1-3
 SEEDS = 4
@@ -144,21 +144,21 @@ def paper(tmp_path_factory):
 @pytest.fixture(scope='module')
 def judged(reproduction):
   """Every claim judged once with the p-schedule sweep missing, once with it trained."""
-  before = {c: claims.judge(reproduction, c) for c in claims.CLAIMS}
+  before = {c: judging.judge(reproduction, c) for c in claims.CLAIMS}
   fake_runs.write_sweep(
     reproduction, suites.SWEEPS['resnet18-padam-p-schedule'], SEEDS, EPOCHS, _metrics
   )
-  return before, {c: claims.judge(reproduction, c) for c in claims.CLAIMS}
+  return before, {c: judging.judge(reproduction, c) for c in claims.CLAIMS}
 
 
 def _check_designed(results, designed):
-  for phrase, contrast, measures, want in designed:
+  for phrase, contrast, names, want in designed:
     rows = [
       (c, r)
       for c, r in results.items()
-      if phrase in c.claim and c.contrast == contrast and c.measure in measures
+      if phrase in c.claim and c.contrast == contrast and c.measure in names
     ]
-    assert len(rows) == len(measures), (phrase, contrast)
+    assert len(rows) == len(names), (phrase, contrast)
     for claim, result in rows:
       assert result.verdict == want, (phrase, contrast, claim.measure, result.interval)
 
@@ -178,13 +178,15 @@ def test_every_accuracy_claim_has_a_median_row_beside_it():
     for claim, following in zip(rows, [*rows[1:], None], strict=True):
       if claim.measure == 'final_accuracy':
         assert following == dataclasses.replace(claim, measure='median_late_accuracy')
-  assert not {c.measure for c in claims.CLAIMS + claims.PAPER_CLAIMS} - set(report.MEASURES)
+  assert not {c.measure for c in claims.CLAIMS + claims.PAPER_CLAIMS} - set(measures.MEASURES)
 
 
 def test_the_paper_preset_gets_its_own_claims(paper, reproduction, tmp_path):
-  assert claims.protocol_of(paper) == 'paper' and claims.protocol_of(reproduction) == 'reproduction'
-  _check_designed({c: claims.judge(paper, c) for c in claims.PAPER_CLAIMS}, PAPER_DESIGNED)
-  table = claims.write(paper, str(tmp_path))
+  assert (
+    judging.protocol_of(paper) == 'paper' and judging.protocol_of(reproduction) == 'reproduction'
+  )
+  _check_designed({c: judging.judge(paper, c) for c in claims.PAPER_CLAIMS}, PAPER_DESIGNED)
+  table = claims_table.write(paper, str(tmp_path))
   assert table.startswith('| claim (Chen & Gu) |')
   assert len(table.splitlines()) == 2 + len(claims.PAPER_CLAIMS)
   assert '| x > -1 |' in table and 'mean of epochs 1-3 (the first quarter' in table
@@ -194,7 +196,7 @@ def test_the_paper_preset_gets_its_own_claims(paper, reproduction, tmp_path):
   shutil.copytree(paper, mixed)
   shutil.copytree(os.path.join(reproduction, 'vgg16-adam'), mixed / 'vgg16-adam')
   with pytest.raises(ValueError, match='more than one preset'):
-    claims.protocol_of(str(mixed))
+    judging.protocol_of(str(mixed))
 
 
 def test_diverged_runs_excluded_and_counted(judged):
@@ -211,11 +213,11 @@ def test_missing_sweep_is_inconclusive_and_named(judged, reproduction):
   schedule = next(r for c, r in before.items() if c.contrast == 'p schedule - p 1/8 lr 0.1')
   assert schedule.verdict == stats.INCONCLUSIVE and schedule.interval is None
   assert schedule.missing == ('resnet18-padam-p-schedule',)
-  table = claims.write(reproduction, os.path.join(reproduction, 'figures'))
+  table = claims_table.write(reproduction, os.path.join(reproduction, 'figures'))
   assert len(table.splitlines()) == 2 + len(claims.CLAIMS)
   assert '| contradicted |' in table and '| supported |' in table
   with open(os.path.join(reproduction, 'figures', 'claims.md')) as f:
-    assert f.read().split('\n\n')[1] == claims.RULE
+    assert f.read().split('\n\n')[1] == claims_table.RULE
 
 
 def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
@@ -252,7 +254,7 @@ def test_plain_verdict_words():
   interval = stats.Interval(-0.3, -0.5, -0.1, (3, 3))
 
   def judged(verdict, needed=None):
-    return claims.Judged(claim, interval, verdict, 30, 0, (), needed)
+    return judging.Judged(claim, interval, verdict, 30, 0, (), needed)
 
   held = summary.plain_verdict([judged(stats.SUPPORTED), judged(stats.SUPPORTED)])
   assert held[0] == summary.HELD and held[1].startswith(
@@ -263,7 +265,7 @@ def test_plain_verdict_words():
     summary.CANNOT_TELL,
     'mean of epochs 26-30: -0.30 [-0.50, -0.10], needs 7 seeds',
   )
-  assert summary.plain_verdict([claims.judge(None, claim)]) == (
+  assert summary.plain_verdict([judging.judge(None, claim)]) == (
     summary.CANNOT_TELL,
     'not run: wrn16_4-adam, wrn16_4-padam',
   )

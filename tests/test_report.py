@@ -8,7 +8,7 @@ import fake_runs
 import numpy as np
 import pytest
 
-from padam_jax.reproduction import report, suites
+from padam_jax.reproduction import figures, measures, report, suites, tables
 from padam_jax.training import config as config_lib
 from padam_jax.training import sweep
 
@@ -106,21 +106,21 @@ def test_tables_without_matplotlib(fake_reproduction, tmp_path, monkeypatch):
 
 
 def test_diverged_runs_are_marked(fake_reproduction):
-  ps, lrs, error, diverged = report.heatmap_cells(fake_reproduction, 'resnet18-padam-p-lr')
+  ps, lrs, error, diverged = figures.heatmap_cells(fake_reproduction, 'resnet18-padam-p-lr')
   column = lrs.index(0.1)
   assert np.all(np.isnan(error[:, column])) and np.all(diverged[:, column] == 2)
   assert not np.any(np.isnan(np.delete(error, column, axis=1)))
-  runs = report.curve_runs(
+  runs = measures.curve_runs(
     fake_reproduction,
     suites.Curve('', 'resnet18-padam-p-lr', (('partial', 0.125), ('learning_rate', 0.1))),
   )
-  matrix = report.metric_matrix(runs, 'train_loss')
+  matrix = measures.metric_matrix(runs, 'train_loss')
   assert matrix.shape == (2, EPOCHS) and np.all(np.isnan(matrix[:, 2:]))
 
 
 def test_missing_sweep_names_the_remedy(tmp_path):
   with pytest.raises(FileNotFoundError, match='run the suite first'):
-    report.curve_runs(str(tmp_path), suites.Curve('x', 'wrn16_4-adam'))
+    measures.curve_runs(str(tmp_path), suites.Curve('x', 'wrn16_4-adam'))
 
 
 def test_measures_read_their_windows():
@@ -133,14 +133,14 @@ def test_measures_read_their_windows():
     'early_train_loss': ('mean of epochs 1-9 (the first 30%)', 5.0),
     'early_paper_train_loss': ('mean of epochs 1-8 (the first quarter', 4.5),
   }
-  assert set(want) == set(report.MEASURES)
+  assert set(want) == set(measures.MEASURES)
   for measure, (words, value) in want.items():
-    assert report.describe_window(measure, 30).startswith(words)
-    assert report.run_value(records, 30, measure) == pytest.approx(value)
-    assert np.isnan(report.run_value(records[:29], 30, measure))  # unfinished
+    assert measures.describe_window(measure, 30).startswith(words)
+    assert measures.run_value(records, 30, measure) == pytest.approx(value)
+    assert np.isnan(measures.run_value(records[:29], 30, measure))  # unfinished
   diverged = [*records[:10], {**records[10], 'diverged': True}, *records[11:]]
-  assert np.isnan(report.run_value(diverged, 30, 'early_train_loss'))
-  assert report.window('final_accuracy', 3) == (3, 3)  # at least one epoch
+  assert np.isnan(measures.run_value(diverged, 30, 'early_train_loss'))
+  assert measures.window('final_accuracy', 3) == (3, 3)  # at least one epoch
 
 
 def test_partial_figures_of_what_was_run(tmp_path):
@@ -153,8 +153,8 @@ def test_partial_figures_of_what_was_run(tmp_path):
   built = report.build(workdir, ['all'], str(tmp_path / 'out'), partial=True)
   assert sorted(built) == ['figure1', 'table2', 'table2_table']
   assert os.path.getsize(built['figure1']) > 10_000
-  assert report.recorded_preset(workdir) == 'reproduction'
-  assert report.recorded_preset(str(tmp_path)) is None
+  assert measures.recorded_preset(workdir) == 'reproduction'
+  assert measures.recorded_preset(str(tmp_path)) is None
 
   # A grid committed point by point: p = 1/16 and the grid's first cell (p = 1/4, lr 0.1)
   # listed in sweep.json but not run yet.
@@ -164,14 +164,14 @@ def test_partial_figures_of_what_was_run(tmp_path):
     if name.startswith(('partial=0.0625,', 'partial=0.25,learning_rate=0.1,')):
       shutil.rmtree(os.path.join(workdir, grid.name, name))
   eighth = suites.Curve('', grid.name, (('partial', 0.125), ('learning_rate', 0.1)))
-  assert report.configured_epochs(workdir, eighth) == EPOCHS
+  assert measures.configured_epochs(workdir, eighth) == EPOCHS
   built = report.build(workdir, ['figure3'], str(tmp_path / 'grid'), partial=True)
   assert sorted(built) == ['figure3', 'figure3_heatmap']
-  table = report.final_table_markdown(workdir, suites.SUITES['figure3'])
+  table = tables.final_table_markdown(workdir, suites.SUITES['figure3'])
   assert table.count('| not run | not run | not run | 0 |') == 4  # p = 1/16 (3), p = 1/4 lr 0.1
   sixteenth = suites.Curve('', grid.name, (('partial', 0.0625), ('learning_rate', 0.1)))
   with pytest.raises(FileNotFoundError, match='has a record yet'):
-    report.curve_runs(workdir, sixteenth)
-  _, _, error, _ = report.heatmap_cells(workdir, grid.name)
+    measures.curve_runs(workdir, sixteenth)
+  _, _, error, _ = figures.heatmap_cells(workdir, grid.name)
   assert np.isnan(error[2]).all() and np.isnan(error[0, 0])
   assert not np.isnan(error[:2].ravel()[1:]).any()

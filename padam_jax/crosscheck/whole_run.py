@@ -38,6 +38,7 @@ import numpy as np
 from padam_jax import data as data_lib
 from padam_jax import stats
 from padam_jax.distributed import sharding
+from padam_jax.reproduction import measures
 from padam_jax.rundir import faults, runlog
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, sweep
@@ -49,25 +50,13 @@ FRAMEWORKS = ('jax', 'torch')
 LABELS = {'jax': 'JAX', 'torch': 'PyTorch'}
 
 
-@dataclasses.dataclass(frozen=True)
-class Measure:
-  """A number of an epoch record; its margin is in points or relative to PyTorch's mean."""
-
-  name: str
-  value: Callable[[dict[str, Any]], float]
-  relative_margin: bool  # losses: a fraction of PyTorch's mean; accuracies: points
-  decimals: int
-
-
-def _value(record: dict[str, Any], key: str) -> float:
-  return np.nan if record.get(key) is None else float(record[key])
-
-
+# Each run's numbers, one per epoch; a loss's margin is relative to PyTorch's mean, an
+# accuracy's in points.
 MEASURES = (
-  Measure('train loss', lambda r: _value(r, 'train_loss'), True, 4),
-  Measure('train accuracy (%)', lambda r: 100 * _value(r, 'train_accuracy'), False, 2),
-  Measure('test loss', lambda r: _value(r, 'test_loss'), True, 4),
-  Measure('test accuracy (%)', lambda r: 100 * (1 - _value(r, 'test_error')), False, 2),
+  measures.Measure('train_loss', 'train loss', 4),
+  measures.Measure('train_accuracy', 'train accuracy (%)', 2),
+  measures.Measure('test_loss', 'test loss', 4),
+  measures.Measure('test_accuracy', 'test accuracy (%)', 2),
 )
 
 
@@ -259,15 +248,15 @@ def read_runs(workdir: str, seeds: Sequence[int]) -> dict[str, list[list[dict[st
 
 
 def _mean_std(values: Sequence[float], decimals: int) -> str:
-  array = np.asarray(values, np.float64)
-  if len(array) < 2:
-    return f'{np.nanmean(array):.{decimals}f}'
-  return f'{np.nanmean(array):.{decimals}f} ± {np.nanstd(array, ddof=1):.{decimals}f}'
+  mean, std = measures.over_seeds(np.asarray(values, np.float64), ddof=1)
+  if len(values) < 2:
+    return f'{mean:.{decimals}f}'
+  return f'{mean:.{decimals}f} ± {std:.{decimals}f}'
 
 
 def epoch_table(runs: dict[str, list[list[dict[str, Any]]]]) -> str:
   """Markdown: per epoch, each measure's mean ± std over seeds in each framework."""
-  columns = [f'{m.name} {LABELS[f]}' for m in MEASURES for f in FRAMEWORKS]
+  columns = [f'{m.label} {LABELS[f]}' for m in MEASURES for f in FRAMEWORKS]
   lines = [f'| epoch | {" | ".join(columns)} |', f'|---:|{"---:|" * len(columns)}']
   for e in range(len(runs['jax'][0])):
     cells = [
@@ -283,14 +272,16 @@ def epoch_table(runs: dict[str, list[list[dict[str, Any]]]]) -> str:
 class Comparison:
   """One measure: each framework's per-seed final values, the margin and the test."""
 
-  measure: Measure
+  measure: measures.Measure
   values: dict[str, list[float]]
   test: stats.Equivalence
 
 
-def final_value(records: Sequence[dict[str, Any]], measure: Measure, final_epochs: int) -> float:
+def final_value(
+  records: Sequence[dict[str, Any]], measure: measures.Measure, final_epochs: int
+) -> float:
   """The mean of ``measure`` over the last ``final_epochs`` epochs of one run."""
-  return float(np.mean([measure.value(r) for r in records[-final_epochs:]]))
+  return measure.over(records[-final_epochs:])
 
 
 def compare(
@@ -307,9 +298,9 @@ def compare(
   for measure in MEASURES:
     values = {f: [final_value(r, measure, final_epochs) for r in runs[f]] for f in FRAMEWORKS}
     margin = (
-      margin_relative * abs(float(np.nanmean(values['torch'])))
-      if measure.relative_margin
-      else margin_points
+      margin_points
+      if measure.is_accuracy
+      else margin_relative * abs(float(np.nanmean(values['torch'])))
     )
     test = stats.equivalence([values['jax'], values['torch']], [1, -1], margin)
     comparisons.append(Comparison(measure, values, test))
@@ -347,7 +338,7 @@ def comparison_table(comparisons: Sequence[Comparison]) -> str:
       else str(test.seeds_needed)
     )
     lines.append(
-      f'| {c.measure.name} | {_mean_std(c.values["jax"], d)} | '
+      f'| {c.measure.label} | {_mean_std(c.values["jax"], d)} | '
       f'{_mean_std(c.values["torch"], d)} | {test.inner.estimate:+.{d}f} | '
       f'{interval(test.inner)} | {interval(test.outer)} | ±{test.margin:.{d}f} | '
       f'{test.verdict} | {needed} |'

@@ -1,41 +1,25 @@
-"""The claims of each protocol, each judged from the runs' ``metrics.jsonl`` with an interval.
+"""The claims of each protocol, as data: what is claimed of which runs, and by which measure.
 
 Two protocols, two sets of claims: the student reproduction's (the ``reproduction``
 preset: weight decay 0.005, a constant learning rate) and the original paper's, Chen &
-Gu's (the ``paper`` preset: weight decay 5e-4, lr x0.1 at 50% and 75% of the epochs). A
-workdir's claims are those of the preset its runs recorded (``report.recorded_preset``).
+Gu's (the ``paper`` preset: weight decay 5e-4, lr x0.1 at 50% and 75% of the epochs).
 
 A :class:`Claim` is a linear contrast ``x`` of per-run values over curves of the
-reproduction (:class:`padam_jax.reproduction.suites.Curve`), averaged over seeds, a
-claimed direction or margin, and the rule of :mod:`padam_jax.stats`. The
-per-run values are ``report.MEASURES``; every test-accuracy claim is judged twice, by the
-mean of the last sixth of the epochs (the primary measure) and by the median of the last
-third (steadier; fixed before the converged runs), and where the two disagree the claim
-is not settled. A run that diverged or has not finished contributes no value (the table
-counts them).
+reproduction (:class:`padam_jax.reproduction.suites.Curve`), averaged over seeds, and a
+claimed direction or margin. The per-run values are ``measures.MEASURES``; every
+test-accuracy claim is listed twice, by the mean of the last sixth of the epochs (the
+primary measure) and by the median of the last third (steadier; fixed before the
+converged runs). :mod:`padam_jax.reproduction.judging` judges them on runs,
+:mod:`padam_jax.reproduction.claims_table` writes the table.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 
-import numpy as np
+from padam_jax.reproduction import suites
 
-from padam_jax import stats
-from padam_jax.reproduction import report, suites
-
-RULE = (
-  'Each row: x, a difference of per-run values averaged over seeds, with its 95% '
-  'Welch t interval over seeds. Verdict: supported when the interval lies wholly on '
-  'the claimed side (inside the margin), contradicted when it lies wholly on the '
-  'other side (outside the margin), inconclusive otherwise or with one seed. '
-  '"Seeds for a verdict": seeds per run at which the spread measured now would '
-  'decide it. Every test-accuracy claim has two rows, the mean of the last sixth of '
-  'the epochs (primary) and the median of the last third; where they disagree the '
-  'claim is not settled at this scale.'
-)
 # Accuracy points: "within 1 point" (the reproduction's Table 2 reading), and the margin of
 # the "not above" / "at least" claims (x < 1, x > -1): a difference smaller than a point is
 # no outperforming.
@@ -72,11 +56,16 @@ class Claim:
   """
 
   claim: str  # the claim in short, and where it is made
-  measure: str  # a key of report.MEASURES
+  measure: str  # a key of padam_jax.reproduction.measures.MEASURES
   terms: tuple[tuple[float, suites.Curve], ...]
   kind: str  # stats.KINDS
   margin: float = 0.0
   contrast: str = ''  # how the contrast reads, e.g. 'padam - adam'
+
+  @property
+  def threshold(self) -> float:
+    """What ``x`` is compared with: 0, or ``-margin`` ('greater') / ``+margin`` ('less')."""
+    return {'greater': -self.margin, 'less': self.margin}.get(self.kind, 0.0) + 0.0  # no -0
 
 
 def _pair(
@@ -293,160 +282,3 @@ def _paper_claims() -> tuple[Claim, ...]:
 CLAIMS = _reproduction_claims()
 PAPER_CLAIMS = _paper_claims()
 CLAIM_SETS = {'reproduction': CLAIMS, 'paper': PAPER_CLAIMS}
-
-
-def protocol_of(workdir: str) -> str:
-  """The protocol (a key of ``PROTOCOLS``) of the runs under ``workdir``: the preset
-  their ``config.json`` records, the default ``reproduction`` when it holds none."""
-  preset = report.recorded_preset(workdir)
-  if preset is not None and preset not in CLAIM_SETS:
-    raise ValueError(f'{workdir} holds runs of the preset {preset!r}, which has no claims')
-  return preset or 'reproduction'
-
-
-@dataclasses.dataclass(frozen=True)
-class Judged:
-  """A claim as measured: its interval, verdict, and what was missing."""
-
-  claim: Claim
-  interval: stats.Interval | None
-  verdict: str
-  epochs: int | None
-  excluded: int  # runs that diverged or have not finished
-  missing: tuple[str, ...]  # sweeps not trained at all
-  seeds_needed: int | None
-
-
-def _threshold(claim: Claim) -> float:
-  """What ``x`` is compared with: 0, or ``-margin`` ('greater') / ``+margin`` ('less')."""
-  return {'greater': -claim.margin, 'less': claim.margin}.get(claim.kind, 0.0) + 0.0  # no -0
-
-
-def _shifted(groups: list[list[float]], coefficients: list[float], by: float) -> list[list[float]]:
-  """``groups`` whose contrast is the original one minus ``by``."""
-  first = [v - by / coefficients[0] for v in groups[0]]
-  return [first, *groups[1:]]
-
-
-def _not_run(claim: Claim) -> Judged:
-  sweeps = tuple(sorted({curve.sweep for _, curve in claim.terms}))
-  return Judged(claim, None, stats.INCONCLUSIVE, None, 0, sweeps, None)
-
-
-def judge(workdir: str | None, claim: Claim) -> Judged:
-  """Measures ``claim`` on the runs under ``workdir`` (an experiments.reproduce WORKDIR;
-  None: none, every sweep is missing)."""
-  if workdir is None:
-    return _not_run(claim)
-  groups, missing, excluded, epochs = [], [], 0, None
-  for _, curve in claim.terms:
-    try:
-      runs = report.curve_runs(workdir, curve)
-    except (FileNotFoundError, ValueError):
-      missing.append(curve.sweep)
-      continue
-    epochs = report.configured_epochs(workdir, curve)
-    values = [report.run_value(r, epochs, claim.measure) for r in runs]
-    excluded += sum(np.isnan(values))
-    groups.append(values)
-  coefficients = [a for a, _ in claim.terms]
-  if missing or any(all(np.isnan(g)) for g in groups):
-    return Judged(
-      claim, None, stats.INCONCLUSIVE, epochs, excluded, tuple(sorted(set(missing))), None
-    )
-  interval = stats.contrast(groups, coefficients)
-  # A one-sided claim with a margin is the claim x - threshold > 0 (< 0) under the rule.
-  tested = _shifted(groups, coefficients, _threshold(claim))
-  margin = claim.margin if claim.kind == 'within' else 0.0
-  verdict = stats.verdict(stats.contrast(tested, coefficients), claim.kind, margin)
-  needed = (
-    stats.seeds_to_decide(tested, coefficients, claim.kind, margin)
-    if verdict == stats.INCONCLUSIVE
-    else None
-  )
-  return Judged(claim, interval, verdict, epochs, excluded, (), needed)
-
-
-def claimed(claim: Claim) -> str:
-  """What is claimed of x, e.g. 'x > 0' or '-1 < x < 1'."""
-  if claim.kind == 'within':
-    return f'-{claim.margin:g} < x < {claim.margin:g}'
-  return f'x {">" if claim.kind == "greater" else "<"} {_threshold(claim):g}'
-
-
-def _digits(claim: Claim) -> int:
-  return 2 if report.MEASURES[claim.measure].metric == 'test_accuracy' else 3
-
-
-def value_cell(judged: Judged) -> str:
-  """Our x with its 95% interval, or why there is none."""
-  if judged.missing:
-    return 'not run: ' + ', '.join(judged.missing)
-  if judged.interval is None:
-    return 'no finished run'
-  i, digits = judged.interval, _digits(judged.claim)
-  if i.low is None:
-    return f'{i.estimate:+.{digits}f} (no interval: 1 seed)'
-  return f'{i.estimate:+.{digits}f} [{i.low:+.{digits}f}, {i.high:+.{digits}f}]'
-
-
-def measured(judged: Judged) -> str:
-  """The measure in words, its epochs where the runs exist."""
-  measure = judged.claim.measure
-  what = report.MEASURES[measure].label
-  if judged.epochs:
-    what += ', ' + report.describe_window(measure, judged.epochs)
-  return what
-
-
-def seeds_for_verdict(judged: Judged) -> str:
-  """Seeds per run needed for a verdict at the spread measured now ('-': decided or not run)."""
-  if judged.verdict != stats.INCONCLUSIVE or judged.interval is None:
-    return '-'
-  if judged.interval.low is None:
-    return 'a spread first (>= 2)'
-  return str(judged.seeds_needed) if judged.seeds_needed else 'more than 1000'
-
-
-def seeds_cell(judged: Judged) -> str:
-  """Seeds per group that gave a value, and how many runs gave none."""
-  seeds = '-' if judged.interval is None else '/'.join(str(n) for n in judged.interval.seeds)
-  if judged.excluded:
-    seeds += f' ({judged.excluded} diverged or unfinished)'
-  return seeds
-
-
-def markdown(workdir: str, protocol: str | None = None) -> str:
-  """The claims table of ``protocol`` (default: ``workdir``'s): one row per claim, our
-  value with its 95% interval and a verdict."""
-  protocol = protocol or protocol_of(workdir)
-  lines = [
-    f'| claim ({PROTOCOLS[protocol].source}) | measured | claimed | seeds | '
-    'ours [95% interval] | verdict | seeds for a verdict |',
-    '|---|---|---|---|---|---|---|',
-  ]
-  for claim in CLAIM_SETS[protocol]:
-    judged = judge(workdir, claim)
-    lines.append(
-      f'| {claim.claim} | x = {claim.contrast}, {measured(judged)} | {claimed(claim)} | '
-      f'{seeds_cell(judged)} | {value_cell(judged)} | {judged.verdict} | '
-      f'{seeds_for_verdict(judged)} |'
-    )
-  return '\n'.join(lines)
-
-
-def protocol_line(protocol: str) -> str:
-  """Whose claims, under which preset, in one sentence."""
-  p = PROTOCOLS[protocol]
-  return f'Claims of {p.source}, under the `{protocol}` preset ({p.settings}).'
-
-
-def write(workdir: str, output_dir: str) -> str:
-  """The claims table of ``workdir`` (the claims of the preset its runs recorded), also
-  written with its rule to ``output_dir/claims.md``."""
-  protocol = protocol_of(workdir)
-  table = markdown(workdir, protocol)
-  os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, 'claims.md'), 'w', encoding='utf-8') as f:
-    f.write(f'{protocol_line(protocol)}\n\n{RULE}\n\n{table}\n')
-  return table

@@ -1,414 +1,17 @@
-"""Figures and Markdown tables of the reproduction's suites, from runs' ``metrics.jsonl`` alone.
-
-Each :class:`padam_jax.reproduction.suites.Curve` selects the runs of one sweep directory; their
-seeds give the mean and the standard deviation drawn as a shaded band. A diverged run
-(``"diverged": true``) contributes no values from that epoch on and is marked as such.
+"""Every figure and table of the reproduction's suites, from runs' ``metrics.jsonl`` alone:
+the figures drawn by :mod:`padam_jax.reproduction.figures`, the Markdown tables of
+:mod:`padam_jax.reproduction.tables`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import fractions
 import importlib.util
-import json
-import math
 import os
-import textwrap
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from padam_jax.reproduction import suites
-from padam_jax.rundir import runlog
-from padam_jax.training import config as config_lib
-from padam_jax.training import sweep
-
-METRICS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 100.0))
-
-
-def _matches(values: dict[str, Any], select: Sequence[tuple[str, Any]]) -> bool:
-  return all(
-    name in values and math.isclose(values[name], want, rel_tol=1e-9) for name, want in select
-  )
-
-
-def _selected(workdir: str, curve: suites.Curve) -> list[dict[str, Any]]:
-  """The entries of ``sweep.json`` (with each run's ``dir``) that ``curve`` selects."""
-  runs = sweep.read_sweep(os.path.join(workdir, curve.sweep))['runs']
-  return [run for run in runs if _matches(run['values'], curve.select)]
-
-
-def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
-  """The records of every run (one per seed) that ``curve`` selects; ``FileNotFoundError``
-  when its sweep is missing or none of them has a record."""
-  sweep_dir = os.path.join(workdir, curve.sweep)
-  if not has_sweep(workdir, curve.sweep):
-    raise FileNotFoundError(f'{sweep_dir} holds no sweep: run the suite first')
-  runs = [runlog.read_metrics(run['dir']) for run in _selected(workdir, curve)]
-  if not runs:
-    raise ValueError(f'no run of {sweep_dir} has {dict(curve.select)}')
-  if not any(runs):  # listed in sweep.json, but none has started (a grid not yet finished)
-    raise FileNotFoundError(f'no run of {sweep_dir} with {dict(curve.select)} has a record yet')
-  return runs
-
-
-def configured_epochs(workdir: str, curve: suites.Curve) -> int:
-  """The ``epochs`` of the runs ``curve`` selects, from the first of them that recorded its
-  ``config.json`` (a grid committed cell by cell may lack its first runs)."""
-  for run in _selected(workdir, curve):
-    path = os.path.join(run['dir'], runlog.CONFIG_FILE)
-    if os.path.exists(path):
-      with open(path, encoding='utf-8') as f:
-        return int(json.load(f)['epochs'])
-  raise FileNotFoundError(
-    f'no run of {os.path.join(workdir, curve.sweep)} with {dict(curve.select)} has a config yet'
-  )
-
-
-def has_sweep(workdir: str, sweep_name: str) -> bool:
-  """Whether ``workdir`` holds the sweep ``sweep_name`` (its ``sweep.json``)."""
-  return os.path.exists(os.path.join(workdir, sweep_name, sweep.SWEEP_FILE))
-
-
-def recorded_preset(workdir: str) -> str | None:
-  """The preset (``--preset``) that the runs under ``workdir`` recorded in their
-  ``config.json``; None when it holds no run of the reproduction's sweeps.
-
-  Each preset is a protocol with claims of its own, so runs of two presets in one
-  ``workdir`` are refused (ValueError).
-  """
-  presets: dict[str, str] = {}
-  for name in suites.SWEEPS:
-    if not has_sweep(workdir, name):
-      continue
-    for run in sweep.read_sweep(os.path.join(workdir, name))['runs']:
-      path = os.path.join(run['dir'], runlog.CONFIG_FILE)
-      if os.path.exists(path):
-        with open(path, encoding='utf-8') as f:
-          presets.setdefault(config_lib.from_record(json.load(f))['preset'], run['dir'])
-  if len(presets) > 1:
-    found = ', '.join(f'{preset} ({where})' for preset, where in presets.items())
-    raise ValueError(
-      f'{workdir} holds runs of more than one preset: {found}; give each preset its own workdir'
-    )
-  return next(iter(presets), None)
-
-
-def metric_matrix(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray:
-  """``float[seeds, epochs]`` of ``key``; NaN where diverged or not yet run."""
-  epochs = max((len(r) for r in runs), default=0)
-  matrix = np.full((len(runs), epochs), np.nan)
-  for i, records in enumerate(runs):
-    for j, record in enumerate(records):
-      if record.get(key) is not None and not record.get('diverged'):
-        matrix[i, j] = record[key]
-  return matrix
-
-
-@dataclasses.dataclass(frozen=True)
-class Measure:
-  """One value per run: the mean or median of a metric over a window of its epochs.
-
-  The window is ``share`` of the configured epochs (rounded, at least one), at the end of
-  the run (``at_end``) or from its first epoch.
-  """
-
-  metric: str  # 'test_accuracy' (%, from test_error) or 'train_loss'
-  reduce: str  # 'mean' or 'median'
-  share: fractions.Fraction
-  at_end: bool
-  label: str  # what the value is, e.g. 'test accuracy (%)'
-  span: str  # the window in words; {first}, {last} and {epochs} are filled in
-
-
-MEASURES = {
-  # Under a constant learning rate one epoch's accuracy swings by several points: the
-  # mean of the last sixth settles it.
-  'final_accuracy': Measure(
-    'test_accuracy',
-    'mean',
-    fractions.Fraction(1, 6),
-    True,
-    'test accuracy (%)',
-    'mean of epochs {first}-{last}',
-  ),
-  # The steadier second measure of every accuracy claim, fixed before the converged runs:
-  # one epoch's collapse moves a median of many epochs little.
-  'median_late_accuracy': Measure(
-    'test_accuracy',
-    'median',
-    fractions.Fraction(1, 3),
-    True,
-    'test accuracy (%)',
-    'median of epochs {first}-{last}',
-  ),
-  # The height of the whole training curve ("the lowest train loss during training").
-  'mean_train_loss': Measure(
-    'train_loss',
-    'mean',
-    fractions.Fraction(1),
-    False,
-    'train loss',
-    'mean over all {epochs} epochs',
-  ),
-  # "Before the 30th epoch" of 100 (the reproduction on VGG-16).
-  'early_train_loss': Measure(
-    'train_loss',
-    'mean',
-    fractions.Fraction(3, 10),
-    False,
-    'train loss',
-    'mean of epochs 1-{last} (the first 30%)',
-  ),
-  # "Early on" under the authors' preset: half of the epochs before its first decay (x0.1
-  # at 50% of the epochs), while every optimizer still trains at its initial lr.
-  'early_paper_train_loss': Measure(
-    'train_loss',
-    'mean',
-    fractions.Fraction(1, 4),
-    False,
-    'train loss',
-    'mean of epochs 1-{last} (the first quarter: half of those before the first lr decay)',
-  ),
-}
-
-
-def window(measure: str, epochs: int) -> tuple[int, int]:
-  """The first and last epoch (1-based, inclusive) that ``measure`` reads of ``epochs``."""
-  if measure not in MEASURES:
-    raise ValueError(f'unknown measure {measure!r}; choose from {", ".join(MEASURES)}')
-  spec = MEASURES[measure]
-  count = max(1, round(epochs * spec.share))
-  return (epochs - count + 1, epochs) if spec.at_end else (1, count)
-
-
-def describe_window(measure: str, epochs: int) -> str:
-  """``measure``'s window in words, e.g. 'mean of epochs 26-30'."""
-  first, last = window(measure, epochs)
-  return MEASURES[measure].span.format(first=first, last=last, epochs=epochs)
-
-
-def last_epochs(epochs: int) -> int:
-  """How many final epochs ``final_accuracy`` averages: a sixth of them, at least one."""
-  first, last = window('final_accuracy', epochs)
-  return last - first + 1
-
-
-def run_value(records: list[dict], epochs: int, measure: str) -> float:
-  """One run's ``measure`` (``MEASURES``); NaN if it diverged or has fewer than ``epochs``
-  records."""
-  first, last = window(measure, epochs)
-  if len(records) < epochs or any(r.get('diverged') for r in records[:epochs]):
-    return float('nan')
-  spec = MEASURES[measure]
-  chosen = records[first - 1 : last]
-  if spec.metric == 'test_accuracy':
-    values = [100.0 * (1.0 - r['test_error']) for r in chosen]
-  else:
-    values = [r['train_loss'] for r in chosen]
-  return float(np.median(values) if spec.reduce == 'median' else np.mean(values))
-
-
-def _nan_reduce(fn, matrix: np.ndarray) -> np.ndarray:
-  """``fn(matrix, axis=0)`` ignoring NaN; a column of NaN only (all diverged) stays NaN."""
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore', RuntimeWarning)
-    return fn(matrix, axis=0)
-
-
-def _pyplot():
-  import matplotlib  # pylint: disable=import-outside-toplevel
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
-  return plt
-
-
-def plot_panels(workdir: str, suite: suites.Suite, output: str, partial: bool = False) -> str:
-  """The reproduction's layout: a column per panel, a row per metric, a line per curve (+-std).
-
-  ``partial``: curves whose runs do not exist are left out and named in their panel's title
-  ('not run'), instead of raising.
-  """
-  plt = _pyplot()
-  columns = len(suite.panels)
-  width = max(4.2 * columns, 6.0)
-  fig, axes = plt.subplots(2, columns, figsize=(width, 7), squeeze=False)
-  for col, panel in enumerate(suite.panels):
-    title, missing = panel.title, []
-    # A curve's colour is its place in the panel, so that a curve not run yet does not
-    # recolour the others and the same line has the same colour in every panel.
-    for place, curve in enumerate(panel.curves):
-      try:
-        runs = curve_runs(workdir, curve)
-      except (FileNotFoundError, ValueError):
-        if not partial:
-          raise
-        missing.append(curve.label)
-        continue
-      diverged = sum(bool(r and r[-1].get('diverged')) for r in runs)
-      label = curve.label + (f' ({diverged}/{len(runs)} diverged)' if diverged else '')
-      for row, (key, _name, factor) in enumerate(METRICS):
-        matrix = factor * metric_matrix(runs, key)
-        mean, std = _nan_reduce(np.nanmean, matrix), _nan_reduce(np.nanstd, matrix)
-        epochs = np.arange(1, mean.size + 1)
-        ax = axes[row, col]
-        ax.plot(epochs, mean, label=label, color=f'C{place}')
-        if len(runs) > 1:
-          ax.fill_between(epochs, mean - std, mean + std, color=f'C{place}', alpha=0.2)
-        ax.grid(alpha=0.3)
-    if missing:
-      title += '\nnot run: ' + ', '.join(missing)
-    for row, (_, name, _) in enumerate(METRICS):
-      axes[row, col].set(xlabel='epoch', ylabel=name, title=title)
-    if len(missing) < len(panel.curves):
-      axes[0, col].set_yscale('log')
-      axes[0, col].legend(fontsize=8)
-  fig.suptitle(textwrap.fill(suite.description, int(12 * width)), fontsize=10)
-  fig.tight_layout()
-  fig.savefig(output, dpi=110)
-  plt.close(fig)
-  return output
-
-
-def heatmap_cells(
-  workdir: str, sweep_name: str
-) -> tuple[list[float], list[float], np.ndarray, np.ndarray]:
-  """``(ps, lrs, final test error % [p, lr], diverged counts)``: the error is the mean over
-  seeds of each finished run's mean over the last sixth of its epochs (NaN: none
-  finished, or every run diverged)."""
-  ps, lrs = list(suites.PARTIALS), list(suites.LEARNING_RATES)
-  error = np.full((len(ps), len(lrs)), np.nan)
-  diverged = np.zeros((len(ps), len(lrs)), int)
-  for i, p in enumerate(ps):
-    for j, lr in enumerate(lrs):
-      curve = suites.Curve('', sweep_name, (('partial', p), ('learning_rate', lr)))
-      try:
-        runs, epochs = curve_runs(workdir, curve), configured_epochs(workdir, curve)
-      except FileNotFoundError:  # not run yet: NaN, not diverged
-        continue
-      diverged[i, j] = sum(bool(r and r[-1].get('diverged')) for r in runs)
-      finals = [
-        v for v in (run_value(r, epochs, 'final_accuracy') for r in runs) if not math.isnan(v)
-      ]
-      if finals:
-        error[i, j] = 100 - float(np.mean(finals))
-  return ps, lrs, error, diverged
-
-
-def plot_heatmap(workdir: str, sweep_name: str, output: str) -> str:
-  """Final test error over the p x lr grid; diverged and unfinished cells are marked."""
-  plt = _pyplot()
-  ps, lrs, error, diverged = heatmap_cells(workdir, sweep_name)
-  fig, ax = plt.subplots(figsize=(5, 4))
-  image = ax.imshow(error, cmap='viridis_r')
-  for i in range(len(ps)):
-    for j in range(len(lrs)):
-      if np.isnan(error[i, j]):  # a blank cell: dark text
-        text, colour = ('diverged' if diverged[i, j] else 'not finished'), 'k'
-      else:  # viridis_r: a high error is dark, a low one bright
-        text = f'{error[i, j]:.1f}%' + (f'\n({diverged[i, j]} div.)' if diverged[i, j] else '')
-        colour = 'w' if image.norm(error[i, j]) > 0.5 else 'k'
-      ax.text(j, i, text, ha='center', va='center', color=colour, fontsize=9)
-  ax.set_xticks(range(len(lrs)), [f'{lr:g}' for lr in lrs])
-  ax.set_yticks(range(len(ps)), [f'1/{round(1 / p)}' for p in ps])
-  epochs = configured_epochs(workdir, suites.Curve('', sweep_name))
-  ax.set(
-    xlabel='learning rate',
-    ylabel='p',
-    title=f'test error, mean of the last {last_epochs(epochs)} of {epochs} epochs\n{sweep_name}',
-  )
-  fig.colorbar(image, ax=ax, label='test error (%)')
-  fig.tight_layout()
-  fig.savefig(output, dpi=110)
-  plt.close(fig)
-  return output
-
-
-def _cell(values: Iterable[float]) -> str:
-  values = [v for v in values if not math.isnan(v)]
-  if not values:
-    return 'diverged'
-  if len(values) == 1:
-    return f'{values[0]:.2f}'
-  return f'{np.mean(values):.2f} +- {np.std(values):.2f}'
-
-
-def table2_markdown(workdir: str) -> str:
-  """Wide ResNet test accuracy (%) at 1/4, 1/2, 3/4 and the end of the run, beside the
-  reproduction's CIFAR-10 numbers, and averaged over the last sixth of the epochs."""
-  curves = suites.SUITES['table2'].panels[0].curves
-  total = configured_epochs(workdir, curves[0])
-  epochs = [max(1, round(total * q / 4)) for q in (1, 2, 3, 4)]
-  rows = []
-  for curve in curves:
-    runs = curve_runs(workdir, curve)
-    accuracy = np.full((len(runs), total), np.nan)  # epochs not run (diverged) stay NaN
-    measured = 100 * (1 - metric_matrix(runs, 'test_error'))[:, :total]
-    accuracy[:, : measured.shape[1]] = measured
-    cells = [
-      f'{_cell(accuracy[:, e - 1])} ({seed:.2f})'
-      for e, seed in zip(epochs, suites.REPRODUCTION_TABLE2[curve.label], strict=True)
-    ]
-    final = _cell([run_value(r, total, 'final_accuracy') for r in runs])
-    rows.append(f'| {curve.label} | ' + ' | '.join(cells) + f' | {final} | {len(runs)} |')
-  header = ' | '.join(
-    f'epoch {e} (CIFAR-10: {s})'
-    for e, s in zip(epochs, suites.REPRODUCTION_TABLE2_EPOCHS, strict=True)
-  )
-  first = total - last_epochs(total) + 1
-  rows.append('')
-  rows.append(_flattening(workdir, curves, total))
-  return '\n'.join(
-    [
-      f'| optimizer | {header} | mean of epochs {first}-{total} | seeds |',
-      '|---|' + '---:|' * 6,
-      *rows,
-    ]
-  )
-
-
-def _flattening(workdir: str, curves: Sequence[suites.Curve], total: int) -> str:
-  """How much each curve's train loss (mean over seeds) fell over its last two epochs."""
-  if total < 3:
-    return 'Train loss over the last two epochs: too few epochs to tell.'
-  parts = []
-  for curve in curves:
-    loss = _nan_reduce(np.nanmean, metric_matrix(curve_runs(workdir, curve), 'train_loss'))
-    if loss.size < total or np.isnan(loss[[total - 3, total - 1]]).any():
-      parts.append(f'{curve.label} unfinished')
-      continue
-    before, after = loss[total - 3], loss[total - 1]
-    parts.append(f'{curve.label} {after:.4f} ({100 * (after - before) / before:+.1f}%)')
-  return (
-    f'Train loss at epoch {total} (mean over seeds) and its change since epoch '
-    f'{total - 2}: ' + ', '.join(parts) + '.'
-  )
-
-
-def final_table_markdown(workdir: str, suite: suites.Suite) -> str:
-  """Per curve: final train loss and test error (mean +- std over seeds)."""
-  lines = [
-    '| run | final train loss | final test error (%) | best test error (%) | seeds |',
-    '|---|---:|---:|---:|---:|',
-  ]
-  for panel in suite.panels:
-    for curve in panel.curves:
-      try:
-        runs = curve_runs(workdir, curve)
-      except FileNotFoundError:
-        lines.append(f'| {curve.label} | not run | not run | not run | 0 |')
-        continue
-      loss, error = metric_matrix(runs, 'train_loss'), 100 * metric_matrix(runs, 'test_error')
-      best = _nan_reduce(np.nanmin, error.T)
-      lines.append(
-        f'| {curve.label} | {_cell(loss[:, -1])} | {_cell(error[:, -1])} | '
-        f'{_cell(best)} | {len(runs)} |'
-      )
-  return '\n'.join(lines)
+from padam_jax.reproduction import figures, measures, suites, tables
 
 
 def build(
@@ -423,30 +26,30 @@ def build(
   """
   os.makedirs(output_dir, exist_ok=True)
   names = suites.ALL_SUITES if 'all' in suite_names else suite_names
-  figures = importlib.util.find_spec('matplotlib') is not None
-  if not figures:
+  drawing = importlib.util.find_spec('matplotlib') is not None
+  if not drawing:
     warnings.warn('matplotlib is not installed: no figures, only the tables', stacklevel=2)
   built: dict[str, Any] = {}
   for name in names:
     suite = suites.SUITES[name]
-    present = [s for s in suite.sweeps if has_sweep(workdir, s)]
+    present = [s for s in suite.sweeps if measures.has_sweep(workdir, s)]
     if partial and not present:
       continue
     complete = not partial or len(present) == len(suite.sweeps)
-    if suite.panels and figures:
-      built[name] = plot_panels(workdir, suite, os.path.join(output_dir, f'{name}.png'), partial)
-    if suite.heatmap and figures and (not partial or suite.heatmap in present):
-      built[f'{name}_heatmap'] = plot_heatmap(
+    if suite.panels and drawing:
+      built[name] = figures.plot_panels(
+        workdir, suite, os.path.join(output_dir, f'{name}.png'), partial
+      )
+    if suite.heatmap and drawing and (not partial or suite.heatmap in present):
+      built[f'{name}_heatmap'] = figures.plot_heatmap(
         workdir, suite.heatmap, os.path.join(output_dir, f'{name}_heatmap.png')
       )
     if suite.table and complete:
       built[f'{name}_table'] = (
-        table2_markdown(workdir)
+        tables.table2_markdown(workdir)
         if suite.table == 'table2'
-        else final_table_markdown(workdir, suite)
+        else tables.final_table_markdown(workdir, suite)
       )
-  tables = [f'### {k[: -len("_table")]}\n\n{v}\n' for k, v in built.items() if k.endswith('_table')]
-  if tables:
-    with open(os.path.join(output_dir, 'tables.md'), 'w', encoding='utf-8') as f:
-      f.write('\n'.join(tables))
+  suffix = '_table'
+  tables.write({k[: -len(suffix)]: v for k, v in built.items() if k.endswith(suffix)}, output_dir)
   return built

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 
 from padam_jax import stats
-from padam_jax.reproduction import claims, report, suites
+from padam_jax.reproduction import claims, claims_table, judging, measures, report, suites
 
 HELD, NOT_HELD, CANNOT_TELL = 'held', 'not held', 'cannot be told at this scale'
 _WORDS = {stats.SUPPORTED: HELD, stats.CONTRADICTED: NOT_HELD}
@@ -32,18 +32,18 @@ def _grouped(rows: Sequence[claims.Claim]) -> list[list[claims.Claim]]:
   return list(groups.values())
 
 
-def _finding(judged: claims.Judged) -> str:
+def _finding(judged: judging.Judged) -> str:
   """One measure's finding: its window, our value and interval, and what it says."""
   word = _WORDS.get(judged.verdict)
   if word is None:
-    needed = claims.seeds_for_verdict(judged)
+    needed = claims_table.seeds_for_verdict(judged)
     word = 'no spread: 1 seed' if needed.startswith('a spread') else f'needs {needed} seeds'
   assert judged.epochs is not None, 'a claim with an interval was measured over epochs'
-  window = report.describe_window(judged.claim.measure, judged.epochs)
-  return f'{window}: {claims.value_cell(judged)}, {word}'
+  window = measures.describe_window(judged.claim.measure, judged.epochs)
+  return f'{window}: {claims_table.value_cell(judged)}, {word}'
 
 
-def plain_verdict(judged: Sequence[claims.Judged]) -> tuple[str, str]:
+def plain_verdict(judged: Sequence[judging.Judged]) -> tuple[str, str]:
   """``(verdict, why)`` of one claim judged by one or more measures: held or not held when
   every measure says so, else cannot be told at this scale (not run, too few seeds, or the
   measures disagree)."""
@@ -64,10 +64,10 @@ def workdirs_by_protocol(workdirs: Sequence[str]) -> dict[str, str]:
   workdir per protocol."""
   found: dict[str, str] = {}
   for workdir in workdirs:
-    preset = report.recorded_preset(workdir)
+    preset = measures.recorded_preset(workdir)
     if preset is None:
       raise ValueError(f'{workdir} holds no run of the reproduction\'s sweeps')
-    protocol = claims.protocol_of(workdir)
+    protocol = judging.protocol_of(workdir)
     if protocol in found:
       raise ValueError(f'{found[protocol]} and {workdir} both hold runs of the {preset!r} preset')
     found[protocol] = workdir
@@ -83,13 +83,13 @@ def markdown(by_protocol: dict[str, str]) -> str:
   for protocol, rows in claims.CLAIM_SETS.items():
     name = f'{claims.PROTOCOLS[protocol].source} (`{protocol}` preset)'
     for group in _grouped(rows):
-      judged = [claims.judge(by_protocol.get(protocol), claim) for claim in group]
+      judged = [judging.judge(by_protocol.get(protocol), claim) for claim in group]
       verdict, why = plain_verdict(judged)
       first = group[0]
-      what = report.MEASURES[first.measure].label
+      what = measures.MEASURES[first.measure].label
       lines.append(
-        f'| {name} | {first.claim} | x = {first.contrast}, {what}; {claims.claimed(first)} | '
-        f'{claims.seeds_cell(judged[0])} | {verdict} | {why} |'
+        f'| {name} | {first.claim} | x = {first.contrast}, {what}; {claims_table.claimed(first)} | '
+        f'{claims_table.seeds_cell(judged[0])} | {verdict} | {why} |'
       )
   return '\n'.join(lines)
 
@@ -108,7 +108,7 @@ def _figures(protocol: str, workdir: str | None, output_dir: str) -> list[str]:
     return [*lines, 'Not run.', '']
   folder = os.path.join(output_dir, protocol)
   built = report.build(workdir, relevant, folder, partial=True)
-  claims.write(workdir, folder)
+  claims_table.write(workdir, folder)
   for name in relevant:
     for key in (name, f'{name}_heatmap'):
       if key in built:
@@ -134,7 +134,7 @@ def write(workdirs: Sequence[str], output_dir: str) -> str:
     '',
     'Verdicts in plain words: held (every measure shows the claim with 95% confidence), '
     'not held (every measure shows the opposite), or cannot be told at this scale, with '
-    'why. ' + claims.RULE,
+    'why. ' + claims_table.RULE,
     '',
     table,
     '',
