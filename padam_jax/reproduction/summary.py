@@ -103,7 +103,9 @@ def _figures(protocol: str, workdir: str | None, output_dir: str) -> list[str]:
   tables.md); Markdown lines that show them and name the suites not run."""
   source = claims.PROTOCOLS[protocol].source
   lines = [f'### {source}, the `{protocol}` preset', '']
-  relevant = [n for n, s in suites.SUITES.items() if _claimed_sweeps(protocol) & set(s.sweeps)]
+  relevant = [
+    n for n in suites.ALL_SUITES if _claimed_sweeps(protocol) & set(suites.SUITES[n].sweeps)
+  ]
   if workdir is None:
     return [*lines, 'Not run.', '']
   folder = os.path.join(output_dir, protocol)
