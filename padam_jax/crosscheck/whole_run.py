@@ -248,7 +248,7 @@ def read_runs(workdir: str, seeds: Sequence[int]) -> dict[str, list[list[dict[st
 
 
 def _mean_std(values: Sequence[float], decimals: int) -> str:
-  mean, std = measures.over_seeds(np.asarray(values, np.float64), ddof=1)
+  mean, std = measures.over_seeds(np.asarray(values, np.float64))
   if len(values) < 2:
     return f'{mean:.{decimals}f}'
   return f'{mean:.{decimals}f} ± {std:.{decimals}f}'

@@ -120,12 +120,11 @@ def nan_reduce(fn: Callable[..., Any], matrix: Any) -> Any:
     return fn(matrix, axis=0)
 
 
-def over_seeds(values: Any, ddof: int = 0) -> tuple[Any, Any]:
+def over_seeds(values: Any) -> tuple[Any, Any]:
   """``(mean, standard deviation)`` over seeds (the first axis), NaN ignored: what every
-  figure's band and every ``mean +- std`` cell shows. ``ddof``: 0, the population
-  deviation (the reproduction's figures and tables); 1, the sample one (the whole-run
-  crosscheck)."""
-  return nan_reduce(np.nanmean, values), nan_reduce(functools.partial(np.nanstd, ddof=ddof), values)
+  figure's band and every ``mean +- std`` cell shows. The sample deviation (ddof 1), as the
+  intervals use; NaN from a single seed."""
+  return nan_reduce(np.nanmean, values), nan_reduce(functools.partial(np.nanstd, ddof=1), values)
 
 
 # --- measures ---------------------------------------------------------------------------
