@@ -45,7 +45,7 @@ import torch
 from absl import app, flags
 
 from experiments import config_flags
-from padam_jax import data
+from padam_jax import alias, data
 from padam_jax.crosscheck import model_trajectory, trajectory, whole_run
 from padam_jax.reference import twins
 from padam_jax.training import config as config_lib
@@ -230,7 +230,7 @@ def check_whole_run() -> int:
   if values['model'] is None or _WORKDIR.value is None:
     raise app.UsageError('--whole_run needs --model and --workdir')
   del values['seed']  # --seeds and --first_seed choose the runs' seeds
-  if values['optimizer'] not in ('padam', 'padamw'):
+  if not alias.registered(values['optimizer']).takes_partial:
     values['partial'] = None
   base = config_lib.TrainConfig(**values)
   seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))

@@ -92,10 +92,11 @@ def check_supported(config: config_lib.TrainConfig) -> None:
     raise ValueError('the PyTorch run has no p schedule (partial_end must be unset)')
   if config.compute_dtype != 'float32':
     raise ValueError(f'the PyTorch run computes in float32, not {config.compute_dtype}')
-  if config.optimizer == 'padamw':
+  twin = twins.twin_of(config.optimizer)
+  if twin.ours:
     raise ValueError(
-      'padamw has no PyTorch twin with the same semantics (the twin has no '
-      'maximum of the second moment); choose another optimizer'
+      f'{config.optimizer} has no PyTorch twin with the same semantics ({twin.mismatch}); '
+      'choose another optimizer'
     )
 
 
