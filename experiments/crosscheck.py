@@ -234,16 +234,16 @@ def check_whole_run() -> int:
     values['partial'] = None
   base = config_lib.TrainConfig(**values)
   seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
-  final_epochs = _FINAL_EPOCHS.value or max(1, config_lib.filled(base.epochs) // 4)
   torch.set_num_threads(_TORCH_THREADS.value)
   try:
+    config = config_lib.resolve(base)  # the runs' configuration, their seeds aside
+    final_epochs = _FINAL_EPOCHS.value or max(1, config.epochs // 4)
     whole_run.run(base, seeds, _WORKDIR.value, _BATCHES.value)
     text, _ = whole_run.report(
       _WORKDIR.value, seeds, final_epochs, _MARGIN_POINTS.value, _MARGIN_RELATIVE.value
     )
   except ValueError as error:
     raise app.UsageError(str(error)) from None
-  config = config_lib.resolve(base)
   text = (
     f'{config.model} width {config.width}, {config.optimizer} (lr {config.learning_rate}, '
     f'weight decay {config.weight_decay}'

@@ -182,8 +182,8 @@ def test_former_preset_name_is_read_from_records_only(tmp_path):
   with open(recorded[0], encoding='utf-8') as f:
     fields = json.load(f)
   assert fields['preset'] == 'seed'
-  config = config_lib.TrainConfig(**config_lib.from_record(fields))
-  assert config.preset == 'reproduction' and config_lib.resolve(config) == config
+  config = config_lib.resolve(config_lib.TrainConfig(**config_lib.from_record(fields)))
+  assert config.preset == 'reproduction' and config.to_dict() == config_lib.from_record(fields)
   shutil.copy(recorded[0], tmp_path / runlog.CONFIG_FILE)
   said = []
   loop.record_config(str(tmp_path), config, resuming=True, report=said.append)
@@ -191,3 +191,19 @@ def test_former_preset_name_is_read_from_records_only(tmp_path):
   assert json.loads((tmp_path / runlog.CONFIG_FILE).read_text()) == config.to_dict()
   with pytest.raises(runlog.ConfigMismatchError, match='b2'):  # other fields still count
     loop.record_config(str(tmp_path), dataclasses.replace(config, b2=0.99), resuming=True)
+
+
+def test_a_resolved_record_is_written_as_it_was_recorded(tmp_path):
+  """``config.json`` of every committed run, resolved and written again, is the same text
+  (the former preset name aside), so that resumed runs still match their records."""
+  recorded = sorted(glob.glob(str(ROOT / 'results' / '**' / 'config.json'), recursive=True))
+  assert recorded
+  for path in recorded:
+    text = pathlib.Path(path).read_text(encoding='utf-8')
+    fields = config_lib.from_record(json.loads(text))
+    config = config_lib.resolve(config_lib.TrainConfig(**fields))
+    assert isinstance(config, config_lib.ResolvedConfig) and config.to_dict() == fields
+    loop.record_config(str(tmp_path), config, resuming=False)
+    written = (tmp_path / runlog.CONFIG_FILE).read_text(encoding='utf-8')
+    expected = text.rstrip('\n').replace('"preset": "seed"', '"preset": "reproduction"')
+    assert written == expected + '\n', path  # (the oldest records lack the final newline)

@@ -3,7 +3,8 @@
 ``TrainConfig`` fields left as ``None`` take the preset's value or, for the
 learning rate, the optimizer's default under the preset (``padam_jax.alias.REGISTRY``:
 the reproduction's Table 1); ``resolve`` fills them in and validates everything, so a bad
-value fails before any work, with a ``ConfigError`` that names the field. The optimizers,
+value fails before any work, with a ``ConfigError`` that names the field, and returns a
+``ResolvedConfig``: the same fields, those it fills typed without ``None``. The optimizers,
 and which of them uses which field, come from that registry.
 
 Each field also says, in its metadata, what the command line shows of it: its help text,
@@ -20,7 +21,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import optax
 
@@ -49,7 +50,6 @@ PRESET_HELP = (
   'epochs (the reproduction with the authors\' weight decay).'
 )
 COMPUTE_DTYPES = ('float32', 'bfloat16')
-T = TypeVar('T')
 
 
 def _in_words(names: list[str]) -> str:
@@ -179,6 +179,26 @@ class TrainConfig:
     return self.lr_schedule in ('multistep', 'warmup') or self.partial_end is not None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ResolvedConfig(TrainConfig):
+  """A ``TrainConfig`` that ``resolve`` has filled in and validated.
+
+  The same fields, with the same values in ``to_dict()`` (so ``config.json`` is the same),
+  but those ``resolve`` always fills are typed without ``None``. ``partial`` is set exactly
+  for the optimizers that take it, ``lr_start`` exactly for the warmup schedule.
+  """
+
+  epochs: int
+  learning_rate: float
+  weight_decay: float
+  lr_schedule: str
+
+  def __post_init__(self):
+    for name in ('epochs', 'learning_rate', 'weight_decay', 'lr_schedule'):
+      if getattr(self, name) is None:
+        raise ValueError(f'{name} is None: a ResolvedConfig comes from resolve(), which sets it')
+
+
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 
@@ -248,52 +268,46 @@ def _check_choice(name: str, value: Any) -> None:
   raise ConfigError(name, f'{value!r} is not one of: {", ".join(sorted(allowed))}')
 
 
-def resolve(config: TrainConfig) -> TrainConfig:
+def resolve(config: TrainConfig) -> ResolvedConfig:
   """Fills ``None`` fields from the preset and defaults, and validates."""
   for name in FIELDS:
     _check_choice(name, getattr(config, name))
   optimizer = alias.REGISTRY[config.optimizer]
-  filled = {k: v for k, v in PRESETS[config.preset].items() if getattr(config, k) is None}
-  if config.learning_rate is None:
-    filled['learning_rate'] = optimizer.default_learning_rate(config.preset)
-  if optimizer.takes_partial and config.partial is None:
-    filled['partial'] = DEFAULT_PARTIAL
-  config = dataclasses.replace(config, **filled)
+  values = {name: getattr(config, name) for name in FIELDS}
+  for name, value in PRESETS[config.preset].items():
+    if values[name] is None:
+      values[name] = value
+  if values['learning_rate'] is None:
+    values['learning_rate'] = optimizer.default_learning_rate(config.preset)
+  if optimizer.takes_partial and values['partial'] is None:
+    values['partial'] = DEFAULT_PARTIAL
+  resolved = ResolvedConfig(**values)
   if not optimizer.takes_partial:
     for name in ('partial', 'partial_end'):
-      if getattr(config, name) is not None:
+      if getattr(resolved, name) is not None:
         with_partial = [n for n, o in alias.REGISTRY.items() if o.takes_partial]
         raise ConfigError(
-          name, f'applies only to {_in_words(with_partial)}, not to {config.optimizer!r}'
+          name, f'applies only to {_in_words(with_partial)}, not to {resolved.optimizer!r}'
         )
   for name in ('epochs', 'batch_size', 'eval_batch_size', 'train_size', 'test_size'):
-    value = getattr(config, name)
+    value = getattr(resolved, name)
     if value is not None and value < 1:
       raise ConfigError(name, f'must be >= 1, got {value}')
-  if (config.lr_start is None) != (config.lr_schedule != 'warmup'):
+  if (resolved.lr_start is None) != (resolved.lr_schedule != 'warmup'):
     raise ConfigError(
       'lr_start',
       'is required by lr_schedule warmup and used by no other '
-      f'schedule (lr_schedule {config.lr_schedule!r}, lr_start '
-      f'{config.lr_start!r})',
+      f'schedule (lr_schedule {resolved.lr_schedule!r}, lr_start '
+      f'{resolved.lr_start!r})',
     )
-  if not config.width > 0:
-    raise ConfigError('width', f'must be > 0, got {config.width}')
-  make_optimizer(config, steps_per_epoch=1)  # validates the hyperparameters
-  return config
-
-
-def filled(value: T | None) -> T:
-  """A field of a resolved config that ``resolve`` has filled (``epochs``, ``learning_rate``,
-  ``weight_decay``, ``lr_schedule``; ``partial`` of the optimizers that take it; ``lr_start``
-  of warmup), typed without its ``None``."""
-  if value is None:
-    raise ValueError('a field that resolve() fills is None: the config is not resolved')
-  return value
+  if not resolved.width > 0:
+    raise ConfigError('width', f'must be > 0, got {resolved.width}')
+  make_optimizer(resolved, steps_per_epoch=1)  # validates the hyperparameters
+  return resolved
 
 
 def make_optimizer(
-  config: TrainConfig, steps_per_epoch: int
+  config: ResolvedConfig, steps_per_epoch: int
 ) -> tuple[optax.GradientTransformation, Callable, Callable | None]:
   """The optimizer of a resolved config, its learning-rate and p schedules.
 
@@ -309,27 +323,25 @@ def make_optimizer(
 
 
 def _make_optimizer(
-  config: TrainConfig, steps_per_epoch: int
+  config: ResolvedConfig, steps_per_epoch: int
 ) -> tuple[optax.GradientTransformation, Callable, Callable | None]:
-  total_steps = filled(config.epochs) * steps_per_epoch
+  total_steps = config.epochs * steps_per_epoch
   check_non_negative('learning_rate', config.learning_rate)
   check_non_negative('lr_start', config.lr_start)
   for name in ('partial', 'partial_end'):
     check_hyperparameter(name, getattr(config, name), 0.0, 0.5, high_inclusive=True)
   if config.lr_schedule == 'multistep':
-    learning_rate = schedules.multistep(filled(config.learning_rate), total_steps)
-  elif config.lr_schedule == 'warmup':
-    learning_rate = schedules.linear(
-      filled(config.lr_start), filled(config.learning_rate), total_steps
-    )
+    learning_rate = schedules.multistep(config.learning_rate, total_steps)
+  elif config.lr_start is not None:  # the warmup schedule, the only one with lr_start
+    learning_rate = schedules.linear(config.lr_start, config.learning_rate, total_steps)
   else:
     learning_rate = optax.constant_schedule(config.learning_rate)
   partial = None
-  if alias.REGISTRY[config.optimizer].takes_partial:
+  if config.partial is not None:  # set exactly for the optimizers that take it
     partial = (
       optax.constant_schedule(config.partial)
       if config.partial_end is None
-      else schedules.linear(filled(config.partial), config.partial_end, total_steps)
+      else schedules.linear(config.partial, config.partial_end, total_steps)
     )
   candidates = dict(
     learning_rate=learning_rate,
