@@ -62,7 +62,7 @@ def define_flags(
   for field in fields or config_lib.FIELDS:
     default = defaults.get(field, config_lib.FIELDS[field].default)
     text = ' '.join(filter(None, [flag_help(field, default, unset.get(field)), notes.get(field)]))
-    choices = config_lib.FIELDS[field].metadata['choices']
+    choices = config_lib.choices(field)
     if choices:
       holder = flags.DEFINE_enum(
         flag_name(field), default, list(choices), text, flag_values=flag_values
@@ -103,7 +103,7 @@ def markdown_table() -> str:
   lines = ['| flag | values | default | `--grid` | meaning |', '|---|---|---|---|---|']
   for field, f in config_lib.FIELDS.items():
     metadata = f.metadata
-    choices = metadata['choices']
+    choices = config_lib.choices(field)
     values = (
       ', '.join(f'`{c}`' for c in choices) if choices else config_lib.field_type(field).__name__
     )

@@ -45,7 +45,7 @@ import torch
 from absl import app, flags
 
 from experiments import config_flags
-from padam_jax import data
+from padam_jax import alias, data
 from padam_jax.crosscheck import model_trajectory, trajectory, whole_run
 from padam_jax.reference import twins
 from padam_jax.training import config as config_lib
@@ -230,20 +230,20 @@ def check_whole_run() -> int:
   if values['model'] is None or _WORKDIR.value is None:
     raise app.UsageError('--whole_run needs --model and --workdir')
   del values['seed']  # --seeds and --first_seed choose the runs' seeds
-  if values['optimizer'] not in ('padam', 'padamw'):
+  if not alias.registered(values['optimizer']).takes_partial:
     values['partial'] = None
   base = config_lib.TrainConfig(**values)
   seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
-  final_epochs = _FINAL_EPOCHS.value or max(1, config_lib.filled(base.epochs) // 4)
   torch.set_num_threads(_TORCH_THREADS.value)
   try:
+    config = config_lib.resolve(base)  # the runs' configuration, their seeds aside
+    final_epochs = _FINAL_EPOCHS.value or max(1, config.epochs // 4)
     whole_run.run(base, seeds, _WORKDIR.value, _BATCHES.value)
     text, _ = whole_run.report(
       _WORKDIR.value, seeds, final_epochs, _MARGIN_POINTS.value, _MARGIN_RELATIVE.value
     )
   except ValueError as error:
     raise app.UsageError(str(error)) from None
-  config = config_lib.resolve(base)
   text = (
     f'{config.model} width {config.width}, {config.optimizer} (lr {config.learning_rate}, '
     f'weight decay {config.weight_decay}'

@@ -2,14 +2,17 @@
 
 Every optimizer here is an ``optax.chain`` of small pieces and matches its PyTorch
 counterpart (the authors' ``Padam``, ``torch.optim.SGD``/``Adam``/``AdamW``) to
-round-off in float64. ``OPTIMIZERS`` maps names to factories.
+round-off in float64. ``REGISTRY`` holds each by name, with its default learning rate and
+the name of its PyTorch twin; ``OPTIMIZERS`` maps the names to the factories.
 
 Annotations are evaluated (no ``from __future__ import annotations``): optax's
 shared optimizer tests read ``learning_rate: ScalarOrSchedule`` from the signature
 to decide whether an optimizer takes a schedule.
 """
 
-from collections.abc import Callable
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -380,22 +383,82 @@ def adamw(
   )
 
 
-OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
-  'padam': padam,
-  'padamw': padamw,
-  'sgdm': sgdm,
-  'adam': adam,
-  'amsgrad': amsgrad,
-  'adamw': adamw,
+@dataclasses.dataclass(frozen=True)
+class RegisteredOptimizer:
+  """An optimizer of ``REGISTRY``: its factory and what a training run needs to know of it.
+
+  Attributes:
+    factory: Builds the optimizer from keyword arguments (``learning_rate=`` and those of
+      the training configuration it declares: ``weight_decay``, ``partial``, ``b1``, ...).
+    learning_rate: Its default learning rate (the student reproduction's Table 1).
+    twin: The name of its PyTorch twin, a key of ``padam_jax.reference.twins.TWINS``.
+    preset_learning_rates: Default learning rates of the presets
+      (``padam_jax.training.config.PRESETS``) that differ from ``learning_rate``.
+  """
+
+  factory: Callable[..., optax.GradientTransformation]
+  learning_rate: float
+  twin: str
+  preset_learning_rates: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+  def default_learning_rate(self, preset: str) -> float:
+    """The learning rate a run under ``preset`` takes when it sets none."""
+    return self.preset_learning_rates.get(preset, self.learning_rate)
+
+  def takes(self, argument: str) -> bool:
+    """Whether the factory has a keyword argument ``argument`` (e.g. ``'momentum'``)."""
+    return argument in inspect.signature(self.factory).parameters
+
+  @property
+  def takes_partial(self) -> bool:
+    """Whether it has Padam's partial power ``p`` (``partial=``)."""
+    return self.takes('partial')
+
+
+# The one list of optimizers: the command line's choices, the default learning rates and the
+# PyTorch cross-checks read it. Betas 0.9/0.999 and momentum 0.9 are the factories' defaults.
+REGISTRY: dict[str, RegisteredOptimizer] = {
+  'padam': RegisteredOptimizer(padam, 0.1, twin='reference.optim.Padam'),
+  'padamw': RegisteredOptimizer(padamw, 0.1, twin='pytorch_optimizer.PAdam(weight_decouple)'),
+  'sgdm': RegisteredOptimizer(sgdm, 0.1, twin='torch.optim.SGD(momentum=0.9)'),
+  'adam': RegisteredOptimizer(adam, 1e-3, twin='torch.optim.Adam'),
+  'amsgrad': RegisteredOptimizer(amsgrad, 1e-3, twin='torch.optim.Adam(amsgrad=True)'),
+  'adamw': RegisteredOptimizer(adamw, 1e-3, twin='torch.optim.AdamW'),
 }
 
 
+class _Factories(Mapping[str, Callable[..., optax.GradientTransformation]]):
+  """``REGISTRY``'s factories by name, read-only and always current."""
+
+  def __getitem__(self, name: str) -> Callable[..., optax.GradientTransformation]:
+    return REGISTRY[name].factory
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(REGISTRY)
+
+  def __len__(self) -> int:
+    return len(REGISTRY)
+
+
+OPTIMIZERS: Mapping[str, Callable[..., optax.GradientTransformation]] = _Factories()
+
+
+def registered(name: str) -> RegisteredOptimizer:
+  """``REGISTRY[name]``; an unknown name raises ``ValueError`` listing the known ones."""
+  try:
+    return REGISTRY[name]
+  except KeyError:
+    raise ValueError(
+      f'unknown optimizer {name!r}; choose one of {", ".join(sorted(REGISTRY))}'
+    ) from None
+
+
 def get_optimizer(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
-  """Builds the optimizer registered as ``name`` (see ``OPTIMIZERS``).
+  """Builds the optimizer registered as ``name`` (see ``REGISTRY``).
 
   Args:
-    name: A key of ``OPTIMIZERS``: ``'padam'``, ``'padamw'``, ``'sgdm'``, ``'adam'``,
-      ``'amsgrad'`` or ``'adamw'``.
+    name: A key of ``REGISTRY`` (and ``OPTIMIZERS``): ``'padam'``, ``'padamw'``, ``'sgdm'``,
+      ``'adam'``, ``'amsgrad'`` or ``'adamw'``.
     **hyperparameters: The factory's keyword arguments (``learning_rate=`` included).
 
   Returns:
@@ -404,10 +467,4 @@ def get_optimizer(name: str, **hyperparameters: Any) -> optax.GradientTransforma
   Raises:
     ValueError: ``name`` is not registered.
   """
-  try:
-    factory = OPTIMIZERS[name]
-  except KeyError:
-    raise ValueError(
-      f'unknown optimizer {name!r}; choose one of {", ".join(sorted(OPTIMIZERS))}'
-    ) from None
-  return factory(**hyperparameters)
+  return registered(name).factory(**hyperparameters)

@@ -6,10 +6,13 @@ import json
 import pathlib
 import shutil
 
+import numpy as np
 import pytest
 from absl import flags
 
+import padam_jax
 from experiments import config_flags
+from padam_jax import alias
 from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, sweep
@@ -133,6 +136,42 @@ def test_config_errors_name_the_field_and_launchers_the_flag(overrides, field):
   assert described.startswith(f'--{config_flags.flag_name(field)} ') and '\n' not in described
 
 
+def test_an_optimizer_added_to_the_registry_alone_is_a_config_value_and_a_flag(monkeypatch):
+  """An entry of ``alias.REGISTRY`` is all an optimizer needs: choices, default learning
+  rates (per preset), the fields it takes and the flag come from it."""
+  adam = alias.REGISTRY['adam']
+  copy = dataclasses.replace(adam, preset_learning_rates={'paper': 0.05})
+  monkeypatch.setitem(alias.REGISTRY, 'adam_copy', copy)
+  config = config_lib.resolve(config_lib.TrainConfig(optimizer='adam_copy'))
+  assert (config.learning_rate, config.partial) == (adam.learning_rate, None)
+  paper = config_lib.resolve(config_lib.TrainConfig(optimizer='adam_copy', preset='paper'))
+  assert paper.learning_rate == 0.05
+  tx, _, _ = config_lib.make_optimizer(config, steps_per_epoch=1)
+  params = np.ones(3, np.float32)
+  expected = padam_jax.adam(config.learning_rate, weight_decay=config.weight_decay)
+  assert np.array_equal(
+    tx.update(params, tx.init(params), params)[0],
+    expected.update(params, expected.init(params), params)[0],
+  )
+  with pytest.raises(config_lib.ConfigError, match='applies only to padam and padamw'):
+    config_lib.resolve(config_lib.TrainConfig(optimizer='adam_copy', partial=0.1))
+  monkeypatch.setattr(config_flags, '_DEFINED', {})
+  flag_values = flags.FlagValues()
+  config_flags.define_flags(('optimizer',), flag_values=flag_values)
+  flag_values(['prog', '--optimizer=adam_copy'])
+  assert config_flags.field_values() == {'optimizer': 'adam_copy'}
+
+
+def test_unknown_optimizer_lists_the_registered_ones():
+  with pytest.raises(config_lib.ConfigError) as error:
+    config_lib.resolve(config_lib.TrainConfig(optimizer='lamb'))
+  assert error.value.field == 'optimizer'
+  assert error.value.problem == f"'lamb' is not one of: {', '.join(sorted(alias.REGISTRY))}"
+  assert all(
+    set(o.preset_learning_rates) <= set(config_lib.PRESETS) for o in alias.REGISTRY.values()
+  )
+
+
 def test_former_preset_name_is_read_from_records_only(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="'seed' is now called 'reproduction'"):
     config_lib.resolve(config_lib.TrainConfig(preset='seed'))
@@ -143,8 +182,8 @@ def test_former_preset_name_is_read_from_records_only(tmp_path):
   with open(recorded[0], encoding='utf-8') as f:
     fields = json.load(f)
   assert fields['preset'] == 'seed'
-  config = config_lib.TrainConfig(**config_lib.from_record(fields))
-  assert config.preset == 'reproduction' and config_lib.resolve(config) == config
+  config = config_lib.resolve(config_lib.TrainConfig(**config_lib.from_record(fields)))
+  assert config.preset == 'reproduction' and config.to_dict() == config_lib.from_record(fields)
   shutil.copy(recorded[0], tmp_path / runlog.CONFIG_FILE)
   said = []
   loop.record_config(str(tmp_path), config, resuming=True, report=said.append)
@@ -152,3 +191,19 @@ def test_former_preset_name_is_read_from_records_only(tmp_path):
   assert json.loads((tmp_path / runlog.CONFIG_FILE).read_text()) == config.to_dict()
   with pytest.raises(runlog.ConfigMismatchError, match='b2'):  # other fields still count
     loop.record_config(str(tmp_path), dataclasses.replace(config, b2=0.99), resuming=True)
+
+
+def test_a_resolved_record_is_written_as_it_was_recorded(tmp_path):
+  """``config.json`` of every committed run, resolved and written again, is the same text
+  (the former preset name aside), so that resumed runs still match their records."""
+  recorded = sorted(glob.glob(str(ROOT / 'results' / '**' / 'config.json'), recursive=True))
+  assert recorded
+  for path in recorded:
+    text = pathlib.Path(path).read_text(encoding='utf-8')
+    fields = config_lib.from_record(json.loads(text))
+    config = config_lib.resolve(config_lib.TrainConfig(**fields))
+    assert isinstance(config, config_lib.ResolvedConfig) and config.to_dict() == fields
+    loop.record_config(str(tmp_path), config, resuming=False)
+    written = (tmp_path / runlog.CONFIG_FILE).read_text(encoding='utf-8')
+    expected = text.rstrip('\n').replace('"preset": "seed"', '"preset": "reproduction"')
+    assert written == expected + '\n', path  # (the oldest records lack the final newline)

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from padam_jax import alias
 from padam_jax.crosscheck import trajectory
 from padam_jax.reference import twins
 
@@ -79,6 +80,25 @@ def test_padam_matches_live_reference(name):
   ours = trajectory.jax_trajectory(problem, trajectory.padam_jax_optimizer(setting))
   live = trajectory.torch_trajectory(problem, twins.torch_reference_padam(setting))
   assert trajectory.max_relative_deviation(ours, live) <= TOLERANCE
+
+
+def test_every_registered_optimizer_has_a_twin_and_every_twin_an_optimizer():
+  named = {name: o.twin for name, o in alias.REGISTRY.items()}
+  missing = {name: twin for name, twin in named.items() if twin not in twins.TWINS}
+  assert not missing, f'registered optimizers whose twin is not in twins.TWINS: {missing}'
+  unused = set(twins.TWINS) - set(named.values())
+  assert not unused, f'twins no registered optimizer names: {sorted(unused)}'
+
+
+@pytest.mark.parametrize('name', sorted(alias.REGISTRY))
+def test_every_registered_optimizer_matches_its_twin(name):
+  pytest.importorskip('torch')
+  pytest.importorskip('pytorch_optimizer')
+  problem = trajectory.make_problem(steps=50)
+  ours, make_torch = trajectory.optimizer_twins(name, 0.05, 5e-3, partial=0.25)
+  reference = trajectory.torch_trajectory(problem, make_torch)
+  ours_trajectory = trajectory.jax_trajectory(problem, ours)
+  assert trajectory.max_relative_deviation(ours_trajectory, reference) <= TOLERANCE
 
 
 @pytest.mark.parametrize('name', sorted(trajectory.ORACLES))

@@ -48,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from padam_jax import alias, models
 from padam_jax import data as data_lib
-from padam_jax import models
 from padam_jax.crosscheck import trajectory
 from padam_jax.training import config as config_lib
 
@@ -92,7 +92,7 @@ class Spec:
   def lr(self) -> float:
     if self.learning_rate is not None:
       return self.learning_rate
-    return config_lib.DEFAULT_LEARNING_RATES[self.optimizer]
+    return alias.registered(self.optimizer).default_learning_rate('reproduction')
 
   def optimizers(self, **overrides: float) -> tuple[optax.GradientTransformation, Callable]:
     """Our optimizer and a ``make_optimizer`` for its PyTorch twin (``optimizer_twins``).

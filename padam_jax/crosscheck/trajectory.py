@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import padam_jax
+from padam_jax import alias
 from padam_jax.reference import twins
 
 LEAF_SHAPES = {'kernel': (4, 3), 'bias': (5,), 'conv': (2, 3, 2)}
@@ -265,18 +266,13 @@ def optimizer_twins(
   name: str, learning_rate: float, weight_decay: float, partial: float = 0.125
 ) -> tuple[Any, Any]:
   """Our optimizer ``name`` and a ``make_optimizer`` for its PyTorch twin
-  (``padam_jax.reference.twins.torch_twin``, whose module doc pairs them)."""
-  make_torch = twins.torch_twin(name, learning_rate, weight_decay, partial)  # checks name
-  lr, wd = learning_rate, weight_decay
-  ours = {
-    'padam': lambda: padam_jax_optimizer(dict(lr=lr, partial=partial, weight_decay=wd)),
-    'padamw': lambda: padam_jax.padamw(lr, partial=partial, weight_decay=wd, amsgrad=False),
-    'sgdm': lambda: padam_jax.sgdm(lr, momentum=0.9, weight_decay=wd),
-    'adam': lambda: padam_jax.adam(lr, weight_decay=wd),
-    'amsgrad': lambda: padam_jax.amsgrad(lr, weight_decay=wd),
-    'adamw': lambda: padam_jax.adamw(lr, weight_decay=wd),
-  }
-  return ours[name](), make_torch
+  (``padam_jax.reference.twins.twin_of``; ours with the arguments the twin asks for)."""
+  twin = twins.twin_of(name)  # checks name
+  optimizer = alias.REGISTRY[name]
+  kwargs = dict(learning_rate=learning_rate, weight_decay=weight_decay, **twin.ours)
+  if optimizer.takes_partial:
+    kwargs['partial'] = partial
+  return optimizer.factory(**kwargs), twin.make(learning_rate, weight_decay, partial)
 
 
 def max_relative_deviation(ours: np.ndarray, reference: np.ndarray) -> float:

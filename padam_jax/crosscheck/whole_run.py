@@ -65,7 +65,7 @@ def run_dir(workdir: str, framework: str, seed: int) -> str:
   return os.path.join(workdir, framework, sweep.member_name({'seed': seed}))
 
 
-def _seed_config(base: config_lib.TrainConfig, seed: int) -> config_lib.TrainConfig:
+def _seed_config(base: config_lib.TrainConfig, seed: int) -> config_lib.ResolvedConfig:
   return config_lib.resolve(dataclasses.replace(base, seed=seed))
 
 
@@ -83,7 +83,9 @@ def torch_inputs(pairs: Iterable[tuple[np.ndarray, np.ndarray]]):
     yield training.nchw(x), torch.from_numpy(np.asarray(labels, np.int64))
 
 
-def _is_done(workdir: str, config: config_lib.TrainConfig, progress: Callable[[str], None]) -> bool:
+def _is_done(
+  workdir: str, config: config_lib.ResolvedConfig, progress: Callable[[str], None]
+) -> bool:
   """Whether ``workdir`` holds every epoch of ``config`` (refused if another config)."""
   if not os.path.exists(os.path.join(workdir, runlog.CONFIG_FILE)):
     return False
@@ -144,7 +146,7 @@ def train_jax_on_torch_batches(
   os.makedirs(directory, exist_ok=True)
   runlog.keep_epochs_up_to(directory, 0)
   loop.record_config(directory, config, resuming=False)
-  for epoch in range(1, config_lib.filled(config.epochs) + 1):
+  for epoch in range(1, config.epochs + 1):
     first_step = int(state.step)
     totals = {'loss_sum': 0.0, 'correct': 0.0, 'count': 0.0}
     start = time.perf_counter()

@@ -82,7 +82,7 @@ def nchw(x: np.ndarray) -> torch.Tensor:
   return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
 
 
-def check_supported(config: config_lib.TrainConfig) -> None:
+def check_supported(config: config_lib.ResolvedConfig) -> None:
   """Raises ``ValueError`` naming what of a resolved config the PyTorch run lacks."""
   if config.lr_schedule not in ('constant', 'multistep'):
     raise ValueError(
@@ -92,15 +92,16 @@ def check_supported(config: config_lib.TrainConfig) -> None:
     raise ValueError('the PyTorch run has no p schedule (partial_end must be unset)')
   if config.compute_dtype != 'float32':
     raise ValueError(f'the PyTorch run computes in float32, not {config.compute_dtype}')
-  if config.optimizer == 'padamw':
+  twin = twins.twin_of(config.optimizer)
+  if twin.ours:
     raise ValueError(
-      'padamw has no PyTorch twin with the same semantics (the twin has no '
-      'maximum of the second moment); choose another optimizer'
+      f'{config.optimizer} has no PyTorch twin with the same semantics ({twin.mismatch}); '
+      'choose another optimizer'
     )
 
 
 class TorchRun:
-  """One PyTorch training run of a resolved ``TrainConfig``.
+  """One PyTorch training run of a ``ResolvedConfig``.
 
   ``initial_variables``: our (Flax) variables to start from instead of PyTorch's own
   initialisation (a control that removes the initial weights as a source of difference).
@@ -108,7 +109,7 @@ class TorchRun:
 
   def __init__(
     self,
-    config: config_lib.TrainConfig,
+    config: config_lib.ResolvedConfig,
     dataset: data_lib.Dataset,
     initial_variables: dict[str, Any] | None = None,
   ):
@@ -123,8 +124,8 @@ class TorchRun:
       convert.flax_to_torch(initial_variables, self.model)
     make_optimizer = twins.torch_twin(
       config.optimizer,
-      learning_rate=config_lib.filled(config.learning_rate),
-      weight_decay=config_lib.filled(config.weight_decay),
+      learning_rate=config.learning_rate,
+      weight_decay=config.weight_decay,
       partial=config.partial if config.partial is not None else config_lib.DEFAULT_PARTIAL,
     )
     self.optimizer = make_optimizer(list(self.model.parameters()))
@@ -133,7 +134,7 @@ class TorchRun:
     )
     self.scheduler = None
     if config.lr_schedule == 'multistep':
-      total = config_lib.filled(config.epochs) * self.steps_per_epoch
+      total = config.epochs * self.steps_per_epoch
       self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
         self.optimizer, milestones=[int(0.5 * total), int(0.75 * total)], gamma=0.1
       )
@@ -217,7 +218,7 @@ def train_torch(
   os.makedirs(workdir, exist_ok=True)
   runlog.keep_epochs_up_to(workdir, 0)
   loop.record_config(workdir, config, resuming=False)
-  for epoch in range(1, config_lib.filled(config.epochs) + 1):
+  for epoch in range(1, config.epochs + 1):
     learning_rate = run.learning_rate
     train = run.train_epoch(run.own_batches() if batches is None else batches(epoch))
     record = {

@@ -1,15 +1,19 @@
 """The PyTorch twin of each of our optimizers, as a ``make_optimizer(params)`` factory.
 
-``padam`` -> the re-written authors' Padam (:mod:`padam_jax.reference.optim`), ``padamw``
--> ``pytorch_optimizer.PAdam(weight_decouple=True)`` (which has no maximum: ours runs with
-``amsgrad=False`` beside it), ``sgdm`` -> ``SGD(momentum=0.9)``, ``adam``/``amsgrad`` ->
-``Adam(amsgrad=...)``, ``adamw`` -> ``AdamW``. torch is imported when an optimizer is made.
+``TWINS`` holds them by name; each entry of ``padam_jax.alias.REGISTRY`` names its twin:
+``padam`` the re-written authors' Padam (:mod:`padam_jax.reference.optim`), ``padamw``
+``pytorch_optimizer.PAdam(weight_decouple=True)`` (which has no maximum: ours runs with
+``amsgrad=False`` beside it), ``sgdm`` ``SGD(momentum=0.9)``, ``adam``/``amsgrad``
+``Adam(amsgrad=...)``, ``adamw`` ``AdamW``. torch is imported when an optimizer is made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from padam_jax import alias
 
 # The authors' Padam's hyperparameters, by the names of its settings (a setting gives any).
 PADAM_DEFAULTS: dict[str, Any] = dict(
@@ -22,8 +26,6 @@ PADAM_DEFAULTS: dict[str, Any] = dict(
   amsgrad=True,
   exact_bias_correction=False,
 )
-OPTIMIZERS = ('padam', 'padamw', 'sgdm', 'adam', 'amsgrad', 'adamw')
-
 MakeOptimizer = Callable[[list], Any]
 
 
@@ -71,21 +73,52 @@ def pytorch_optimizer_padam(**kwargs: Any) -> MakeOptimizer:
   return make
 
 
+@dataclasses.dataclass(frozen=True)
+class Twin:
+  """A PyTorch optimizer that one of ours matches.
+
+  Attributes:
+    make: ``make(learning_rate, weight_decay, partial)``, its ``make_optimizer`` (weight
+      decay coupled or decoupled as ours; ``partial`` used by the Padam pair alone).
+    ours: Our factory's arguments, beyond those three, under which it matches the twin
+      (empty where its defaults do).
+    mismatch: Where ``ours`` is not empty, what differs under our defaults.
+  """
+
+  make: Callable[[float, float, float], MakeOptimizer]
+  ours: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  mismatch: str = ''
+
+
+TWINS: dict[str, Twin] = {
+  'reference.optim.Padam': Twin(
+    lambda lr, wd, p: torch_reference_padam(dict(lr=lr, partial=p, weight_decay=wd))
+  ),
+  'pytorch_optimizer.PAdam(weight_decouple)': Twin(
+    lambda lr, wd, p: pytorch_optimizer_padam(
+      lr=lr, partial=p, weight_decay=wd, weight_decouple=True
+    ),
+    ours=dict(amsgrad=False),
+    mismatch='the twin has no maximum of the second moment',
+  ),
+  'torch.optim.SGD(momentum=0.9)': Twin(
+    lambda lr, wd, p: torch_optim('SGD', lr=lr, momentum=0.9, weight_decay=wd)
+  ),
+  'torch.optim.Adam': Twin(lambda lr, wd, p: torch_optim('Adam', lr=lr, weight_decay=wd)),
+  'torch.optim.Adam(amsgrad=True)': Twin(
+    lambda lr, wd, p: torch_optim('Adam', lr=lr, weight_decay=wd, amsgrad=True)
+  ),
+  'torch.optim.AdamW': Twin(lambda lr, wd, p: torch_optim('AdamW', lr=lr, weight_decay=wd)),
+}
+
+
+def twin_of(name: str) -> Twin:
+  """The twin of our optimizer ``name`` (``ValueError`` for a name not registered)."""
+  return TWINS[alias.registered(name).twin]
+
+
 def torch_twin(
   name: str, learning_rate: float, weight_decay: float, partial: float = 0.125
 ) -> MakeOptimizer:
-  """The ``make_optimizer`` of our optimizer ``name``'s twin (see the module doc): coupled
-  weight decay on every parameter except for ``padamw`` and ``adamw``; ``partial`` is used
-  by the Padam pair."""
-  lr, wd = learning_rate, weight_decay
-  if name == 'padam':
-    return torch_reference_padam(dict(lr=lr, partial=partial, weight_decay=wd))
-  if name == 'padamw':
-    return pytorch_optimizer_padam(lr=lr, partial=partial, weight_decay=wd, weight_decouple=True)
-  if name == 'sgdm':
-    return torch_optim('SGD', lr=lr, momentum=0.9, weight_decay=wd)
-  if name in ('adam', 'amsgrad'):
-    return torch_optim('Adam', lr=lr, weight_decay=wd, amsgrad=name == 'amsgrad')
-  if name == 'adamw':
-    return torch_optim('AdamW', lr=lr, weight_decay=wd)
-  raise ValueError(f'unknown optimizer {name!r}; choose one of {", ".join(sorted(OPTIMIZERS))}')
+  """The ``make_optimizer`` of our optimizer ``name``'s twin (see ``TWINS``)."""
+  return twin_of(name).make(learning_rate, weight_decay, partial)

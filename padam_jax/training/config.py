@@ -1,9 +1,11 @@
 """Run configuration: one frozen dataclass, the presets, and the optimizer it implies.
 
 ``TrainConfig`` fields left as ``None`` take the preset's value or, for the
-learning rate, the per-optimizer default of the reproduction's Table 1; ``resolve``
-fills them in and validates everything, so a bad value fails before any work, with a
-``ConfigError`` that names the field.
+learning rate, the optimizer's default under the preset (``padam_jax.alias.REGISTRY``:
+the reproduction's Table 1); ``resolve`` fills them in and validates everything, so a bad
+value fails before any work, with a ``ConfigError`` that names the field, and returns a
+``ResolvedConfig``: the same fields, those it fills typed without ``None``. The optimizers,
+and which of them uses which field, come from that registry.
 
 Each field also says, in its metadata, what the command line shows of it: its help text,
 its choices, what ``None`` stands for, and a short name where the field's own is long
@@ -16,11 +18,10 @@ dependency, and its flags stay ``--lr`` rather than ``--config.lr``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import optax
 
@@ -29,15 +30,6 @@ from padam_jax.data import DATASETS
 from padam_jax.models import MODELS
 from padam_jax.transform import HyperparameterError, check_hyperparameter, check_non_negative
 
-# The reproduction's Table 1 (betas 0.9/0.999 and momentum 0.9 are the factories' defaults).
-DEFAULT_LEARNING_RATES = {
-  'padam': 0.1,
-  'padamw': 0.1,
-  'sgdm': 0.1,
-  'adam': 1e-3,
-  'amsgrad': 1e-3,
-  'adamw': 1e-3,
-}
 DEFAULT_PARTIAL = 0.125
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -58,9 +50,37 @@ PRESET_HELP = (
   'epochs (the reproduction with the authors\' weight decay).'
 )
 COMPUTE_DTYPES = ('float32', 'bfloat16')
-_PADAM_FAMILY = ('padam', 'padamw')
-T = TypeVar('T')
-_ADAPTIVE = 'padam, padamw, adam, amsgrad, adamw'
+
+
+def _in_words(names: list[str]) -> str:
+  """``'a, b and c'``."""
+  return ' and '.join(filter(None, [', '.join(names[:-1]), names[-1]]))
+
+
+def _optimizers_taking(argument: str) -> str:
+  """The registered optimizers whose factories take ``argument``, for a flag's help."""
+  return ', '.join(name for name, o in alias.REGISTRY.items() if o.takes(argument))
+
+
+def _optimizer_choices() -> tuple[str, ...]:
+  return tuple(sorted(alias.REGISTRY))
+
+
+def _default_learning_rates(preset: str) -> str:
+  """``'0.1 for padam and sgdm, 0.001 for adam'``: the registry's defaults under ``preset``."""
+  names_by_rate: dict[float, list[str]] = {}
+  for name, o in alias.REGISTRY.items():
+    names_by_rate.setdefault(o.default_learning_rate(preset), []).append(name)
+  return ', '.join(f'{rate:g} for {_in_words(names)}' for rate, names in names_by_rate.items())
+
+
+def _learning_rate_unset() -> str:
+  """What an unset learning rate stands for: the reproduction's, and any preset's that differ."""
+  text = f'the reproduction\'s Table 1: {_default_learning_rates("reproduction")}'
+  for preset in PRESETS:
+    if _default_learning_rates(preset) != _default_learning_rates('reproduction'):
+      text += f'; under {preset}: {_default_learning_rates(preset)}'
+  return text
 
 
 def _field(
@@ -68,7 +88,7 @@ def _field(
   help_text: str,
   *,
   short: str | None = None,
-  choices: tuple[str, ...] | None = None,
+  choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
   unset: str | None = None,
   grid: bool = True,
   renamed: dict[str, str] | None = None,
@@ -76,10 +96,11 @@ def _field(
   """A ``TrainConfig`` field and what the command line shows of it.
 
   ``short``: the flag's (and grid axis's) name where it differs from the field's;
-  ``choices``: the values allowed; ``unset``: what ``None`` stands for; ``grid``: whether
-  a sweep may vary it (numeric fields only; not those that shape the compiled program,
-  which a vmapped sweep's members share); ``renamed``: former values -> today's, read
-  from recorded configurations only.
+  ``choices``: the values allowed (or a function that returns them, read at each use:
+  ``choices()``); ``unset``: what ``None`` stands for; ``grid``: whether a sweep may vary
+  it (numeric fields only; not those that shape the compiled program, which a vmapped
+  sweep's members share); ``renamed``: former values -> today's, read from recorded
+  configurations only.
   """
   metadata = {
     'help': help_text,
@@ -102,7 +123,7 @@ class TrainConfig:
   data_dir: str | None = _field(
     None, 'tfds data dir, or the folder of the Fashion-MNIST IDX files.', unset='tfds\'s default'
   )
-  optimizer: str = _field('padam', 'Optimizer.', choices=tuple(sorted(alias.OPTIMIZERS)))
+  optimizer: str = _field('padam', 'Optimizer.', choices=_optimizer_choices)
   preset: str = _field(
     'reproduction', PRESET_HELP, choices=tuple(sorted(PRESETS)), renamed={'seed': 'reproduction'}
   )
@@ -110,24 +131,25 @@ class TrainConfig:
     None,
     'Learning rate.',
     short='lr',
-    unset='the reproduction\'s Table 1: 0.1 for padam, padamw and sgdm, 0.001 for adam, '
-    'amsgrad and adamw',
+    unset=_learning_rate_unset(),
   )
   lr_start: float | None = _field(
     None,
     'With --lr_schedule warmup: the learning rate rises linearly from this to --lr over the run.',
   )
   partial: float | None = _field(
-    None, 'Padam\'s p (padam, padamw).', unset=f'{DEFAULT_PARTIAL} (1/8)'
+    None, f'Padam\'s p ({_optimizers_taking("partial")}).', unset=f'{DEFAULT_PARTIAL} (1/8)'
   )
   partial_end: float | None = _field(
     None, 'If set, p moves linearly from --partial to this over the run.'
   )
   weight_decay: float | None = _field(None, 'Weight decay.', unset='the preset\'s')
-  momentum: float = _field(0.9, 'Momentum (sgdm).')
-  b1: float = _field(0.9, f'Decay of the first-moment average ({_ADAPTIVE}).')
-  b2: float = _field(0.999, f'Decay of the second-moment average ({_ADAPTIVE}).')
-  eps: float = _field(1e-8, f'Added to the denominator of the update ({_ADAPTIVE}).')
+  momentum: float = _field(0.9, f'Momentum ({_optimizers_taking("momentum")}).')
+  b1: float = _field(0.9, f'Decay of the first-moment average ({_optimizers_taking("b1")}).')
+  b2: float = _field(0.999, f'Decay of the second-moment average ({_optimizers_taking("b2")}).')
+  eps: float = _field(
+    1e-8, f'Added to the denominator of the update ({_optimizers_taking("eps")}).'
+  )
   epochs: int | None = _field(None, 'Epochs.', unset='the preset\'s', grid=False)
   batch_size: int = _field(128, 'Training batch size.', grid=False)
   eval_batch_size: int = _field(100, 'Evaluation batch size.', grid=False)
@@ -157,6 +179,26 @@ class TrainConfig:
     return self.lr_schedule in ('multistep', 'warmup') or self.partial_end is not None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ResolvedConfig(TrainConfig):
+  """A ``TrainConfig`` that ``resolve`` has filled in and validated.
+
+  The same fields, with the same values in ``to_dict()`` (so ``config.json`` is the same),
+  but those ``resolve`` always fills are typed without ``None``. ``partial`` is set exactly
+  for the optimizers that take it, ``lr_start`` exactly for the warmup schedule.
+  """
+
+  epochs: int
+  learning_rate: float
+  weight_decay: float
+  lr_schedule: str
+
+  def __post_init__(self):
+    for name in ('epochs', 'learning_rate', 'weight_decay', 'lr_schedule'):
+      if getattr(self, name) is None:
+        raise ValueError(f'{name} is None: a ResolvedConfig comes from resolve(), which sets it')
+
+
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 
@@ -179,6 +221,12 @@ def field_type(name: str) -> type:
   if typing.get_origin(hint) in (typing.Union, types.UnionType):
     (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
   return hint
+
+
+def choices(name: str) -> tuple[str, ...] | None:
+  """The values a field allows, or None where any value of its type goes."""
+  allowed = FIELDS[name].metadata['choices']
+  return allowed() if callable(allowed) else allowed
 
 
 def short_name(name: str) -> str:
@@ -211,58 +259,55 @@ def from_record(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_choice(name: str, value: Any) -> None:
-  choices = FIELDS[name].metadata['choices']
-  if value is None or value in choices:
+  allowed = choices(name)
+  if value is None or allowed is None or value in allowed:
     return
   renamed = FIELDS[name].metadata['renamed']
   if value in renamed:
     raise ConfigError(name, f'{value!r} is now called {renamed[value]!r}')
-  raise ConfigError(name, f'{value!r} is not one of: {", ".join(sorted(choices))}')
+  raise ConfigError(name, f'{value!r} is not one of: {", ".join(sorted(allowed))}')
 
 
-def resolve(config: TrainConfig) -> TrainConfig:
+def resolve(config: TrainConfig) -> ResolvedConfig:
   """Fills ``None`` fields from the preset and defaults, and validates."""
-  for name, f in FIELDS.items():
-    if f.metadata['choices']:
-      _check_choice(name, getattr(config, name))
-  filled = {k: v for k, v in PRESETS[config.preset].items() if getattr(config, k) is None}
-  if config.learning_rate is None:
-    filled['learning_rate'] = DEFAULT_LEARNING_RATES[config.optimizer]
-  if config.optimizer in _PADAM_FAMILY and config.partial is None:
-    filled['partial'] = DEFAULT_PARTIAL
-  config = dataclasses.replace(config, **filled)
-  if config.optimizer not in _PADAM_FAMILY:
+  for name in FIELDS:
+    _check_choice(name, getattr(config, name))
+  optimizer = alias.REGISTRY[config.optimizer]
+  values = {name: getattr(config, name) for name in FIELDS}
+  for name, value in PRESETS[config.preset].items():
+    if values[name] is None:
+      values[name] = value
+  if values['learning_rate'] is None:
+    values['learning_rate'] = optimizer.default_learning_rate(config.preset)
+  if optimizer.takes_partial and values['partial'] is None:
+    values['partial'] = DEFAULT_PARTIAL
+  resolved = ResolvedConfig(**values)
+  if not optimizer.takes_partial:
     for name in ('partial', 'partial_end'):
-      if getattr(config, name) is not None:
-        raise ConfigError(name, f'applies only to padam and padamw, not to {config.optimizer!r}')
+      if getattr(resolved, name) is not None:
+        with_partial = [n for n, o in alias.REGISTRY.items() if o.takes_partial]
+        raise ConfigError(
+          name, f'applies only to {_in_words(with_partial)}, not to {resolved.optimizer!r}'
+        )
   for name in ('epochs', 'batch_size', 'eval_batch_size', 'train_size', 'test_size'):
-    value = getattr(config, name)
+    value = getattr(resolved, name)
     if value is not None and value < 1:
       raise ConfigError(name, f'must be >= 1, got {value}')
-  if (config.lr_start is None) != (config.lr_schedule != 'warmup'):
+  if (resolved.lr_start is None) != (resolved.lr_schedule != 'warmup'):
     raise ConfigError(
       'lr_start',
       'is required by lr_schedule warmup and used by no other '
-      f'schedule (lr_schedule {config.lr_schedule!r}, lr_start '
-      f'{config.lr_start!r})',
+      f'schedule (lr_schedule {resolved.lr_schedule!r}, lr_start '
+      f'{resolved.lr_start!r})',
     )
-  if not config.width > 0:
-    raise ConfigError('width', f'must be > 0, got {config.width}')
-  make_optimizer(config, steps_per_epoch=1)  # validates the hyperparameters
-  return config
-
-
-def filled(value: T | None) -> T:
-  """A field of a resolved config that ``resolve`` has filled (``epochs``, ``learning_rate``,
-  ``weight_decay``, ``lr_schedule``; ``partial`` of padam and padamw; ``lr_start`` of warmup),
-  typed without its ``None``."""
-  if value is None:
-    raise ValueError('a field that resolve() fills is None: the config is not resolved')
-  return value
+  if not resolved.width > 0:
+    raise ConfigError('width', f'must be > 0, got {resolved.width}')
+  make_optimizer(resolved, steps_per_epoch=1)  # validates the hyperparameters
+  return resolved
 
 
 def make_optimizer(
-  config: TrainConfig, steps_per_epoch: int
+  config: ResolvedConfig, steps_per_epoch: int
 ) -> tuple[optax.GradientTransformation, Callable, Callable | None]:
   """The optimizer of a resolved config, its learning-rate and p schedules.
 
@@ -278,27 +323,25 @@ def make_optimizer(
 
 
 def _make_optimizer(
-  config: TrainConfig, steps_per_epoch: int
+  config: ResolvedConfig, steps_per_epoch: int
 ) -> tuple[optax.GradientTransformation, Callable, Callable | None]:
-  total_steps = filled(config.epochs) * steps_per_epoch
+  total_steps = config.epochs * steps_per_epoch
   check_non_negative('learning_rate', config.learning_rate)
   check_non_negative('lr_start', config.lr_start)
   for name in ('partial', 'partial_end'):
     check_hyperparameter(name, getattr(config, name), 0.0, 0.5, high_inclusive=True)
   if config.lr_schedule == 'multistep':
-    learning_rate = schedules.multistep(filled(config.learning_rate), total_steps)
-  elif config.lr_schedule == 'warmup':
-    learning_rate = schedules.linear(
-      filled(config.lr_start), filled(config.learning_rate), total_steps
-    )
+    learning_rate = schedules.multistep(config.learning_rate, total_steps)
+  elif config.lr_start is not None:  # the warmup schedule, the only one with lr_start
+    learning_rate = schedules.linear(config.lr_start, config.learning_rate, total_steps)
   else:
     learning_rate = optax.constant_schedule(config.learning_rate)
   partial = None
-  if config.optimizer in _PADAM_FAMILY:
+  if config.partial is not None:  # set exactly for the optimizers that take it
     partial = (
       optax.constant_schedule(config.partial)
       if config.partial_end is None
-      else schedules.linear(filled(config.partial), config.partial_end, total_steps)
+      else schedules.linear(config.partial, config.partial_end, total_steps)
     )
   candidates = dict(
     learning_rate=learning_rate,
@@ -309,7 +352,6 @@ def _make_optimizer(
     b2=config.b2,
     eps=config.eps,
   )
-  factory = alias.OPTIMIZERS[config.optimizer]
-  accepted = inspect.signature(factory).parameters
-  kwargs = {k: v for k, v in candidates.items() if k in accepted}
-  return factory(**kwargs), learning_rate, partial
+  optimizer = alias.REGISTRY[config.optimizer]
+  kwargs = {k: v for k, v in candidates.items() if optimizer.takes(k)}
+  return optimizer.factory(**kwargs), learning_rate, partial

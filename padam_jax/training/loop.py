@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 def record_config(
   workdir: str,
-  config: config_lib.TrainConfig,
+  config: config_lib.ResolvedConfig,
   resuming: bool,
   report: Callable[[str], None] = logger.warning,
 ) -> None:
@@ -77,7 +77,7 @@ class Run:
   """One run ``train_runs`` records: its directory, resolved configuration and name."""
 
   dir: str
-  config: config_lib.TrainConfig
+  config: config_lib.ResolvedConfig
   name: str = ''
 
 
@@ -119,7 +119,7 @@ def _open_runs(
     progress(f'resumed from the checkpoint of epoch {done}')
   for run, board in zip(runs, boards, strict=True):
     runlog.keep_epochs_up_to(run.dir, done)
-    if done < config_lib.filled(run.config.epochs):  # a finished run gets no new event file
+    if done < run.config.epochs:  # a finished run gets no new event file
       board.start(run.config.to_dict(), first_step=done * trainer.steps_per_epoch + 1)
   return checkpointer, done, state
 
@@ -202,7 +202,7 @@ def train_runs(
   training in ``workdir`` or a run's directory, ``faults.RunDirBusyError`` (``rundir.lock``).
   """
   freezes = trainer.freezes_diverged
-  epochs = config_lib.filled(trainer.config.epochs)
+  epochs = trainer.config.epochs
   schedules = [config_lib.make_optimizer(run.config, trainer.steps_per_epoch)[1:] for run in runs]
   with faults.StorageGuard(workdir) as guard, contextlib.ExitStack() as stack:
     stack.enter_context(lock.held([workdir, *(run.dir for run in runs)]))

@@ -96,7 +96,7 @@ class Member:
 
   name: str
   values: dict[str, Any]  # the grid's values for this member
-  config: config_lib.TrainConfig  # resolved
+  config: config_lib.ResolvedConfig
 
 
 def expand(base: config_lib.TrainConfig, grid: dict[str, list[Any]]) -> list[Member]:
@@ -274,12 +274,10 @@ def read_sweep(workdir: str) -> dict[str, Any]:
   return content
 
 
-def is_complete(run_dir: str, config: config_lib.TrainConfig) -> bool:
+def is_complete(run_dir: str, config: config_lib.ResolvedConfig) -> bool:
   """Whether ``run_dir`` holds every epoch of ``config`` (or ended diverged)."""
   records = runlog.read_metrics(run_dir)
-  return bool(records) and (
-    len(records) >= config_lib.filled(config.epochs) or bool(records[-1].get('diverged'))
-  )
+  return bool(records) and (len(records) >= config.epochs or bool(records[-1].get('diverged')))
 
 
 def choose_mode(mode: str, num_members: int) -> str:

@@ -84,7 +84,7 @@ class TrainerBase(abc.ABC, Generic[StateT]):
 
   def __init__(
     self,
-    config: config_lib.TrainConfig,
+    config: config_lib.ResolvedConfig,
     dataset: data_lib.Dataset,
     mesh=None,
     steps_per_call: int | None = None,
