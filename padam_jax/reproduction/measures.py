@@ -36,10 +36,18 @@ def _matches(values: dict[str, Any], select: Sequence[tuple[str, Any]]) -> bool:
   )
 
 
-def _selected(workdir: str, curve: suites.Curve) -> list[dict[str, Any]]:
-  """The entries of ``sweep.json`` (with each run's ``dir``) that ``curve`` selects."""
+def _selected(
+  workdir: str, curve: suites.Curve, seeds: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+  """The entries of ``sweep.json`` (with each run's ``dir``) that ``curve`` selects, only
+  those of ``seeds`` when given."""
   runs = sweep.read_sweep(os.path.join(workdir, curve.sweep))['runs']
-  return [run for run in runs if _matches(run['values'], curve.select)]
+  return [
+    run
+    for run in runs
+    if _matches(run['values'], curve.select)
+    and (seeds is None or run['values'].get('seed') in seeds)
+  ]
 
 
 def has_sweep(workdir: str, sweep_name: str) -> bool:
@@ -47,13 +55,15 @@ def has_sweep(workdir: str, sweep_name: str) -> bool:
   return os.path.exists(os.path.join(workdir, sweep_name, sweep.SWEEP_FILE))
 
 
-def curve_runs(workdir: str, curve: suites.Curve) -> list[list[dict[str, Any]]]:
-  """The records of every run (one per seed) that ``curve`` selects; ``FileNotFoundError``
-  when its sweep is missing or none of them has a record."""
+def curve_runs(
+  workdir: str, curve: suites.Curve, seeds: Sequence[int] | None = None
+) -> list[list[dict[str, Any]]]:
+  """The records of every run (one per seed; only ``seeds`` when given) that ``curve``
+  selects; ``FileNotFoundError`` when its sweep is missing or none of them has a record."""
   sweep_dir = os.path.join(workdir, curve.sweep)
   if not has_sweep(workdir, curve.sweep):
     raise FileNotFoundError(f'{sweep_dir} holds no sweep: run the suite first')
-  runs = [runlog.read_metrics(run['dir']) for run in _selected(workdir, curve)]
+  runs = [runlog.read_metrics(run['dir']) for run in _selected(workdir, curve, seeds)]
   if not runs:
     raise ValueError(f'no run of {sweep_dir} has {dict(curve.select)}')
   if not any(runs):  # listed in sweep.json, but none has started (a grid not yet finished)
@@ -145,6 +155,9 @@ _METRICS: dict[str, Callable[[dict[str, Any]], float]] = {
 _REDUCTIONS: dict[str, Callable[..., Any]] = {'mean': np.mean, 'median': np.median}
 
 
+HALF_WIDTH = 2  # epochs on each side of a centred window
+
+
 @dataclasses.dataclass(frozen=True)
 class Measure:
   """One number per run: the mean or median of a metric over some of its epochs.
@@ -161,6 +174,11 @@ class Measure:
   share: fractions.Fraction = fractions.Fraction(1)
   at_end: bool = True
   span: str = ''  # the window in words; {first}, {last} and {epochs} are filled in
+  # A window of 2 * HALF_WIDTH + 1 epochs centred at this share of the run (instead of
+  # ``share`` at an end).
+  around: fractions.Fraction | None = None
+  # Judged epoch by epoch (``judging``), each epoch's value a run's metric in that epoch.
+  per_epoch: bool = False
 
   def __post_init__(self):
     if self.metric not in _METRICS:
@@ -183,6 +201,9 @@ class Measure:
 
   def window(self, epochs: int) -> tuple[int, int]:
     """The first and last epoch (1-based, inclusive) read of ``epochs``."""
+    if self.around is not None:
+      centre = max(1, round(epochs * self.around))
+      return max(1, centre - HALF_WIDTH), min(epochs, centre + HALF_WIDTH)
     count = max(1, round(epochs * self.share))
     return (epochs - count + 1, epochs) if self.at_end else (1, count)
 
@@ -241,6 +262,36 @@ MEASURES = {
     False,
     'mean of epochs 1-{last} (the first quarter: half of those before the first lr decay)',
   ),
+  # Table 2's first column (epoch 25 of 100): five epochs around the quarter of the run,
+  # by their mean and, steadier, their median. Fixed before it was computed.
+  'early_accuracy': Measure(
+    'test_accuracy',
+    'test accuracy (%)',
+    2,
+    'mean',
+    span='mean of epochs {first}-{last} (around the quarter of the run)',
+    around=fractions.Fraction(1, 4),
+  ),
+  'early_median_accuracy': Measure(
+    'test_accuracy',
+    'test accuracy (%)',
+    2,
+    'median',
+    span='median of epochs {first}-{last} (around the quarter of the run)',
+    around=fractions.Fraction(1, 4),
+  ),
+  # "Lowest during the whole run", read over the epochs themselves: every epoch judged,
+  # with a Bonferroni correction over them (judging). Fixed before it was computed.
+  'train_loss_each_epoch': Measure(
+    'train_loss',
+    'train loss',
+    3,
+    'mean',
+    fractions.Fraction(1),
+    False,
+    'epoch-by-epoch reading of all {epochs} epochs',
+    per_epoch=True,
+  ),
 }
 
 
@@ -263,10 +314,23 @@ def last_epochs(epochs: int) -> int:
   return last - first + 1
 
 
+def _finished(records: list[dict], epochs: int) -> bool:
+  return len(records) >= epochs and not any(r.get('diverged') for r in records[:epochs])
+
+
 def run_value(records: list[dict], epochs: int, measure: str) -> float:
   """One run's ``measure`` (``MEASURES``); NaN if it diverged or has fewer than ``epochs``
   records."""
   first, last = window(measure, epochs)
-  if len(records) < epochs or any(r.get('diverged') for r in records[:epochs]):
+  if not _finished(records, epochs):
     return float('nan')
   return MEASURES[measure].over(records[first - 1 : last])
+
+
+def run_values_by_epoch(records: list[dict], epochs: int, measure: str) -> list[float]:
+  """One run's metric in each epoch of ``measure``'s window (all NaN if it diverged or has
+  fewer than ``epochs`` records)."""
+  first, last = window(measure, epochs)
+  if not _finished(records, epochs):
+    return [float('nan')] * (last - first + 1)
+  return [MEASURES[measure].value(r) for r in records[first - 1 : last]]

@@ -32,15 +32,18 @@ def _grouped(rows: Sequence[claims.Claim]) -> list[list[claims.Claim]]:
   return list(groups.values())
 
 
+def _window(judged: judging.Judged) -> str:
+  assert judged.epochs is not None, 'a claim with an interval was measured over epochs'
+  return measures.describe_window(judged.claim.measure, judged.epochs)
+
+
 def _finding(judged: judging.Judged) -> str:
   """One measure's finding: its window, our value and interval, and what it says."""
   word = _WORDS.get(judged.verdict)
   if word is None:
     needed = claims_table.seeds_for_verdict(judged)
     word = 'no spread: 1 seed' if needed.startswith('a spread') else f'needs {needed} seeds'
-  assert judged.epochs is not None, 'a claim with an interval was measured over epochs'
-  window = measures.describe_window(judged.claim.measure, judged.epochs)
-  return f'{window}: {claims_table.value_cell(judged)}, {word}'
+  return f'{_window(judged)}: {claims_table.value_cell(judged)}, {word}'
 
 
 def plain_verdict(judged: Sequence[judging.Judged]) -> tuple[str, str]:
@@ -55,8 +58,20 @@ def plain_verdict(judged: Sequence[judging.Judged]) -> tuple[str, str]:
   findings = '; '.join(_finding(j) for j in judged)
   verdicts = {j.verdict for j in judged}
   if len(verdicts) > 1:
-    return CANNOT_TELL, f'the measures disagree: {findings}'
+    return CANNOT_TELL, f'{_which_shows_what(judged)}: {findings}'
   return _WORDS.get(judged[0].verdict, CANNOT_TELL), findings
+
+
+def _which_shows_what(judged: Sequence[judging.Judged]) -> str:
+  """Which measures show the claim, and which its opposite, e.g. 'only the mean of epochs
+  26-30 shows it'."""
+  parts = []
+  for verdict, shows in ((stats.SUPPORTED, 'it'), (stats.CONTRADICTED, 'the opposite')):
+    windows = [_window(j) for j in judged if j.verdict == verdict]
+    if windows:
+      verb = 'shows' if len(windows) == 1 else 'show'
+      parts.append(f'only the {" and the ".join(windows)} {verb} {shows}')
+  return 'the measures disagree, ' + '; '.join(parts)
 
 
 def workdirs_by_protocol(workdirs: Sequence[str]) -> dict[str, str]:
@@ -83,7 +98,7 @@ def markdown(by_protocol: dict[str, str]) -> str:
   for protocol, rows in claims.CLAIM_SETS.items():
     name = f'{claims.PROTOCOLS[protocol].source} (`{protocol}` preset)'
     for group in _grouped(rows):
-      judged = [judging.judge(by_protocol.get(protocol), claim) for claim in group]
+      judged = [judging.judge(by_protocol.get(protocol), claim, by_protocol) for claim in group]
       verdict, why = plain_verdict(judged)
       first = group[0]
       what = measures.MEASURES[first.measure].label
@@ -98,7 +113,25 @@ def _claimed_sweeps(protocol: str) -> set[str]:
   return {curve.sweep for claim in claims.CLAIM_SETS[protocol] for _, curve in claim.terms}
 
 
-def _figures(protocol: str, workdir: str | None, output_dir: str) -> list[str]:
+def compact_markdown(by_protocol: dict[str, str]) -> str:
+  """One line per claim: its verdict over every contrast and measure (a verdict shared by
+  all, else each contrast's), for a reader's first look."""
+  lines = ['| claim | whose | verdict |', '|---|---|---|']
+  for protocol, rows in claims.CLAIM_SETS.items():
+    verdicts: dict[str, list[tuple[str, str]]] = {}
+    for group in _grouped(rows):
+      judged = [judging.judge(by_protocol.get(protocol), claim, by_protocol) for claim in group]
+      verdicts.setdefault(group[0].claim, []).append((group[0].contrast, plain_verdict(judged)[0]))
+    for claim, found in verdicts.items():
+      words = {verdict for _, verdict in found}
+      verdict = words.pop() if len(words) == 1 else '; '.join(f'{c}: {v}' for c, v in found)
+      lines.append(f'| {claim} | {claims.PROTOCOLS[protocol].source} | {verdict} |')
+  return '\n'.join(lines)
+
+
+def _figures(
+  protocol: str, workdir: str | None, output_dir: str, by_protocol: dict[str, str]
+) -> list[str]:
   """Draws ``workdir``'s figures into ``output_dir/<protocol>/`` (with its claims.md and
   tables.md); Markdown lines that show them and name the suites not run."""
   source = claims.PROTOCOLS[protocol].source
@@ -110,7 +143,7 @@ def _figures(protocol: str, workdir: str | None, output_dir: str) -> list[str]:
     return [*lines, 'Not run.', '']
   folder = os.path.join(output_dir, protocol)
   built = report.build(workdir, relevant, folder, partial=True)
-  claims_table.write(workdir, folder)
+  claims_table.write(workdir, folder, by_protocol)
   for name in relevant:
     for key in (name, f'{name}_heatmap'):
       if key in built:
@@ -132,6 +165,10 @@ def write(workdirs: Sequence[str], output_dir: str) -> str:
   by_protocol = workdirs_by_protocol(workdirs)
   table = markdown(by_protocol)
   lines = [
+    '## In short: one line per claim',
+    '',
+    compact_markdown(by_protocol),
+    '',
     '## Every claim and its verdict',
     '',
     'Verdicts in plain words: held (every measure shows the claim with 95% confidence), '
@@ -140,12 +177,21 @@ def write(workdirs: Sequence[str], output_dir: str) -> str:
     '',
     table,
     '',
-    '## Figures (mean +- std over seeds)',
-    '',
   ]
+  if 'reproduction' in by_protocol:
+    lines += [
+      '## Table 2\'s two looks',
+      '',
+      'Table 2\'s seed count (5) was set after a look at 3 seeds. Its rows, at each look '
+      'with half of the 5% error rate, beside the uncorrected 95% reading:',
+      '',
+      claims_table.two_looks_markdown(by_protocol['reproduction']),
+      '',
+    ]
+  lines += ['## Figures (mean +- std over seeds, ddof 1)', '']
   os.makedirs(output_dir, exist_ok=True)
   for protocol in claims.CLAIM_SETS:
-    lines += _figures(protocol, by_protocol.get(protocol), output_dir)
+    lines += _figures(protocol, by_protocol.get(protocol), output_dir, by_protocol)
   with open(os.path.join(output_dir, SUMMARY_FILE), 'w', encoding='utf-8') as f:
     f.write('\n'.join(lines).rstrip() + '\n')
   return table
