@@ -198,7 +198,7 @@ def equivalence(
   outer = contrast(groups, coefficients, 1 - alpha)
   decision = equivalence_verdict(inner, outer, margin)
 
-  def decided(estimate, se, df, counts):
+  def decided(estimate: float, se: float, df: float, counts: tuple[int, ...]) -> bool:
     return (
       equivalence_verdict(
         _interval(estimate, se, df, 1 - 2 * alpha, counts),
