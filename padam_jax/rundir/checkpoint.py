@@ -59,7 +59,7 @@ class Checkpointer:
     self._remove_unfinished()
     self._manager = self._open()
 
-  def _open(self):
+  def _open(self) -> Any:
     return self._ocp.CheckpointManager(self.directory, options=self._options)
 
   def _reopen(self) -> None:

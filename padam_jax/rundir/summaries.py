@@ -28,6 +28,7 @@ import os
 import socket
 import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,7 @@ EPOCH_KEYS = (
 
 
 @functools.cache
-def _tensorboardx():
+def _tensorboardx() -> tuple[Callable[[str], Any], types.ModuleType, types.ModuleType]:
   """tensorboardX's summary functions and protos, imported without PyTorch.
 
   Its package imports torch, when installed, for type hints only (seconds of start-up,
@@ -110,14 +111,14 @@ class RunSummaries:
   def __enter__(self) -> RunSummaries:
     return self
 
-  def __exit__(self, *exc_info) -> None:
+  def __exit__(self, *exc_info: object) -> None:
     self.close()
 
   def start(self, config: dict[str, Any], first_step: int) -> None:
     """Opens a new event file for training from ``first_step`` (1-based) on; records
     ``config``. Whatever an earlier file holds from ``first_step`` on is superseded."""
 
-    def start():
+    def start() -> None:
       if not hosts.is_primary():
         self._enabled = False
         return
@@ -151,7 +152,7 @@ class RunSummaries:
     if self._file is None:  # disabled, not started or failed
       return
 
-    def write():
+    def write() -> None:
       _, summary, _ = _tensorboardx()
       finite = {tag: _finite(value) for tag, value in values.items()}
       self._write_summaries(
@@ -167,7 +168,7 @@ class RunSummaries:
 
   # --- writing ------------------------------------------------------------------------
 
-  def _write(self, event) -> None:
+  def _write(self, event: Any) -> None:
     self._file.write(event.SerializeToString())
 
   def _write_summaries(self, step: int, summaries: list) -> None:
