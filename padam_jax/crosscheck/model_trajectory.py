@@ -39,8 +39,8 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import flax
 import jax
@@ -82,7 +82,7 @@ class Spec:
   weight_decay: float = DEFAULT_WEIGHT_DECAY
   seed: int = 0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if self.dtype not in DTYPES:
       raise ValueError(f'dtype must be one of {DTYPES}, got {self.dtype!r}')
     if self.steps < 1 or self.batch_size < 2:
@@ -224,15 +224,20 @@ def _programs(model: str, width: float, num_classes: int, dtype: str) -> tuple[C
   """Jitted (loss, grads, new statistics) and eval logits; shared by every optimizer."""
   module = models.get_model(model, num_classes=num_classes, width=width, dtype=jnp.dtype(dtype))
 
-  def loss_fn(params, batch_stats, x, labels):
+  def loss_fn(
+    params: optax.Params, batch_stats: Mapping[str, Any], x: jax.Array, labels: jax.Array
+  ) -> tuple[jax.Array, Any]:
     logits, updates = module.apply(
       {'params': params, 'batch_stats': batch_stats}, x, train=True, mutable=['batch_stats']
     )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, updates['batch_stats']
 
-  def logits_fn(params, batch_stats, x):
-    return module.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
+  def logits_fn(params: optax.Params, batch_stats: Mapping[str, Any], x: jax.Array) -> jax.Array:
+    # Without ``mutable``, ``apply`` returns the model's output alone.
+    return cast(
+      jax.Array, module.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
+    )
 
   return _jit(jax.value_and_grad(loss_fn, has_aux=True)), _jit(logits_fn)
 
@@ -247,7 +252,9 @@ def jax_steps(
   """Trains our model with ``tx`` on ``batches``; yields a snapshot after every step."""
   grad_fn, logits_fn = _programs(spec.model, spec.width, num_classes, spec.dtype)
 
-  def apply(params, grads, opt_state):
+  def apply(
+    params: optax.Params, grads: optax.Updates, opt_state: optax.OptState
+  ) -> tuple[optax.Params, optax.OptState]:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
