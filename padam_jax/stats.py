@@ -48,7 +48,7 @@ class Interval:
 
 
 def _t_quantile(df: float, confidence: float) -> float:
-  from scipy import stats  # pylint: disable=import-outside-toplevel
+  from scipy import stats
 
   return float(stats.t.ppf(0.5 + confidence / 2, df))
 

@@ -274,10 +274,10 @@ def jax_steps(
 
 def torch_twin(spec: Spec, variables: dict[str, Any], num_classes: int = 10) -> torch.nn.Module:
   """The PyTorch twin of ``spec.model`` in ``spec.dtype``, holding ``variables``."""
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference.convert import flax_to_torch  # pylint: disable=import-outside-toplevel
-  from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference.convert import flax_to_torch
+  from padam_jax.reference.models import get_torch_model
 
   module = get_torch_model(spec.model, num_classes=num_classes, width=spec.width)
   return flax_to_torch(variables, module.to(getattr(torch, spec.dtype)))
@@ -291,9 +291,9 @@ def torch_steps(
   ``make_optimizer(parameters)`` builds the torch optimizer; ``variables`` (ours) is the
   template the twin's state is read back into.
   """
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference.convert import torch_to_flax  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference.convert import torch_to_flax
 
   nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa: E731
   optimizer = make_optimizer(list(module.parameters()))

@@ -153,7 +153,7 @@ def torch_trajectory(
   ``make_optimizer(list_of_tensors)`` builds the ``torch.optim.Optimizer``;
   ``as_complex``: it gets complex128 tensors (see the module doc).
   """
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
   as_real, as_param = (
     (torch.view_as_real, torch.view_as_complex) if as_complex else (lambda x: x, lambda x: x)

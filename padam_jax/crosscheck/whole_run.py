@@ -82,9 +82,9 @@ def torch_inputs(
   pairs: Iterable[tuple[np.ndarray, np.ndarray]],
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
   """Our ``(x NHWC, labels)`` batches as PyTorch's ``(x NCHW, int64 labels)``."""
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference import training
 
   for x, labels in pairs:
     yield training.nchw(x), torch.from_numpy(np.asarray(labels, np.int64))
@@ -110,7 +110,7 @@ def train_torch_side(
 ) -> TorchRun | None:
   """One seed of the PyTorch side (``batches``: ``own`` or ``jax``); returns the run
   (``None`` when its directory already held it)."""
-  from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference import training
 
   config = _seed_config(base, seed)
   directory = run_dir(workdir, 'torch', seed)
@@ -135,7 +135,7 @@ def train_jax_on_torch_batches(
   """One seed of our side trained on PyTorch's batches from PyTorch's initial weights
   (those of the PyTorch run of the same seed); returns the final state (``None`` when
   its directory already held the run)."""
-  from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference import training
 
   config = _seed_config(base, seed)
   directory = run_dir(workdir, 'jax', seed)
@@ -212,7 +212,7 @@ def run(
     raise ValueError(f'unknown batches {batches!r}; choose one of {", ".join(BATCHES)}')
   if not seeds or len(set(seeds)) != len(seeds):
     raise ValueError(f'seeds must be distinct and at least one, got {list(seeds)}')
-  from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference import training
 
   config = _seed_config(base, seeds[0])  # validates before any work
   training.check_supported(config)

@@ -265,7 +265,7 @@ def _gray_to_rgb32(images: np.ndarray) -> np.ndarray:
 
 def _import_tfds(name: str) -> types.ModuleType:
   try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds
   except ImportError as e:
     raise DatasetUnavailableError(
       f'Loading {name!r} needs tensorflow-datasets (pip install '
@@ -308,7 +308,7 @@ def _downloads_forbidden(name: str) -> Iterator[None]:
   Files found in the manual directory or the download cache are still used;
   only the step that would fetch a URL is replaced.
   """
-  from tensorflow_datasets.core.download import download_manager as dm  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core.download import download_manager as dm
 
   def refuse(self: Any, resource: Any) -> NoReturn:
     del self
@@ -318,12 +318,12 @@ def _downloads_forbidden(name: str) -> Iterator[None]:
       'disabled here. ' + _cifar_remedy(name, None)
     )
 
-  original = dm.DownloadManager._download  # pylint: disable=protected-access
-  dm.DownloadManager._download = refuse  # pylint: disable=protected-access
+  original = dm.DownloadManager._download
+  dm.DownloadManager._download = refuse
   try:
     yield
   finally:
-    dm.DownloadManager._download = original  # pylint: disable=protected-access
+    dm.DownloadManager._download = original
 
 
 # --------------------------------------------------------------------------
@@ -364,8 +364,8 @@ def _cifar_remedy(name: str, data_root: str | None) -> str:
 
 def _prepare_cifar_offline(builder: Any, name: str, archive: str) -> None:
   """Runs tfds preparation from a locally placed archive, never downloading."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.core.download import download_manager as dm  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.core.download import download_manager as dm
 
   config = tfds.download.DownloadConfig(manual_dir=os.path.dirname(archive), try_download_gcs=False)
   try:
@@ -603,7 +603,7 @@ def _load_digits(data_dir: str | None) -> Dataset:
   """
   del data_dir
   try:
-    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+    from sklearn.datasets import load_digits
   except ImportError as e:
     raise DatasetUnavailableError(
       f'digits needs scikit-learn (pip install scikit-learn): {e}'

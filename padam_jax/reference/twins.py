@@ -38,7 +38,7 @@ def torch_reference_padam(setting: dict[str, Any]) -> MakeOptimizer:
   s = {**PADAM_DEFAULTS, **setting}
 
   def make(params: list) -> torch.optim.Optimizer:
-    from padam_jax.reference import optim  # pylint: disable=import-outside-toplevel
+    from padam_jax.reference import optim
 
     return optim.Padam(
       params,
@@ -58,7 +58,7 @@ def torch_optim(name: str, **kwargs: Any) -> MakeOptimizer:
   """A ``make_optimizer`` for ``torch.optim.<name>(params, **kwargs)``."""
 
   def make(params: list) -> torch.optim.Optimizer:
-    import torch  # pylint: disable=import-outside-toplevel
+    import torch
 
     return getattr(torch.optim, name)(params, **kwargs)
 
@@ -69,7 +69,7 @@ def pytorch_optimizer_padam(**kwargs: Any) -> MakeOptimizer:
   """A ``make_optimizer`` for ``pytorch_optimizer.PAdam(params, **kwargs)``."""
 
   def make(params: list) -> torch.optim.Optimizer:
-    from pytorch_optimizer import PAdam  # pylint: disable=import-outside-toplevel
+    from pytorch_optimizer import PAdam
 
     return PAdam(params, foreach=False, **kwargs)
 

@@ -62,9 +62,9 @@ def _tensorboardx() -> tuple[Callable[[str], Any], types.ModuleType, types.Modul
   if blocked:
     sys.modules['torch'] = None  # type: ignore[assignment]
   try:
-    import tensorboardX  # pylint: disable=import-outside-toplevel
-    from tensorboardX import summary  # pylint: disable=import-outside-toplevel
-    from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+    import tensorboardX
+    from tensorboardX import summary
+    from tensorboardX.proto import event_pb2
   finally:
     if blocked:
       del sys.modules['torch']
@@ -184,7 +184,7 @@ class RunSummaries:
       return
     try:
       action()
-    except Exception as error:  # pylint: disable=broad-except  # never fail a run
+    except Exception as error:  # never fail a run
       self._enabled = False
       logger.warning(
         'TensorBoard summaries in %s stopped (metrics.jsonl is unaffected): %s', self.logdir, error
@@ -193,5 +193,5 @@ class RunSummaries:
         file, self._file = self._file, None
         try:
           file.close()
-        except Exception:  # pylint: disable=broad-except
+        except Exception:
           pass
