@@ -105,7 +105,7 @@ def _jax_fn(lowering, shape):
 
 
 def _torch_fn(shape):
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
   size, cin, cout, k, stride = shape
   x = torch.randn(_BATCH.value, cin, size, size, requires_grad=True)
@@ -245,7 +245,7 @@ def compiled_paths(text: str) -> str:
 
 def _torch_passes(shape: ConvShape) -> dict[str, Callable]:
   """Blocking calls of ``nn.Conv2d``'s forward and of each gradient alone."""
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
   torch.manual_seed(0)
   conv = torch.nn.Conv2d(
@@ -281,7 +281,7 @@ def _devices() -> int:
 
 
 def step_shapes() -> None:
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
   devices = _devices()
   torch.set_num_threads(_TORCH_THREADS.value)

@@ -74,9 +74,9 @@ def jax_variant(tx: optax.GradientTransformation, shapes) -> Callable[[], None]:
 
 
 def torch_variants(shapes) -> dict[str, Callable[[], None]]:
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference.optim import Padam  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference.optim import Padam
 
   def make(build):
     params = [torch.randn(s[::-1]) * 0.05 for s in shapes]

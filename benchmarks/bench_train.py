@@ -115,7 +115,7 @@ def _measure_memory(side: str, name: str) -> None:
   if side == 'jax':
     jax.devices()  # the backend and its devices are the framework's, not the step's
   else:
-    pass  # pylint: disable=import-outside-toplevel,unused-import
+    pass
   before = _status_kib('VmRSS')
   run = _build(side, name)
   run()  # warm-up: compilation, allocator, caches
@@ -187,7 +187,7 @@ def main(argv) -> None:
   batch = _BATCH.value
   threads = None
   if _TORCH.value:
-    import torch  # pylint: disable=import-outside-toplevel
+    import torch
 
     threads = torch.get_num_threads()
   print(

@@ -356,9 +356,9 @@ def _torch_category(event) -> str:
 
 def _torch_input_share(name: str, width: float, batch_size: int) -> float:
   """Input-gradient share of the separately timed input and kernel gradients of all convs."""
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference.models import get_torch_model
 
   model = get_torch_model(name, num_classes=timed_steps.NUM_CLASSES, width=width)
   calls = []
@@ -402,7 +402,7 @@ def _torch_input_share(name: str, width: float, batch_size: int) -> float:
 
 def profile_torch(name: str, width: float, batch_size: int, steps: int) -> dict[str, float]:
   """Milliseconds per step by category."""
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
   run = timed_steps.torch_step(name, width, batch_size)
   for _ in range(2):
@@ -461,7 +461,7 @@ def main(argv) -> None:
   jax_profile = profile_jax(step, _STEPS.value)
   columns['JAX'] = jax_profile.totals
   if _TORCH.value:
-    import torch  # pylint: disable=import-outside-toplevel
+    import torch
 
     title += f', PyTorch {torch.__version__} ({torch.get_num_threads()} threads)'
     columns['PyTorch'] = profile_torch(name, width, batch, _STEPS.value)

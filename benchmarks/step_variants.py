@@ -135,14 +135,14 @@ def _sharded_update_step(step: timed_steps.JaxStep, min_size: int) -> None:
   )
   split_tx = trainer.tx._replace(update=lambda g, s, p: trainer.tx.update(split(g), s, split(p)))
 
-  step_with_split_tx = functools.partial(trainer._step, tx=split_tx)  # pylint: disable=protected-access
+  step_with_split_tx = functools.partial(trainer._step, tx=split_tx)
 
   def train_step(state, rng, images, labels):
     state, sums = step_with_split_tx(state, rng, images, labels)
     params = jax.lax.with_sharding_constraint(state.params, sharding.replicated(mesh))
     return state.replace(params=params, opt_state=split(state.opt_state)), sums
 
-  trainer._step = train_step  # pylint: disable=protected-access
+  trainer._step = train_step
   step.state = step.state.replace(
     opt_state=jax.tree.map(
       lambda a: jax.device_put(a, _split_spec(mesh, a.shape, min_size)), step.state.opt_state

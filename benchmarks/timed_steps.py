@@ -47,8 +47,8 @@ class JaxStep:
   def lowered(self):
     """The jitted one-step program of ``Trainer`` lowered for this state and batch."""
     t = self.trainer
-    indices, _, key = t._epoch_plan(self.epoch)  # pylint: disable=protected-access
-    return t._train_one.lower(  # pylint: disable=protected-access
+    indices, _, key = t._epoch_plan(self.epoch)
+    return t._train_one.lower(
       self.state, key, t.train_images, t.train_labels, indices[:1], np.zeros((1,), np.int32)
     )
 
@@ -91,9 +91,9 @@ def torch_step(name: str, width: float, batch_size: int) -> Callable[[], None]:
 
   The batch is float32 and already normalised: no crop or flip (they cost little).
   """
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference.models import get_torch_model
 
   torch.manual_seed(0)
   model = get_torch_model(name, num_classes=NUM_CLASSES, width=width)

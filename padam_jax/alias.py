@@ -30,7 +30,7 @@ from padam_jax.transform import (
 MaskOrFn = Any | None
 
 
-def _weight_decay(weight_decay, mask: MaskOrFn) -> optax.GradientTransformation:
+def _weight_decay(weight_decay: float | jax.Array, mask: MaskOrFn) -> optax.GradientTransformation:
   """Adds ``weight_decay * params`` to the updates on the leaves ``mask`` selects.
 
   Placed before the moments it is PyTorch's coupled L2 (``weight_decay=``), after
@@ -53,7 +53,12 @@ def _keep_dtypes(
   beside float32) and change the state's dtypes from one step to the next.
   """
 
-  def update_fn(updates, state, params=None, **extra_args):
+  def update_fn(
+    updates: optax.Updates,
+    state: optax.OptState,
+    params: optax.Params | None = None,
+    **extra_args: Any,
+  ) -> tuple[optax.Updates, optax.OptState]:
     new_updates, new_state = tx.update(updates, state, params, **extra_args)
     like = lambda new, old: new.astype(old.dtype)  # noqa: E731
     return jax.tree.map(like, new_updates, updates), jax.tree.map(like, new_state, state)
@@ -64,7 +69,7 @@ def _keep_dtypes(
 def _assemble(
   scaling: optax.GradientTransformation,
   learning_rate: ScalarOrSchedule,
-  weight_decay,
+  weight_decay: float | jax.Array,
   mask: MaskOrFn,
   *,
   decoupled: bool,

@@ -48,7 +48,7 @@ class Interval:
 
 
 def _t_quantile(df: float, confidence: float) -> float:
-  from scipy import stats  # pylint: disable=import-outside-toplevel
+  from scipy import stats
 
   return float(stats.t.ppf(0.5 + confidence / 2, df))
 
@@ -198,7 +198,7 @@ def equivalence(
   outer = contrast(groups, coefficients, 1 - alpha)
   decision = equivalence_verdict(inner, outer, margin)
 
-  def decided(estimate, se, df, counts):
+  def decided(estimate: float, se: float, df: float, counts: tuple[int, ...]) -> bool:
     return (
       equivalence_verdict(
         _interval(estimate, se, df, 1 - 2 * alpha, counts),

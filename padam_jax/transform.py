@@ -91,7 +91,9 @@ def check_non_negative(name: str, value: Any) -> None:
   check_hyperparameter(name, value, 0.0, np.inf, high_inclusive=True)
 
 
-def _check_moment_hyperparameters(b1, b2, eps) -> None:
+def _check_moment_hyperparameters(
+  b1: float | jax.Array, b2: float | jax.Array, eps: float | jax.Array
+) -> None:
   check_hyperparameter('b1', b1, 0.0, 1.0, high_inclusive=False)
   check_hyperparameter('b2', b2, 0.0, 1.0, high_inclusive=False)
   check_non_negative('eps', eps)
@@ -140,12 +142,12 @@ def fractional_power(x: jax.Array, exponent: Any) -> jax.Array:
   return jax.lax.rsqrt(x) if value < 0 else jnp.sqrt(x)
 
 
-def _float_dtype():
+def _float_dtype() -> jnp.dtype:
   """The default float dtype: float64 under ``jax_enable_x64``, else float32."""
   return jnp.result_type(float)
 
 
-def _one_minus_power(b, t: jax.Array) -> jax.Array:
+def _one_minus_power(b: float | jax.Array, t: jax.Array) -> jax.Array:
   """``1 - b**t`` without float32 cancellation (``-expm1(t * log b)``).
 
   ``log b`` is taken in Python double precision when ``b`` is concrete, so the
@@ -159,7 +161,7 @@ def _one_minus_power(b, t: jax.Array) -> jax.Array:
   return -jnp.expm1(t * log_b)
 
 
-def _second_moment_dtype(dtype) -> jnp.dtype:
+def _second_moment_dtype(dtype: jnp.dtype) -> jnp.dtype:
   """Real dtype of the second moments: the parts' dtype, at least float32.
 
   bf16/fp16 cannot represent b2 = 0.999 (it rounds to 1), hence the float32 floor.
@@ -167,7 +169,7 @@ def _second_moment_dtype(dtype) -> jnp.dtype:
   return jnp.promote_types(jnp.finfo(dtype).dtype, jnp.float32)
 
 
-def _first_moment_dtype(dtype, mu_dtype) -> jnp.dtype:
+def _first_moment_dtype(dtype: jnp.dtype, mu_dtype: jnp.dtype | None) -> jnp.dtype:
   """``mu_dtype`` (or ``dtype``); a complex leaf keeps a complex first moment."""
   if mu_dtype is None:
     return jnp.dtype(dtype)
@@ -186,10 +188,12 @@ def _view_as_complex(x: jax.Array) -> jax.Array:
   return jax.lax.complex(x[..., 0], x[..., 1])
 
 
-def _init_moments(params, mu_dtype, amsgrad: bool) -> ScaleByPadamState:
+def _init_moments(
+  params: optax.Params, mu_dtype: jnp.dtype | None, amsgrad: bool
+) -> ScaleByPadamState:
   """Zero moments shaped, typed and sharded after ``params`` (``zeros_like`` keeps sharding)."""
 
-  def second(p):
+  def second(p: jax.Array) -> jax.Array:
     dtype = _second_moment_dtype(p.dtype)
     if jnp.iscomplexobj(p):
       return _view_as_real(jnp.zeros_like(p)).astype(dtype)
@@ -202,13 +206,13 @@ def _init_moments(params, mu_dtype, amsgrad: bool) -> ScaleByPadamState:
 
 
 def _moment_step(
-  updates,
+  updates: optax.Updates,
   state: ScaleByPadamState,
-  b1,
-  b2,
+  b1: float | jax.Array,
+  b2: float | jax.Array,
   amsgrad: bool,
   direction: Callable[[jax.Array, jax.Array], jax.Array],
-  mu_dtype,
+  mu_dtype: jnp.dtype | None,
 ) -> tuple[optax.Updates, ScaleByPadamState]:
   """Advances the moments and maps ``direction(mu, second)`` over the leaves.
 
@@ -217,7 +221,12 @@ def _moment_step(
   arithmetic on its ``_view_as_real`` pair. ``None`` leaves pass through untouched.
   """
 
-  def leaf(g, m, v, v_max):
+  def leaf(
+    g: jax.Array,
+    m: jax.Array,
+    v: jax.Array,
+    v_max: Any,  # an array with amsgrad, else None
+  ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]:
     compute = _second_moment_dtype(g.dtype)
     as_real, as_input = (
       (_view_as_real, _view_as_complex) if jnp.iscomplexobj(g) else (lambda x: x, lambda x: x)
@@ -330,10 +339,12 @@ def scale_by_padam(
   check_hyperparameter('partial', partial, 0.0, 0.5, high_inclusive=True)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 
-  def init_fn(params):
+  def init_fn(params: optax.Params) -> ScaleByPadamState:
     return _init_moments(params, mu_dtype, amsgrad)
 
-  def update_fn(updates, state, params=None):
+  def update_fn(
+    updates: optax.Updates, state: ScaleByPadamState, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, ScaleByPadamState]:
     del params
     p = partial(state.count) if callable(partial) else partial
     t = optax.safe_increment(state.count).astype(_float_dtype())
@@ -345,7 +356,7 @@ def scale_by_padam(
       scale = jnp.sqrt(bias2) / bias1
     exponent = -2 * p
 
-    def direction(m, second):
+    def direction(m: jax.Array, second: jax.Array) -> jax.Array:
       # m * d**(-2p) rather than m / d**(2p): a multiply is cheaper than a divide.
       inverse_denom = fractional_power(jnp.sqrt(second) + eps, exponent)
       return scale.astype(m.dtype) * (m * inverse_denom)
@@ -386,16 +397,18 @@ def scale_by_amsgrad_torch(
   _check_moment_hyperparameters(b1, b2, eps)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 
-  def init_fn(params):
+  def init_fn(params: optax.Params) -> ScaleByPadamState:
     return _init_moments(params, mu_dtype, amsgrad)
 
-  def update_fn(updates, state, params=None):
+  def update_fn(
+    updates: optax.Updates, state: ScaleByPadamState, params: optax.Params | None = None
+  ) -> tuple[optax.Updates, ScaleByPadamState]:
     del params
     t = optax.safe_increment(state.count).astype(_float_dtype())
     bias1 = _one_minus_power(b1, t)
     sqrt_bias2 = jnp.sqrt(_one_minus_power(b2, t))
 
-    def direction(m, second):
+    def direction(m: jax.Array, second: jax.Array) -> jax.Array:
       denom = jnp.sqrt(second) / sqrt_bias2.astype(m.dtype) + eps
       return (m / bias1.astype(m.dtype)) / denom
 

@@ -39,8 +39,8 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import flax
 import jax
@@ -82,7 +82,7 @@ class Spec:
   weight_decay: float = DEFAULT_WEIGHT_DECAY
   seed: int = 0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if self.dtype not in DTYPES:
       raise ValueError(f'dtype must be one of {DTYPES}, got {self.dtype!r}')
     if self.steps < 1 or self.batch_size < 2:
@@ -224,15 +224,20 @@ def _programs(model: str, width: float, num_classes: int, dtype: str) -> tuple[C
   """Jitted (loss, grads, new statistics) and eval logits; shared by every optimizer."""
   module = models.get_model(model, num_classes=num_classes, width=width, dtype=jnp.dtype(dtype))
 
-  def loss_fn(params, batch_stats, x, labels):
+  def loss_fn(
+    params: optax.Params, batch_stats: Mapping[str, Any], x: jax.Array, labels: jax.Array
+  ) -> tuple[jax.Array, Any]:
     logits, updates = module.apply(
       {'params': params, 'batch_stats': batch_stats}, x, train=True, mutable=['batch_stats']
     )
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     return loss, updates['batch_stats']
 
-  def logits_fn(params, batch_stats, x):
-    return module.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
+  def logits_fn(params: optax.Params, batch_stats: Mapping[str, Any], x: jax.Array) -> jax.Array:
+    # Without ``mutable``, ``apply`` returns the model's output alone.
+    return cast(
+      jax.Array, module.apply({'params': params, 'batch_stats': batch_stats}, x, train=False)
+    )
 
   return _jit(jax.value_and_grad(loss_fn, has_aux=True)), _jit(logits_fn)
 
@@ -247,7 +252,9 @@ def jax_steps(
   """Trains our model with ``tx`` on ``batches``; yields a snapshot after every step."""
   grad_fn, logits_fn = _programs(spec.model, spec.width, num_classes, spec.dtype)
 
-  def apply(params, grads, opt_state):
+  def apply(
+    params: optax.Params, grads: optax.Updates, opt_state: optax.OptState
+  ) -> tuple[optax.Params, optax.OptState]:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
@@ -267,10 +274,10 @@ def jax_steps(
 
 def torch_twin(spec: Spec, variables: dict[str, Any], num_classes: int = 10) -> torch.nn.Module:
   """The PyTorch twin of ``spec.model`` in ``spec.dtype``, holding ``variables``."""
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference.convert import flax_to_torch  # pylint: disable=import-outside-toplevel
-  from padam_jax.reference.models import get_torch_model  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference.convert import flax_to_torch
+  from padam_jax.reference.models import get_torch_model
 
   module = get_torch_model(spec.model, num_classes=num_classes, width=spec.width)
   return flax_to_torch(variables, module.to(getattr(torch, spec.dtype)))
@@ -284,9 +291,9 @@ def torch_steps(
   ``make_optimizer(parameters)`` builds the torch optimizer; ``variables`` (ours) is the
   template the twin's state is read back into.
   """
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference.convert import torch_to_flax  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference.convert import torch_to_flax
 
   nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa: E731
   optimizer = make_optimizer(list(module.parameters()))

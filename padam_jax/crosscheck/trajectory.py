@@ -15,11 +15,14 @@ parameters. torch is imported only by the functions that run it.
 from __future__ import annotations
 
 import dataclasses
+import types
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import padam_jax
 from padam_jax import alias
@@ -52,7 +55,7 @@ class Problem:
     }
 
   @classmethod
-  def from_arrays(cls, arrays) -> Problem:
+  def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Problem:
     fields: dict[str, dict[str, np.ndarray]] = {f.name: {} for f in dataclasses.fields(cls)}
     for key in arrays.keys():
       if '/' in key and key.split('/')[0] in fields:
@@ -109,7 +112,9 @@ def make_complex_problem(steps: int = 250, seed: int = 1) -> Problem:
   return make_problem(steps, seed, COMPLEX_LEAF_SHAPES)
 
 
-def jax_trajectory(problem: Problem, optimizer, *, as_complex: bool = False) -> np.ndarray:
+def jax_trajectory(
+  problem: Problem, optimizer: optax.GradientTransformation, *, as_complex: bool = False
+) -> np.ndarray:
   """Parameters after every step, ``(steps, n)`` float64, under ``optimizer``.
 
   Runs under ``jax.enable_x64`` and ``jax.jit`` with a ``lax.scan`` over steps.
@@ -123,11 +128,13 @@ def jax_trajectory(problem: Problem, optimizer, *, as_complex: bool = False) -> 
     a, b = jax.tree.map(jnp.asarray, problem.a), jax.tree.map(jnp.asarray, problem.b)
     noise = jax.tree.map(jnp.asarray, problem.noise)
 
-    def grad(p, a_, b_, n):
+    def grad(p: jax.Array, a_: jax.Array, b_: jax.Array, n: jax.Array) -> jax.Array:
       x = as_real(p)
       return as_param(a_ * jnp.cos(x) + b_ * x + n)
 
-    def step(carry, noise_t):
+    def step(
+      carry: tuple[optax.Params, optax.OptState], noise_t: dict[str, jax.Array]
+    ) -> tuple[tuple[optax.Params, optax.OptState], np.ndarray | jax.Array]:
       params, state = carry
       grads = jax.tree.map(grad, params, a, b, noise_t)
       updates, state = optimizer.update(grads, state, params)
@@ -138,13 +145,15 @@ def jax_trajectory(problem: Problem, optimizer, *, as_complex: bool = False) -> 
     return np.asarray(run(params))
 
 
-def torch_trajectory(problem: Problem, make_optimizer, *, as_complex: bool = False) -> np.ndarray:
+def torch_trajectory(
+  problem: Problem, make_optimizer: twins.MakeOptimizer, *, as_complex: bool = False
+) -> np.ndarray:
   """Parameters after every step, ``(steps, n)`` float64, under a torch optimizer.
 
   ``make_optimizer(list_of_tensors)`` builds the ``torch.optim.Optimizer``;
   ``as_complex``: it gets complex128 tensors (see the module doc).
   """
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
   as_real, as_param = (
     (torch.view_as_real, torch.view_as_complex) if as_complex else (lambda x: x, lambda x: x)
@@ -154,7 +163,7 @@ def torch_trajectory(problem: Problem, make_optimizer, *, as_complex: bool = Fal
     for k, v in problem.init.items()
   }
 
-  def as_t(tree):
+  def as_t(tree: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(v, dtype=torch.float64) for k, v in tree.items()}
 
   a, b = as_t(problem.a), as_t(problem.b)
@@ -292,10 +301,10 @@ def _jnp_view_as_complex(x: jax.Array) -> jax.Array:
   return jax.lax.complex(x[..., 0], x[..., 1])
 
 
-def _flatten(tree: dict, xp):
+def _flatten(tree: dict, xp: types.ModuleType) -> np.ndarray | jax.Array:
   return xp.concatenate([xp.ravel(tree[k]) for k in sorted(tree)])
 
 
-def padam_jax_optimizer(setting: dict[str, Any]):
+def padam_jax_optimizer(setting: dict[str, Any]) -> optax.GradientTransformation:
   """Our ``padam`` for a setting (a convenience for the fixture and tests)."""
   return padam_jax.padam(**padam_kwargs(setting))

@@ -28,8 +28,8 @@ import dataclasses
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,11 @@ from padam_jax.training import config as config_lib
 from padam_jax.training import loop, sweep
 from padam_jax.training import trainer as trainer_lib
 from padam_jax.training.steps import TrainState, update_step
+
+if TYPE_CHECKING:
+  import torch
+
+  from padam_jax.reference.training import TorchRun
 
 BATCHES = ('own', 'jax', 'torch')
 FRAMEWORKS = ('jax', 'torch')
@@ -73,11 +78,13 @@ def _variables(state: TrainState) -> dict[str, Any]:
   return jax.tree.map(np.asarray, {'params': state.params, 'batch_stats': state.batch_stats})
 
 
-def torch_inputs(pairs: Iterable[tuple[np.ndarray, np.ndarray]]):
+def torch_inputs(
+  pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
   """Our ``(x NHWC, labels)`` batches as PyTorch's ``(x NCHW, int64 labels)``."""
-  import torch  # pylint: disable=import-outside-toplevel
+  import torch
 
-  from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference import training
 
   for x, labels in pairs:
     yield training.nchw(x), torch.from_numpy(np.asarray(labels, np.int64))
@@ -100,10 +107,10 @@ def train_torch_side(
   workdir: str,
   batches: str,
   progress: Callable[[str], None],
-):
+) -> TorchRun | None:
   """One seed of the PyTorch side (``batches``: ``own`` or ``jax``); returns the run
   (``None`` when its directory already held it)."""
-  from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference import training
 
   config = _seed_config(base, seed)
   directory = run_dir(workdir, 'torch', seed)
@@ -128,7 +135,7 @@ def train_jax_on_torch_batches(
   """One seed of our side trained on PyTorch's batches from PyTorch's initial weights
   (those of the PyTorch run of the same seed); returns the final state (``None`` when
   its directory already held the run)."""
-  from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference import training
 
   config = _seed_config(base, seed)
   directory = run_dir(workdir, 'jax', seed)
@@ -205,7 +212,7 @@ def run(
     raise ValueError(f'unknown batches {batches!r}; choose one of {", ".join(BATCHES)}')
   if not seeds or len(set(seeds)) != len(seeds):
     raise ValueError(f'seeds must be distinct and at least one, got {list(seeds)}')
-  from padam_jax.reference import training  # pylint: disable=import-outside-toplevel
+  from padam_jax.reference import training
 
   config = _seed_config(base, seeds[0])  # validates before any work
   training.check_supported(config)
@@ -329,7 +336,7 @@ def comparison_table(comparisons: Sequence[Comparison]) -> str:
   for c in comparisons:
     d, test = c.measure.decimals, c.test
 
-    def interval(i, d=d):
+    def interval(i: stats.Interval, d: int = d) -> str:
       return 'n/a' if i.low is None else f'[{i.low:+.{d}f}, {i.high:+.{d}f}]'
 
     needed = (

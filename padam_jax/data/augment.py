@@ -31,7 +31,10 @@ __all__ = [
 
 
 def normalize(
-  images: jax.Array | np.ndarray, mean: Sequence[float], std: Sequence[float], dtype=jnp.float32
+  images: jax.Array | np.ndarray,
+  mean: Sequence[float],
+  std: Sequence[float],
+  dtype: jax.typing.DTypeLike = jnp.float32,
 ) -> jax.Array:
   """uint8 images in [0, 255] -> ``((x / 255) - mean) / std`` as `dtype`.
 
@@ -71,7 +74,7 @@ def random_crop_flip(rng: jax.Array, images: jax.Array, padding: int = 4) -> jax
   flips = jax.random.bernoulli(flip_rng, 0.5, (n,))
   padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
 
-  def crop_one(image, offset, flip):
+  def crop_one(image: jax.Array, offset: jax.Array, flip: jax.Array) -> jax.Array:
     window = jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
     return jnp.where(flip, window[:, ::-1, :], window)
 
@@ -84,7 +87,7 @@ def augment(
   mean: Sequence[float],
   std: Sequence[float],
   padding: int = 4,
-  dtype=jnp.float32,
+  dtype: jax.typing.DTypeLike = jnp.float32,
 ) -> jax.Array:
   """The training transform: random crop + flip on uint8, then normalise.
 

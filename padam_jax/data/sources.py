@@ -31,7 +31,9 @@ import contextlib
 import dataclasses
 import gzip
 import os
-from collections.abc import Callable, Iterator, Sequence
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -124,7 +126,7 @@ class Dataset:
     default_factory=lambda: np.zeros((0,), np.int32)
   )
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     for split in ('train', 'test', 'validation'):
       images = getattr(self, f'{split}_images')
       labels = getattr(self, f'{split}_labels')
@@ -161,7 +163,7 @@ class Dataset:
     """One line: name, split sizes, image shape, classes, mean and std."""
     h, w, c = self.image_shape
 
-    def fmt(v):
+    def fmt(v: Sequence[float]) -> str:
       return '(' + ', '.join(f'{x:.4f}' for x in v) + ')'
 
     validation = f', validation {self.num_validation}' if self.num_validation else ''
@@ -261,9 +263,9 @@ def _gray_to_rgb32(images: np.ndarray) -> np.ndarray:
   return out
 
 
-def _import_tfds(name: str):
+def _import_tfds(name: str) -> types.ModuleType:
   try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds
   except ImportError as e:
     raise DatasetUnavailableError(
       f'Loading {name!r} needs tensorflow-datasets (pip install '
@@ -272,7 +274,7 @@ def _import_tfds(name: str):
   return tfds
 
 
-def _tfds_builder(tfds, name: str, data_dir: str | None):
+def _tfds_builder(tfds: types.ModuleType, name: str, data_dir: str | None) -> Any:
   """A tfds builder for `name`; construction itself never touches the network.
 
   (tfds 4.9.x keeps GCS access disabled, so a builder whose data is not
@@ -282,7 +284,7 @@ def _tfds_builder(tfds, name: str, data_dir: str | None):
 
 
 def _tfds_split_to_numpy(
-  tfds, builder, split: str, batch_size: int = 10000
+  tfds: types.ModuleType, builder: Any, split: str, batch_size: int = 10000
 ) -> tuple[np.ndarray, np.ndarray]:
   """Reads a whole prepared split as (uint8 images, int32 labels), in order."""
   ds = builder.as_dataset(
@@ -306,9 +308,9 @@ def _downloads_forbidden(name: str) -> Iterator[None]:
   Files found in the manual directory or the download cache are still used;
   only the step that would fetch a URL is replaced.
   """
-  from tensorflow_datasets.core.download import download_manager as dm  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core.download import download_manager as dm
 
-  def refuse(self, resource):
+  def refuse(self: Any, resource: Any) -> NoReturn:
     del self
     url = getattr(resource, 'url', resource)
     raise DatasetUnavailableError(
@@ -316,12 +318,12 @@ def _downloads_forbidden(name: str) -> Iterator[None]:
       'disabled here. ' + _cifar_remedy(name, None)
     )
 
-  original = dm.DownloadManager._download  # pylint: disable=protected-access
-  dm.DownloadManager._download = refuse  # pylint: disable=protected-access
+  original = dm.DownloadManager._download
+  dm.DownloadManager._download = refuse
   try:
     yield
   finally:
-    dm.DownloadManager._download = original  # pylint: disable=protected-access
+    dm.DownloadManager._download = original
 
 
 # --------------------------------------------------------------------------
@@ -360,10 +362,10 @@ def _cifar_remedy(name: str, data_root: str | None) -> str:
   )
 
 
-def _prepare_cifar_offline(builder, name: str, archive: str) -> None:
+def _prepare_cifar_offline(builder: Any, name: str, archive: str) -> None:
   """Runs tfds preparation from a locally placed archive, never downloading."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.core.download import download_manager as dm  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.core.download import download_manager as dm
 
   config = tfds.download.DownloadConfig(manual_dir=os.path.dirname(archive), try_download_gcs=False)
   try:
@@ -512,7 +514,7 @@ def _fashion_mnist_from_idx(files: dict[tuple[str, str], str]) -> Dataset:
   return _fashion_mnist_dataset(arrays)
 
 
-def _fashion_mnist_dataset(arrays) -> Dataset:
+def _fashion_mnist_dataset(arrays: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Dataset:
   """28x28 grayscale -> zero-padded 32x32x3; mean/std of the padded train set."""
   train_x = _gray_to_rgb32(arrays['train'][0])
   test_x = _gray_to_rgb32(arrays['test'][0])
@@ -601,7 +603,7 @@ def _load_digits(data_dir: str | None) -> Dataset:
   """
   del data_dir
   try:
-    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+    from sklearn.datasets import load_digits
   except ImportError as e:
     raise DatasetUnavailableError(
       f'digits needs scikit-learn (pip install scikit-learn): {e}'
@@ -640,7 +642,7 @@ def synthetic_dataset(num_train: int = 50_000, num_test: int = 10_000, seed: int
   """
   rng = np.random.default_rng(seed)
 
-  def split(n):
+  def split(n: int) -> tuple[np.ndarray, np.ndarray]:
     return (
       rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
       rng.integers(0, 10, n, dtype=np.int32),

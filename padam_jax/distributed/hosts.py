@@ -133,7 +133,7 @@ def worst(code: int) -> int:
   """The largest of every process's ``code``: a decision all processes take together."""
   if jax.process_count() == 1:
     return code
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  from jax.experimental import multihost_utils
 
   return int(np.max(multihost_utils.process_allgather(np.int32(code))))
 
@@ -141,6 +141,6 @@ def worst(code: int) -> int:
 def barrier(name: str) -> None:
   """Waits until every process has reached ``barrier(name)``."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices(name)

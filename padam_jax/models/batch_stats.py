@@ -25,6 +25,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
+# What the forward pass keeps for the backward one: x, scale, mean, 1 / std and shift.
+_Residuals = tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]
+_Outputs = tuple[jax.Array, jax.Array, jax.Array]  # y, mean, var
+
 
 def _moments(x: jax.Array, shift: jax.Array) -> tuple[jax.Array, jax.Array]:
   axes = tuple(range(x.ndim - 1))
@@ -47,14 +51,18 @@ def normalize_train(
   return _forward(x, scale, bias, shift, epsilon)[0]
 
 
-def _forward(x, scale, bias, shift, epsilon):
+def _forward(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, shift: jax.Array, epsilon: float
+) -> tuple[_Outputs, _Residuals]:
   mean, var = _moments(x, shift)
   rstd = jax.lax.rsqrt(var + epsilon)
   y = (x - mean) * (scale * rstd) + bias
   return (y, mean, var), (x, scale, mean, rstd, shift)
 
 
-def _backward(epsilon, residuals, cotangents):
+def _backward(
+  epsilon: float, residuals: _Residuals, cotangents: _Outputs
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   del epsilon
   x, scale, mean, rstd, shift = residuals
   dy, dmean, dvar = cotangents

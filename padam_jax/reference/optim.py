@@ -9,6 +9,8 @@ Follows uclaml/Padam ``Padam.py`` step for step (see docs/semantics.md,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -18,15 +20,15 @@ class Padam(torch.optim.Optimizer):
 
   def __init__(
     self,
-    params,
+    params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
     lr: float = 0.1,
-    betas=(0.9, 0.999),
+    betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     amsgrad: bool = True,
     partial: float = 0.25,
     exact_bias_correction: bool = False,
-  ):
+  ) -> None:
     defaults = dict(
       lr=lr,
       betas=betas,
@@ -39,7 +41,7 @@ class Padam(torch.optim.Optimizer):
     super().__init__(params, defaults)
 
   @torch.no_grad()
-  def step(self, closure=None):
+  def step(self, closure: Callable[[], float] | None = None) -> float | None:
     loss = None
     if closure is not None:
       with torch.enable_grad():

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -70,7 +70,7 @@ def random_crop_flip(
   return padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
   """uint8 NHWC -> float32 NCHW ``(x / 255 - mean) / std``."""
   x = images.to(torch.float32) / 255.0
   x = (x - torch.tensor(mean, dtype=torch.float32)) / torch.tensor(std, dtype=torch.float32)

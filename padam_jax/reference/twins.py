@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from padam_jax import alias
+
+if TYPE_CHECKING:
+  import torch
 
 # The authors' Padam's hyperparameters, by the names of its settings (a setting gives any).
 PADAM_DEFAULTS: dict[str, Any] = dict(
@@ -34,8 +37,8 @@ def torch_reference_padam(setting: dict[str, Any]) -> MakeOptimizer:
   (``PADAM_DEFAULTS`` for the hyperparameters it leaves out)."""
   s = {**PADAM_DEFAULTS, **setting}
 
-  def make(params):
-    from padam_jax.reference import optim  # pylint: disable=import-outside-toplevel
+  def make(params: list) -> torch.optim.Optimizer:
+    from padam_jax.reference import optim
 
     return optim.Padam(
       params,
@@ -54,8 +57,8 @@ def torch_reference_padam(setting: dict[str, Any]) -> MakeOptimizer:
 def torch_optim(name: str, **kwargs: Any) -> MakeOptimizer:
   """A ``make_optimizer`` for ``torch.optim.<name>(params, **kwargs)``."""
 
-  def make(params):
-    import torch  # pylint: disable=import-outside-toplevel
+  def make(params: list) -> torch.optim.Optimizer:
+    import torch
 
     return getattr(torch.optim, name)(params, **kwargs)
 
@@ -65,8 +68,8 @@ def torch_optim(name: str, **kwargs: Any) -> MakeOptimizer:
 def pytorch_optimizer_padam(**kwargs: Any) -> MakeOptimizer:
   """A ``make_optimizer`` for ``pytorch_optimizer.PAdam(params, **kwargs)``."""
 
-  def make(params):
-    from pytorch_optimizer import PAdam  # pylint: disable=import-outside-toplevel
+  def make(params: list) -> torch.optim.Optimizer:
+    from pytorch_optimizer import PAdam
 
     return PAdam(params, foreach=False, **kwargs)
 

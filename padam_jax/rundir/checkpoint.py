@@ -48,7 +48,7 @@ class Checkpointer:
   def __init__(
     self, workdir: str, max_to_keep: int = 2, report: Callable[[str], None] = logger.warning
   ):
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+    import orbax.checkpoint as ocp
 
     self._ocp = ocp
     self._report = report
@@ -59,7 +59,7 @@ class Checkpointer:
     self._remove_unfinished()
     self._manager = self._open()
 
-  def _open(self):
+  def _open(self) -> Any:
     return self._ocp.CheckpointManager(self.directory, options=self._options)
 
   def _reopen(self) -> None:
@@ -84,7 +84,7 @@ class Checkpointer:
     try:
       self._manager.save(epoch, args=self._ocp.args.StandardSave(state))
       self._manager.wait_until_finished()
-    except Exception as error:  # pylint: disable=broad-except
+    except Exception as error:
       os_error = faults.as_os_error(error, os.path.join(self.directory, str(epoch)))
       if os_error is None or os_error is error:
         raise
@@ -116,7 +116,7 @@ class Checkpointer:
       state = like  # the restored state once this process has read it
       try:
         state = self.restore(epoch, like)
-      except Exception as error:  # pylint: disable=broad-except
+      except Exception as error:
         os_error = faults.as_os_error(error, path)
         if os_error is not None and faults.is_permission_error(os_error):
           outcome, denied = _NOT_PERMITTED, os_error

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -182,7 +183,12 @@ class StorageGuard:
   def __enter__(self) -> StorageGuard:
     return self
 
-  def __exit__(self, kind, error, traceback) -> None:
+  def __exit__(
+    self,
+    kind: type[BaseException] | None,
+    error: BaseException | None,
+    traceback: types.TracebackType | None,
+  ) -> None:
     if isinstance(error, OSError):
       raise StorageError(storage_message(error, self.workdir, self.saved_epoch)) from error
 
@@ -203,7 +209,7 @@ def quiet_background_failures(handler: logging.Handler) -> None:
   handler.addFilter(lambda record: not _is_background_failure(record))
   previous = sys.unraisablehook
 
-  def hook(unraisable) -> None:
+  def hook(unraisable: sys.UnraisableHookArgs) -> None:
     value = unraisable.exc_value
     if not (isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'):
       previous(unraisable)

@@ -28,6 +28,7 @@ import os
 import socket
 import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,7 @@ EPOCH_KEYS = (
 
 
 @functools.cache
-def _tensorboardx():
+def _tensorboardx() -> tuple[Callable[[str], Any], types.ModuleType, types.ModuleType]:
   """tensorboardX's summary functions and protos, imported without PyTorch.
 
   Its package imports torch, when installed, for type hints only (seconds of start-up,
@@ -61,9 +62,9 @@ def _tensorboardx():
   if blocked:
     sys.modules['torch'] = None  # type: ignore[assignment]
   try:
-    import tensorboardX  # pylint: disable=import-outside-toplevel
-    from tensorboardX import summary  # pylint: disable=import-outside-toplevel
-    from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+    import tensorboardX
+    from tensorboardX import summary
+    from tensorboardX.proto import event_pb2
   finally:
     if blocked:
       del sys.modules['torch']
@@ -110,14 +111,14 @@ class RunSummaries:
   def __enter__(self) -> RunSummaries:
     return self
 
-  def __exit__(self, *exc_info) -> None:
+  def __exit__(self, *exc_info: object) -> None:
     self.close()
 
   def start(self, config: dict[str, Any], first_step: int) -> None:
     """Opens a new event file for training from ``first_step`` (1-based) on; records
     ``config``. Whatever an earlier file holds from ``first_step`` on is superseded."""
 
-    def start():
+    def start() -> None:
       if not hosts.is_primary():
         self._enabled = False
         return
@@ -151,7 +152,7 @@ class RunSummaries:
     if self._file is None:  # disabled, not started or failed
       return
 
-    def write():
+    def write() -> None:
       _, summary, _ = _tensorboardx()
       finite = {tag: _finite(value) for tag, value in values.items()}
       self._write_summaries(
@@ -167,7 +168,7 @@ class RunSummaries:
 
   # --- writing ------------------------------------------------------------------------
 
-  def _write(self, event) -> None:
+  def _write(self, event: Any) -> None:
     self._file.write(event.SerializeToString())
 
   def _write_summaries(self, step: int, summaries: list) -> None:
@@ -183,7 +184,7 @@ class RunSummaries:
       return
     try:
       action()
-    except Exception as error:  # pylint: disable=broad-except  # never fail a run
+    except Exception as error:  # never fail a run
       self._enabled = False
       logger.warning(
         'TensorBoard summaries in %s stopped (metrics.jsonl is unaffected): %s', self.logdir, error
@@ -192,5 +193,5 @@ class RunSummaries:
         file, self._file = self._file, None
         try:
           file.close()
-        except Exception:  # pylint: disable=broad-except
+        except Exception:
           pass

@@ -193,7 +193,7 @@ class ResolvedConfig(TrainConfig):
   weight_decay: float
   lr_schedule: str
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     for name in ('epochs', 'learning_rate', 'weight_decay', 'lr_schedule'):
       if getattr(self, name) is None:
         raise ValueError(f'{name} is None: a ResolvedConfig comes from resolve(), which sets it')

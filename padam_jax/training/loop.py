@@ -220,7 +220,8 @@ def train_runs(
         progress('every run of the sweep has diverged: stopping')
         break
 
-      def observe(step, losses, frozen=frozen):  # runs frozen before the epoch: no curve
+      # Runs frozen before the epoch: no curve.
+      def observe(step: int, losses: np.ndarray, frozen: list[bool] = frozen) -> None:
         for board, loss, was_frozen in zip(boards, np.reshape(losses, -1), frozen, strict=True):
           if not was_frozen:
             board.train_loss(step, loss)

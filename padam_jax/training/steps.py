@@ -9,6 +9,7 @@ vmapped over a stack of states (several hyperparameter settings in one program,
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, cast
 
 import flax
@@ -39,7 +40,7 @@ def init_train_state(
   """Initial parameters, batch statistics and optimizer state (placed by ``out_sharding``)."""
 
   @functools.partial(jax.jit, out_shardings=out_sharding)
-  def init(rng):
+  def init(rng: jax.Array) -> TrainState:
     variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables['params']
     return TrainState(
@@ -70,10 +71,10 @@ def train_step(
   *,
   model: flax.linen.Module,
   tx: optax.GradientTransformation,
-  mean,
-  std,
-  compute_dtype=jnp.float32,
-  mesh=None,
+  mean: Sequence[float],
+  std: Sequence[float],
+  compute_dtype: jax.typing.DTypeLike = jnp.float32,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on a uint8 batch: augment, forward, backward, update.
 
@@ -98,7 +99,7 @@ def update_step(
   """The part of ``train_step`` after augmentation: forward, backward, update on the
   model inputs ``x`` (also fed by other pipelines, e.g. PyTorch's, in cross-checks)."""
 
-  def loss_fn(params):
+  def loss_fn(params: optax.Params) -> tuple[jax.Array, tuple[jax.Array, Any]]:
     logits, updates = model.apply(
       {'params': params, 'batch_stats': state.batch_stats}, x, train=True, mutable=['batch_stats']
     )
@@ -125,10 +126,10 @@ def eval_sums(
   weights: jax.Array,
   *,
   model: flax.linen.Module,
-  mean,
-  std,
-  compute_dtype=jnp.float32,
-  mesh=None,
+  mean: Sequence[float],
+  std: Sequence[float],
+  compute_dtype: jax.typing.DTypeLike = jnp.float32,
+  mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, jax.Array]:
   """Summed loss and correct predictions of one (masked) batch in eval mode."""
   if mesh is not None:
@@ -141,7 +142,7 @@ def eval_sums(
   return _sums(logits, labels, weights)
 
 
-def derive_key(seed: int, purpose: str, *indices: int) -> jax.Array:
+def derive_key(seed: int | jax.Array, purpose: str, *indices: int) -> jax.Array:
   """The PRNG key of ``purpose`` (init, shuffle, augment) at ``indices`` (epoch, ...)."""
   key = jax.random.fold_in(jax.random.key(seed), ('init', 'shuffle', 'augment').index(purpose))
   for i in indices:

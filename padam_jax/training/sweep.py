@@ -31,6 +31,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from padam_jax import data as data_lib
 from padam_jax.distributed import hosts, sharding
@@ -124,7 +125,7 @@ class SweepTrainer(trainer_lib.TrainerBase[SweepState]):
     self,
     members: Sequence[Member],
     dataset: data_lib.Dataset,
-    mesh=None,
+    mesh: jax.sharding.Mesh | None = None,
     steps_per_call: int | None = None,
   ):
     self.members = list(members)
@@ -150,7 +151,7 @@ class SweepTrainer(trainer_lib.TrainerBase[SweepState]):
     """``state`` with the members marked in ``diverged`` (bool[K]) frozen too."""
     return state.replace(diverged=state.diverged | diverged)
 
-  def _member_tx(self, hyper: dict[str, jax.Array]):
+  def _member_tx(self, hyper: dict[str, jax.Array]) -> optax.GradientTransformation:
     """The optimizer of one member, its varying hyperparameters traced."""
     # Traced values stand in for the config's numbers: the optimizer factories take either.
     config = dataclasses.replace(self.config, **cast(dict[str, Any], hyper))
@@ -160,8 +161,8 @@ class SweepTrainer(trainer_lib.TrainerBase[SweepState]):
     image_shape = self.dataset.image_shape
 
     @functools.partial(jax.jit, out_shardings=sharding.replicated(self.mesh))
-    def init(hyper, seeds):
-      def one(hyper, seed):
+    def init(hyper: dict[str, jax.Array], seeds: jax.Array) -> SweepState:
+      def one(hyper: dict[str, jax.Array], seed: jax.Array) -> TrainState:
         return init_train_state(
           self.model, self._member_tx(hyper), derive_key(seed, 'init'), image_shape
         )
@@ -194,8 +195,22 @@ class SweepTrainer(trainer_lib.TrainerBase[SweepState]):
     keys = jax.vmap(lambda seed: derive_key(seed, 'augment', epoch))(self._seeds)
     return stacked, plans[int(self._seeds[0])][1], keys
 
-  def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
-    def one(member, diverged, hyper, key, rows):
+  def _batch_step(
+    self,
+    state: SweepState,
+    epoch_key: jax.Array,
+    images: jax.Array,
+    labels: jax.Array,
+    indices: jax.Array,
+    step_in_epoch: jax.Array,
+  ) -> tuple[SweepState, dict[str, jax.Array]]:
+    def one(
+      member: TrainState,
+      diverged: jax.Array,
+      hyper: dict[str, jax.Array],
+      key: jax.Array,
+      rows: jax.Array,
+    ) -> tuple[TrainState, jax.Array, dict[str, jax.Array]]:
       rng = jax.random.fold_in(key, step_in_epoch)
       new, sums = self._step(member, rng, images[rows], labels[rows], tx=self._member_tx(hyper))
       diverged = diverged | ~jnp.isfinite(sums['loss_sum'])
@@ -207,7 +222,9 @@ class SweepTrainer(trainer_lib.TrainerBase[SweepState]):
     )
     return state.replace(members=members, diverged=diverged), sums
 
-  def _eval_state(self, state, images, labels, weights):
+  def _eval_state(
+    self, state: SweepState, images: jax.Array, labels: jax.Array, weights: jax.Array
+  ) -> dict[str, jax.Array]:
     return jax.vmap(lambda m: self._eval(m.params, m.batch_stats, images, labels, weights))(
       state.members
     )

@@ -86,7 +86,7 @@ class TrainerBase(abc.ABC, Generic[StateT]):
     self,
     config: config_lib.ResolvedConfig,
     dataset: data_lib.Dataset,
-    mesh=None,
+    mesh: jax.sharding.Mesh | None = None,
     steps_per_call: int | None = None,
   ):
     """``steps_per_call``: train steps per compiled call (a ``lax.scan``).
@@ -169,21 +169,48 @@ class TrainerBase(abc.ABC, Generic[StateT]):
     """``(indices[steps, ..., B], mask[steps, B], augmentation key(s))`` of an epoch."""
 
   @abc.abstractmethod
-  def _batch_step(self, state: StateT, epoch_key, images, labels, indices, step_in_epoch):
+  def _batch_step(
+    self,
+    state: StateT,
+    epoch_key: jax.Array,
+    images: jax.Array,
+    labels: jax.Array,
+    indices: jax.Array,
+    step_in_epoch: jax.Array,
+  ) -> tuple[StateT, dict[str, jax.Array]]:
     """Gathers one batch on the device and trains on it (key from epoch and step)."""
 
   @abc.abstractmethod
-  def _eval_state(self, state: StateT, images, labels, weights):
+  def _eval_state(
+    self, state: StateT, images: jax.Array, labels: jax.Array, weights: jax.Array
+  ) -> dict[str, jax.Array]:
     """The summed metrics of one evaluation batch, per run."""
 
-  def _eval_rows(self, state, images, labels, rows, weights):
+  def _eval_rows(
+    self,
+    state: StateT,
+    images: jax.Array,
+    labels: jax.Array,
+    rows: jax.Array,
+    weights: jax.Array,
+  ) -> dict[str, jax.Array]:
     """Gathers one evaluation batch on the device and sums its metrics."""
     return self._eval_state(state, images[rows], labels[rows], weights)
 
-  def _train_chunk_impl(self, state, epoch_key, images, labels, batch_indices, steps):
+  def _train_chunk_impl(
+    self,
+    state: StateT,
+    epoch_key: jax.Array,
+    images: jax.Array,
+    labels: jax.Array,
+    batch_indices: jax.Array,
+    steps: jax.Array,
+  ) -> tuple[StateT, dict[str, jax.Array]]:
     """``lax.scan`` of train steps over rows of ``batch_indices``; sums the metrics."""
 
-    def body(carry, xs):
+    def body(
+      carry: tuple[StateT, dict[str, jax.Array]], xs: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[StateT, dict[str, jax.Array]], None]:
       state, totals = carry
       state, sums = self._batch_step(state, epoch_key, images, labels, *xs)
       return (state, jax.tree.map(jnp.add, totals, sums)), None
@@ -196,7 +223,15 @@ class TrainerBase(abc.ABC, Generic[StateT]):
     (state, totals), _ = jax.lax.scan(body, (state, zeros), (batch_indices, steps))
     return state, totals
 
-  def _train_one_impl(self, state, epoch_key, images, labels, batch_indices, steps):
+  def _train_one_impl(
+    self,
+    state: StateT,
+    epoch_key: jax.Array,
+    images: jax.Array,
+    labels: jax.Array,
+    batch_indices: jax.Array,
+    steps: jax.Array,
+  ) -> tuple[StateT, dict[str, jax.Array]]:
     """The same as ``_train_chunk_impl`` for one row, without a loop."""
     return self._batch_step(state, epoch_key, images, labels, batch_indices[0], steps[0])
 
@@ -316,11 +351,21 @@ class Trainer(TrainerBase[TrainState]):
     )
     return np.asarray(indices), np.asarray(mask), self._key('augment', epoch)
 
-  def _batch_step(self, state, epoch_key, images, labels, indices, step_in_epoch):
+  def _batch_step(
+    self,
+    state: TrainState,
+    epoch_key: jax.Array,
+    images: jax.Array,
+    labels: jax.Array,
+    indices: jax.Array,
+    step_in_epoch: jax.Array,
+  ) -> tuple[TrainState, dict[str, jax.Array]]:
     rng = jax.random.fold_in(epoch_key, step_in_epoch)
     return self._step(state, rng, images[indices], labels[indices])
 
-  def _eval_state(self, state, images, labels, weights):
+  def _eval_state(
+    self, state: TrainState, images: jax.Array, labels: jax.Array, weights: jax.Array
+  ) -> dict[str, jax.Array]:
     return self._eval(state.params, state.batch_stats, images, labels, weights)
 
   def epoch_inputs(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
