@@ -115,7 +115,7 @@ def _measure_memory(side: str, name: str) -> None:
   if side == 'jax':
     jax.devices()  # the backend and its devices are the framework's, not the step's
   else:
-    pass
+    import torch  # noqa: F401  torch's own import is the framework's, not the step's
   before = _status_kib('VmRSS')
   run = _build(side, name)
   run()  # warm-up: compilation, allocator, caches

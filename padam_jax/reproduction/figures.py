@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +20,11 @@ from padam_jax.reproduction import measures, suites
 ROWS = (('train_loss', 'train loss', 1.0), ('test_error', 'test error (%)', 100.0))
 
 
-def _pyplot():
-  import matplotlib  # pylint: disable=import-outside-toplevel
+def _pyplot() -> Any:
+  import matplotlib
 
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  import matplotlib.pyplot as plt
 
   return plt
 

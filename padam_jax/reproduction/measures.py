@@ -180,7 +180,7 @@ class Measure:
   # Judged epoch by epoch (``judging``), each epoch's value a run's metric in that epoch.
   per_epoch: bool = False
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if self.metric not in _METRICS:
       raise ValueError(f'unknown metric {self.metric!r}; choose from {", ".join(_METRICS)}')
     if self.reduce not in _REDUCTIONS:

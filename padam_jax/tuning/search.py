@@ -25,7 +25,7 @@ class Dimension:
   high: float
   scale: str = 'log'
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if self.scale not in SCALES:
       raise ValueError(f'{self.field}: scale must be one of {SCALES}, got {self.scale!r}')
     if not self.low < self.high:
@@ -51,7 +51,7 @@ class SearchSpace:
   dimensions: tuple[Dimension, ...]
   fixed: tuple[tuple[str, Any], ...] = ()
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     names = [d.field for d in self.dimensions]
     if not names or len(set(names)) != len(names):
       raise ValueError(f'{self.optimizer}: dimensions must be named once each, got {names}')
@@ -66,7 +66,7 @@ class SearchSpace:
 def draw(space: SearchSpace, trials: int, seed: int) -> list[dict[str, Any]]:
   """``trials`` settings of ``space`` (the fixed fields included), the scrambled Halton
   sequence of ``seed`` mapped through each dimension's scale."""
-  from scipy.stats import qmc  # pylint: disable=import-outside-toplevel
+  from scipy.stats import qmc
 
   if trials < 1:
     raise ValueError(f'trials must be >= 1, got {trials}')

@@ -27,7 +27,7 @@ class Study:
   rerun_seeds: tuple[int, ...]  # fresh seeds for each winner, none of them a trial's
   selection_share: float = 1 / 6  # validation accuracy averaged over this share of epochs
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if self.trial_seed in self.rerun_seeds:
       raise ValueError(f'{self.name}: the rerun seeds must be fresh, not the trials\' seed')
 
@@ -66,7 +66,7 @@ STUDIES = {
 
 def markdown_table(study: Study) -> str:
   """The study's design as the Markdown table docs/tuning.md shows."""
-  from padam_jax.reproduction import suites  # pylint: disable=import-outside-toplevel
+  from padam_jax.reproduction import suites
 
   scale = suites.SCALES[study.scale]
   epochs = scale.epochs or 0
