@@ -132,6 +132,9 @@ def test_measures_read_their_windows():
     'mean_train_loss': ('mean over all 30 epochs', 15.5),
     'early_train_loss': ('mean of epochs 1-9 (the first 30%)', 5.0),
     'early_paper_train_loss': ('mean of epochs 1-8 (the first quarter', 4.5),
+    'early_accuracy': ('mean of epochs 6-10 (around the quarter', 100 - 8),
+    'early_median_accuracy': ('median of epochs 6-10 (around the quarter', 100 - 8),
+    'train_loss_each_epoch': ('epoch-by-epoch reading of all 30 epochs', 15.5),
   }
   assert set(want) == set(measures.MEASURES)
   for measure, (words, value) in want.items():
@@ -141,6 +144,9 @@ def test_measures_read_their_windows():
   diverged = [*records[:10], {**records[10], 'diverged': True}, *records[11:]]
   assert np.isnan(measures.run_value(diverged, 30, 'early_train_loss'))
   assert measures.window('final_accuracy', 3) == (3, 3)  # at least one epoch
+  assert measures.window('early_accuracy', 8) == (1, 4)  # a centred window, clipped
+  by_epoch = measures.run_values_by_epoch(records, 30, 'train_loss_each_epoch')
+  assert by_epoch == [float(e) for e in range(1, 31)]
 
 
 def test_partial_figures_of_what_was_run(tmp_path):
