@@ -314,23 +314,27 @@ def last_epochs(epochs: int) -> int:
   return last - first + 1
 
 
-def _finished(records: list[dict], epochs: int) -> bool:
-  return len(records) >= epochs and not any(r.get('diverged') for r in records[:epochs])
+def _window_records(records: list[dict], epochs: int, measure: str) -> list[dict] | None:
+  """The records of ``measure``'s window; None if the run diverged or has fewer than
+  ``epochs`` records."""
+  first, last = window(measure, epochs)
+  if len(records) < epochs or any(r.get('diverged') for r in records[:epochs]):
+    return None
+  return records[first - 1 : last]
 
 
 def run_value(records: list[dict], epochs: int, measure: str) -> float:
   """One run's ``measure`` (``MEASURES``); NaN if it diverged or has fewer than ``epochs``
   records."""
-  first, last = window(measure, epochs)
-  if not _finished(records, epochs):
-    return float('nan')
-  return MEASURES[measure].over(records[first - 1 : last])
+  read = _window_records(records, epochs, measure)
+  return float('nan') if read is None else MEASURES[measure].over(read)
 
 
 def run_values_by_epoch(records: list[dict], epochs: int, measure: str) -> list[float]:
   """One run's metric in each epoch of ``measure``'s window (all NaN if it diverged or has
   fewer than ``epochs`` records)."""
-  first, last = window(measure, epochs)
-  if not _finished(records, epochs):
+  read = _window_records(records, epochs, measure)
+  if read is None:
+    first, last = window(measure, epochs)
     return [float('nan')] * (last - first + 1)
-  return [MEASURES[measure].value(r) for r in records[first - 1 : last]]
+  return [MEASURES[measure].value(r) for r in read]
