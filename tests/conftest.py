@@ -1,4 +1,5 @@
-"""Shared pytest setup: two host devices, cheap compiles, a compilation cache, the tiny run.
+"""Shared pytest setup: two host devices, cheap compiles, a compilation cache, the tiny run,
+and child Python processes that share the cache (``run_python``, ``start_python``).
 
 Most of the suite's time is XLA compiling small programs. Three things keep it down:
 ``--xla_backend_optimization_level=0`` (LLVM spends far less time on programs that run
@@ -12,7 +13,10 @@ import dataclasses
 import glob
 import json
 import os
+import pathlib
 import struct
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -55,6 +59,8 @@ TINY = dict(
   seed=3,
 )
 TINY_FLAGS = [f'--{name}={value}' for name, value in TINY.items()]
+# The repository, where the child processes of ``run_python`` and ``start_python`` start.
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='session')
@@ -83,6 +89,33 @@ def subprocess_env() -> dict[str, str]:
     'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,
     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
   }
+
+
+def run_python(
+  *args: str, env: dict[str, str] | None = None, timeout: float | None = 300
+) -> subprocess.CompletedProcess[str]:
+  """``python ARGS`` (``-m MODULE ...`` or ``-c CODE ...``) in the repository root, in ``env``
+  (default ``subprocess_env()``); returns it finished, its stdout and stderr as text."""
+  return subprocess.run(
+    [sys.executable, *args],
+    cwd=ROOT,
+    env=subprocess_env() if env is None else env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
+def start_python(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+  """``python ARGS`` started as ``run_python`` would, its stderr merged into its stdout."""
+  return subprocess.Popen(
+    [sys.executable, *args],
+    cwd=ROOT,
+    env=subprocess_env() if env is None else env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 @pytest.fixture

@@ -16,9 +16,7 @@ The suite's process has 2 host devices, so one child process with 8 runs two che
 
 import inspect
 import os
-import pathlib
 import re
-import subprocess
 import sys
 import types
 import unittest
@@ -33,26 +31,21 @@ from jax.sharding import PartitionSpec as P
 import padam_jax
 from padam_jax.distributed import hosts
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEVICES = 8  # optax's sharding tests build a mesh of 8
 MESH_DEVICES = 4
 _SUMMARY = re.compile(r'optax sharding tests: (\d+) run, (\d+) skipped')
 
 
 def test_state_takes_and_keeps_the_parameters_sharding():
-  from conftest import subprocess_env  # pylint: disable=import-outside-toplevel  (not in the child)
+  from conftest import (  # pylint: disable=import-outside-toplevel  (not in the child)
+    run_python,
+    subprocess_env,
+  )
 
   environ = {k: v for k, v in subprocess_env().items() if k != hosts.THREAD_POOL_VARIABLE}
   environ['XLA_FLAGS'] = '--xla_backend_optimization_level=0'
   environ.update(hosts.host_environment(environ, device_count=DEVICES))
-  result = subprocess.run(
-    [sys.executable, '-m', 'tests.test_sharding'],
-    cwd=ROOT,
-    env=environ,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  result = run_python('-m', 'tests.test_sharding', env=environ)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   run, skipped = map(int, _SUMMARY.search(result.stdout).groups())
   assert (run, skipped) == (3 * len(padam_jax.OPTIMIZERS), 0), result.stdout
