@@ -111,6 +111,7 @@ def _read_lines(process, lines):
   return thread
 
 
+@pytest.mark.e2e
 def test_damaged_run_ends_like_an_uninterrupted_one(tmp_path, tiny_run, damage_checkpoint):
   """A failed checkpoint write, 8 SIGKILLs and a damaged checkpoint, each followed by the
   same command: the final metrics equal those of the uninterrupted ``tiny_run``.

@@ -54,6 +54,7 @@ def _progress_lines(output: str) -> list[str]:
   return [line for line in output.splitlines() if line.startswith(('epoch ', 'resumed'))]
 
 
+@pytest.mark.e2e
 def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(tmp_path, tiny_run):
   """Killed during epoch 2, then rerun: every epoch equals the one-process run on two
   devices (``tiny_run``), and only process 0 writes files, summaries and progress lines."""
