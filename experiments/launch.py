@@ -1,5 +1,5 @@
 """What the launchers share: their entry point, --workdir, joining the hosts of a
-multi-host run, errors, quiet logging and progress lines.
+multi-host run, errors (one line and an exit status each), quiet logging and progress lines.
 
 A launcher ends with ``launch.run(main)`` rather than ``app.run(main)``: ``run`` first
 gives XLA ``host_device_count()`` host devices, so that on CPU every core works on each
@@ -11,18 +11,19 @@ these flags it already gives, and a ``PJRT_NPROC`` already set is kept. XLA read
 before ``run`` is fine.
 """
 
+import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from absl import app, flags, logging
 
-from experiments import config_flags
-from experiments.exit_codes import EXIT_ERROR
+from experiments import config_flags, exit_codes
+from padam_jax.data import DatasetUnavailableError
 from padam_jax.distributed import hosts
-from padam_jax.rundir import faults
+from padam_jax.rundir import faults, runlog
 from padam_jax.training.config import ConfigError
 
 # Two rather than one: while one device waits (for an all-reduce, or for a convolution
@@ -87,10 +88,8 @@ def workdir() -> str:
 def start() -> None:
   """The first thing in a launcher's ``main``: joins the other processes of a multi-host
   run (before any JAX work), then quiets logging."""
-  try:
+  with failing_on((ValueError,)):
     hosts.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  except ValueError as error:
-    fail(error)
   _quiet_logging()
 
 
@@ -104,7 +103,9 @@ def tensorboard() -> bool:
   return _TENSORBOARD.value
 
 
-def fail(error: Exception, label: str = 'error', exit_code: int = EXIT_ERROR) -> NoReturn:
+def fail(
+  error: Exception, label: str = 'error', exit_code: int = exit_codes.EXIT_ERROR
+) -> NoReturn:
   """Ends the program with a one-line message (and the traceback under --verbosity); a bad
   configuration field is named by its flag (``--lr``)."""
   if flags.FLAGS['verbosity'].present:
@@ -112,6 +113,26 @@ def fail(error: Exception, label: str = 'error', exit_code: int = EXIT_ERROR) ->
   message = config_flags.describe(error) if isinstance(error, ConfigError) else error
   print(f'{label}: {message}', file=sys.stderr)
   sys.exit(exit_code)
+
+
+# The errors a launcher reports in one line rather than a traceback, by stage: reading its
+# settings and data (bad flags, a missing dataset), then training (a run directory of other
+# settings, and every ``faults.RunError``: a full disk, no readable checkpoint, divergence...).
+SETUP_ERRORS: tuple[type[Exception], ...] = (ValueError, DatasetUnavailableError)
+TRAINING_ERRORS: tuple[type[Exception], ...] = (runlog.ConfigMismatchError, faults.RunError)
+
+
+@contextlib.contextmanager
+def failing_on(errors: tuple[type[Exception], ...]) -> Iterator[None]:
+  """Ends the program through ``fail`` when its body raises one of ``errors``: a
+  ``faults.RunError`` with its label and exit status (``exit_codes.exit_code``), any
+  other as ``error`` with ``exit_codes.EXIT_ERROR``; other exceptions pass through."""
+  try:
+    yield
+  except errors as error:
+    if isinstance(error, faults.RunError):
+      fail(error, error.label, exit_codes.exit_code(error))
+    fail(error)
 
 
 def _quiet_logging() -> None:

@@ -58,10 +58,10 @@ def plot_runs(
   workdirs: Sequence[str], output: str, labels: Sequence[str] | None = None, title: str = ''
 ) -> str:
   """Draws train loss and test error (%) per epoch of each run into ``output``."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
+  import matplotlib
 
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  import matplotlib.pyplot as plt
 
   labels = labels or run_labels(workdirs)
   fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(10, 4))
@@ -94,7 +94,7 @@ def main(argv):
     print(plot_runs(_WORKDIRS.value, _OUTPUT.value))
     return
   if _SUMMARY.value:
-    from padam_jax.reproduction import summary  # pylint: disable=import-outside-toplevel
+    from padam_jax.reproduction import summary
 
     if not _OUTPUT_DIR.value:
       raise app.UsageError('--summary needs --output_dir')
@@ -103,7 +103,7 @@ def main(argv):
     except ValueError as error:
       raise app.UsageError(str(error)) from None
     return
-  from padam_jax.reproduction import claims_table, report, suites  # pylint: disable=import-outside-toplevel
+  from padam_jax.reproduction import claims_table, report, suites
 
   reproduction = _REPRODUCTION.value
   assert reproduction  # one of the three was given

@@ -19,11 +19,9 @@ import os
 
 from absl import flags
 
-from experiments import config_flags, exit_codes, launch
-from padam_jax.data import DatasetUnavailableError
+from experiments import config_flags, launch
 from padam_jax.distributed import hosts
 from padam_jax.reproduction import suites
-from padam_jax.rundir import faults
 from padam_jax.training import sweep as sweep_lib
 
 _SUITE = flags.DEFINE_multi_enum(
@@ -62,15 +60,14 @@ _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'Only build figures and table
 
 def main(argv):
   del argv
-  from padam_jax.reproduction import claims_table, plans, report  # pylint: disable=import-outside-toplevel
-  from padam_jax.rundir import runlog  # pylint: disable=import-outside-toplevel
-  from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from padam_jax.reproduction import claims_table, plans, report
+  from padam_jax.training import trainer as trainer_lib
 
   launch.start()
   say = launch.say
   workdir = launch.workdir()
   scale = suites.SCALES[_SCALE.value]
-  try:
+  with launch.failing_on(launch.SETUP_ERRORS):
     chosen = config_flags.config_from_flags()  # preset, data_dir, epochs
     plan = plans.build(
       _SUITE.value, _SWEEP.value, scale, chosen.preset, _SEEDS.value, chosen.data_dir, chosen.epochs
@@ -79,19 +76,13 @@ def main(argv):
     if not _PLOT_ONLY.value:
       first = plan[0].members[0].config
       datasets[first.dataset] = trainer_lib.load_config_dataset(first)
-  except (ValueError, DatasetUnavailableError) as error:
-    launch.fail(error)
   if not _PLOT_ONLY.value:
     runs = sum(len(planned.members) for planned in plan)
     say(
       f'{len(plan)} sweeps, {runs} runs ({scale.description}; preset {chosen.preset}) in {workdir}'
     )
-    try:
+    with launch.failing_on(launch.TRAINING_ERRORS):
       plans.train(plan, workdir, datasets, _MODE.value, say, launch.tensorboard())
-    except runlog.ConfigMismatchError as error:
-      launch.fail(error)
-    except faults.RunError as error:
-      launch.fail(error, error.label, exit_codes.exit_code(error))
   if not hosts.is_primary():  # every process has trained; one writes the report
     return
   if _SWEEP.value:
@@ -100,10 +91,8 @@ def main(argv):
       'the suites is trained'
     )
     return
-  try:
+  with launch.failing_on((FileNotFoundError, ValueError)):
     built = report.build(workdir, _SUITE.value, os.path.join(workdir, 'figures'))
-  except (FileNotFoundError, ValueError) as error:
-    launch.fail(error)
   for name, value in built.items():
     say(f'\n{name}:\n{value}')
   say(f'\nclaims:\n{claims_table.write(workdir, os.path.join(workdir, "figures"))}')

@@ -14,9 +14,7 @@ field name, of an optimizer hyperparameter or the seed, such as lr, partial, b2 
 
 from absl import flags
 
-from experiments import config_flags, exit_codes, launch
-from padam_jax.data import DatasetUnavailableError
-from padam_jax.rundir import faults
+from experiments import config_flags, launch
 from padam_jax.training import config as config_lib
 from padam_jax.training import sweep
 
@@ -39,12 +37,11 @@ _MODE = flags.DEFINE_enum(
 
 def main(argv):
   del argv
-  from padam_jax.rundir import runlog  # pylint: disable=import-outside-toplevel
-  from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import trainer as trainer_lib
 
   launch.start()
   say = launch.say
-  try:
+  with launch.failing_on(launch.SETUP_ERRORS):
     grid = sweep.parse_grid(_GRID.value)
     clash = sorted(set(map(config_flags.flag_name, grid)) & config_flags.explicit_flags())
     if clash:
@@ -54,9 +51,7 @@ def main(argv):
     base = config_flags.config_from_flags()
     members = sweep.expand(base, grid)  # validates every configuration
     dataset = trainer_lib.load_config_dataset(members[0].config)
-  except (ValueError, DatasetUnavailableError) as error:
-    launch.fail(error)
-  try:
+  with launch.failing_on(launch.TRAINING_ERRORS):
     results = sweep.run_sweep(
       base,
       grid,
@@ -66,10 +61,6 @@ def main(argv):
       dataset=dataset,
       tensorboard=launch.tensorboard(),
     )
-  except runlog.ConfigMismatchError as error:
-    launch.fail(error)
-  except faults.RunError as error:
-    launch.fail(error, error.label, exit_codes.exit_code(error))
   say('| run | epochs | final train loss | final test error |\n|---|---:|---:|---:|')
   for name, records in results.items():
     last = records[-1] if records else {}

@@ -19,10 +19,8 @@ import os
 
 from absl import flags
 
-from experiments import config_flags, exit_codes, launch
-from padam_jax.data import DatasetUnavailableError
+from experiments import config_flags, launch
 from padam_jax.distributed import hosts
-from padam_jax.rundir import faults
 from padam_jax.training import config as config_lib
 
 config_flags.define_flags()
@@ -30,27 +28,20 @@ config_flags.define_flags()
 
 def main(argv):
   del argv
-  from experiments.plot import plot_runs  # pylint: disable=import-outside-toplevel
-  from padam_jax.rundir import runlog  # pylint: disable=import-outside-toplevel
-  from padam_jax.training import loop  # pylint: disable=import-outside-toplevel
-  from padam_jax.training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from experiments.plot import plot_runs
+  from padam_jax.training import loop
+  from padam_jax.training import trainer as trainer_lib
 
   launch.start()
   say = launch.say
   workdir = launch.workdir()
-  try:
+  with launch.failing_on(launch.SETUP_ERRORS):
     config = config_lib.resolve(config_flags.config_from_flags())
     dataset = trainer_lib.load_config_dataset(config)
-  except (ValueError, DatasetUnavailableError) as error:
-    launch.fail(error)
-  try:
+  with launch.failing_on(launch.TRAINING_ERRORS):
     loop.train_and_evaluate(
       config, workdir, progress=say, dataset=dataset, tensorboard=launch.tensorboard()
     )
-  except runlog.ConfigMismatchError as error:
-    launch.fail(error)
-  except faults.RunError as error:
-    launch.fail(error, error.label, exit_codes.exit_code(error))
   curves = os.path.join(workdir, 'curves.png')
   if not hosts.is_primary():
     return

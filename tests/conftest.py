@@ -1,4 +1,5 @@
-"""Shared pytest setup: two host devices, cheap compiles, a compilation cache, the tiny run.
+"""Shared pytest setup: two host devices, cheap compiles, a compilation cache, the tiny run,
+and child Python processes that share the cache (``run_python``, ``start_python``).
 
 Most of the suite's time is XLA compiling small programs. Three things keep it down:
 ``--xla_backend_optimization_level=0`` (LLVM spends far less time on programs that run
@@ -12,7 +13,10 @@ import dataclasses
 import glob
 import json
 import os
+import pathlib
 import struct
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -55,11 +59,13 @@ TINY = dict(
   seed=3,
 )
 TINY_FLAGS = [f'--{name}={value}' for name, value in TINY.items()]
+# The repository, where the child processes of ``run_python`` and ``start_python`` start.
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='session')
 def tiny_dataset():
-  from padam_jax import data  # pylint: disable=import-outside-toplevel
+  from padam_jax import data
 
   return data.load_dataset('digits').subset(TINY['train_size'], TINY['test_size'])
 
@@ -67,7 +73,7 @@ def tiny_dataset():
 @pytest.fixture(scope='session')
 def tiny_config():
   """``tiny_config(**overrides)``: the tiny run's ``TrainConfig`` (2 epochs by default)."""
-  from padam_jax.training import config as config_lib  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import config as config_lib
 
   def make(**overrides):
     return config_lib.TrainConfig(**{**TINY, 'epochs': 2, **overrides})
@@ -83,6 +89,33 @@ def subprocess_env() -> dict[str, str]:
     'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,
     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
   }
+
+
+def run_python(
+  *args: str, env: dict[str, str] | None = None, timeout: float | None = 300
+) -> subprocess.CompletedProcess[str]:
+  """``python ARGS`` (``-m MODULE ...`` or ``-c CODE ...``) in the repository root, in ``env``
+  (default ``subprocess_env()``); returns it finished, its stdout and stderr as text."""
+  return subprocess.run(
+    [sys.executable, *args],
+    cwd=ROOT,
+    env=subprocess_env() if env is None else env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
+def start_python(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+  """``python ARGS`` started as ``run_python`` would, its stderr merged into its stdout."""
+  return subprocess.Popen(
+    [sys.executable, *args],
+    cwd=ROOT,
+    env=subprocess_env() if env is None else env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 @pytest.fixture
@@ -118,7 +151,7 @@ def tiny_run(tmp_path_factory) -> TinyRun:
   The fault tests resume copies of it in-process and through the launcher, which
   reuses its compiled programs from the cache and must end with the same records.
   """
-  from padam_jax.training import config, loop  # pylint: disable=import-outside-toplevel
+  from padam_jax.training import config, loop
 
   settings = {**TINY, 'epochs': 3}
   workdir = str(tmp_path_factory.mktemp('tiny_run'))
@@ -138,9 +171,9 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
   # Without tensorboardX (the [train] extra; absent on the GPU image) runs write no events:
   # a test that reads them skips here, after its other checks.
   pytest.importorskip('tensorboardX')
-  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  from tensorboardX.proto import event_pb2
 
-  from padam_jax.rundir import summaries  # pylint: disable=import-outside-toplevel
+  from padam_jax.rundir import summaries
 
   scalars, others = {}, {}
   paths = sorted(glob.glob(os.path.join(workdir, summaries.LOGDIR, '*tfevents*')))
@@ -174,11 +207,11 @@ def assert_tensorboard_matches(workdir: str, records: list) -> None:
   epoch is at its last step and its loss is the epoch's train loss.
   """
   scalars, others = read_tensorboard(workdir)  # skips without tensorboardX
-  from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=import-outside-toplevel
+  from tensorboardX.proto import plugin_hparams_pb2
 
   from padam_jax.rundir import (
     runlog,
-    summaries,  # pylint: disable=import-outside-toplevel
+    summaries,
   )
 
   f32 = lambda value: float(np.float32(value))  # noqa: E731  (scalars are float32)

@@ -1,16 +1,13 @@
 """Collectives between host devices cannot deadlock: the launchers' thread pool."""
 
 import os
-import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
+from conftest import run_python
 
 from padam_jax.distributed import hosts
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Short collective timeouts: a starved all-reduce ends the child within seconds (exit 134).
 _FLAGS = (
   '--xla_force_host_platform_device_count=4 '
@@ -34,14 +31,7 @@ def test_dispatching_ahead_never_starves_an_all_reduce():
     k: v for k, v in os.environ.items() if k != hosts.THREAD_POOL_VARIABLE
   }  # this suite's own pool is not the launchers'
   env['XLA_FLAGS'] = _FLAGS
-  result = subprocess.run(
-    [sys.executable, '-c', _UNDER_LAUNCH_DEFAULTS, '8'],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  result = run_python('-c', _UNDER_LAUNCH_DEFAULTS, '8', env=env, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
   steps = int(re.search(r'steps (\d+) on 4 devices', result.stdout).group(1))
   assert steps > 64, result.stdout  # well past 32 launches in flight per device

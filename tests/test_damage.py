@@ -97,7 +97,7 @@ def _sweep_of_tiny_run(tiny_run, workdir: str) -> dict:
   shutil.copytree(tiny_run.workdir, os.path.join(workdir, SWEEP_MEMBER))
   grid = {'seed': [tiny_run.settings['seed']]}
   members = sweep.expand(config_lib.TrainConfig(**tiny_run.settings), grid)
-  write = sweep._write_sweep_file  # pylint: disable=protected-access
+  write = sweep._write_sweep_file
   write(workdir, 'sequential', grid, members, print)
   return grid
 

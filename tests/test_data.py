@@ -4,8 +4,6 @@ import gzip
 import io
 import os
 import socket
-import subprocess
-import sys
 import tarfile
 import time
 from unittest import mock
@@ -14,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_python
 
 from padam_jax import data
 from padam_jax.data import sources
@@ -58,11 +57,8 @@ def test_import_is_light():
     'found = heavy(("tensorflow", "tensorflow_datasets", "sklearn"))\n'
     'assert not found, found\n'
   )
-  subprocess.run(
-    [sys.executable, '-c', code],
-    check=True,
-    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-  )
+  result = run_python('-c', code)
+  assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_unknown_name_lists_choices():

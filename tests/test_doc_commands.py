@@ -9,14 +9,10 @@ inline code (which may wrap across lines).
 """
 
 import json
-import pathlib
 import re
-import subprocess
-import sys
 
-from conftest import subprocess_env
+from conftest import ROOT, run_python
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 PACKAGES = ('experiments', 'benchmarks')  # the folders whose modules are commands
 _FENCE = re.compile(r'^[ \t]*```[a-z]*\n(.*?)^[ \t]*```[ \t]*$', re.MULTILINE | re.DOTALL)
@@ -66,14 +62,7 @@ def test_commands_are_found():
 def test_every_python_m_command_names_a_module_and_its_flags():
   wanted = {(page.name, *command) for page in PAGES for command in commands(page.read_text())}
   modules = sorted({module for _, module, _ in wanted})
-  child = subprocess.run(
-    [sys.executable, '-c', _CHILD, ','.join(PACKAGES), *modules],
-    cwd=ROOT,
-    env=subprocess_env(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  child = run_python('-c', _CHILD, ','.join(PACKAGES), *modules)
   assert child.returncode == 0, child.stderr[-3000:]
   defined = json.loads(child.stdout.splitlines()[-1])
   unknown = sorted(

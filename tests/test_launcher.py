@@ -2,7 +2,6 @@
 
 import json
 import os
-import pathlib
 import random
 import re
 import shutil
@@ -13,11 +12,17 @@ import threading
 import time
 
 import pytest
-from conftest import TINY_FLAGS, assert_tensorboard_matches, subprocess_env
+from conftest import (
+  ROOT,
+  TINY_FLAGS,
+  assert_tensorboard_matches,
+  run_python,
+  start_python,
+  subprocess_env,
+)
 
 from padam_jax.rundir import checkpoint, lock, runlog
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 PHASES = ('train', 'eval', 'checkpoint')
 # python -c this LIMIT -m MODULE ARGS...: MODULE with files limited to LIMIT bytes (then
 # writes fail with EFBIG instead of SIGXFSZ), set in the child instead of by a fork.
@@ -32,14 +37,7 @@ def _launch(*args, file_limit=None, env=None):
   """Starts the launcher; ``file_limit``: bytes a file may grow to (a larger write fails)."""
   prefix = ['-c', _WITH_FILE_LIMIT, str(file_limit), '-m'] if file_limit else ['-m']
   # the many runs of the fault test reuse the tiny run's compiled programs
-  return subprocess.Popen(
-    [sys.executable, *prefix, 'experiments.train', *args],
-    cwd=ROOT,
-    env=env or subprocess_env(),
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-  )
+  return start_python(*prefix, 'experiments.train', *args, env=env)
 
 
 def _run(*args, timeout=300, file_limit=None, env=None):
@@ -113,6 +111,7 @@ def _read_lines(process, lines):
   return thread
 
 
+@pytest.mark.e2e
 def test_damaged_run_ends_like_an_uninterrupted_one(tmp_path, tiny_run, damage_checkpoint):
   """A failed checkpoint write, 8 SIGKILLs and a damaged checkpoint, each followed by the
   same command: the final metrics equal those of the uninterrupted ``tiny_run``.
@@ -211,18 +210,9 @@ def _launcher_devices_and_xla_flags(xla_flags):
     'import os, jax; from experiments import launch, train; '
     'launch.run(lambda _: print(jax.device_count(), os.environ["XLA_FLAGS"]))'
   )
-  devices, *flags = (
-    subprocess.run(
-      [sys.executable, '-c', code],
-      cwd=ROOT,
-      check=True,
-      text=True,
-      capture_output=True,
-      env={**os.environ, 'XLA_FLAGS': xla_flags},
-    )
-    .stdout.strip()
-    .split()
-  )
+  result = run_python('-c', code, env={**os.environ, 'XLA_FLAGS': xla_flags})
+  assert result.returncode == 0, result.stderr[-2000:]
+  devices, *flags = result.stdout.strip().split()
   return int(devices), flags
 
 

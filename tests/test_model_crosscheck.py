@@ -1,14 +1,12 @@
 """Whole training steps of each model against its PyTorch twin, float64 and float32."""
 
 import functools
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from conftest import run_python
 
 from padam_jax import data, models
 from padam_jax.crosscheck import model_trajectory as mt
@@ -196,14 +194,7 @@ def test_command_checks_a_model():
     '--dtype=float64',
     '--torch_threads=1',
   ]
-  result = subprocess.run(
-    [sys.executable, '-m', 'experiments.crosscheck', *flags],
-    capture_output=True,
-    text=True,
-    env=subprocess_env(),
-    check=False,
-    timeout=300,
-  )
+  result = run_python('-m', 'experiments.crosscheck', *flags)
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'vgg16 width 0.0625, padam (lr 0.1' in result.stdout
   assert result.stdout.rstrip().endswith('passed')

@@ -2,20 +2,17 @@
 
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import assert_tensorboard_matches, subprocess_env
+from conftest import assert_tensorboard_matches, start_python, subprocess_env
 
 from padam_jax.distributed import hosts
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROCESSES = 2
 METRICS = ('train_loss', 'train_accuracy', 'test_loss', 'test_error')
 
@@ -33,21 +30,14 @@ def _launch_processes(flags: list[str]) -> list[subprocess.Popen]:
   assert 'device_count=1' in env['XLA_FLAGS']
   address = f'localhost:{_free_port()}'
   return [
-    subprocess.Popen(
-      [
-        sys.executable,
-        '-m',
-        'experiments.train',
-        *flags,
-        f'--coordinator_address={address}',
-        f'--num_processes={PROCESSES}',
-        f'--process_id={i}',
-      ],
-      cwd=ROOT,
+    start_python(
+      '-m',
+      'experiments.train',
+      *flags,
+      f'--coordinator_address={address}',
+      f'--num_processes={PROCESSES}',
+      f'--process_id={i}',
       env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
     )
     for i in range(PROCESSES)
   ]
@@ -64,6 +54,7 @@ def _progress_lines(output: str) -> list[str]:
   return [line for line in output.splitlines() if line.startswith(('epoch ', 'resumed'))]
 
 
+@pytest.mark.e2e
 def test_two_processes_train_as_one_with_two_devices_and_resume_after_a_kill(tmp_path, tiny_run):
   """Killed during epoch 2, then rerun: every epoch equals the one-process run on two
   devices (``tiny_run``), and only process 0 writes files, summaries and progress lines."""

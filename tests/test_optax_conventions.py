@@ -106,7 +106,7 @@ def _optax_common_tests() -> types.ModuleType:
 
   with mock.patch.object(parameterized, 'product', product_over_registry):
     spec.loader.exec_module(module)
-  module._get_opt_factory = padam_jax.OPTIMIZERS.__getitem__  # pylint: disable=protected-access
+  module._get_opt_factory = padam_jax.OPTIMIZERS.__getitem__
   return module
 
 

@@ -16,9 +16,7 @@ The suite's process has 2 host devices, so one child process with 8 runs two che
 
 import inspect
 import os
-import pathlib
 import re
-import subprocess
 import sys
 import types
 import unittest
@@ -33,26 +31,21 @@ from jax.sharding import PartitionSpec as P
 import padam_jax
 from padam_jax.distributed import hosts
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEVICES = 8  # optax's sharding tests build a mesh of 8
 MESH_DEVICES = 4
 _SUMMARY = re.compile(r'optax sharding tests: (\d+) run, (\d+) skipped')
 
 
 def test_state_takes_and_keeps_the_parameters_sharding():
-  from conftest import subprocess_env  # pylint: disable=import-outside-toplevel  (not in the child)
+  from conftest import (  # (not in the child)
+    run_python,
+    subprocess_env,
+  )
 
   environ = {k: v for k, v in subprocess_env().items() if k != hosts.THREAD_POOL_VARIABLE}
   environ['XLA_FLAGS'] = '--xla_backend_optimization_level=0'
   environ.update(hosts.host_environment(environ, device_count=DEVICES))
-  result = subprocess.run(
-    [sys.executable, '-m', 'tests.test_sharding'],
-    cwd=ROOT,
-    env=environ,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  result = run_python('-m', 'tests.test_sharding', env=environ)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   run, skipped = map(int, _SUMMARY.search(result.stdout).groups())
   assert (run, skipped) == (3 * len(padam_jax.OPTIMIZERS), 0), result.stdout
@@ -135,7 +128,7 @@ def _optax_sharding_tests() -> unittest.TestSuite:
   optax 0.2.8 skips these tests on jax >= 0.10 by comparing version strings
   (``'0.10.2' < '0.7.2'``); padam-jax requires jax >= 0.10.2, so that comparison is dropped.
   """
-  from absl.testing import parameterized  # pylint: disable=import-outside-toplevel
+  from absl.testing import parameterized
 
   path = os.path.join(os.path.dirname(optax.__file__), '_src', 'sharding_test.py')
   with open(path, encoding='utf-8') as f:
@@ -150,7 +143,7 @@ def _optax_sharding_tests() -> unittest.TestSuite:
 
   module = types.ModuleType('padam_optax_sharding_test')
   with mock.patch.object(parameterized, 'named_parameters', over_registry):
-    exec(compile(source, path, 'exec'), module.__dict__)  # pylint: disable=exec-used
+    exec(compile(source, path, 'exec'), module.__dict__)
   suite = unittest.TestLoader().loadTestsFromTestCase(module.ShardingTest)
   return unittest.TestSuite(
     test for test in suite if any(test.id().endswith(f'_{name}') for name in padam_jax.OPTIMIZERS)

@@ -47,14 +47,14 @@ def test_a_failing_writer_warns_once_and_goes_quiet(tmp_path, caplog):
 def test_without_tensorboardx_a_run_warns_once_and_writes_no_events(tmp_path, caplog, monkeypatch):
   """As on an install without tensorboardX: summaries turn themselves off, nothing fails."""
   monkeypatch.setitem(sys.modules, 'tensorboardX', None)  # `import tensorboardX` fails
-  summaries._tensorboardx.cache_clear()  # pylint: disable=protected-access
+  summaries._tensorboardx.cache_clear()
   try:
     with caplog.at_level(logging.WARNING), summaries.RunSummaries(str(tmp_path)) as board:
       board.start({'seed': 0}, first_step=1)
       board.train_loss(1, np.float32(2.0))
       board.epoch({'step': 1, 'train_loss': 2.0})
   finally:
-    summaries._tensorboardx.cache_clear()  # pylint: disable=protected-access
+    summaries._tensorboardx.cache_clear()
   assert len(caplog.records) == 1 and 'tensorboardX' in caplog.text
   assert not list((tmp_path / summaries.LOGDIR).glob('*tfevents*'))
 

@@ -2,19 +2,15 @@
 
 import json
 import os
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import TINY_FLAGS, assert_tensorboard_matches, read_tensorboard, subprocess_env
+from conftest import TINY_FLAGS, assert_tensorboard_matches, read_tensorboard, run_python
 
 from padam_jax.rundir import runlog
 from padam_jax.training import loop, sweep
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMING_KEYS = ('train_seconds',)
 # Two members as the tiny run with seeds 3 and 4, two whose infinite learning rate makes
 # the parameters, and from the second step the loss, non-finite.
@@ -132,7 +128,7 @@ def test_a_sequential_sweep_may_grow_but_not_change(tiny_config, tmp_path):
     sweep._write_sweep_file(
       str(tmp_path),
       mode,
-      grid,  # pylint: disable=protected-access
+      grid,
       sweep.expand(tiny_config(), grid),
       said.append,
     )
@@ -189,23 +185,16 @@ def test_complete_sweep_is_skipped(vmapped, tiny_config, tiny_dataset):
 
 
 def test_launcher_refuses_a_flag_the_grid_varies(tmp_path):
-  code = subprocess.run(
-    [
-      sys.executable,
-      '-m',
-      'experiments.sweep',
-      *TINY_FLAGS,
-      '--lr',
-      '0.1',
-      '--grid',
-      'lr=0.1,0.2',
-      '--workdir',
-      str(tmp_path),
-    ],
-    cwd=ROOT,
-    env=subprocess_env(),
-    capture_output=True,
-    text=True,
+  code = run_python(
+    '-m',
+    'experiments.sweep',
+    *TINY_FLAGS,
+    '--lr',
+    '0.1',
+    '--grid',
+    'lr=0.1,0.2',
+    '--workdir',
+    str(tmp_path),
     timeout=120,
   )
   assert code.returncode == 2 and '--lr is fixed by its flag and varied by --grid' in code.stderr

@@ -1,13 +1,11 @@
 """Our optimizers against PyTorch oracles, float64, hundreds of steps."""
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 from padam_jax import alias
 from padam_jax.crosscheck import trajectory
@@ -31,11 +29,8 @@ def test_import_needs_no_torch():
     'import sys; from padam_jax.crosscheck import trajectory; '
     'assert "torch" not in sys.modules, "torch imported"'
   )
-  subprocess.run(
-    [sys.executable, '-c', code],
-    check=True,
-    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-  )
+  result = run_python('-c', code)
+  assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_fixture_is_current():

@@ -3,14 +3,12 @@ equivalence test and the command's report (``padam_jax.crosscheck.whole_run``)."
 
 import dataclasses
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 import torch
-from conftest import subprocess_env
+from conftest import TINY, run_python
 from scipy import stats as scipy_stats
 
 from padam_jax import data, stats
@@ -223,22 +221,18 @@ def test_report_of_known_runs(tmp_path, tiny_config):
     whole_run.report(str(tmp_path), seeds, 3, 1.0, 0.03)
 
 
-def test_command_reports_finished_runs(tmp_path, tiny_config):
+def test_command_reports_finished_runs(tmp_path):
   """The command trains nothing when every run is complete, prints the tables and the
   verdict, and writes them to WORKDIR/report.md."""
-  settings = dict(
-    model='wrn16_4',
-    width=0.0625,
-    dataset='digits',
-    batch_size=32,
-    train_size=70,
-    test_size=30,
-    epochs=2,
-    lr_schedule='multistep',
-    weight_decay=5e-4,
-    learning_rate=0.1,
-    partial=0.125,
-  )
+  settings = {
+    **{k: v for k, v in TINY.items() if k != 'seed'},  # --seeds chooses the runs' seeds
+    'model': 'wrn16_4',
+    'epochs': 2,
+    'lr_schedule': 'multistep',
+    'weight_decay': 5e-4,
+    'learning_rate': 0.1,
+    'partial': 0.125,
+  }
   config = config_lib.TrainConfig(**settings)
   _write_runs(str(tmp_path), config, [0, 1], {'jax': [0.2, 0.2], 'torch': [0.2, 0.2]})
   flags = [
@@ -246,18 +240,9 @@ def test_command_reports_finished_runs(tmp_path, tiny_config):
     f'--workdir={tmp_path}',
     '--seeds=2',
     '--final_epochs=1',
-    *(f'--{k}={v}' for k, v in settings.items() if k not in ('learning_rate', 'partial')),
-    '--lr=0.1',
-    '--partial=0.125',
+    *(f'--{config_lib.short_name(k)}={v}' for k, v in settings.items()),
   ]
-  result = subprocess.run(
-    [sys.executable, '-m', 'experiments.crosscheck', *flags],
-    capture_output=True,
-    text=True,
-    env=subprocess_env(),
-    check=False,
-    timeout=300,
-  )
+  result = run_python('-m', 'experiments.crosscheck', *flags)
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'complete' in result.stdout and 'epoch 1/' not in result.stdout
   assert (

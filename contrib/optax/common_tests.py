@@ -19,7 +19,7 @@ from optax.contrib import _common_test
 def main(name: str) -> int:
   case = _common_test.ContribTest
   everything = unittest.TestLoader().getTestCaseNames(case)
-  params = case._test_params_reprs  # pylint: disable=protected-access
+  params = case._test_params_reprs  # a private attribute: the cases carry no public one
   ours = [test for test in everything if f"opt_name='{name}'" in params.get(test, '')]
   print(
     f'optax {optax.__version__} from {optax.__file__}: ContribTest has {len(everything)} '
