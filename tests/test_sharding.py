@@ -37,7 +37,7 @@ _SUMMARY = re.compile(r'optax sharding tests: (\d+) run, (\d+) skipped')
 
 
 def test_state_takes_and_keeps_the_parameters_sharding():
-  from conftest import (  # (not in the child)
+  from conftest import (  # imported here, not in the child process
     run_python,
     subprocess_env,
   )
