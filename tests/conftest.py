@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 import jax
 import numpy as np
@@ -49,7 +50,7 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 # The tiny run: 70 training digits at batch 32 (2 full steps and a partial one of 6),
 # 30 test digits (one evaluation batch), a 1/16-width ResNet-18. Launcher tests pass the same
 # settings as flags (TINY_FLAGS) and so reuse the compiled programs through the cache.
-TINY = dict(
+TINY: dict[str, Any] = dict(
   model='resnet18',
   width=0.0625,
   dataset='digits',
@@ -86,7 +87,7 @@ def subprocess_env() -> dict[str, str]:
   return {
     **os.environ,
     'XLA_FLAGS': os.environ['XLA_FLAGS'],
-    'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,
+    'JAX_COMPILATION_CACHE_DIR': jax.config.jax_compilation_cache_dir,  # type: ignore[attr-defined]
     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
   }
 
@@ -175,7 +176,8 @@ def read_tensorboard(workdir: str) -> tuple[dict, dict]:
 
   from padam_jax.rundir import summaries
 
-  scalars, others = {}, {}
+  scalars: dict[str, Any] = {}
+  others: dict[str, Any] = {}
   paths = sorted(glob.glob(os.path.join(workdir, summaries.LOGDIR, '*tfevents*')))
   assert paths, f'no event files in {workdir}/{summaries.LOGDIR}'
   for path in paths:

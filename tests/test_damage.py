@@ -15,6 +15,7 @@ import os
 import random
 import re
 import shutil
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,8 @@ def table_files(workdir: str) -> list[str]:
   """The files the slow test damages: all but the older checkpoint's (read only when the
   newest fails), and of the data files named by hash, the largest of each directory."""
   newest = max(int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints')) if n.isdigit())
-  chosen, largest = [], {}
+  chosen: list[Any] = []
+  largest: dict[Any, Any] = {}
   for path in run_files(workdir):
     parts = path.split(os.sep)
     if parts[0] == 'checkpoints' and parts[1] != str(newest):
@@ -110,7 +112,7 @@ def rerun_damaged(tiny_run, dataset, workdir: str, damages: dict[str, str]) -> t
   for path, how in damages.items():
     target = path if path == sweep.SWEEP_FILE else os.path.join(SWEEP_MEMBER, path)
     damage(os.path.join(workdir, target), how)
-  lines = []
+  lines: list[str] = []
   base = config_lib.TrainConfig(**{**tiny_run.settings, 'epochs': 4})
   try:
     results = sweep.run_sweep(

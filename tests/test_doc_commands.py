@@ -47,7 +47,9 @@ def commands(text: str) -> list[tuple[str, tuple[str, ...]]]:
   for piece in pieces:
     for line in piece.splitlines():
       for match in _COMMAND.finditer(line):
-        arguments = match.group(2)[: _END.search(match.group(2)).start()]
+        end = _END.search(match.group(2))
+        assert end is not None, line
+        arguments = match.group(2)[: end.start()]
         flags = [t[2:].split('=')[0] for t in arguments.split() if t.startswith('--')]
         found.append((match.group(1), tuple(flags)))
   return found

@@ -96,6 +96,7 @@ def _optax_common_tests() -> types.ModuleType:
       'optimizer tests moved; update _optax_common_tests'
     )
   spec = importlib.util.spec_from_file_location('padam_optax_common_test', path)
+  assert spec is not None and spec.loader is not None, path
   module = importlib.util.module_from_spec(spec)
   product = parameterized.product
 
@@ -106,11 +107,14 @@ def _optax_common_tests() -> types.ModuleType:
 
   with mock.patch.object(parameterized, 'product', product_over_registry):
     spec.loader.exec_module(module)
-  module._get_opt_factory = padam_jax.OPTIMIZERS.__getitem__
+  module.__dict__['_get_opt_factory'] = padam_jax.OPTIMIZERS.__getitem__
   return module
 
 
-class TestOptaxSharedOptimizerTests(_optax_common_tests().ContribTest):
+_CONTRIB_TEST: Any = _optax_common_tests().ContribTest
+
+
+class TestOptaxSharedOptimizerTests(_CONTRIB_TEST):
   """optax's ``ContribTest``, every case over ``padam_jax.OPTIMIZERS`` (see above)."""
 
 
@@ -151,7 +155,7 @@ def _mixed_params(dtypes) -> dict[str, jax.Array]:
 
 
 def _mixed_loss(params) -> jax.Array:
-  return sum(_parabola(x.dtype)[2](x).astype(float) for x in params.values())
+  return sum((_parabola(x.dtype)[2](x).astype(float) for x in params.values()), jnp.zeros(()))
 
 
 @functools.cache

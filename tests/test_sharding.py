@@ -146,7 +146,10 @@ def _optax_sharding_tests() -> unittest.TestSuite:
     exec(compile(source, path, 'exec'), module.__dict__)
   suite = unittest.TestLoader().loadTestsFromTestCase(module.ShardingTest)
   return unittest.TestSuite(
-    test for test in suite if any(test.id().endswith(f'_{name}') for name in padam_jax.OPTIMIZERS)
+    test
+    for test in suite
+    if isinstance(test, unittest.TestCase)
+    and any(test.id().endswith(f'_{name}') for name in padam_jax.OPTIMIZERS)
   )
 
 
