@@ -41,7 +41,7 @@ _MODE = flags.DEFINE_enum(
   'mode', 'auto', list(sweep_lib.MODES), 'How each sweep trains its grid (see experiments.sweep).'
 )
 config_flags.define_flags(
-  ('preset', 'data_dir', 'epochs'),
+  ('preset', 'data_dir', 'epochs', 'validation_size'),
   unset={'epochs': 'the scale\'s, else the preset\'s'},
   notes={
     'preset': 'A --scale that sets its own epochs overrides the preset\'s.',
@@ -68,9 +68,16 @@ def main(argv):
   workdir = launch.workdir()
   scale = suites.SCALES[_SCALE.value]
   with launch.failing_on(launch.SETUP_ERRORS):
-    chosen = config_flags.config_from_flags()  # preset, data_dir, epochs
+    chosen = config_flags.config_from_flags()  # preset, data_dir, epochs, validation_size
     plan = plans.build(
-      _SUITE.value, _SWEEP.value, scale, chosen.preset, _SEEDS.value, chosen.data_dir, chosen.epochs
+      _SUITE.value,
+      _SWEEP.value,
+      scale,
+      chosen.preset,
+      _SEEDS.value,
+      chosen.data_dir,
+      chosen.epochs,
+      chosen.validation_size,
     )
     datasets = {}
     if not _PLOT_ONLY.value:

@@ -126,6 +126,7 @@ def test_grid_axes_are_the_numeric_fields_by_either_name():
     (dict(model='resnet50'), 'model'),
     (dict(optimizer='sgdm', partial_end=0.1), 'partial_end'),
     (dict(eval_batch_size=0), 'eval_batch_size'),
+    (dict(validation_size=0), 'validation_size'),
   ],
 )
 def test_config_errors_name_the_field_and_launchers_the_flag(overrides, field):
@@ -207,3 +208,26 @@ def test_a_resolved_record_is_written_as_it_was_recorded(tmp_path):
     written = (tmp_path / runlog.CONFIG_FILE).read_text(encoding='utf-8')
     expected = text.rstrip('\n').replace('"preset": "seed"', '"preset": "reproduction"')
     assert written == expected + '\n', path  # (the oldest records lack the final newline)
+
+
+def test_a_run_recorded_before_validation_size_resumes_but_not_with_one(tmp_path):
+  """``validation_size`` is in ``config.json`` only when set: a committed record (written
+  before the field existed) still resumes, and is refused a validation split, as a run
+  with one is refused none."""
+  recorded = sorted(glob.glob(str(ROOT / 'results' / '**' / 'config.json'), recursive=True))[-1]
+  text = pathlib.Path(recorded).read_text(encoding='utf-8')
+  assert 'validation_size' not in text
+  config = config_lib.resolve(config_lib.TrainConfig(**config_lib.from_record(json.loads(text))))
+  assert config.validation_size is None and 'validation_size' not in config.to_dict()
+  shutil.copy(recorded, tmp_path / runlog.CONFIG_FILE)
+  said = []
+  loop.record_config(str(tmp_path), config, resuming=True, report=said.append)
+  assert not said  # not taken for a damaged file
+  held_out = dataclasses.replace(config, validation_size=5000)
+  with pytest.raises(runlog.ConfigMismatchError, match='validation_size: None -> 5000'):
+    loop.record_config(str(tmp_path), held_out, resuming=True, report=said.append)
+  loop.record_config(str(tmp_path), held_out, resuming=False)
+  assert json.loads((tmp_path / runlog.CONFIG_FILE).read_text())['validation_size'] == 5000
+  with pytest.raises(runlog.ConfigMismatchError, match='validation_size: 5000 -> None'):
+    loop.record_config(str(tmp_path), config, resuming=True, report=said.append)
+  assert not said

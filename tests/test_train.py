@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_tensorboard_matches
 
 from padam_jax import data, schedules
 from padam_jax.distributed import sharding
@@ -63,6 +64,60 @@ def _copy_of(tiny_run, tmp_path) -> str:
   workdir = str(tmp_path / 'run')
   shutil.copytree(tiny_run.workdir, workdir)
   return workdir
+
+
+def test_a_validation_split_is_held_out_and_evaluated_every_epoch(tmp_path, tiny_config, tiny_run):
+  """With ``validation_size`` the last training digits are held out of training (the run
+  trains on the tiny run's 70 digits, to the same train metrics) and evaluated every epoch
+  as the test set; the tiny run, without it, records no validation metrics."""
+  digits = data.load_dataset('digits')
+  cfg = tiny_config(validation_size=20)
+  trainer = trainer_lib.Trainer(config_lib.resolve(cfg), digits)
+  sizes = trainer.dataset.num_train, trainer.dataset.num_validation, trainer.dataset.num_test
+  assert sizes == (70, 20, 30) and trainer.steps_per_epoch == 3
+  np.testing.assert_array_equal(trainer.dataset.train_images, digits.train_images[:70])
+  np.testing.assert_array_equal(trainer.dataset.validation_images, digits.train_images[-20:])
+  said = []
+  records = loop.train_and_evaluate(
+    cfg, str(tmp_path), progress=said.append, dataset=digits, tensorboard=True
+  )
+  assert [r['epoch'] for r in records] == [1, 2]
+  for ours, theirs in zip(records, tiny_run.records, strict=False):
+    assert set(ours) == {*theirs, *loop.VALIDATION_KEYS}
+    assert 0 <= ours['validation_error'] <= 1 and np.isfinite(ours['validation_loss'])
+    for key in ('train_loss', 'train_accuracy', 'learning_rate', 'partial'):
+      assert ours[key] == theirs[key], key
+    for key in ('test_loss', 'test_error'):
+      np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5)
+  assert not any(key in r for r in tiny_run.records for key in loop.VALIDATION_KEYS)
+  assert 'validation error' in said[-1]
+  with open(os.path.join(tmp_path, runlog.CONFIG_FILE)) as f:
+    assert json.load(f)['validation_size'] == 20
+  assert_tensorboard_matches(str(tmp_path), records)  # epoch/validation_* too
+
+
+def test_frozen_members_record_no_validation_metrics():
+  """A sweep's records carry each member's validation metrics; a frozen member's are null."""
+  metrics = {
+    'train_loss': [0.5, 0.6],
+    'train_accuracy': [0.8, 0.1],
+    'test_loss': [0.4, 0.7],
+    'test_error': [0.1, 0.9],
+    'validation_loss': [0.3, 0.8],
+    'validation_error': [0.2, 0.9],
+    'train_seconds': 1.0,
+  }
+  schedules = [(lambda step: 0.1, None)] * 2
+  records = loop._epoch_records(  # pylint: disable=protected-access
+    1, 0, metrics, [3, 3], np.array([False, True]), True, schedules
+  )
+  assert (records[0]['validation_loss'], records[0]['validation_error']) == (0.3, 0.2)
+  assert records[1]['validation_error'] is None and records[1]['diverged']
+  del metrics['validation_loss'], metrics['validation_error']
+  records = loop._epoch_records(  # pylint: disable=protected-access
+    1, 0, metrics, [3, 3], np.array([False, False]), True, schedules
+  )
+  assert not any(key in r for r in records for key in loop.VALIDATION_KEYS)
 
 
 def test_resume_drops_records_newer_than_the_checkpoint(

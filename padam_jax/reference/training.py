@@ -38,6 +38,7 @@ from padam_jax.reference import convert, models, twins
 from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop
+from padam_jax.training import trainer as trainer_lib
 
 PADDING = 4
 # Inputs of one step: float32 NCHW images and int64 labels.
@@ -210,10 +211,11 @@ def train_torch(
   """Trains ``config`` in PyTorch, writing ``workdir/config.json`` and ``metrics.jsonl``.
 
   ``batches(epoch)`` (1-based) gives each epoch's inputs instead of PyTorch's own (a
-  control: e.g. our augmented batches). Returns the finished run.
+  control: e.g. our augmented batches). A ``validation_size`` holds its images out of
+  training, as in the JAX run, but only the test set is evaluated. Returns the finished run.
   """
   config = config_lib.resolve(config)
-  dataset = dataset.subset(config.train_size, config.test_size)
+  dataset = trainer_lib.config_dataset(dataset, config)  # as the JAX run trains on it
   run = TorchRun(config, dataset, initial_variables)
   os.makedirs(workdir, exist_ok=True)
   runlog.keep_epochs_up_to(workdir, 0)

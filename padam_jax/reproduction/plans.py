@@ -37,10 +37,12 @@ def build(
   seeds: int,
   data_dir: str | None = None,
   epochs: int | None = None,
+  validation_size: int | None = None,
 ) -> list[PlannedSweep]:
   """The sweeps of the named suites ('all': the student reproduction's), or only
   ``sweep_names`` of them, at ``scale`` with ``seeds`` seeds each; ``epochs``, if given,
-  replaces the scale's.
+  replaces the scale's; ``validation_size``, if given, holds that many training images out
+  of every run and evaluates them each epoch.
 
   An unknown name or a bad setting raises ``ValueError`` (a ``ConfigError`` names its field).
   """
@@ -49,6 +51,8 @@ def build(
     fields, grid = suites.sweep_arguments(spec, scale, preset, seeds, data_dir)
     if epochs is not None:
       fields['epochs'] = epochs
+    if validation_size is not None:
+      fields['validation_size'] = validation_size
     base = config_lib.TrainConfig(**fields)
     plan.append(PlannedSweep(spec.name, base, grid, sweep_lib.expand(base, grid)))
   return plan

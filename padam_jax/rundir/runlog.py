@@ -154,24 +154,28 @@ def write_or_check_config(
   hint: str = '',
   report: Callable[[str], None] = print,
   upgrade: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+  optional: tuple[str, ...] = (),
 ) -> None:
   """Saves ``config.json``; when ``resuming``, first checks it equals the saved one.
 
   Raises ``ConfigMismatchError`` naming the fields that differ (but ``may_differ``);
-  ``upgrade`` first puts the saved fields in today's names (values renamed since).
+  ``upgrade`` first puts the saved fields in today's names (values renamed since);
+  ``optional`` fields may be absent from either (recorded only when set), and read as None.
   A damaged file (not a JSON object with the fields of ``config``) is rewritten from
   ``config``, said in one line to ``report``. The file is replaced atomically.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if resuming and os.path.exists(path):
     previous = read_json_object(path)
-    if previous is None or set(previous) != set(config):
+    unset = dict.fromkeys(optional)
+    current = {**unset, **config}
+    if previous is None or set({**unset, **previous}) != set(current):
       report(f'{path} is damaged; rewrote it from the settings of this command')
     else:
-      previous = upgrade(previous)
-      differing = sorted(k for k in config if k not in may_differ and previous[k] != config[k])
+      previous = upgrade({**unset, **previous})
+      differing = sorted(k for k in current if k not in may_differ and previous[k] != current[k])
       if differing:
-        changes = ', '.join(f'{k}: {previous[k]!r} -> {config[k]!r}' for k in differing)
+        changes = ', '.join(f'{k}: {previous[k]!r} -> {current[k]!r}' for k in differing)
         raise ConfigMismatchError(
           f'{path} holds a run with another configuration ({changes}'
           f'{"; " + hint if hint else ""}); use a new --workdir or the same settings'

@@ -4,8 +4,9 @@
 shows the same numbers in TensorBoard (``tensorboard --logdir runs/``):
 
 * ``progress/train_loss``: the epoch's mean train loss so far, at each progress report;
-* ``epoch/<key>``: each number of an epoch's record (``EPOCH_KEYS``), at the epoch's last
-  step;
+* ``epoch/<key>``: each number of an epoch's record (``EPOCH_KEYS``; those it lacks, such
+  as the validation metrics of a run without a validation split, are left out), at the
+  epoch's last step;
 * the configuration, as hyperparameters (the HPARAMS tab) and as JSON text (``config``).
 
 Events are built with tensorboardX's protos and summary functions (no TensorFlow) and
@@ -44,6 +45,8 @@ EPOCH_KEYS = (
   'train_accuracy',
   'test_loss',
   'test_error',
+  'validation_loss',  # runs with a validation split only
+  'validation_error',
   'learning_rate',
   'partial',
   'train_seconds',

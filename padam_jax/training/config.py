@@ -92,6 +92,7 @@ def _field(
   unset: str | None = None,
   grid: bool = True,
   renamed: dict[str, str] | None = None,
+  recorded_when_set: bool = False,
 ) -> Any:
   """A ``TrainConfig`` field and what the command line shows of it.
 
@@ -100,7 +101,9 @@ def _field(
   ``choices()``); ``unset``: what ``None`` stands for; ``grid``: whether a sweep may vary
   it (numeric fields only; not those that shape the compiled program, which a vmapped
   sweep's members share); ``renamed``: former values -> today's, read from recorded
-  configurations only.
+  configurations only; ``recorded_when_set``: ``config.json`` holds the field only when it
+  is set (one added after runs were recorded: their records stay as they were, and a record
+  without it reads as ``None``).
   """
   metadata = {
     'help': help_text,
@@ -109,6 +112,7 @@ def _field(
     'unset': unset,
     'grid': grid,
     'renamed': renamed or {},
+    'recorded_when_set': recorded_when_set,
   }
   return dataclasses.field(default=default, metadata=metadata)
 
@@ -170,9 +174,23 @@ class TrainConfig:
   test_size: int | None = _field(
     None, 'Evaluate on the first N test examples only.', unset='all', grid=False
   )
+  validation_size: int | None = _field(
+    None,
+    'Hold out the last N training images as a validation split, evaluated every epoch beside '
+    'the test set.',
+    unset='none',
+    grid=False,
+    recorded_when_set=True,
+  )
 
   def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
+    """The fields as ``config.json`` records them (those ``RECORDED_WHEN_SET`` only when
+    set)."""
+    return {
+      name: value
+      for name, value in dataclasses.asdict(self).items()
+      if value is not None or name not in RECORDED_WHEN_SET
+    }
 
   def schedules_depend_on_epochs(self) -> bool:
     """Whether the learning-rate or p schedule is laid out over ``epochs``."""
@@ -201,6 +219,10 @@ class ResolvedConfig(TrainConfig):
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
+# Fields that ``config.json`` holds only when set; a record without one reads as ``None``.
+RECORDED_WHEN_SET: tuple[str, ...] = tuple(
+  name for name, f in FIELDS.items() if f.metadata['recorded_when_set']
+)
 
 
 class ConfigError(ValueError):
@@ -289,7 +311,14 @@ def resolve(config: TrainConfig) -> ResolvedConfig:
         raise ConfigError(
           name, f'applies only to {_in_words(with_partial)}, not to {resolved.optimizer!r}'
         )
-  for name in ('epochs', 'batch_size', 'eval_batch_size', 'train_size', 'test_size'):
+  for name in (
+    'epochs',
+    'batch_size',
+    'eval_batch_size',
+    'train_size',
+    'test_size',
+    'validation_size',
+  ):
     value = getattr(resolved, name)
     if value is not None and value < 1:
       raise ConfigError(name, f'must be >= 1, got {value}')

@@ -37,7 +37,8 @@ def record_config(
   """Writes ``config.json``; a resumed run must match it (but a longer constant run).
 
   A damaged ``config.json`` is rewritten from ``config``, said in one line to ``report``;
-  one recorded under former names (the preset ``seed``) is read in today's.
+  one recorded under former names (the preset ``seed``) is read in today's, and one
+  recorded before a field of ``config_lib.RECORDED_WHEN_SET`` existed reads it as unset.
   """
   if config.schedules_depend_on_epochs():
     runlog.write_or_check_config(
@@ -48,10 +49,16 @@ def record_config(
       hint='the learning-rate or p schedule is laid out over --epochs',
       report=report,
       upgrade=config_lib.from_record,
+      optional=config_lib.RECORDED_WHEN_SET,
     )
   else:
     runlog.write_or_check_config(
-      workdir, config.to_dict(), resuming=resuming, report=report, upgrade=config_lib.from_record
+      workdir,
+      config.to_dict(),
+      resuming=resuming,
+      report=report,
+      upgrade=config_lib.from_record,
+      optional=config_lib.RECORDED_WHEN_SET,
     )
 
 
@@ -82,6 +89,8 @@ class Run:
 
 
 METRIC_KEYS = ('train_loss', 'train_accuracy', 'test_loss', 'test_error')
+# Recorded only by runs with a ``validation_size``.
+VALIDATION_KEYS = ('validation_loss', 'validation_error')
 
 
 def _open_runs(
@@ -142,10 +151,13 @@ def _epoch_line(
   diverge (a sweep), how many have diverged and which has the lowest test error."""
   if not freezes:
     record = records[0]
+    validation = (
+      f', validation error {record["validation_error"]:.4f}' if 'validation_error' in record else ''
+    )
     return (
       f'epoch {epoch}/{epochs}: train loss {record["train_loss"]:.4f} '
       f'acc {record["train_accuracy"]:.4f}, test loss {record["test_loss"]:.4f} '
-      f'error {record["test_error"]:.4f} ({record["train_seconds"]:.1f} s)'
+      f'error {record["test_error"]:.4f}{validation} ({record["train_seconds"]:.1f} s)'
     )
   live = [k for k, record in enumerate(records) if not record.get('diverged')]
   line = f'epoch {epoch}/{epochs}: {len(records) - len(live)} of {len(runs)} diverged'
@@ -164,8 +176,10 @@ def _epoch_records(
   freezes: bool,
   schedules: Sequence[tuple[Callable, Callable | None]],
 ) -> list[dict[str, Any]]:
-  """One ``metrics.jsonl`` record per run of an epoch's (possibly per-run) metrics."""
-  values = {key: np.reshape(metrics[key], -1).tolist() for key in METRIC_KEYS}
+  """One ``metrics.jsonl`` record per run of an epoch's (possibly per-run) metrics
+  (``VALIDATION_KEYS`` where ``metrics`` has them)."""
+  keys = [*METRIC_KEYS, *(key for key in VALIDATION_KEYS if key in metrics)]
+  values = {key: np.reshape(metrics[key], -1).tolist() for key in keys}
   records = []
   for k, (learning_rate, partial) in enumerate(schedules):
     # A frozen run's state holds its last finite-loss step: nothing about the epoch.
@@ -173,7 +187,7 @@ def _epoch_records(
       'epoch': epoch,
       'step': steps[k],
       'train_seconds': metrics['train_seconds'],
-      **{key: None if freezes and diverged[k] else values[key][k] for key in METRIC_KEYS},
+      **{key: None if freezes and diverged[k] else values[key][k] for key in keys},
       'learning_rate': float(learning_rate(first_step)),
       'partial': None if partial is None else float(partial(first_step)),
     }

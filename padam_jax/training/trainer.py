@@ -95,7 +95,7 @@ class TrainerBase(abc.ABC, Generic[StateT]):
     docs/training.md#steps-per-call), and up to ``PROGRESS_EVERY`` elsewhere.
     """
     self.config = config
-    self.dataset = dataset = dataset.subset(config.train_size, config.test_size)
+    self.dataset = dataset = config_dataset(dataset, config)
     self.mesh = sharding.make_mesh() if mesh is None else mesh
     for name in ('batch_size', 'eval_batch_size'):
       size = getattr(config, name)
@@ -120,7 +120,10 @@ class TrainerBase(abc.ABC, Generic[StateT]):
     replicated = sharding.replicated(self.mesh)
     put = lambda x: jax.device_put(x, replicated)  # noqa: E731
     self.train_images, self.train_labels = put(dataset.train_images), put(dataset.train_labels)
-    self.test_images, self.test_labels = put(dataset.test_images), put(dataset.test_labels)
+    # The test images, then the validation split's (none without ``validation_size``): one
+    # array, so that the one compiled evaluation program serves both.
+    self.eval_images = put(np.concatenate([dataset.test_images, dataset.validation_images]))
+    self.eval_labels = put(np.concatenate([dataset.test_labels, dataset.validation_labels]))
     common: dict[str, Any] = dict(
       model=self.model, mean=dataset.mean, std=dataset.std, compute_dtype=dtype, mesh=self.mesh
     )
@@ -296,19 +299,32 @@ class TrainerBase(abc.ABC, Generic[StateT]):
     }
 
   def evaluate(self, state: StateT) -> dict[str, Any]:
-    """Loss and top-1 error on the test set, in batches of ``eval_batch_size`` (floats for
-    one run, lists of one per run for several)."""
-    indices, mask = data_lib.eval_batches(self.dataset.num_test, self.config.eval_batch_size)
+    """Loss and top-1 error on the test set (``test_loss``, ``test_error``) and, with a
+    ``validation_size``, on the validation split (``validation_loss``, ``validation_error``),
+    in batches of ``eval_batch_size`` (floats for one run, lists of one per run for several)."""
+    metrics = self._evaluate_split(state, 'test', 0, self.dataset.num_test)
+    if self.config.validation_size:
+      metrics.update(
+        self._evaluate_split(
+          state, 'validation', self.dataset.num_test, self.dataset.num_validation
+        )
+      )
+    return metrics
+
+  def _evaluate_split(self, state: StateT, split: str, first: int, size: int) -> dict[str, Any]:
+    """``<split>_loss`` and ``<split>_error`` over rows ``first .. first + size - 1`` of the
+    evaluation images."""
+    indices, mask = data_lib.eval_batches(size, self.config.eval_batch_size)
     totals = None
     for calls, (rows, weights) in enumerate(
-      zip(np.asarray(indices), np.asarray(mask, np.float32), strict=True), 1
+      zip(np.asarray(indices) + first, np.asarray(mask, np.float32), strict=True), 1
     ):
-      sums = self._eval_batch(state, self.test_images, self.test_labels, rows, weights)
+      sums = self._eval_batch(state, self.eval_images, self.eval_labels, rows, weights)
       totals = _accumulate(totals, sums, calls)
     sums = jax.device_get(totals)
     return {
-      'test_loss': (sums['loss_sum'] / sums['count']).tolist(),
-      'test_error': (1.0 - sums['correct'] / sums['count']).tolist(),
+      f'{split}_loss': (sums['loss_sum'] / sums['count']).tolist(),
+      f'{split}_error': (1.0 - sums['correct'] / sums['count']).tolist(),
     }
 
 
@@ -379,10 +395,24 @@ class Trainer(TrainerBase[TrainState]):
       yield np.asarray(x), np.asarray(self.train_labels[batch])
 
 
+def config_dataset(dataset: data_lib.Dataset, config: config_lib.TrainConfig) -> data_lib.Dataset:
+  """``dataset`` as ``config`` uses it: its last ``validation_size`` training images held
+  out first, then cut to ``train_size`` / ``test_size`` (a no-op on a dataset it returned).
+
+  A dataset with a validation split that ``config`` does not ask for is refused.
+  """
+  if dataset.num_validation and not config.validation_size:
+    raise ValueError(
+      f'{dataset.name} holds a validation split of {dataset.num_validation}, and '
+      'validation_size is unset'
+    )
+  dataset = dataset.split_validation(config.validation_size)
+  return dataset.subset(config.train_size, config.test_size)
+
+
 def load_config_dataset(config: config_lib.TrainConfig) -> data_lib.Dataset:
-  """The dataset a config names, cut to its ``train_size`` / ``test_size``."""
-  dataset = data_lib.load_dataset(config.dataset, config.data_dir)
-  dataset = dataset.subset(config.train_size, config.test_size)
+  """The dataset a config names, as it uses it (``config_dataset``)."""
+  dataset = config_dataset(data_lib.load_dataset(config.dataset, config.data_dir), config)
   if config.drop_remainder and config.batch_size > dataset.num_train:
     raise _only_batch_dropped(config, dataset.num_train)
   return dataset

@@ -1,0 +1,56 @@
+"""Tunes every optimizer of a study at the same budget, chooses each one's winner on a
+validation split and reruns the winners on fresh seeds; rerun the same command to resume.
+
+    python -m experiments.tune --study wrn16_4_paper --workdir runs/tune \\
+        --data_dir /usr/share/datasets/fashion-mnist
+
+Writes ``WORKDIR/trials/<optimizer>/`` (``trials.json``, the drawn settings, and a run
+directory per trial), ``WORKDIR/reruns/<optimizer>/seed=<s>/``, ``WORKDIR/tuning.json``
+(winners, settings, every trial's validation accuracy), ``WORKDIR/report.md`` and, with
+matplotlib, ``WORKDIR/trials.png`` (docs/tuning.md). ``--optimizers`` restricts the
+search to some of the study's optimizers, ``--trials_only`` stops before the reruns.
+Exit status as ``experiments.train``'s.
+"""
+
+from absl import app, flags
+
+from experiments import config_flags, launch
+from padam_jax.tuning import studies
+
+_STUDY = flags.DEFINE_enum(
+  'study',
+  None,
+  sorted(studies.STUDIES),
+  '; '.join(f'{name}: {s.description}' for name, s in studies.STUDIES.items()),
+)
+_OPTIMIZERS = flags.DEFINE_list(
+  'optimizers', None, 'Only these of the study\'s optimizers (default: all of them).'
+)
+_TRIALS_ONLY = flags.DEFINE_bool(
+  'trials_only', False, 'Train the trials and choose the winners, but do not rerun them.'
+)
+config_flags.define_flags(('data_dir',))
+
+
+def main(argv):
+  del argv
+  from padam_jax.tuning import run
+
+  launch.start()
+  if _STUDY.value is None:  # marked required
+    raise app.UsageError('--study is required')
+  with launch.failing_on((*launch.SETUP_ERRORS, *launch.TRAINING_ERRORS, OSError)):
+    run.run_study(
+      studies.STUDIES[_STUDY.value],
+      launch.workdir(),
+      optimizers=_OPTIMIZERS.value,
+      trials_only=_TRIALS_ONLY.value,
+      data_dir=config_flags.config_from_flags().data_dir,
+      progress=launch.say,
+      tensorboard=launch.tensorboard(),
+    )
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['study', 'workdir'])
+  launch.run(main)

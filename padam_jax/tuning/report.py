@@ -1,0 +1,171 @@
+"""The report of a tuning study (``report.md``, ``trials.png``), from ``tuning.json`` and
+the reruns' ``metrics.jsonl``.
+
+The winners and their validation accuracy, the winners' test accuracy over the rerun seeds
+(the mean of the last sixth of the epochs, as the reproduction's ``final_accuracy``; mean
++- standard deviation, ddof 1), the expected best of k trials per optimizer, and a figure
+of every trial's validation accuracy against each searched field (with matplotlib, the
+``train`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from padam_jax.reproduction import measures
+from padam_jax.rundir import runlog
+from padam_jax.tuning import selection
+from padam_jax.tuning.studies import Study
+
+REPORT_FILE = 'report.md'
+FIGURE_FILE = 'trials.png'
+_TEST_MEASURE = 'final_accuracy'
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+  return 'diverged' if value is None or not math.isfinite(value) else f'{value:.{digits}f}'
+
+
+def _fields(study: Study) -> list[str]:
+  """Every searched field, in the order of the spaces."""
+  return list(dict.fromkeys(d.field for space in study.spaces for d in space.dimensions))
+
+
+def rerun_accuracies(workdir: str, tuning: Mapping[str, Any], optimizer: str) -> list[float]:
+  """The test accuracy (%) of each finished rerun of ``optimizer`` (NaN: diverged)."""
+  entry = tuning['optimizers'][optimizer]
+  return [
+    measures.run_value(
+      runlog.read_metrics(os.path.join(workdir, rerun['dir'])), tuning['epochs'], _TEST_MEASURE
+    )
+    for rerun in entry['reruns']
+    if rerun['complete']
+  ]
+
+
+def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str | None) -> str:
+  """``report.md``: the winners, their reruns on the test set, the expected best of k."""
+  epochs = tuning['epochs']
+  found = tuning['optimizers']
+  fields = _fields(study)
+  first = epochs - selection.last_epochs(epochs, study.selection_share) + 1
+  lines = [
+    f'# Tuning study `{study.name}`',
+    '',
+    f'{study.description}. Each winner is the trial of the highest validation accuracy '
+    f'(the mean of epochs {first}-{epochs} on the last {study.validation_size:,} training '
+    'images, held out); the test set is read for the reruns alone.',
+    '',
+  ]
+  pending = [space.optimizer for space in study.spaces if space.optimizer not in found]
+  if pending:
+    lines += [f'Trials not finished yet: {", ".join(pending)}.', '']
+  lines += [
+    '## Winners',
+    '',
+    f'| optimizer | trial | {" | ".join(fields)} | validation accuracy (%) | at an edge |',
+    f'|---|---:|{"---:|" * len(fields)}---:|---|',
+  ]
+  for name, entry in found.items():
+    winner = entry['trials'][entry['winner']]
+    values = [f'{entry["setting"][f]:.4g}' if f in entry['setting'] else '' for f in fields]
+    lines.append(
+      f'| {name} | {entry["winner"] + 1} of {len(entry["trials"])} | {" | ".join(values)} | '
+      f'{_number(winner["validation_accuracy"])} | {", ".join(entry["on_edge"])} |'
+    )
+  lines += [
+    '',
+    '## The winners on fresh seeds',
+    '',
+    f'Test accuracy (%), {measures.describe_window(_TEST_MEASURE, epochs)}: mean +- standard '
+    'deviation (ddof 1) over the seeds.',
+    '',
+    '| optimizer | seeds | test accuracy (%) |',
+    '|---|---|---:|',
+  ]
+  for name, entry in found.items():
+    accuracies = np.asarray(rerun_accuracies(workdir, tuning, name), dtype=float)
+    seeds = f'{len(accuracies)} of {len(entry["reruns"])}'
+    if not len(accuracies):
+      cell = 'not rerun yet'
+    else:
+      mean, std = measures.over_seeds(accuracies)
+      cell = _number(float(mean)) + ('' if math.isnan(std) else f' +- {std:.2f}')
+      diverged = int(np.sum(np.isnan(accuracies)))
+      cell += f' ({diverged} diverged)' if diverged else ''
+    lines.append(f'| {name} | {seeds} | {cell} |')
+  lines += [
+    '',
+    '## Expected best of k trials',
+    '',
+    'Validation accuracy (%) of the best of k trials, averaged over every set of k of the '
+    f'{study.trials} (a diverged trial counts as the worst).',
+    '',
+    f'| optimizer | {" | ".join(f"k={k}" for k in range(1, study.trials + 1))} |',
+    f'|---|{"---:|" * study.trials}',
+  ]
+  for name, entry in found.items():
+    scores = [_nan_if_none(t['validation_accuracy']) for t in entry['trials']]
+    cells = [_number(selection.expected_best_of_k(scores, k)) for k in range(1, len(scores) + 1)]
+    lines.append(f'| {name} | {" | ".join(cells)} |')
+  if figure:
+    lines += ['', f'![validation accuracy of every trial]({os.path.basename(figure)})']
+  return '\n'.join(lines) + '\n'
+
+
+def _nan_if_none(value: float | None) -> float:
+  return math.nan if value is None else value
+
+
+def plot_trials(study: Study, tuning: Mapping[str, Any], output: str) -> str:
+  """``trials.png``: each trial's validation accuracy against each searched field (one
+  panel per field, a log axis where the field is searched on one), the winners ringed."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  fields = _fields(study)
+  scales = {d.field: d.scale for space in study.spaces for d in space.dimensions}
+  fig, axes = plt.subplots(1, len(fields), figsize=(5 * len(fields), 4), squeeze=False)
+  for ax, field in zip(axes[0], fields, strict=True):
+    for name, entry in tuning['optimizers'].items():
+      points = [
+        (t['setting'][field], t['validation_accuracy'], i == entry['winner'])
+        for i, t in enumerate(entry['trials'])
+        if field in t['setting'] and t['validation_accuracy'] is not None
+      ]
+      if not points:
+        continue
+      xs, ys, won = zip(*points, strict=True)
+      (line,) = ax.plot(xs, ys, 'o', label=name)
+      best = [(x, y) for x, y, w in zip(xs, ys, won, strict=True) if w]
+      if best:
+        ax.plot(*zip(*best, strict=True), 'o', ms=14, mfc='none', color=line.get_color())
+    ax.set_xscale('log' if scales[field] == 'log' else 'linear')
+    ax.set_xlabel(field)
+    ax.set_ylabel('validation accuracy (%)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.suptitle(f'{study.name}: every trial (ringed: the winners)')
+  fig.tight_layout()
+  fig.savefig(output, dpi=100)
+  plt.close(fig)
+  return output
+
+
+def write(study: Study, workdir: str, tuning: Mapping[str, Any]) -> str:
+  """Writes ``report.md`` (and ``trials.png`` when matplotlib is installed); returns the
+  report's path."""
+  figure = None
+  if tuning['optimizers'] and importlib.util.find_spec('matplotlib') is not None:
+    figure = plot_trials(study, tuning, os.path.join(workdir, FIGURE_FILE))
+  path = os.path.join(workdir, REPORT_FILE)
+  runlog.write_atomically(path, markdown(study, workdir, tuning, figure))
+  return path

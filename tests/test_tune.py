@@ -1,0 +1,184 @@
+"""The tuning launcher: a search resumes to the same trials and winners, a winner is chosen
+on the validation split alone, the report, and the errors of a bad command."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY, subprocess_env
+
+from padam_jax import data
+from padam_jax.reproduction import suites
+from padam_jax.rundir import runlog
+from padam_jax.tuning import report, run, studies
+from padam_jax.tuning.search import Dimension, SearchSpace
+
+# The tiny run's shapes (its compiled programs), one epoch, 20 held-out digits.
+TINY_SCALE = suites.Scale(
+  dataset='digits',
+  width=TINY['width'],
+  epochs=1,
+  train_size=TINY['train_size'],
+  test_size=TINY['test_size'],
+  description='tiny',
+)
+STUDY = studies.Study(
+  name='tiny',
+  description='A tiny study',
+  model=TINY['model'],
+  scale='tiny',
+  preset='reproduction',
+  validation_size=20,
+  spaces=(
+    SearchSpace(
+      'padam', (Dimension('learning_rate', 0.01, 0.3), Dimension('partial', 0.0, 0.25, 'linear'))
+    ),
+    SearchSpace('sgdm', (Dimension('learning_rate', 0.01, 0.3),)),
+  ),
+  trials=2,
+  draw_seed=0,
+  trial_seed=TINY['seed'],
+  rerun_seeds=(4, 5),
+)
+OVERRIDES = {'batch_size': TINY['batch_size']}
+
+
+def _study(workdir, **kwargs):
+  said = []
+  content = run.run_study(
+    STUDY,
+    str(workdir),
+    overrides=OVERRIDES,
+    dataset=data.load_dataset('digits'),
+    progress=said.append,
+    **kwargs,
+  )
+  return content, said
+
+
+@pytest.fixture(scope='module')
+def searched(tmp_path_factory):
+  """Padam's trials alone (a search stopped after them), then padam again (its reruns),
+  then sgdm's trials alone: 6 runs. Returns the workdir, each command's tuning.json and
+  progress lines."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setitem(suites.SCALES, 'tiny', TINY_SCALE)
+    workdir = tmp_path_factory.mktemp('tune')
+    commands = [
+      dict(optimizers=['padam'], trials_only=True),
+      dict(optimizers=['padam']),
+      dict(optimizers=['sgdm'], trials_only=True),
+    ]
+    yield workdir, *zip(*(_study(workdir, **command) for command in commands), strict=True)
+
+
+def test_a_stopped_search_resumes_to_the_same_trials_and_winners(searched, tmp_path):
+  workdir, (first, second, last), (_, said, _) = searched
+  assert list(first['optimizers']) == ['padam']
+  assert not any(r['complete'] for r in first['optimizers']['padam']['reruns'])
+  for key in ('winner', 'setting', 'trials', 'on_edge'):
+    assert second['optimizers']['padam'][key] == first['optimizers']['padam'][key], key
+  # The second command found padam's trials finished and trained its reruns: a line per run.
+  settings = [t['setting'] for t in first['optimizers']['padam']['trials']]
+  assert [line for line in said if line.endswith(': complete')] == [
+    f'[{i + 1}/4] padam trial {i + 1}/2 ({run.describe(setting)}): complete'
+    for i, setting in enumerate(settings)
+  ]
+  assert sum(line.startswith('[') and line.endswith(' s so far)') for line in said) == 4
+  assert all(r['complete'] for r in second['optimizers']['padam']['reruns'])
+  # The last command added sgdm's trials and winner, and kept padam's.
+  assert last['optimizers']['padam'] == second['optimizers']['padam']
+  assert not any(r['complete'] for r in last['optimizers']['sgdm']['reruns'])
+  with open(workdir / run.TUNING_FILE) as f:
+    assert json.load(f) == last
+
+  # Run again without tuning.json, every run finished: nothing trained, the same record.
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir, copy)
+  os.remove(copy / run.TUNING_FILE)
+  again, said = _study(copy, trials_only=True)
+  assert again == last and sum(line.endswith(': complete') for line in said) == 4
+
+  # Other draws in the workdir (here: another draw seed) are refused before any training.
+  path = os.path.join(copy, run.TRIALS_DIR, 'padam', run.TRIALS_FILE)
+  recorded = runlog.read_json_object(path)
+  runlog.write_json(path, {**recorded, 'draw_seed': 1})
+  with pytest.raises(runlog.ConfigMismatchError, match='other trials'):
+    _study(copy)
+
+
+def _rewrite(run_dir, change):
+  """Replaces the run's records by ``change(record)`` of each (with fresh checksums)."""
+  records = runlog.read_metrics(run_dir)
+  runlog.keep_epochs_up_to(run_dir, 0)
+  for record in records:
+    runlog.append_metrics(run_dir, change(dict(record)))
+
+
+def test_the_winner_is_chosen_on_the_validation_split_never_the_test_set(searched, tmp_path):
+  workdir, (*_, whole), _ = searched
+  copy = tmp_path / 'copy'
+  shutil.copytree(workdir / run.TRIALS_DIR, copy / run.TRIALS_DIR)
+  found = run.plan(STUDY, ['padam'], overrides=OVERRIDES)['padam']
+  winner = whole['optimizers']['padam']['winner']
+  loser = 1 - winner
+  # The loser made perfect on the test set, the winner hopeless: the same winner.
+  _rewrite(run.trial_dir(str(copy), 'padam', loser), lambda r: {**r, 'test_error': 0.0})
+  _rewrite(run.trial_dir(str(copy), 'padam', winner), lambda r: {**r, 'test_error': 1.0})
+  assert run.select(STUDY, found, str(copy)).winner == winner
+  # The same change on the validation split does move it (the check above can fail).
+  _rewrite(run.trial_dir(str(copy), 'padam', loser), lambda r: {**r, 'validation_error': 0.0})
+  assert run.select(STUDY, found, str(copy)).winner == loser
+  # A trial without validation records is refused, not scored on the test set.
+  _rewrite(
+    run.trial_dir(str(copy), 'padam', winner),
+    lambda r: {k: v for k, v in r.items() if not k.startswith('validation_')},
+  )
+  with pytest.raises(ValueError, match='no validation_error'):
+    run.select(STUDY, found, str(copy))
+
+
+def test_the_report(searched):
+  workdir, (*_, whole), _ = searched
+  text = (workdir / report.REPORT_FILE).read_text()
+  assert '## Winners' in text and '| padam | ' in text and '| sgdm | ' in text
+  assert len(report.rerun_accuracies(str(workdir), whole, 'padam')) == 2
+  cell = '| padam | 2 of 2 | '
+  assert cell in text and ' +- ' in text.split(cell, 1)[1].split('\n', 1)[0]
+  assert '| sgdm | 0 of 2 | not rerun yet |' in text
+  assert '| k=1 | k=2 |' in text
+  entry = whole['optimizers']['padam']
+  assert entry['setting'] == entry['trials'][entry['winner']]['setting']
+  assert set(entry['setting']) == {'learning_rate', 'partial'}
+  if (workdir / report.FIGURE_FILE).exists():
+    assert f'({report.FIGURE_FILE})' in text
+
+
+def test_bad_commands_fail_before_any_work(tmp_path):
+  afile = tmp_path / 'afile'
+  afile.write_text('')
+  with pytest.raises(ValueError, match='is a file'):
+    _study(afile)
+  (tmp_path / 'other').mkdir()
+  (tmp_path / 'other' / 'sweep.json').write_text('{}')
+  with pytest.raises(ValueError, match='no tuning study'):
+    _study(tmp_path / 'other')
+  with pytest.raises(ValueError, match='searches padam, sgdm; not adam'):
+    _study(tmp_path / 'new', optimizers=['adam'])
+  assert not (tmp_path / 'new').exists()
+  for flags, message in (
+    (['--study=nope'], 'wrn16_4_paper'),
+    (['--study=wrn16_4_paper', '--optimizers=lion'], 'not lion'),
+  ):
+    child = subprocess.run(
+      [sys.executable, '-m', 'experiments.tune', f'--workdir={tmp_path / "run"}', *flags],
+      env=subprocess_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+    assert child.returncode != 0 and message in child.stderr, child.stderr
+  assert not (tmp_path / 'run').exists()
