@@ -39,6 +39,18 @@ os.environ.setdefault('XLA_FLAGS', '--xla_backend_optimization_level=0')
 os.environ.update(hosts.host_environment(os.environ, device_count=2, threads_per_device=1))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+  """Tests marked ``slow`` run only when ``-m`` names them (``pytest -m slow``), so that
+  ``-m "not e2e"`` and ``-m e2e`` pick the suite's two tiers without them."""
+  if 'slow' in (config.getoption('markexpr') or ''):
+    return
+  skip = pytest.mark.skip(reason='slow: run by hand with pytest -m slow')
+  for item in items:
+    if item.get_closest_marker('slow'):
+      item.add_marker(skip)
+
+
 jax.config.update(
   'jax_compilation_cache_dir',
   os.environ.get(

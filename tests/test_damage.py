@@ -24,7 +24,10 @@ from padam_jax.training import config as config_lib
 from padam_jax.training import loop, sweep
 
 # A failed restore leaves tensorstore callbacks that later report 'Event loop is closed'.
-pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+pytestmark = [
+  pytest.mark.e2e,
+  pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning'),
+]
 
 DAMAGES = ('truncate', 'empty', 'flip')
 SWEEP_MEMBER = 'seed=3'  # the tiny run's seed: a sweep of it alone is the tiny run

@@ -33,6 +33,7 @@ def vmapped(tmp_path_factory, tiny_config, tiny_dataset):
   return workdir, results
 
 
+@pytest.mark.e2e
 def test_members_equal_their_single_runs(vmapped, tiny_config, tiny_dataset, tmp_path):
   """Member k of the vmapped sweep == the single run of configuration k (same seed).
 
@@ -61,6 +62,7 @@ def test_members_equal_their_single_runs(vmapped, tiny_config, tiny_dataset, tmp
       assert json.load(ours_file) == {**json.load(single_file), 'epochs': 2}
 
 
+@pytest.mark.e2e
 def test_diverged_members_are_marked_and_frozen(vmapped):
   workdir, results = vmapped
   for name in BAD:
@@ -75,6 +77,7 @@ def test_diverged_members_are_marked_and_frozen(vmapped):
   assert listed['mode'] == 'vmap' and listed['grid'] == GRID
 
 
+@pytest.mark.e2e
 def test_each_member_has_its_own_summaries(vmapped):
   """The members that diverged in their first epoch have their config and no curves."""
   workdir, results = vmapped
@@ -85,6 +88,7 @@ def test_each_member_has_its_own_summaries(vmapped):
     assert scalars == {} and 'config/text_summary' in others
 
 
+@pytest.mark.e2e
 def test_killed_sweep_resumes_to_the_same_metrics(vmapped, tiny_config, tiny_dataset, tmp_path):
   """All K states live in one checkpoint: lose epoch 2's, rerun, get the same records."""
   workdir, results = vmapped
@@ -101,6 +105,7 @@ def test_killed_sweep_resumes_to_the_same_metrics(vmapped, tiny_config, tiny_dat
     assert_tensorboard_matches(os.path.join(killed, name), resumed[name])
 
 
+@pytest.mark.e2e
 def test_sequential_mode_runs_single_runs(vmapped, tiny_config, tiny_dataset, tmp_path):
   _, results = vmapped
   sequential = sweep.run_sweep(
@@ -114,12 +119,14 @@ def test_sequential_mode_runs_single_runs(vmapped, tiny_config, tiny_dataset, tm
     )
 
 
+@pytest.mark.e2e
 def test_resume_with_another_grid_is_refused(vmapped, tiny_config, tiny_dataset):
   workdir, _ = vmapped
   with pytest.raises(runlog.ConfigMismatchError, match='another sweep'):
     sweep.run_sweep(tiny_config(), {'seed': [3, 4]}, workdir, mode='vmap', dataset=tiny_dataset)
 
 
+@pytest.mark.e2e
 def test_a_sequential_sweep_may_grow_but_not_change(tiny_config, tmp_path):
   said = []
 
@@ -175,6 +182,7 @@ def test_bad_member_values_are_refused_before_any_work(tiny_config):
     sweep.choose_mode('fast', 2)
 
 
+@pytest.mark.e2e
 def test_complete_sweep_is_skipped(vmapped, tiny_config, tiny_dataset):
   workdir, results = vmapped
   said = []

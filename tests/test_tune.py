@@ -75,6 +75,7 @@ def searched(tmp_path_factory):
     yield workdir, *zip(*(_study(workdir, **command) for command in commands), strict=True)
 
 
+@pytest.mark.e2e
 def test_a_stopped_search_resumes_to_the_same_trials_and_winners(searched, tmp_path):
   workdir, (first, second, last), (_, said, _) = searched
   assert list(first['optimizers']) == ['padam']
@@ -118,6 +119,7 @@ def _rewrite(run_dir, change):
     runlog.append_metrics(run_dir, change(dict(record)))
 
 
+@pytest.mark.e2e
 def test_the_winner_is_chosen_on_the_validation_split_never_the_test_set(searched, tmp_path):
   workdir, (*_, whole), _ = searched
   copy = tmp_path / 'copy'
@@ -141,6 +143,7 @@ def test_the_winner_is_chosen_on_the_validation_split_never_the_test_set(searche
     run.select(STUDY, found, str(copy))
 
 
+@pytest.mark.e2e
 def test_the_report(searched):
   workdir, (*_, whole), _ = searched
   text = (workdir / report.REPORT_FILE).read_text()
