@@ -108,15 +108,11 @@ def test_frozen_members_record_no_validation_metrics():
     'train_seconds': 1.0,
   }
   schedules = [(lambda step: 0.1, None)] * 2
-  records = loop._epoch_records(  # pylint: disable=protected-access
-    1, 0, metrics, [3, 3], np.array([False, True]), True, schedules
-  )
+  records = loop._epoch_records(1, 0, metrics, [3, 3], np.array([False, True]), True, schedules)
   assert (records[0]['validation_loss'], records[0]['validation_error']) == (0.3, 0.2)
   assert records[1]['validation_error'] is None and records[1]['diverged']
   del metrics['validation_loss'], metrics['validation_error']
-  records = loop._epoch_records(  # pylint: disable=protected-access
-    1, 0, metrics, [3, 3], np.array([False, False]), True, schedules
-  )
+  records = loop._epoch_records(1, 0, metrics, [3, 3], np.array([False, False]), True, schedules)
   assert not any(key in r for r in records for key in loop.VALIDATION_KEYS)
 
 

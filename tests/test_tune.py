@@ -153,6 +153,10 @@ def test_the_report(searched):
   assert cell in text and ' +- ' in text.split(cell, 1)[1].split('\n', 1)[0]
   assert '| sgdm | 0 of 2 | not rerun yet |' in text
   assert '| k=1 | k=2 |' in text
+  # The claims rows: SGDM not rerun yet, so not run; one row per claim and measure.
+  claims = text.split('## Claims', 1)[1]
+  assert claims.count('| tuned Padam ') == 2 * len(report.CLAIMS)
+  assert '| x = padam - sgdm, mean of epochs' in claims and '| not run | inconclusive |' in claims
   entry = whole['optimizers']['padam']
   assert entry['setting'] == entry['trials'][entry['winner']]['setting']
   assert set(entry['setting']) == {'learning_rate', 'partial'}

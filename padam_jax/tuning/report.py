@@ -3,7 +3,8 @@ the reruns' ``metrics.jsonl``.
 
 The winners and their validation accuracy, the winners' test accuracy over the rerun seeds
 (the mean of the last sixth of the epochs, as the reproduction's ``final_accuracy``; mean
-+- standard deviation, ddof 1), the expected best of k trials per optimizer, and a figure
++- standard deviation, ddof 1), the expected best of k trials per optimizer, the study's
+claims with Welch intervals over the rerun seeds, and a figure
 of every trial's validation accuracy against each searched field (with matplotlib, the
 ``train`` extra).
 """
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from padam_jax.reproduction import measures
+from padam_jax import stats
+from padam_jax.reproduction import claims_table, measures
 from padam_jax.rundir import runlog
 from padam_jax.tuning import selection
 from padam_jax.tuning.studies import Study
@@ -37,16 +39,65 @@ def _fields(study: Study) -> list[str]:
   return list(dict.fromkeys(d.field for space in study.spaces for d in space.dimensions))
 
 
-def rerun_accuracies(workdir: str, tuning: Mapping[str, Any], optimizer: str) -> list[float]:
-  """The test accuracy (%) of each finished rerun of ``optimizer`` (NaN: diverged)."""
+def rerun_accuracies(
+  workdir: str, tuning: Mapping[str, Any], optimizer: str, measure: str = _TEST_MEASURE
+) -> list[float]:
+  """The test accuracy (%) of each finished rerun of ``optimizer`` by ``measure`` (NaN:
+  diverged)."""
   entry = tuning['optimizers'][optimizer]
   return [
     measures.run_value(
-      runlog.read_metrics(os.path.join(workdir, rerun['dir'])), tuning['epochs'], _TEST_MEASURE
+      runlog.read_metrics(os.path.join(workdir, rerun['dir'])), tuning['epochs'], measure
     )
     for rerun in entry['reruns']
     if rerun['complete']
   ]
+
+
+# The study's claims (docs/tuning.md): tuned Padam at least as good as tuned SGDM (not more
+# than 1 point below), and above tuned Adam and AMSGrad; each by both test-accuracy measures.
+CLAIMS = (('sgdm', 1.0), ('adam', 0.0), ('amsgrad', 0.0))
+_CLAIM_MEASURES = ('final_accuracy', 'median_late_accuracy')
+
+
+def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
+  """The claims rows: ``x = padam - other`` over the rerun seeds, Welch's 95% interval and
+  the verdict of ``x > -margin``."""
+  lines = [
+    '| claim | x, measured | ours [95% interval] | verdict |',
+    '|---|---|---|---|',
+  ]
+  found = tuning['optimizers']
+  for other, margin in CLAIMS:
+    words = (
+      f'tuned Padam is at least as good as tuned {other}, not more than {margin:g} point below'
+      if margin
+      else f'tuned Padam is above tuned {other}'
+    )
+    for measure in _CLAIM_MEASURES:
+      what = f'x = padam - {other}, {measures.describe_window(measure, tuning["epochs"])}'
+      if 'padam' not in found or other not in found:
+        lines.append(f'| {words} | {what} | not run | {stats.INCONCLUSIVE} |')
+        continue
+      groups = [
+        [v for v in rerun_accuracies(workdir, tuning, name, measure) if math.isfinite(v)]
+        for name in ('padam', other)
+      ]
+      if min(len(g) for g in groups) < 2:
+        lines.append(f'| {words} | {what} | fewer than 2 seeds | {stats.INCONCLUSIVE} |')
+        continue
+      interval = stats.contrast(groups, [1.0, -1.0])
+      shifted = [[v + margin for v in groups[0]], groups[1]]
+      verdict = stats.verdict(stats.contrast(shifted, [1.0, -1.0]), 'greater')
+      assert interval.low is not None and interval.high is not None
+      value = ' '.join(
+        [
+          claims_table.signed(interval.estimate, 2),
+          f'[{claims_table.signed(interval.low, 2)}, {claims_table.signed(interval.high, 2)}]',
+        ]
+      )
+      lines.append(f'| {words} | {what} | {value} | {verdict} |')
+  return lines
 
 
 def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str | None) -> str:
@@ -114,6 +165,7 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
     scores = [_nan_if_none(t['validation_accuracy']) for t in entry['trials']]
     cells = [_number(selection.expected_best_of_k(scores, k)) for k in range(1, len(scores) + 1)]
     lines.append(f'| {name} | {" | ".join(cells)} |')
+  lines += ['', '## Claims', '', *claims_markdown(workdir, tuning)]
   if figure:
     lines += ['', f'![validation accuracy of every trial]({os.path.basename(figure)})']
   return '\n'.join(lines) + '\n'
@@ -126,10 +178,10 @@ def _nan_if_none(value: float | None) -> float:
 def plot_trials(study: Study, tuning: Mapping[str, Any], output: str) -> str:
   """``trials.png``: each trial's validation accuracy against each searched field (one
   panel per field, a log axis where the field is searched on one), the winners ringed."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
+  import matplotlib
 
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  import matplotlib.pyplot as plt
 
   fields = _fields(study)
   scales = {d.field: d.scale for space in study.spaces for d in space.dimensions}
