@@ -61,6 +61,7 @@ def run(tiny_run, tmp_path):
 # --- an unreadable checkpoint ---------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_damaged_latest_checkpoint_is_moved_aside_and_the_run_goes_on(
   run, tiny_run, digits, damage_checkpoint
 ):

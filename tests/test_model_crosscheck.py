@@ -182,6 +182,7 @@ def test_judge():
   assert mt.table_header('float32').splitlines()[0].count('|') == 9
 
 
+@pytest.mark.e2e
 def test_command_checks_a_model():
   """The README's model cross-check command runs and passes (its settings are the subset
   of the configuration flags that a step check takes)."""

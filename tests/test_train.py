@@ -51,6 +51,7 @@ def test_metrics_jsonl_has_one_record_per_epoch(tiny_run):
     assert json.load(f)['weight_decay'] == 0.005
 
 
+@pytest.mark.e2e
 def test_same_seed_same_run_and_exact_resume(tmp_path, tiny_dataset, tiny_config, tiny_run):
   """A fresh run's first epoch equals the tiny run's (same seed, same run); resumed with
   --epochs 3 from its checkpoint it ends with the tiny run's uninterrupted records."""
@@ -144,6 +145,7 @@ def test_failed_launch_leaves_the_workdir_usable(tmp_path, tiny_config):
   assert not os.path.exists(tmp_path / 'run')
 
 
+@pytest.mark.e2e
 def test_drop_remainder_multistep_schedule_and_no_extension(tmp_path, tiny_dataset, tiny_config):
   """Multistep decay with the partial batch dropped; a longer rerun would move the decay."""
   cfg = tiny_config(epochs=4, drop_remainder=True, lr_schedule='multistep', optimizer='sgdm')
@@ -159,6 +161,7 @@ def test_drop_remainder_multistep_schedule_and_no_extension(tmp_path, tiny_datas
     loop.train_and_evaluate(dataclasses.replace(cfg, epochs=5), str(tmp_path), dataset=tiny_dataset)
 
 
+@pytest.mark.e2e
 def test_training_learns(tmp_path, tiny_config):
   """320 real digits, SGDM: the training loss falls by a wide margin.
 
@@ -176,6 +179,7 @@ def test_training_learns(tmp_path, tiny_config):
   assert np.mean(losses[-2:]) < 0.85 * losses[0]  # worst of 5 seeds: 0.745
 
 
+@pytest.mark.e2e
 def test_two_devices_match_one(tiny_dataset, tiny_config):
   """Data parallelism over the host devices: an epoch equals the 1-device epoch.
 
@@ -194,6 +198,7 @@ def test_two_devices_match_one(tiny_dataset, tiny_config):
     assert np.abs(a - b).max() <= 1e-4 * max(np.abs(b).max(), 1e-3)
 
 
+@pytest.mark.e2e
 def test_steps_per_call_scan_matches_single_steps(tiny_dataset, tiny_config):
   cfg = config_lib.resolve(tiny_config(epochs=1))
   losses = []
@@ -267,6 +272,7 @@ def test_multistep_boundaries():
   )
 
 
+@pytest.mark.e2e
 def test_bfloat16_compute(tmp_path, tiny_dataset, tiny_config):
   """--compute_dtype bfloat16: activations in bf16, params and moments stay float32."""
   records = loop.train_and_evaluate(

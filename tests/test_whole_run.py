@@ -128,6 +128,7 @@ def test_shared_batches_give_the_same_epoch_in_both_frameworks(tiny_config, tiny
   assert torch_eval['test_error'] == pytest.approx(ours_eval['test_error'])
 
 
+@pytest.mark.e2e
 def test_ours_on_torch_batches_records_each_epoch(tmp_path, tiny_config, tiny_dataset):
   """``--batches torch``: our side, trained on PyTorch's batches, records every epoch with
   its learning rate and p, as a run of our own loop does."""
