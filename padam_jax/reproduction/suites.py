@@ -45,6 +45,16 @@ class Scale:
   test_size: int | None = None
   description: str = ''
 
+  def fields(self) -> dict[str, Any]:
+    """The ``TrainConfig`` fields this scale sets."""
+    return dict(
+      dataset=self.dataset,
+      width=self.width,
+      epochs=self.epochs,
+      train_size=self.train_size,
+      test_size=self.test_size,
+    )
+
 
 SCALES = {
   'full': Scale(
@@ -266,11 +276,7 @@ def sweep_arguments(
     model=spec.model,
     optimizer=spec.optimizer,
     preset=preset,
-    dataset=scale.dataset,
-    width=scale.width,
-    epochs=scale.epochs,
-    train_size=scale.train_size,
-    test_size=scale.test_size,
+    **scale.fields(),
     data_dir=data_dir,
     **dict(spec.settings),
   )

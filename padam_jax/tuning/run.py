@@ -84,14 +84,9 @@ def base_config(
 ) -> config_lib.TrainConfig:
   """What every run of ``study`` with ``optimizer`` shares: its model, scale, preset,
   validation split and trial seed; ``overrides``, further fields (a test's batch size)."""
-  scale = suites.SCALES[study.scale]
   fields: dict[str, Any] = dict(
     model=study.model,
-    dataset=scale.dataset,
-    width=scale.width,
-    epochs=scale.epochs,
-    train_size=scale.train_size,
-    test_size=scale.test_size,
+    **suites.SCALES[study.scale].fields(),
     preset=study.preset,
     validation_size=study.validation_size,
     optimizer=optimizer,
