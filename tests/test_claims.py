@@ -263,12 +263,17 @@ def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
   alone = summary.markdown(summary.workdirs_by_protocol([reproduction]))
   paper_rows = [line for line in alone.splitlines() if line.startswith('| Chen & Gu')]
   assert len(paper_rows) == len({dataclasses.replace(c, measure='') for c in claims.PAPER_CLAIMS})
-  assert all('| cannot be told at this scale | not run: ' in line for line in paper_rows)
+  assert all(f'| {summary.NOT_RUN} | waits for ' in line for line in paper_rows)
+  # One line per claim, a column per network: the paper's claims are one row each.
   compact = summary.compact_markdown(summary.workdirs_by_protocol([paper, reproduction]))
   assert len(compact.splitlines()) == 2 + len(
-    {(p, c.claim) for p, rows in claims.CLAIM_SETS.items() for c in rows}
+    {(p, c.row) for p, rows in claims.CLAIM_SETS.items() for c in rows}
   )
-  assert f'| {within} | the student reproduction | padam - adam: held; padam - amsgrad: ' in compact
+  row = 'Padam is within 1 point of Adam and AMSGrad (Table 2)'
+  assert f'| {row} | the student reproduction | padam - adam: held; padam - amsgrad: ' in compact
+  assert f'| {row} | the student reproduction | ' in compact and ' | - | - |' in compact
+  level = next(line for line in compact.splitlines() if line.startswith('| Padam is level with'))
+  assert level.endswith(f'| Chen & Gu | not held | {summary.NOT_RUN} | {summary.NOT_RUN} |')
   with pytest.raises(ValueError, match='both hold runs'):
     summary.workdirs_by_protocol([reproduction, reproduction])
 
@@ -293,8 +298,8 @@ def test_plain_verdict_words():
     'mean of epochs 26-30: -0.30 [-0.50, -0.10], needs 7 seeds',
   )
   assert summary.plain_verdict([judging.judge(None, claim)]) == (
-    summary.CANNOT_TELL,
-    'not run: wrn16_4-adam, wrn16_4-padam',
+    summary.NOT_RUN,
+    'waits for wrn16_4-adam, wrn16_4-padam',
   )
 
 

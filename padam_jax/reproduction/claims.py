@@ -18,6 +18,7 @@ converged runs). :mod:`padam_jax.reproduction.judging` judges them on runs,
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 
 from padam_jax.reproduction import suites
@@ -78,6 +79,29 @@ class Claim:
   confidence: float = CONFIDENCE  # of the interval the verdict reads
   # The protocol whose workdir each term's curve reads (one per term); empty: the claim's own.
   sources: tuple[str, ...] = ()
+  # The one-line table's words and cell: the row this claim shares with the same claim on
+  # other networks (empty: ``claim`` without "on <network>"), and how a cell names this
+  # contrast where its contrasts' verdicts differ (empty: ``contrast``).
+  headline: str = ''
+  label: str = ''
+
+  @property
+  def network(self) -> str:
+    """The network (a key of ``NETWORK_NAMES``) every term's curve trains."""
+    models = {curve.sweep.split('-')[0] for _, curve in self.terms}
+    if len(models) != 1:
+      raise ValueError(f'{self.claim!r} reads curves of several networks: {sorted(models)}')
+    return models.pop()
+
+  @property
+  def row(self) -> str:
+    """The claim's words in the one-line table, where a column names the network."""
+    return self.headline or re.sub(f',? on {NETWORK_NAMES[self.network]}', '', self.claim)
+
+  @property
+  def cell_label(self) -> str:
+    """How a one-line table's cell names this contrast."""
+    return self.label or self.contrast
 
   @property
   def threshold(self) -> float:
@@ -141,7 +165,7 @@ def corrected_for_two_looks(claims: Iterable[Claim]) -> tuple[Claim, ...]:
   )
 
 
-_NAMES = {'vgg16': 'VGG-16', 'resnet18': 'ResNet-18', 'wrn16_4': 'WRN-16-4'}
+NETWORK_NAMES = {'wrn16_4': 'WRN-16-4', 'resnet18': 'ResNet-18', 'vgg16': 'VGG-16'}
 _OPTIMIZER_NAMES = {'adam': 'Adam', 'amsgrad': 'AMSGrad', 'sgdm': 'SGDM'}
 
 
@@ -189,16 +213,16 @@ def _reproduction_claims() -> tuple[Claim, ...]:
   ]
   for model, where in (('wrn16_4', 'Figure 1'), ('resnet18', 'Figure 1: "similar result"')):
     for other in ('sgdm', 'adam', 'amsgrad'):
-      rows += with_measure(
-        _pair(
-          f'Padam\'s train loss is the lowest during the whole run on {_NAMES[model]} ({where})',
-          'mean_train_loss',
-          'less',
-          curves[model]['padam'],
-          curves[model][other],
-        ),
-        'train_loss_each_epoch',
+      lowest = _pair(
+        'Padam\'s train loss is the lowest during the whole run on '
+        f'{NETWORK_NAMES[model]} ({where})',
+        'mean_train_loss',
+        'less',
+        curves[model]['padam'],
+        curves[model][other],
       )
+      headline = 'Padam\'s train loss is the lowest during the whole run (Figure 1)'
+      rows += with_measure(dataclasses.replace(lowest, headline=headline), 'train_loss_each_epoch')
   rows += [
     _pair(
       'Padam\'s train loss is below Adam\'s and AMSGrad\'s before the 30th of 100 epochs on '
@@ -212,7 +236,7 @@ def _reproduction_claims() -> tuple[Claim, ...]:
   ]
   rows += [
     _pair(
-      f'SGDM does not end above Adam and AMSGrad on {_NAMES[model]} (Figure 1: "we cannot '
+      f'SGDM does not end above Adam and AMSGrad on {NETWORK_NAMES[model]} (Figure 1: "we cannot '
       'observe SGDM outperform Adam and AMSGrad during the late stage")',
       'final_accuracy',
       'less',
@@ -224,23 +248,33 @@ def _reproduction_claims() -> tuple[Claim, ...]:
     for other in ('adam', 'amsgrad')
   ]
   sixteenth, eighth, quarter = 0.0625, 0.125, 0.25
+  sixteenth_best = (
+    'At lr 0.1, p = 1/16 beats p = 1/8 and p = 1/4 (VGG-16: Section 3.5\'s grid search; '
+    'ResNet-18: Figure 2\'s caption)'
+  )
   rows += [
-    _pair(
-      'At lr 0.1, p = 1/16 beats p = 1/8 and p = 1/4 on VGG-16 (Section 3.5\'s grid search)',
-      'final_accuracy',
-      'greater',
-      _vgg_p(sixteenth),
-      _vgg_p(other),
+    dataclasses.replace(
+      _pair(
+        'At lr 0.1, p = 1/16 beats p = 1/8 and p = 1/4 on VGG-16 (Section 3.5\'s grid search)',
+        'final_accuracy',
+        'greater',
+        _vgg_p(sixteenth),
+        _vgg_p(other),
+      ),
+      headline=sixteenth_best,
     )
     for other in (eighth, quarter)
   ]
   rows += [
-    _pair(
-      'At lr 0.1, p = 1/16 beats p = 1/8 and p = 1/4 on ResNet-18 (Figure 2\'s caption)',
-      'final_accuracy',
-      'greater',
-      _p_lr(sixteenth, 0.1),
-      _p_lr(other, 0.1),
+    dataclasses.replace(
+      _pair(
+        'At lr 0.1, p = 1/16 beats p = 1/8 and p = 1/4 on ResNet-18 (Figure 2\'s caption)',
+        'final_accuracy',
+        'greater',
+        _p_lr(sixteenth, 0.1),
+        _p_lr(other, 0.1),
+      ),
+      headline=sixteenth_best,
     )
     for other in (eighth, quarter)
   ]
@@ -303,7 +337,7 @@ def _paper_claims() -> tuple[Claim, ...]:
   rows: list[Claim] = []
   for model in ('wrn16_4', 'resnet18', 'vgg16'):
     curves = {o: suites.Curve(o, f'{model}-{o}') for o in suites.OPTIMIZERS}
-    name = _NAMES[model]
+    name = NETWORK_NAMES[model]
     rows.append(
       _pair(
         'Padam generalizes as well as SGDM: its test accuracy is at least SGDM\'s, not more '
@@ -389,6 +423,8 @@ def _split_claims() -> tuple[Claim, ...]:
           contrast=f'(padam - {other}, {new}) - (padam - {other}, {old})',
           confidence=confidence,
           sources=tuple(p for _, _, p in terms),
+          headline=f'Changing {factor} raises Padam\'s test accuracy relative to the others\'',
+          label=f'vs {_OPTIMIZER_NAMES[other]}',
         )
       )
   return with_second_measures(rows)

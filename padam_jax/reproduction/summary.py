@@ -3,11 +3,11 @@ then the figures.
 
 Each workdir holds the runs of one preset, and the preset its runs recorded picks the
 claims judged on it (``claims.PROTOCOLS``): the student reproduction's under
-``reproduction``, Chen & Gu's under ``paper``. A protocol without a workdir has every row
-'not run'. A claim judged by two measures (test accuracy: the mean of the last sixth and
-the median of the last third) is held or not held only when both say so; otherwise it
-cannot be told at this scale, and the row says why: not run, the seeds it would need, or
-that the measures disagree.
+``reproduction``, Chen & Gu's under ``paper``. A row whose sweeps are not all committed
+reads 'not run yet' and names them. A claim judged by two measures (test accuracy: the
+mean of the last sixth and the median of the last third) is held or not held only when
+both say so; otherwise it cannot be told at this scale, and the row says why: the seeds
+it would need, or that the measures disagree.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from padam_jax import stats
 from padam_jax.reproduction import claims, claims_table, judging, measures, report, suites
 
 HELD, NOT_HELD, CANNOT_TELL = 'held', 'not held', 'cannot be told at this scale'
+NOT_RUN = 'not run yet'
+_SHORT = {CANNOT_TELL: 'cannot tell'}  # the one-line table's word, under a heading naming the scale
 _WORDS = {stats.SUPPORTED: HELD, stats.CONTRADICTED: NOT_HELD}
 SUMMARY_FILE = 'summary.md'
 
@@ -47,12 +49,12 @@ def _finding(judged: judging.Judged) -> str:
 
 
 def plain_verdict(judged: Sequence[judging.Judged]) -> tuple[str, str]:
-  """``(verdict, why)`` of one claim judged by one or more measures: held or not held when
-  every measure says so, else cannot be told at this scale (not run, too few seeds, or the
-  measures disagree)."""
+  """``(verdict, why)`` of one claim judged by one or more measures: not run yet (and the
+  sweeps it waits for), held or not held when every measure says so, else cannot be told
+  at this scale (too few seeds, or the measures disagree)."""
   missing = sorted({s for j in judged for s in j.missing})
   if missing:
-    return CANNOT_TELL, 'not run: ' + ', '.join(missing)
+    return NOT_RUN, 'waits for ' + ', '.join(missing)
   if any(j.interval is None for j in judged):
     return CANNOT_TELL, 'no finished run'
   findings = '; '.join(_finding(j) for j in judged)
@@ -114,19 +116,32 @@ def _claimed_sweeps(protocol: str) -> set[str]:
 
 
 def compact_markdown(by_protocol: dict[str, str]) -> str:
-  """One line per claim: its verdict over every contrast and measure (a verdict shared by
-  all, else each contrast's), for a reader's first look."""
-  lines = ['| claim | whose | verdict |', '|---|---|---|']
+  """One line per claim, a column per network: the claim's verdict there over every
+  contrast and measure (a word shared by all, else each contrast's), for a reader's first
+  look; '-' where the claim is not made of that network."""
+  networks = list(claims.NETWORK_NAMES)
+  header = ['claim', 'whose', *claims.NETWORK_NAMES.values()]
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for protocol, rows in claims.CLAIM_SETS.items():
-    verdicts: dict[str, list[tuple[str, str]]] = {}
+    cells: dict[str, dict[str, list[tuple[str, str]]]] = {}
     for group in _grouped(rows):
       judged = [judging.judge(by_protocol.get(protocol), claim, by_protocol) for claim in group]
-      verdicts.setdefault(group[0].claim, []).append((group[0].contrast, plain_verdict(judged)[0]))
-    for claim, found in verdicts.items():
-      words = {verdict for _, verdict in found}
-      verdict = words.pop() if len(words) == 1 else '; '.join(f'{c}: {v}' for c, v in found)
-      lines.append(f'| {claim} | {claims.PROTOCOLS[protocol].source} | {verdict} |')
+      first = group[0]
+      by_network = cells.setdefault(first.row, {})
+      by_network.setdefault(first.network, []).append((first.cell_label, plain_verdict(judged)[0]))
+    for row, by_network in cells.items():
+      words = [_cell(by_network.get(network, [])) for network in networks]
+      lines.append(f'| {row} | {claims.PROTOCOLS[protocol].source} | {" | ".join(words)} |')
   return '\n'.join(lines)
+
+
+def _cell(found: Sequence[tuple[str, str]]) -> str:
+  """One network's verdicts over a claim's contrasts: the word they share, else each's."""
+  short = [(label, _SHORT.get(verdict, verdict)) for label, verdict in found]
+  words = {verdict for _, verdict in short}
+  if len(words) == 1:
+    return words.pop()
+  return '; '.join(f'{label}: {verdict}' for label, verdict in short) or '-'
 
 
 def _figures(
@@ -172,8 +187,8 @@ def write(workdirs: Sequence[str], output_dir: str) -> str:
     '## Every claim and its verdict',
     '',
     'Verdicts in plain words: held (every measure shows the claim with 95% confidence), '
-    'not held (every measure shows the opposite), or cannot be told at this scale, with '
-    'why. ' + claims_table.RULE,
+    'not held (every measure shows the opposite), cannot be told at this scale, with why, '
+    'or not run yet, with the sweeps it waits for. ' + claims_table.RULE,
     '',
     table,
     '',
