@@ -127,16 +127,29 @@ def _seeds_until(
 ) -> int | None:
   """The fewest seeds per group (2..1000) for which ``decided(estimate, se, df, counts)``
   holds with the means and variances measured now; ``None`` if none does or a group has
-  fewer than two values."""
+  fewer than two values.
+
+  Found by bisection: with the estimate fixed, more seeds only narrow the interval (the
+  standard error and the t quantile both fall), so once decided, every larger count is."""
   counts, means, variances = _moments(groups)
   if variances is None:
     return None
   estimate = sum(a * m for a, m in zip(coefficients, means, strict=True))
-  for n in range(2, _MAX_SEEDS + 1):
+
+  def decided_at(n: int) -> bool:
     counts = (n,) * len(means)
-    if decided(estimate, *_welch(variances, coefficients, counts), counts):
-      return n
-  return None
+    return decided(estimate, *_welch(variances, coefficients, counts), counts)
+
+  if not decided_at(_MAX_SEEDS):
+    return None
+  low, high = 2, _MAX_SEEDS
+  while low < high:
+    middle = (low + high) // 2
+    if decided_at(middle):
+      high = middle
+    else:
+      low = middle + 1
+  return low
 
 
 def seeds_to_decide(
