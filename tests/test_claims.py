@@ -278,6 +278,12 @@ def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
     summary.workdirs_by_protocol([reproduction, reproduction])
 
 
+def test_each_protocol_draws_the_suites_of_its_own_sweeps():
+  assert summary.drawn_suites('reproduction') == list(suites.ALL_SUITES)
+  assert summary.drawn_suites('paper') == ['table2', 'optimizers']
+  assert summary.drawn_suites('reproduction_paper_wd') == ['table2']
+
+
 def test_plain_verdict_words():
   claim = dataclasses.replace(claims.CLAIMS[0], confidence=claims.CONFIDENCE)
   interval = stats.Interval(-0.3, -0.5, -0.1, (3, 3))

@@ -115,6 +115,14 @@ def _claimed_sweeps(protocol: str) -> set[str]:
   return {curve.sweep for claim in claims.CLAIM_SETS[protocol] for _, curve in claim.terms}
 
 
+def drawn_suites(protocol: str) -> list[str]:
+  """The suites whose figures a protocol's section shows: those made of its claims' sweeps
+  alone (Chen & Gu's four optimizers side by side on each network, not the student's
+  figures, which draw Padam's p grids that no paper claim reads)."""
+  claimed = _claimed_sweeps(protocol)
+  return [name for name in suites.SUITE_NAMES if set(suites.SUITES[name].sweeps) <= claimed]
+
+
 def compact_markdown(by_protocol: dict[str, str]) -> str:
   """One line per claim, a column per network: the claim's verdict there over every
   contrast and measure (a word shared by all, else each contrast's), for a reader's first
@@ -151,9 +159,7 @@ def _figures(
   tables.md); Markdown lines that show them and name the suites not run."""
   source = claims.PROTOCOLS[protocol].source
   lines = [f'### {source}, the `{protocol}` preset', '']
-  relevant = [
-    n for n in suites.ALL_SUITES if _claimed_sweeps(protocol) & set(suites.SUITES[n].sweeps)
-  ]
+  relevant = drawn_suites(protocol)
   if workdir is None:
     return [*lines, 'Not run.', '']
   folder = os.path.join(output_dir, protocol)
