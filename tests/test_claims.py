@@ -260,12 +260,14 @@ def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
   with open(tmp_path / summary.SUMMARY_FILE) as f:
     text = f.read()
   assert table in text and 'paper/claims.md' in text and 'reproduction/claims.md' in text
-  alone = summary.markdown(summary.workdirs_by_protocol([reproduction]))
+  alone = summary.markdown(summary.judge_all(summary.workdirs_by_protocol([reproduction])))
   paper_rows = [line for line in alone.splitlines() if line.startswith('| Chen & Gu')]
   assert len(paper_rows) == len({dataclasses.replace(c, measure='') for c in claims.PAPER_CLAIMS})
   assert all(f'| {summary.NOT_RUN} | waits for ' in line for line in paper_rows)
   # One line per claim, a column per network: the paper's claims are one row each.
-  compact = summary.compact_markdown(summary.workdirs_by_protocol([paper, reproduction]))
+  compact = summary.compact_markdown(
+    summary.judge_all(summary.workdirs_by_protocol([paper, reproduction]))
+  )
   assert len(compact.splitlines()) == 2 + len(
     {(p, c.row) for p, rows in claims.CLAIM_SETS.items() for c in rows}
   )
@@ -383,8 +385,8 @@ def test_the_docs_show_the_committed_runs_verdicts():
   workdirs = sorted(
     os.path.join(results, name) for name in os.listdir(results) if name.startswith('cpu_converged')
   )
-  by_protocol = summary.workdirs_by_protocol(workdirs)
-  compact, table = summary.compact_markdown(by_protocol), summary.markdown(by_protocol)
+  judged = summary.judge_all(summary.workdirs_by_protocol(workdirs))
+  compact, table = summary.compact_markdown(judged), summary.markdown(judged)
   regenerate = (
     'regenerate with python -m experiments.plot --summary '
     + ','.join(os.path.relpath(w, root) for w in workdirs)

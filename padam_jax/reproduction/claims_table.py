@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from padam_jax import stats
 from padam_jax.reproduction import claims, judging, measures
@@ -92,24 +92,19 @@ def seeds_cell(judged: judging.Judged) -> str:
   return seeds
 
 
-def markdown(
-  workdir: str, protocol: str | None = None, workdirs: Mapping[str, str] | None = None
-) -> str:
-  """The claims table of ``protocol`` (default: ``workdir``'s): one row per claim, our
-  value with its interval and a verdict (``workdirs``: other protocols' runs, for rows that
-  read them)."""
-  protocol = protocol or judging.protocol_of(workdir)
+def markdown(judged: Sequence[judging.Judged], protocol: str) -> str:
+  """The claims table of ``protocol`` from its claims as judged: one row per claim, our
+  value with its interval and a verdict."""
   lines = [
     f'| claim ({claims.PROTOCOLS[protocol].source}) | measured | claimed | seeds | '
     'ours [95% interval] | verdict | seeds for a verdict |',
     '|---|---|---|---|---|---|---|',
   ]
-  for claim in claims.CLAIM_SETS[protocol]:
-    judged = judging.judge(workdir, claim, workdirs)
+  for one in judged:
+    claim = one.claim
     lines.append(
-      f'| {claim.claim} | x = {claim.contrast}, {measured(judged)} | {claimed(claim)} | '
-      f'{seeds_cell(judged)} | {value_cell(judged)} | {judged.verdict} | '
-      f'{seeds_for_verdict(judged)} |'
+      f'| {claim.claim} | x = {claim.contrast}, {measured(one)} | {claimed(claim)} | '
+      f'{seeds_cell(one)} | {value_cell(one)} | {one.verdict} | {seeds_for_verdict(one)} |'
     )
   return '\n'.join(lines)
 
@@ -143,11 +138,19 @@ def two_looks_markdown(workdir: str) -> str:
   return '\n'.join(lines)
 
 
-def write(workdir: str, output_dir: str, workdirs: Mapping[str, str] | None = None) -> str:
+def write(
+  workdir: str,
+  output_dir: str,
+  workdirs: Mapping[str, str] | None = None,
+  judged: Sequence[judging.Judged] | None = None,
+) -> str:
   """The claims table of ``workdir`` (the claims of the preset its runs recorded), also
-  written with its rule to ``output_dir/claims.md``."""
+  written with its rule to ``output_dir/claims.md``; ``judged``: those claims already
+  judged (``judging.judge_protocol``), else they are judged here."""
   protocol = judging.protocol_of(workdir)
-  table = markdown(workdir, protocol, workdirs)
+  if judged is None:
+    judged = judging.judge_protocol(protocol, {**(workdirs or {}), protocol: workdir})
+  table = markdown(judged, protocol)
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, 'claims.md'), 'w', encoding='utf-8') as f:
     f.write(f'{protocol_line(protocol)}\n\n{RULE}\n\n{table}\n')

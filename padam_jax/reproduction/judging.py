@@ -98,6 +98,13 @@ def _workdir_of(
   return found
 
 
+def judge_protocol(protocol: str, by_protocol: Mapping[str, str]) -> list[Judged]:
+  """Every claim of ``protocol``, in its order, judged on ``by_protocol[protocol]`` (absent:
+  every sweep is missing) and, for terms of other protocols, on theirs."""
+  workdir = by_protocol.get(protocol)
+  return [judge(workdir, claim, by_protocol) for claim in claims.CLAIM_SETS[protocol]]
+
+
 def judge(
   workdir: str | None,
   claim: claims.Claim,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from padam_jax import stats
 from padam_jax.reproduction import claims, claims_table, judging, measures, report, suites
@@ -26,12 +26,18 @@ _WORDS = {stats.SUPPORTED: HELD, stats.CONTRADICTED: NOT_HELD}
 SUMMARY_FILE = 'summary.md'
 
 
-def _grouped(rows: Sequence[claims.Claim]) -> list[list[claims.Claim]]:
+def _grouped(judged: Sequence[judging.Judged]) -> list[list[judging.Judged]]:
   """The rows of one claim (one per measure) together, in their order."""
-  groups: dict[claims.Claim, list[claims.Claim]] = {}
-  for claim in rows:
-    groups.setdefault(dataclasses.replace(claim, measure=''), []).append(claim)
+  groups: dict[claims.Claim, list[judging.Judged]] = {}
+  for one in judged:
+    groups.setdefault(dataclasses.replace(one.claim, measure=''), []).append(one)
   return list(groups.values())
+
+
+def judge_all(by_protocol: Mapping[str, str]) -> dict[str, list[judging.Judged]]:
+  """Every protocol's claims judged once, on the workdirs of ``by_protocol`` (a protocol
+  without one: its sweeps are missing); both tables and the claims pages read these."""
+  return {protocol: judging.judge_protocol(protocol, by_protocol) for protocol in claims.CLAIM_SETS}
 
 
 def _window(judged: judging.Judged) -> str:
@@ -91,18 +97,18 @@ def workdirs_by_protocol(workdirs: Sequence[str]) -> dict[str, str]:
   return found
 
 
-def markdown(by_protocol: dict[str, str]) -> str:
-  """The table: a row per claim and protocol, its verdict in plain words and why."""
+def markdown(judged_by_protocol: Mapping[str, Sequence[judging.Judged]]) -> str:
+  """The table (from ``judge_all``): a row per claim and protocol, its verdict in plain
+  words and why."""
   lines = [
     '| protocol | claim | x, claimed | seeds | verdict | why |',
     '|---|---|---|---|---|---|',
   ]
-  for protocol, rows in claims.CLAIM_SETS.items():
+  for protocol, rows in judged_by_protocol.items():
     name = f'{claims.PROTOCOLS[protocol].source} (`{protocol}` preset)'
-    for group in _grouped(rows):
-      judged = [judging.judge(by_protocol.get(protocol), claim, by_protocol) for claim in group]
+    for judged in _grouped(rows):
       verdict, why = plain_verdict(judged)
-      first = group[0]
+      first = judged[0].claim
       what = measures.MEASURES[first.measure].label
       lines.append(
         f'| {name} | {first.claim} | x = {first.contrast}, {what}; {claims_table.claimed(first)} | '
@@ -123,18 +129,17 @@ def drawn_suites(protocol: str) -> list[str]:
   return [name for name in suites.SUITE_NAMES if set(suites.SUITES[name].sweeps) <= claimed]
 
 
-def compact_markdown(by_protocol: dict[str, str]) -> str:
+def compact_markdown(judged_by_protocol: Mapping[str, Sequence[judging.Judged]]) -> str:
   """One line per claim, a column per network: the claim's verdict there over every
   contrast and measure (a word shared by all, else each contrast's), for a reader's first
   look; '-' where the claim is not made of that network."""
   networks = list(claims.NETWORK_NAMES)
   header = ['claim', 'whose', *claims.NETWORK_NAMES.values()]
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  for protocol, rows in claims.CLAIM_SETS.items():
+  for protocol, rows in judged_by_protocol.items():
     cells: dict[str, dict[str, list[tuple[str, str]]]] = {}
-    for group in _grouped(rows):
-      judged = [judging.judge(by_protocol.get(protocol), claim, by_protocol) for claim in group]
-      first = group[0]
+    for judged in _grouped(rows):
+      first = judged[0].claim
       by_network = cells.setdefault(first.row, {})
       by_network.setdefault(first.network, []).append((first.cell_label, plain_verdict(judged)[0]))
     for row, by_network in cells.items():
@@ -153,7 +158,7 @@ def _cell(found: Sequence[tuple[str, str]]) -> str:
 
 
 def _figures(
-  protocol: str, workdir: str | None, output_dir: str, by_protocol: dict[str, str]
+  protocol: str, workdir: str | None, output_dir: str, judged: Sequence[judging.Judged]
 ) -> list[str]:
   """Draws ``workdir``'s figures into ``output_dir/<protocol>/`` (with its claims.md and
   tables.md); Markdown lines that show them and name the suites not run."""
@@ -164,7 +169,7 @@ def _figures(
     return [*lines, 'Not run.', '']
   folder = os.path.join(output_dir, protocol)
   built = report.build(workdir, relevant, folder, partial=True)
-  claims_table.write(workdir, folder, by_protocol)
+  claims_table.write(workdir, folder, judged=judged)
   for name in relevant:
     for key in (name, f'{name}_heatmap'):
       if key in built:
@@ -184,11 +189,12 @@ def write(workdirs: Sequence[str], output_dir: str) -> str:
   written to ``output_dir/summary.md`` (figures and per-protocol claims in
   ``output_dir/<protocol>/``); returns the table."""
   by_protocol = workdirs_by_protocol(workdirs)
-  table = markdown(by_protocol)
+  judged = judge_all(by_protocol)
+  table = markdown(judged)
   lines = [
     '## In short: one line per claim',
     '',
-    compact_markdown(by_protocol),
+    compact_markdown(judged),
     '',
     '## Every claim and its verdict',
     '',
@@ -212,7 +218,7 @@ def write(workdirs: Sequence[str], output_dir: str) -> str:
   lines += ['## Figures (mean +- std over seeds, ddof 1)', '']
   os.makedirs(output_dir, exist_ok=True)
   for protocol in claims.CLAIM_SETS:
-    lines += _figures(protocol, by_protocol.get(protocol), output_dir, by_protocol)
+    lines += _figures(protocol, by_protocol.get(protocol), output_dir, judged[protocol])
   with open(os.path.join(output_dir, SUMMARY_FILE), 'w', encoding='utf-8') as f:
     f.write('\n'.join(lines).rstrip() + '\n')
   return table
