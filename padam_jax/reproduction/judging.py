@@ -83,19 +83,18 @@ def _by_epoch(
   return verdict, (supported, contradicted, epochs - supported - contradicted)
 
 
-def _workdir_of(
-  claim: claims.Claim, term: int, workdir: str | None, workdirs: Mapping[str, str] | None
-) -> str | None:
-  """The workdir that term ``term`` of ``claim`` reads: ``workdir``, or for a claim with
-  sources the workdir of its term's protocol (``workdir`` itself when it is of that
-  protocol and ``workdirs`` lacks it)."""
+def _term_workdirs(
+  claim: claims.Claim, workdir: str | None, workdirs: Mapping[str, str] | None
+) -> list[str | None]:
+  """The workdir each term of ``claim`` reads: ``workdir``, or for a claim with sources the
+  workdir of its term's protocol (``workdir`` itself when it is of that protocol and
+  ``workdirs`` lacks it)."""
   if not claim.sources:
-    return workdir
-  source = claim.sources[term]
-  found = (workdirs or {}).get(source)
-  if found is None and workdir is not None and protocol_of(workdir) == source:
-    return workdir
-  return found
+    return [workdir] * len(claim.terms)
+  found = dict(workdirs or {})
+  if workdir is not None:
+    found.setdefault(protocol_of(workdir), workdir)
+  return [found.get(source) for source in claim.sources]
 
 
 def judge_protocol(protocol: str, by_protocol: Mapping[str, str]) -> list[Judged]:
@@ -117,8 +116,9 @@ def judge(
   groups, missing, excluded, epochs = [], [], 0, None
   per_epoch = measures.MEASURES[claim.measure].per_epoch
   by_epoch: list[list[list[float]]] = []
+  wheres = _term_workdirs(claim, workdir, workdirs)
   for term, (_, curve) in enumerate(claim.terms):
-    where = _workdir_of(claim, term, workdir, workdirs)
+    where = wheres[term]
     label = f'{claim.sources[term]}: {curve.sweep}' if claim.sources else curve.sweep
     if where is None:
       missing.append(label)
