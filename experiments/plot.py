@@ -3,14 +3,16 @@
     python -m experiments.plot --workdirs runs/a,runs/b --output curves.png
     python -m experiments.plot --reproduction runs/repro --suite all --output_dir docs/cpu
     python -m experiments.plot --reproduction runs/repro --claims
-    python -m experiments.plot --summary runs/conv,runs/paper --output_dir docs/summary
+    python -m experiments.plot --summary runs/conv,runs/paper --output_dir docs/summary \
+        --paste_into README.md,docs/reproduction.md
 
 The first compares single runs (train loss and test error per epoch); the second builds
 the reproduction's figures (PNG) and tables (Markdown, also printed) from a directory of
 ``experiments.reproduce``; the third only the claims table (``claims.md``: each claim of
 the preset the runs recorded, with our value, its 95% interval over seeds and a verdict);
 the fourth, from one such directory per preset, every claim of every protocol with its
-verdict in plain words and the figures (``summary.md``).
+verdict in plain words and the figures (``summary.md``), its two tables also pasted over
+the old ones in the ``--paste_into`` pages.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ _SUMMARY = flags.DEFINE_list(
   None,
   'Directories of experiments.reproduce, one per preset: every claim\'s verdict in plain '
   'words and the figures (OUTPUT_DIR/summary.md).',
+)
+_PASTE_INTO = flags.DEFINE_list(
+  'paste_into',
+  [],
+  'With --summary: Markdown pages whose verdict tables (the one-line table, the full '
+  'one) are replaced by the new ones, e.g. README.md,docs/reproduction.md.',
 )
 _OUTPUT_DIR = flags.DEFINE_string(
   'output_dir', None, 'Where figures and tables.md go (default: REPRODUCTION/figures).'
@@ -98,8 +106,11 @@ def main(argv):
 
     if not _OUTPUT_DIR.value:
       raise app.UsageError('--summary needs --output_dir')
+    missing = [page for page in _PASTE_INTO.value if not os.path.isfile(page)]
+    if missing:
+      raise app.UsageError(f'--paste_into: no such page {missing[0]}')
     try:
-      print(summary.write(_SUMMARY.value, _OUTPUT_DIR.value))
+      print(summary.write(_SUMMARY.value, _OUTPUT_DIR.value, _PASTE_INTO.value))
     except ValueError as error:
       raise app.UsageError(str(error)) from None
     return

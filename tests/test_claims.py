@@ -243,8 +243,10 @@ def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
   """Both protocols in one table; the measures' disagreement and a missing protocol read as
   'cannot be told at this scale'. (Figures: tests/test_report.py.)"""
   monkeypatch.setitem(sys.modules, 'matplotlib', None)
+  page = tmp_path / 'page.md'  # an old one-line table between prose, pasted over
+  page.write_text('before\n\n| claim | whose | WRN-16-4 | ResNet-18 | VGG-16 |\n| old |\n\nafter\n')
   with pytest.warns(UserWarning, match='matplotlib'):
-    table = summary.write([paper, reproduction], str(tmp_path))
+    table = summary.write([paper, reproduction], str(tmp_path), paste_into=[str(page)])
   rows = {}
   for line in table.splitlines()[2:]:
     cells = line.split(' | ')
@@ -260,6 +262,12 @@ def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
   with open(tmp_path / summary.SUMMARY_FILE) as f:
     text = f.read()
   assert table in text and 'paper/claims.md' in text and 'reproduction/claims.md' in text
+  pasted = page.read_text()
+  assert pasted.startswith('before\n\n| claim | whose |') and pasted.endswith('|\n\nafter\n')
+  assert '| old |' not in pasted and table not in pasted  # the page held the short table only
+  page.write_text('no table here\n')
+  with pytest.raises(ValueError, match='page.md holds no verdict table to replace'):
+    summary.paste(str(page), [table])
   alone = summary.markdown(summary.judge_all(summary.workdirs_by_protocol([reproduction])))
   paper_rows = [line for line in alone.splitlines() if line.startswith('| Chen & Gu')]
   assert len(paper_rows) == len({dataclasses.replace(c, measure='') for c in claims.PAPER_CLAIMS})
@@ -390,8 +398,7 @@ def test_the_docs_show_the_committed_runs_verdicts():
   regenerate = (
     'regenerate with python -m experiments.plot --summary '
     + ','.join(os.path.relpath(w, root) for w in workdirs)
-    + ' --output_dir docs/cpu_converged, and paste its short table into README.md and its '
-    'full one into docs/reproduction.md'
+    + ' --output_dir docs/cpu_converged --paste_into README.md,docs/reproduction.md'
   )
   pages = {'README.md': compact, 'docs/reproduction.md': table}
   pages['docs/cpu_converged/summary.md'] = compact + table

@@ -184,17 +184,43 @@ def _figures(
   return lines
 
 
-def write(workdirs: Sequence[str], output_dir: str) -> str:
+def paste(path: str, tables: Sequence[str]) -> list[str]:
+  """Replaces, in the Markdown page ``path``, each table that starts with the header line
+  of one of ``tables`` by that table; returns the headers it replaced. ``ValueError`` if
+  the page holds none of them."""
+  with open(path, encoding='utf-8') as f:
+    lines = f.read().split('\n')
+  replaced = []
+  for table in tables:
+    new = table.split('\n')
+    start = next((i for i, line in enumerate(lines) if line == new[0]), None)
+    if start is None:
+      continue
+    end = start
+    while end < len(lines) and lines[end].startswith('|'):
+      end += 1
+    lines[start:end] = new
+    replaced.append(new[0])
+  if not replaced:
+    headers = ' or '.join(repr(table.split('\n')[0]) for table in tables)
+    raise ValueError(f'{path} holds no verdict table to replace: no line reads {headers}')
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write('\n'.join(lines))
+  return replaced
+
+
+def write(workdirs: Sequence[str], output_dir: str, paste_into: Sequence[str] = ()) -> str:
   """The summary of ``workdirs`` (at most one per preset): the table and the figures,
   written to ``output_dir/summary.md`` (figures and per-protocol claims in
-  ``output_dir/<protocol>/``); returns the table."""
+  ``output_dir/<protocol>/``); returns the table. Each page of ``paste_into`` gets the
+  tables it holds (the one-line table, the full one) replaced by the new ones."""
   by_protocol = workdirs_by_protocol(workdirs)
   judged = judge_all(by_protocol)
-  table = markdown(judged)
+  table, compact = markdown(judged), compact_markdown(judged)
   lines = [
     '## In short: one line per claim',
     '',
-    compact_markdown(judged),
+    compact,
     '',
     '## Every claim and its verdict',
     '',
@@ -221,4 +247,6 @@ def write(workdirs: Sequence[str], output_dir: str) -> str:
     lines += _figures(protocol, by_protocol.get(protocol), output_dir, judged[protocol])
   with open(os.path.join(output_dir, SUMMARY_FILE), 'w', encoding='utf-8') as f:
     f.write('\n'.join(lines).rstrip() + '\n')
+  for page in paste_into:
+    paste(page, [compact, table])
   return table
