@@ -9,7 +9,9 @@ directory per trial), ``WORKDIR/reruns/<optimizer>/seed=<s>/``, ``WORKDIR/tuning
 (winners, settings, every trial's validation accuracy), ``WORKDIR/report.md`` and, with
 matplotlib, ``WORKDIR/trials.png`` (docs/tuning.md). ``--optimizers`` restricts the
 search to some of the study's optimizers, ``--trials_only`` stops before the reruns.
-Exit status as ``experiments.train``'s.
+``--report_only`` trains nothing: it writes ``tuning.json`` and the report from the runs
+already in WORKDIR (a search under way, or the committed runs of
+``results/cpu_converged_tuning``). Exit status as ``experiments.train``'s.
 """
 
 from absl import app, flags
@@ -29,6 +31,11 @@ _OPTIMIZERS = flags.DEFINE_list(
 _TRIALS_ONLY = flags.DEFINE_bool(
   'trials_only', False, 'Train the trials and choose the winners, but do not rerun them.'
 )
+_REPORT_ONLY = flags.DEFINE_bool(
+  'report_only',
+  False,
+  'Train nothing: write tuning.json and the report from the runs already in --workdir.',
+)
 config_flags.define_flags(('data_dir',))
 
 
@@ -39,9 +46,15 @@ def main(argv):
   launch.start()
   if _STUDY.value is None:  # marked required
     raise app.UsageError('--study is required')
+  study = studies.STUDIES[_STUDY.value]
+  if _REPORT_ONLY.value and (_OPTIMIZERS.value or _TRIALS_ONLY.value):
+    raise app.UsageError('--report_only reports every optimizer: drop --optimizers, --trials_only')
   with launch.failing_on((*launch.SETUP_ERRORS, *launch.TRAINING_ERRORS, OSError)):
+    if _REPORT_ONLY.value:
+      run.report_study(study, launch.workdir(), progress=launch.say)
+      return
     run.run_study(
-      studies.STUDIES[_STUDY.value],
+      study,
       launch.workdir(),
       optimizers=_OPTIMIZERS.value,
       trials_only=_TRIALS_ONLY.value,

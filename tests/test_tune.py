@@ -12,7 +12,7 @@ from conftest import TINY, subprocess_env
 
 from padam_jax import data
 from padam_jax.reproduction import suites
-from padam_jax.rundir import runlog
+from padam_jax.rundir import checkpoint, runlog
 from padam_jax.tuning import report, run, studies
 from padam_jax.tuning.search import Dimension, SearchSpace
 
@@ -103,6 +103,22 @@ def test_a_stopped_search_resumes_to_the_same_trials_and_winners(searched, tmp_p
   again, said = _study(copy, trials_only=True)
   assert again == last and sum(line.endswith(': complete') for line in said) == 4
 
+  # The record again from the runs' files alone (no checkpoints), training nothing; with one
+  # of sgdm's trials unfinished, sgdm is left out and counted as under way.
+  for checkpoints in list(copy.glob(f'**/{checkpoint.CHECKPOINTS_DIR}')):
+    shutil.rmtree(checkpoints)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setitem(run.suites.SCALES, 'tiny', TINY_SCALE)
+    said = []
+    assert run.report_study(STUDY, str(copy), said.append) == last
+    assert not any(line.startswith('[') for line in said)
+    runlog.keep_epochs_up_to(run.trial_dir(str(copy), 'sgdm', 1), 0)
+    partial = run.report_study(STUDY, str(copy), said.append)
+  assert list(partial['optimizers']) == ['padam']
+  assert partial['under_way'] == {'sgdm': [{'index': 0} | last['optimizers']['sgdm']['trials'][0]]}
+  text = (copy / report.REPORT_FILE).read_text()
+  assert 'Trials not finished yet: sgdm (1 of 2).' in text and '| sgdm | 1 of 2 | ' in text
+
   # Other draws in the workdir (here: another draw seed) are refused before any training.
   path = os.path.join(copy, run.TRIALS_DIR, 'padam', run.TRIALS_FILE)
   recorded = runlog.read_json_object(path)
@@ -173,6 +189,8 @@ def test_bad_commands_fail_before_any_work(tmp_path):
   (tmp_path / 'other' / 'sweep.json').write_text('{}')
   with pytest.raises(ValueError, match='no tuning study'):
     _study(tmp_path / 'other')
+  with pytest.raises(ValueError, match='holds no tuning study'):
+    run.report_study(STUDY, str(tmp_path / 'new'))
   with pytest.raises(ValueError, match='searches padam, sgdm; not adam'):
     _study(tmp_path / 'new', optimizers=['adam'])
   assert not (tmp_path / 'new').exists()

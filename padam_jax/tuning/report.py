@@ -114,7 +114,13 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
     'images, held out); the test set is read for the reruns alone.',
     '',
   ]
-  pending = [space.optimizer for space in study.spaces if space.optimizer not in found]
+  under_way = tuning.get('under_way', {})  # absent from a record of an older version
+  pending = [
+    space.optimizer
+    + (f' ({len(under_way[space.optimizer])} of {study.trials})' if under_way else '')
+    for space in study.spaces
+    if space.optimizer not in found
+  ]
   if pending:
     lines += [f'Trials not finished yet: {", ".join(pending)}.', '']
   lines += [
@@ -130,6 +136,21 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
       f'| {name} | {entry["winner"] + 1} of {len(entry["trials"])} | {" | ".join(values)} | '
       f'{_number(winner["validation_accuracy"])} | {", ".join(entry["on_edge"])} |'
     )
+  if any(under_way.values()):
+    lines += [
+      '',
+      '## The finished trials of the searches under way (no winner yet)',
+      '',
+      f'| optimizer | trial | {" | ".join(fields)} | validation accuracy (%) |',
+      f'|---|---:|{"---:|" * len(fields)}',
+    ]
+    for name, trials in under_way.items():
+      for trial in trials:
+        values = [f'{trial["setting"][f]:.4g}' if f in trial['setting'] else '' for f in fields]
+        lines.append(
+          f'| {name} | {trial["index"] + 1} of {study.trials} | {" | ".join(values)} | '
+          f'{_number(trial["validation_accuracy"])} |'
+        )
   lines += [
     '',
     '## The winners on fresh seeds',

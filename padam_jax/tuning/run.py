@@ -226,16 +226,37 @@ def _finite_or_none(value: float) -> float | None:
   return value if math.isfinite(value) else None
 
 
+def _trial_entry(workdir: str, name: str, index: int, setting: Any, score: float) -> dict[str, Any]:
+  return {
+    'dir': os.path.relpath(trial_dir(workdir, name, index), workdir),
+    'setting': setting,
+    'validation_accuracy': _finite_or_none(score),
+  }
+
+
 def summary(study: Study, searches: Mapping[str, Search], workdir: str) -> dict[str, Any]:
-  """The content of ``tuning.json``: the epochs of every run, and each optimizer whose
-  trials are all finished, with every trial's setting and validation accuracy (null:
-  diverged), its winner, the winner's setting and edges, and its reruns (whether each has
-  finished)."""
-  optimizers = {}
+  """The content of ``tuning.json``: the epochs of every run; each optimizer whose trials
+  are all finished (``optimizers``), with every trial's setting and validation accuracy
+  (null: diverged), its winner, the winner's setting and edges, and its reruns (whether
+  each has finished); and the finished trials of every other one (``under_way``, each
+  with its ``index``), with no winner."""
+  optimizers, under_way = {}, {}
   for name, found in searches.items():
-    if not all(
-      sweep.is_complete(trial_dir(workdir, name, i), c) for i, c in enumerate(found.trials)
-    ):
+    finished = [
+      i for i, c in enumerate(found.trials) if sweep.is_complete(trial_dir(workdir, name, i), c)
+    ]
+    if len(finished) < len(found.trials):
+      under_way[name] = [
+        {'index': i}
+        | _trial_entry(
+          workdir,
+          name,
+          i,
+          found.settings[i],
+          trial_score(trial_dir(workdir, name, i), found.trials[i], study.selection_share),
+        )
+        for i in finished
+      ]
       continue
     chosen = select(study, found, workdir)
     optimizers[name] = {
@@ -243,11 +264,7 @@ def summary(study: Study, searches: Mapping[str, Search], workdir: str) -> dict[
       'setting': chosen.setting,
       'on_edge': chosen.on_edge,
       'trials': [
-        {
-          'dir': os.path.relpath(trial_dir(workdir, name, i), workdir),
-          'setting': setting,
-          'validation_accuracy': _finite_or_none(score),
-        }
+        _trial_entry(workdir, name, i, setting, score)
         for i, (setting, score) in enumerate(zip(found.settings, chosen.scores, strict=True))
       ],
       'reruns': [
@@ -262,7 +279,23 @@ def summary(study: Study, searches: Mapping[str, Search], workdir: str) -> dict[
       ],
     }
   epochs = next(iter(searches.values())).trials[0].epochs
-  return {'study': study.name, 'epochs': epochs, 'optimizers': optimizers}
+  return {'study': study.name, 'epochs': epochs, 'optimizers': optimizers, 'under_way': under_way}
+
+
+def write_record(
+  study: Study,
+  workdir: str,
+  searches: Mapping[str, Search],
+  progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+  """Writes ``tuning.json`` (returned) and the report from the runs in ``workdir``, for
+  every optimizer of ``searches`` whose trials are all finished."""
+  content = summary(study, searches, workdir)
+  if hosts.is_primary():
+    runlog.write_json(os.path.join(workdir, TUNING_FILE), content)
+    written = report.write(study, workdir, content)
+    progress(f'tuning: {os.path.join(workdir, TUNING_FILE)}\nreport: {written}')
+  return content
 
 
 def run_study(
@@ -320,10 +353,25 @@ def run_study(
           rerun_dir(workdir, name, seed),
           f'{name} winner, seed {seed}',
         )
-  content = summary(study, everything, workdir)
-  if hosts.is_primary():
-    runlog.write_json(os.path.join(workdir, TUNING_FILE), content)
-    written = report.write(study, workdir, content)
-    progress(f'tuning: {os.path.join(workdir, TUNING_FILE)}\nreport: {written}')
+  content = write_record(study, workdir, everything, progress)
   progress(f'done in {time.perf_counter() - start:.0f} s')
   return content
+
+
+def report_study(
+  study: Study,
+  workdir: str,
+  progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+  """Writes ``tuning.json`` (returned) and the report of the study in ``workdir`` from its
+  runs' records alone, training nothing: for a copy of the runs without checkpoints (the
+  committed ones), or a search still under way. Each optimizer's ``trials.json`` present
+  must hold the study's draws (``runlog.ConfigMismatchError`` if not)."""
+  check_workdir(workdir)
+  if not os.path.isdir(os.path.join(workdir, TRIALS_DIR)):
+    raise ValueError(f'workdir {workdir} holds no tuning study ({TRIALS_DIR}/)')
+  searches = plan(study)
+  for found in searches.values():
+    if os.path.exists(os.path.join(workdir, TRIALS_DIR, found.optimizer, TRIALS_FILE)):
+      record_trials(study, found, workdir, progress)
+  return write_record(study, workdir, searches, progress)
