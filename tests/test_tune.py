@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY, subprocess_env
+from conftest import ROOT, TINY, subprocess_env
 
 from padam_jax import data
 from padam_jax.reproduction import suites
@@ -178,6 +178,27 @@ def test_the_report(searched):
   assert set(entry['setting']) == {'learning_rate', 'partial'}
   if (workdir / report.FIGURE_FILE).exists():
     assert f'({report.FIGURE_FILE})' in text
+
+
+COMMITTED = str(ROOT / 'results' / 'tuning_wrn16_4_paper')
+
+
+def test_the_committed_record_is_what_the_committed_runs_give():
+  """The committed ``tuning.json`` and ``report.md`` are those of the committed runs today,
+  so a run added without regenerating them fails here (no figure is drawn)."""
+  regenerate = (
+    'regenerate with python -m experiments.tune --study wrn16_4_paper '
+    f'--workdir {os.path.relpath(COMMITTED, ROOT)} --report_only'
+  )
+  study = studies.STUDIES['wrn16_4_paper']
+  content = run.summary(study, run.plan(study), COMMITTED)
+  assert runlog.read_json_object(os.path.join(COMMITTED, run.TUNING_FILE)) == json.loads(
+    json.dumps(content)
+  ), regenerate
+  figure = os.path.join(COMMITTED, report.FIGURE_FILE)
+  text = report.markdown(study, COMMITTED, content, figure if os.path.exists(figure) else None)
+  with open(os.path.join(COMMITTED, report.REPORT_FILE)) as f:
+    assert f.read() == text, regenerate
 
 
 def test_bad_commands_fail_before_any_work(tmp_path):
