@@ -114,7 +114,7 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
     'images, held out); the test set is read for the reruns alone.',
     '',
   ]
-  under_way = tuning.get('under_way', {})  # absent from a record of an older version
+  under_way = _under_way(tuning)
   pending = [
     space.optimizer
     + (f' ({len(under_way[space.optimizer])} of {study.trials})' if under_way else '')
@@ -196,6 +196,11 @@ def _nan_if_none(value: float | None) -> float:
   return math.nan if value is None else value
 
 
+def _under_way(tuning: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+  """The finished trials of each search under way (none in a record of an older version)."""
+  return tuning.get('under_way', {})
+
+
 def plot_trials(study: Study, tuning: Mapping[str, Any], output: str) -> str:
   """``trials.png``: each trial's validation accuracy against each searched field (one
   panel per field, a log axis where the field is searched on one), the winners ringed."""
@@ -207,11 +212,16 @@ def plot_trials(study: Study, tuning: Mapping[str, Any], output: str) -> str:
   fields = _fields(study)
   scales = {d.field: d.scale for space in study.spaces for d in space.dimensions}
   fig, axes = plt.subplots(1, len(fields), figsize=(5 * len(fields), 4), squeeze=False)
+  # Every finished trial: an optimizer's whole search with its winner, or a search under way.
+  searches = [
+    (name, entry['trials'], entry['winner']) for name, entry in tuning['optimizers'].items()
+  ]
+  searches += [(f'{name} (under way)', trials, None) for name, trials in _under_way(tuning).items()]
   for ax, field in zip(axes[0], fields, strict=True):
-    for name, entry in tuning['optimizers'].items():
+    for name, trials, winner in searches:
       points = [
-        (t['setting'][field], t['validation_accuracy'], i == entry['winner'])
-        for i, t in enumerate(entry['trials'])
+        (t['setting'][field], t['validation_accuracy'], i == winner)
+        for i, t in enumerate(trials)
         if field in t['setting'] and t['validation_accuracy'] is not None
       ]
       if not points:
@@ -226,7 +236,7 @@ def plot_trials(study: Study, tuning: Mapping[str, Any], output: str) -> str:
     ax.set_ylabel('validation accuracy (%)')
     ax.grid(alpha=0.3)
     ax.legend()
-  fig.suptitle(f'{study.name}: every trial (ringed: the winners)')
+  fig.suptitle(f'{study.name}: every finished trial (ringed: the winners)')
   fig.tight_layout()
   fig.savefig(output, dpi=100)
   plt.close(fig)
@@ -237,7 +247,8 @@ def write(study: Study, workdir: str, tuning: Mapping[str, Any]) -> str:
   """Writes ``report.md`` (and ``trials.png`` when matplotlib is installed); returns the
   report's path."""
   figure = None
-  if tuning['optimizers'] and importlib.util.find_spec('matplotlib') is not None:
+  drawn = tuning['optimizers'] or any(_under_way(tuning).values())
+  if drawn and importlib.util.find_spec('matplotlib') is not None:
     figure = plot_trials(study, tuning, os.path.join(workdir, FIGURE_FILE))
   path = os.path.join(workdir, REPORT_FILE)
   runlog.write_atomically(path, markdown(study, workdir, tuning, figure))
