@@ -11,7 +11,7 @@ matplotlib, ``WORKDIR/trials.png`` (docs/tuning.md). ``--optimizers`` restricts 
 search to some of the study's optimizers, ``--trials_only`` stops before the reruns.
 ``--report_only`` trains nothing: it writes ``tuning.json`` and the report from the runs
 already in WORKDIR (a search under way, or the committed runs of
-``results/cpu_converged_tuning``). Exit status as ``experiments.train``'s.
+``results/tuning_wrn16_4_paper``). Exit status as ``experiments.train``'s.
 """
 
 from absl import app, flags

@@ -131,7 +131,7 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
   ]
   for name, entry in found.items():
     winner = entry['trials'][entry['winner']]
-    values = [f'{entry["setting"][f]:.4g}' if f in entry['setting'] else '' for f in fields]
+    values = _setting_cells(entry['setting'], fields)
     lines.append(
       f'| {name} | {entry["winner"] + 1} of {len(entry["trials"])} | {" | ".join(values)} | '
       f'{_number(winner["validation_accuracy"])} | {", ".join(entry["on_edge"])} |'
@@ -146,7 +146,7 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
     ]
     for name, trials in under_way.items():
       for trial in trials:
-        values = [f'{trial["setting"][f]:.4g}' if f in trial['setting'] else '' for f in fields]
+        values = _setting_cells(trial['setting'], fields)
         lines.append(
           f'| {name} | {trial["index"] + 1} of {study.trials} | {" | ".join(values)} | '
           f'{_number(trial["validation_accuracy"])} |'
@@ -194,6 +194,11 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
 
 def _nan_if_none(value: float | None) -> float:
   return math.nan if value is None else value
+
+
+def _setting_cells(setting: Mapping[str, Any], fields: list[str]) -> list[str]:
+  """A table row's cell per searched field: the setting's value, empty where not searched."""
+  return [f'{setting[f]:.4g}' if f in setting else '' for f in fields]
 
 
 def _under_way(tuning: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:

@@ -288,8 +288,9 @@ def write_record(
   searches: Mapping[str, Search],
   progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-  """Writes ``tuning.json`` (returned) and the report from the runs in ``workdir``, for
-  every optimizer of ``searches`` whose trials are all finished."""
+  """Writes ``tuning.json`` (returned) and the report from the runs in ``workdir``: every
+  optimizer of ``searches`` whose trials are all finished, and the finished trials of the
+  others (``summary``)."""
   content = summary(study, searches, workdir)
   if hosts.is_primary():
     runlog.write_json(os.path.join(workdir, TUNING_FILE), content)
