@@ -142,7 +142,7 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
       '## The finished trials of the searches under way (no winner yet)',
       '',
       f'| optimizer | trial | {" | ".join(fields)} | validation accuracy (%) |',
-      f'|---|---:|{"---:|" * len(fields)}',
+      f'|---|---:|{"---:|" * len(fields)}---:|',
     ]
     for name, trials in under_way.items():
       for trial in trials:
