@@ -6,7 +6,9 @@ Most of the suite's time is XLA compiling small programs. Three things keep it d
 a few steps; the float semantics are unchanged), a persistent compilation cache shared
 with the launcher subprocesses, and one tiny training configuration (``tiny_config``)
 used by every test of the training loop, the sweep and the launcher, so that its
-programs compile once.
+programs compile once. The README's command runs the first tier in two worker processes
+(pytest-xdist, a test file to each in turn): each worker builds its own session fixtures,
+and both share the compilation cache.
 """
 
 import dataclasses
