@@ -11,7 +11,9 @@ matplotlib, ``WORKDIR/trials.png`` (docs/tuning.md). ``--optimizers`` restricts 
 search to some of the study's optimizers, ``--trials_only`` stops before the reruns.
 ``--report_only`` trains nothing: it writes ``tuning.json`` and the report from the runs
 already in WORKDIR (a search under way, or the committed runs of
-``results/tuning_wrn16_4_paper``). Exit status as ``experiments.train``'s.
+``results/tuning_wrn16_4_paper``). ``--paste_into docs/reproduction.md`` puts the report
+into that page too, between its ``<!-- tuning-report:begin -->`` and ``<!-- tuning-report:end
+-->`` lines. Exit status as ``experiments.train``'s.
 """
 
 from absl import app, flags
@@ -36,6 +38,12 @@ _REPORT_ONLY = flags.DEFINE_bool(
   False,
   'Train nothing: write tuning.json and the report from the runs already in --workdir.',
 )
+_PASTE_INTO = flags.DEFINE_list(
+  'paste_into',
+  [],
+  'Markdown pages to paste the report into, between their <!-- tuning-report:begin --> and '
+  '<!-- tuning-report:end --> lines.',
+)
 config_flags.define_flags(('data_dir',))
 
 
@@ -51,7 +59,7 @@ def main(argv):
     raise app.UsageError('--report_only reports every optimizer: drop --optimizers, --trials_only')
   with launch.failing_on((*launch.SETUP_ERRORS, *launch.TRAINING_ERRORS, OSError)):
     if _REPORT_ONLY.value:
-      run.report_study(study, launch.workdir(), progress=launch.say)
+      run.report_study(study, launch.workdir(), progress=launch.say, paste_into=_PASTE_INTO.value)
       return
     run.run_study(
       study,
@@ -61,6 +69,7 @@ def main(argv):
       data_dir=config_flags.config_from_flags().data_dir,
       progress=launch.say,
       tensorboard=launch.tensorboard(),
+      paste_into=_PASTE_INTO.value,
     )
 
 

@@ -201,6 +201,36 @@ def test_the_committed_record_is_what_the_committed_runs_give():
     assert f.read() == text, regenerate
 
 
+def test_the_docs_show_the_committed_report():
+  page = str(ROOT / 'docs' / 'reproduction.md')
+  with open(os.path.join(COMMITTED, report.REPORT_FILE)) as f:
+    expected = report.page_block(f.read(), COMMITTED, page)
+  assert report.shown_block(page) == expected, (
+    'paste the committed report with --paste_into docs/reproduction.md (and --report_only)'
+  )
+
+
+def test_paste_replaces_only_the_block_between_its_lines(tmp_path):
+  workdir = tmp_path / 'study'
+  workdir.mkdir()
+  (workdir / report.REPORT_FILE).write_text(
+    '# Tuning study\n\nIntro.\n\n## Winners\n\n| a |\n|---|\n\n![every trial](trials.png)\n'
+  )
+  page = tmp_path / 'docs' / 'page.md'
+  page.parent.mkdir()
+  page.write_text(f'# Page\n\n{report.PAGE_BEGIN}\nold\n{report.PAGE_END}\n\nAfter.\n')
+  for _ in range(2):  # pasting again changes nothing
+    report.paste(str(page), str(workdir))
+    assert page.read_text() == (
+      f'# Page\n\n{report.PAGE_BEGIN}\n\nIntro.\n\n### Winners\n\n| a |\n|---|\n\n'
+      f'![every trial](../study/trials.png)\n\n{report.PAGE_END}\n\nAfter.\n'
+    )
+  page.write_text('no place\n')
+  with pytest.raises(ValueError, match=f'needs a line {report.PAGE_BEGIN}'):
+    run.report_study(STUDY, str(workdir), paste_into=[str(page)])
+  assert not (workdir / run.TUNING_FILE).exists()
+
+
 def test_bad_commands_fail_before_any_work(tmp_path):
   afile = tmp_path / 'afile'
   afile.write_text('')

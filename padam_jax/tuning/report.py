@@ -6,7 +6,8 @@ The winners and their validation accuracy, the winners' test accuracy over the r
 +- standard deviation, ddof 1), the expected best of k trials per optimizer, the study's
 claims with Welch intervals over the rerun seeds, and a figure
 of every trial's validation accuracy against each searched field (with matplotlib, the
-``train`` extra).
+``train`` extra). ``paste`` puts the report into another Markdown page, between
+``PAGE_BEGIN`` and ``PAGE_END``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +29,9 @@ from padam_jax.tuning.studies import Study
 
 REPORT_FILE = 'report.md'
 FIGURE_FILE = 'trials.png'
+# A page that shows the report (docs/reproduction.md) holds it between these two lines.
+PAGE_BEGIN, PAGE_END = '<!-- tuning-report:begin -->', '<!-- tuning-report:end -->'
+_IMAGE = re.compile(r'!\[(?P<alt>[^\]]*)\]\((?P<target>[^)]+)\)')
 _TEST_MEASURE = 'final_accuracy'
 
 
@@ -258,3 +263,52 @@ def write(study: Study, workdir: str, tuning: Mapping[str, Any]) -> str:
   path = os.path.join(workdir, REPORT_FILE)
   runlog.write_atomically(path, markdown(study, workdir, tuning, figure))
   return path
+
+
+def page_block(report_text: str, workdir: str, page: str) -> str:
+  """``report_text`` (a ``report.md`` of ``workdir``) as a part of the Markdown page
+  ``page``: without its title, each heading one level deeper, its images' paths relative
+  to the page's folder."""
+  lines = report_text.rstrip('\n').split('\n')
+  if lines and lines[0].startswith('# '):
+    lines = lines[1:]
+  folder = os.path.dirname(os.path.abspath(page))
+
+  def relative(match: re.Match[str]) -> str:
+    target = os.path.join(os.path.abspath(workdir), match['target'])
+    return f'![{match["alt"]}]({os.path.relpath(target, folder)})'
+
+  return '\n'.join(
+    '#' + line if line.startswith('#') else _IMAGE.sub(relative, line) for line in lines
+  ).strip('\n')
+
+
+def _block_span(page: str) -> tuple[str, int, int]:
+  """``(text of page, where its PAGE_BEGIN line starts, where the newline before its
+  PAGE_END line is)``; ``ValueError`` if it lacks either line."""
+  with open(page, encoding='utf-8') as f:
+    text = f.read()
+  start = text.find(PAGE_BEGIN + '\n')
+  end = text.find('\n' + PAGE_END, max(start, 0))
+  if start < 0 or end < 0:
+    raise ValueError(
+      f'{page} has no place for the tuning report: it needs a line {PAGE_BEGIN} and, '
+      f'below it, a line {PAGE_END}'
+    )
+  return text, start, end
+
+
+def shown_block(page: str) -> str:
+  """What ``page`` holds between ``PAGE_BEGIN`` and ``PAGE_END`` (``ValueError`` if it
+  lacks either line)."""
+  text, start, end = _block_span(page)
+  return text[start + len(PAGE_BEGIN) : end].strip('\n')
+
+
+def paste(page: str, workdir: str) -> None:
+  """Replaces what ``page`` holds between ``PAGE_BEGIN`` and ``PAGE_END`` by the report
+  of ``workdir`` (``page_block`` of its ``report.md``)."""
+  text, start, end = _block_span(page)
+  with open(os.path.join(workdir, REPORT_FILE), encoding='utf-8') as f:
+    block = page_block(f.read(), workdir, page)
+  runlog.write_atomically(page, f'{text[:start]}{PAGE_BEGIN}\n\n{block}\n{text[end:]}')

@@ -287,15 +287,20 @@ def write_record(
   workdir: str,
   searches: Mapping[str, Search],
   progress: Callable[[str], None] = print,
+  paste_into: Sequence[str] = (),
 ) -> dict[str, Any]:
   """Writes ``tuning.json`` (returned) and the report from the runs in ``workdir``: every
   optimizer of ``searches`` whose trials are all finished, and the finished trials of the
-  others (``summary``)."""
+  others (``summary``); pastes the report into each page of ``paste_into``
+  (``report.paste``)."""
   content = summary(study, searches, workdir)
   if hosts.is_primary():
     runlog.write_json(os.path.join(workdir, TUNING_FILE), content)
     written = report.write(study, workdir, content)
     progress(f'tuning: {os.path.join(workdir, TUNING_FILE)}\nreport: {written}')
+    for page in paste_into:
+      report.paste(page, workdir)
+      progress(f'pasted into {page}')
   return content
 
 
@@ -310,16 +315,20 @@ def run_study(
   progress: Callable[[str], None] = print,
   dataset: data_lib.Dataset | None = None,
   tensorboard: bool = False,
+  paste_into: Sequence[str] = (),
 ) -> dict[str, Any]:
   """Trains the trials of ``optimizers`` (default: all of the study's), chooses each one's
   winner and, unless ``trials_only``, reruns it on the study's rerun seeds; then writes
-  ``tuning.json`` (returned) and the report of every optimizer trained so far.
+  ``tuning.json`` (returned) and the report of every optimizer trained so far, and pastes
+  the report into each page of ``paste_into``.
 
   Resumable: rerunning trains only what is missing. Everything is validated before the
-  first run: a bad ``workdir``, an unknown optimizer or a missing dataset raise before any
-  file is written.
+  first run: a bad ``workdir``, an unknown optimizer, a missing dataset or a page without
+  a place for the report raise before any file is written.
   """
   progress = hosts.primary_only(progress)
+  for page in paste_into:
+    report.shown_block(page)
   check_workdir(workdir)
   searches = plan(study, optimizers, data_dir, overrides)
   everything = plan(study, None, data_dir, overrides)  # the report's
@@ -354,7 +363,7 @@ def run_study(
           rerun_dir(workdir, name, seed),
           f'{name} winner, seed {seed}',
         )
-  content = write_record(study, workdir, everything, progress)
+  content = write_record(study, workdir, everything, progress, paste_into)
   progress(f'done in {time.perf_counter() - start:.0f} s')
   return content
 
@@ -363,11 +372,15 @@ def report_study(
   study: Study,
   workdir: str,
   progress: Callable[[str], None] = print,
+  paste_into: Sequence[str] = (),
 ) -> dict[str, Any]:
   """Writes ``tuning.json`` (returned) and the report of the study in ``workdir`` from its
   runs' records alone, training nothing: for a copy of the runs without checkpoints (the
   committed ones), or a search still under way. Each optimizer's ``trials.json`` present
-  must hold the study's draws (``runlog.ConfigMismatchError`` if not)."""
+  must hold the study's draws (``runlog.ConfigMismatchError`` if not). Pastes the report
+  into each page of ``paste_into``."""
+  for page in paste_into:
+    report.shown_block(page)
   check_workdir(workdir)
   if not os.path.isdir(os.path.join(workdir, TRIALS_DIR)):
     raise ValueError(f'workdir {workdir} holds no tuning study ({TRIALS_DIR}/)')
@@ -375,4 +388,4 @@ def report_study(
   for found in searches.values():
     if os.path.exists(os.path.join(workdir, TRIALS_DIR, found.optimizer, TRIALS_FILE)):
       record_trials(study, found, workdir, progress)
-  return write_record(study, workdir, searches, progress)
+  return write_record(study, workdir, searches, progress, paste_into)
