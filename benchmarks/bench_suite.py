@@ -6,8 +6,8 @@ Runs ``pytest -q -m MARKER`` from the repository root once per entry of ``--work
 (1: one process, as plain ``pytest``; N > 1: ``-n N --dist loadfile``, as the README's
 command), ``--repeats`` times, interleaved, each with an empty compilation cache of its
 own, so that every run compiles what a new machine compiles. Prints pytest's own time of
-each run, and each setting's median time over the first's. Nothing is cached between
-runs but Python's bytecode, which a first run writes.
+each run, and each setting's median time over the first's. An untimed collection first
+writes Python's bytecode, the one thing the runs share.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _REPEATS = flags.DEFINE_integer('repeats', 1, 'Runs of each worker count, interl
 _MARKER = flags.DEFINE_string('marker', 'not e2e', "pytest's -m expression.")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_PYTEST_TIME = re.compile(r' in ([0-9.]+)s')
+_PYTEST_TIME = re.compile(r' in ([0-9.]+)s\b')
 
 
 def command(workers: int, marker: str) -> list[str]:
@@ -46,21 +46,23 @@ def run_once(workers: int, marker: str) -> tuple[float, float]:
       command(workers, marker), cwd=ROOT, env=env, capture_output=True, text=True
     )
     wall = time.perf_counter() - start
-  last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ''
-  found = _PYTEST_TIME.search(last)
+  found = _PYTEST_TIME.findall(result.stdout)
   if result.returncode or not found:
     raise SystemExit(
       f'pytest with {workers} worker(s) failed (exit {result.returncode}):\n'
       f'{result.stdout[-3000:]}{result.stderr[-2000:]}'
     )
-  return float(found.group(1)), wall
+  return float(found[-1]), wall
 
 
 def main(argv: list[str]) -> None:
   del argv
   counts = [int(w) for w in _WORKERS.value]
-  if not counts or min(counts) < 1:
-    raise app.UsageError(f'--workers must list counts of at least 1, got {_WORKERS.value}')
+  if not counts or min(counts) < 1 or len(set(counts)) < len(counts):
+    raise app.UsageError(f'--workers must list distinct counts of at least 1, not {counts}')
+  if _REPEATS.value < 1:
+    raise app.UsageError(f'--repeats must be at least 1, not {_REPEATS.value}')
+  subprocess.run([*command(1, _MARKER.value), '--collect-only'], cwd=ROOT, capture_output=True)
   times: dict[int, list[float]] = {w: [] for w in counts}
   for repeat in range(_REPEATS.value):
     for workers in counts:

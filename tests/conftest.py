@@ -8,7 +8,8 @@ with the launcher subprocesses, and one tiny training configuration (``tiny_conf
 used by every test of the training loop, the sweep and the launcher, so that its
 programs compile once. The README's command runs the first tier in two worker processes
 (pytest-xdist, a test file to each in turn): each worker builds its own session fixtures,
-and both share the compilation cache.
+and both share the compilation cache (an entry read while the other writes it is a JAX
+warning and a compile, as with the launcher subprocesses).
 """
 
 import dataclasses

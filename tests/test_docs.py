@@ -48,21 +48,23 @@ def test_python_snippets_run(page):
     exec(compile('\n' * (line - 1) + code, str(page.relative_to(ROOT)), 'exec'), namespace)
 
 
-_DELIMITER_ROW = re.compile(r'\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?')
+# GitHub's tables (GFM): a header row, a delimiter row of dashes (one or more a cell), body
+# rows; every unescaped pipe separates cells, inside code spans too.
+_DELIMITER_ROW = re.compile(r'\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?')
 
 
 def _cell_count(row: str) -> int:
-  """Cells of a table row; escaped pipes and pipes inside code spans separate nothing."""
-  row = re.sub(r'`[^`]*`', '', row.replace('\\|', ''))
-  return len(row.strip().strip('|').split('|'))
+  """Cells of a table row; an escaped pipe separates nothing."""
+  return len(row.replace('\\|', '').strip().strip('|').split('|'))
 
 
 def misshapen_table_rows(text: str) -> list[str]:
   """``line N: n cells, header has m`` for each table row whose cell count is not its
-  header's: a Markdown renderer shows such a table as plain text."""
+  header's: a delimiter row that differs makes the whole table plain text, a body row that
+  differs loses cells or gains empty ones. Fenced code (``` or ~~~) is skipped."""
   lines, found, in_code = text.splitlines(), [], False
   for i, line in enumerate(lines[:-1]):
-    in_code ^= line.startswith('```')
+    in_code ^= line.lstrip().startswith(('```', '~~~'))
     if in_code or '|' not in line or not _DELIMITER_ROW.fullmatch(lines[i + 1].strip()):
       continue
     header = _cell_count(line)
@@ -75,8 +77,11 @@ def misshapen_table_rows(text: str) -> list[str]:
 
 
 def test_misshapen_tables_are_found():
-  good = '| a | b |\n|---|---:|\n| `x | y` | 1 \\| 2 |\n'
+  good = '| a | b |\n|-|---:|\n| `x \\| y` | 1 \\| 2 |\n'
   assert misshapen_table_rows(good) == []
+  assert misshapen_table_rows('| a | b |\n|---|---|\n| `x | y` | 1 |\n') == [
+    'line 3: 3 cells, header has 2'
+  ]
   assert misshapen_table_rows('| a | b | c |\n|---|---:|\n| 1 | 2 | 3 |\n') == [
     'line 2: 2 cells, header has 3'
   ]

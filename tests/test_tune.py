@@ -206,7 +206,8 @@ def test_the_docs_show_the_committed_report():
   with open(os.path.join(COMMITTED, report.REPORT_FILE)) as f:
     expected = report.page_block(f.read(), COMMITTED, page)
   assert report.shown_block(page) == expected, (
-    'paste the committed report with --paste_into docs/reproduction.md (and --report_only)'
+    'paste it: python -m experiments.tune --study wrn16_4_paper --workdir '
+    f'{os.path.relpath(COMMITTED, ROOT)} --report_only --paste_into docs/reproduction.md'
   )
 
 
@@ -215,6 +216,7 @@ def test_paste_replaces_only_the_block_between_its_lines(tmp_path):
   workdir.mkdir()
   (workdir / report.REPORT_FILE).write_text(
     '# Tuning study\n\nIntro.\n\n## Winners\n\n| a |\n|---|\n\n![every trial](trials.png)\n'
+    '![a logo](https://example.org/logo.png)\n'
   )
   page = tmp_path / 'docs' / 'page.md'
   page.parent.mkdir()
@@ -223,12 +225,19 @@ def test_paste_replaces_only_the_block_between_its_lines(tmp_path):
     report.paste(str(page), str(workdir))
     assert page.read_text() == (
       f'# Page\n\n{report.PAGE_BEGIN}\n\nIntro.\n\n### Winners\n\n| a |\n|---|\n\n'
-      f'![every trial](../study/trials.png)\n\n{report.PAGE_END}\n\nAfter.\n'
+      '![every trial](../study/trials.png)\n![a logo](https://example.org/logo.png)\n\n'
+      f'{report.PAGE_END}\n\nAfter.\n'
     )
-  page.write_text('no place\n')
-  with pytest.raises(ValueError, match=f'needs a line {report.PAGE_BEGIN}'):
-    run.report_study(STUDY, str(workdir), paste_into=[str(page)])
-  assert not (workdir / run.TUNING_FILE).exists()
+  for text, counts in (
+    ('no place\n', '0 and 0'),
+    (f'{report.PAGE_END}\n{report.PAGE_BEGIN}\n', '1 and 1'),  # the wrong way round
+    (f'{report.PAGE_BEGIN}\n{report.PAGE_END}\n{report.PAGE_BEGIN}\n', '2 and 1'),
+    (f'see {report.PAGE_BEGIN}\n{report.PAGE_END}\n', '0 and 1'),  # not a line of its own
+  ):
+    page.write_text(text)
+    with pytest.raises(ValueError, match=rf'needs one line .* \(it has {counts}\)$'):
+      run.report_study(STUDY, str(tmp_path / 'new'), paste_into=[str(page)])
+  assert not (tmp_path / 'new').exists()
 
 
 def test_bad_commands_fail_before_any_work(tmp_path):

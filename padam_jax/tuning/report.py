@@ -16,7 +16,7 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -267,14 +267,16 @@ def write(study: Study, workdir: str, tuning: Mapping[str, Any]) -> str:
 
 def page_block(report_text: str, workdir: str, page: str) -> str:
   """``report_text`` (a ``report.md`` of ``workdir``) as a part of the Markdown page
-  ``page``: without its title, each heading one level deeper, its images' paths relative
-  to the page's folder."""
+  ``page``: without its title, each heading one level deeper, its images' relative paths
+  made relative to the page's folder."""
   lines = report_text.rstrip('\n').split('\n')
   if lines and lines[0].startswith('# '):
     lines = lines[1:]
   folder = os.path.dirname(os.path.abspath(page))
 
   def relative(match: re.Match[str]) -> str:
+    if re.match(r'[a-z][a-z0-9+.-]*:|/', match['target']):  # a URL or an absolute path
+      return match[0]
     target = os.path.join(os.path.abspath(workdir), match['target'])
     return f'![{match["alt"]}]({os.path.relpath(target, folder)})'
 
@@ -285,24 +287,32 @@ def page_block(report_text: str, workdir: str, page: str) -> str:
 
 def _block_span(page: str) -> tuple[str, int, int]:
   """``(text of page, where its PAGE_BEGIN line starts, where the newline before its
-  PAGE_END line is)``; ``ValueError`` if it lacks either line."""
+  PAGE_END line is)``; ``ValueError`` unless it holds each line once, in that order."""
   with open(page, encoding='utf-8') as f:
     text = f.read()
-  start = text.find(PAGE_BEGIN + '\n')
-  end = text.find('\n' + PAGE_END, max(start, 0))
-  if start < 0 or end < 0:
+  begins, ends = (
+    [m.start() for m in re.finditer(rf'^{re.escape(marker)}[ \t]*$', text, re.M)]
+    for marker in (PAGE_BEGIN, PAGE_END)
+  )
+  if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
     raise ValueError(
-      f'{page} has no place for the tuning report: it needs a line {PAGE_BEGIN} and, '
-      f'below it, a line {PAGE_END}'
+      f'{page} has no one place for the tuning report: it needs one line {PAGE_BEGIN} and, '
+      f'below it, one line {PAGE_END} (it has {len(begins)} and {len(ends)})'
     )
-  return text, start, end
+  return text, begins[0], ends[0] - 1
 
 
 def shown_block(page: str) -> str:
-  """What ``page`` holds between ``PAGE_BEGIN`` and ``PAGE_END`` (``ValueError`` if it
-  lacks either line)."""
+  """What ``page`` holds between its ``PAGE_BEGIN`` and ``PAGE_END`` lines (``ValueError``
+  unless it has one of each, in that order)."""
   text, start, end = _block_span(page)
-  return text[start + len(PAGE_BEGIN) : end].strip('\n')
+  return text[start + len(PAGE_BEGIN) : end].strip()
+
+
+def check_pages(pages: Sequence[str]) -> None:
+  """``ValueError`` for the first of ``pages`` that has no one place for the report."""
+  for page in pages:
+    _block_span(page)
 
 
 def paste(page: str, workdir: str) -> None:

@@ -327,8 +327,8 @@ def run_study(
   a place for the report raise before any file is written.
   """
   progress = hosts.primary_only(progress)
-  for page in paste_into:
-    report.shown_block(page)
+  if hosts.is_primary():  # the one that pastes
+    report.check_pages(paste_into)
   check_workdir(workdir)
   searches = plan(study, optimizers, data_dir, overrides)
   everything = plan(study, None, data_dir, overrides)  # the report's
@@ -379,8 +379,8 @@ def report_study(
   committed ones), or a search still under way. Each optimizer's ``trials.json`` present
   must hold the study's draws (``runlog.ConfigMismatchError`` if not). Pastes the report
   into each page of ``paste_into``."""
-  for page in paste_into:
-    report.shown_block(page)
+  if hosts.is_primary():  # the one that pastes
+    report.check_pages(paste_into)
   check_workdir(workdir)
   if not os.path.isdir(os.path.join(workdir, TRIALS_DIR)):
     raise ValueError(f'workdir {workdir} holds no tuning study ({TRIALS_DIR}/)')
