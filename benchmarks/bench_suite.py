@@ -55,6 +55,18 @@ def run_once(workers: int, marker: str) -> tuple[float, float]:
   return float(found[-1]), wall
 
 
+def cpu_name() -> str:
+  """The CPU's model name (``/proc/cpuinfo``, as ``lscpu`` shows it) and the cores this
+  process may use."""
+  name = 'unknown CPU'
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as f:
+      name = next(
+        (line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), name
+      )
+  return f'{name}, {len(os.sched_getaffinity(0))} cores'
+
+
 def main(argv: list[str]) -> None:
   del argv
   counts = [int(w) for w in _WORKERS.value]
@@ -63,6 +75,7 @@ def main(argv: list[str]) -> None:
   if _REPEATS.value < 1:
     raise app.UsageError(f'--repeats must be at least 1, not {_REPEATS.value}')
   subprocess.run([*command(1, _MARKER.value), '--collect-only'], cwd=ROOT, capture_output=True)
+  print(f'CPU: {cpu_name()}', flush=True)
   times: dict[int, list[float]] = {w: [] for w in counts}
   for repeat in range(_REPEATS.value):
     for workers in counts:
