@@ -181,34 +181,32 @@ def test_the_report(searched):
 
 
 COMMITTED = str(ROOT / 'results' / 'tuning_wrn16_4_paper')
+# What rebuilds the committed record, report and docs block (docs/tuning.md's command).
+REGENERATE = (
+  'regenerate with python -m experiments.tune --study wrn16_4_paper '
+  f'--workdir {os.path.relpath(COMMITTED, ROOT)} --report_only --paste_into docs/reproduction.md'
+)
 
 
 def test_the_committed_record_is_what_the_committed_runs_give():
   """The committed ``tuning.json`` and ``report.md`` are those of the committed runs today,
   so a run added without regenerating them fails here (no figure is drawn)."""
-  regenerate = (
-    'regenerate with python -m experiments.tune --study wrn16_4_paper '
-    f'--workdir {os.path.relpath(COMMITTED, ROOT)} --report_only'
-  )
   study = studies.STUDIES['wrn16_4_paper']
   content = run.summary(study, run.plan(study), COMMITTED)
   assert runlog.read_json_object(os.path.join(COMMITTED, run.TUNING_FILE)) == json.loads(
     json.dumps(content)
-  ), regenerate
+  ), REGENERATE
   figure = os.path.join(COMMITTED, report.FIGURE_FILE)
   text = report.markdown(study, COMMITTED, content, figure if os.path.exists(figure) else None)
   with open(os.path.join(COMMITTED, report.REPORT_FILE)) as f:
-    assert f.read() == text, regenerate
+    assert f.read() == text, REGENERATE
 
 
 def test_the_docs_show_the_committed_report():
   page = str(ROOT / 'docs' / 'reproduction.md')
   with open(os.path.join(COMMITTED, report.REPORT_FILE)) as f:
     expected = report.page_block(f.read(), COMMITTED, page)
-  assert report.shown_block(page) == expected, (
-    'paste it: python -m experiments.tune --study wrn16_4_paper --workdir '
-    f'{os.path.relpath(COMMITTED, ROOT)} --report_only --paste_into docs/reproduction.md'
-  )
+  assert report.shown_block(page) == expected, REGENERATE
 
 
 def test_paste_replaces_only_the_block_between_its_lines(tmp_path):
