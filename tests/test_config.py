@@ -12,21 +12,19 @@ from absl import flags
 
 import padam_jax
 from experiments import config_flags
-from padam_jax import alias
+from padam_jax import alias, pages
 from padam_jax.rundir import runlog
 from padam_jax.training import config as config_lib
 from padam_jax.training import loop, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BEGIN, END = '<!-- config-flags:begin -->\n', '<!-- config-flags:end -->'
 
 
 def test_docs_flag_table_is_generated_from_the_config():
   """docs/training.md holds ``python -m experiments.config_flags --markdown``."""
   page = (ROOT / 'docs' / 'training.md').read_text()
-  assert BEGIN in page and END in page, 'docs/training.md lacks the config-flags markers'
-  block = page.split(BEGIN, 1)[1].split(END, 1)[0]
-  assert block == config_flags.markdown_table(), (
+  block = pages.block(page, 'config-flags', 'docs/training.md')
+  assert block == config_flags.markdown_table().strip('\n'), (
     'the flag table in docs/training.md is out of date: replace it with the output of '
     '`python -m experiments.config_flags --markdown`'
   )

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from padam_jax import data
+from padam_jax import data, pages
 from padam_jax.tuning import search, selection, studies
 
 SPACE = search.SearchSpace(
@@ -73,5 +73,5 @@ def test_expected_best_of_k_from_the_trials():
 
 def test_the_docs_show_the_study_as_fixed_in_code():
   page = (pathlib.Path(__file__).parent.parent / 'docs' / 'tuning.md').read_text()
-  block = page.split('<!-- study:begin -->\n', 1)[1].split('<!-- study:end -->', 1)[0]
-  assert block == studies.markdown_table(studies.STUDIES['wrn16_4_paper'])
+  block = pages.block(page, 'study', 'docs/tuning.md')
+  assert block == studies.markdown_table(studies.STUDIES['wrn16_4_paper']).strip('\n')

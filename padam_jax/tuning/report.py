@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from padam_jax import stats
+from padam_jax import pages, stats
 from padam_jax.reproduction import claims_table, measures
 from padam_jax.rundir import runlog
 from padam_jax.tuning import selection
@@ -30,7 +30,8 @@ from padam_jax.tuning.studies import Study
 REPORT_FILE = 'report.md'
 FIGURE_FILE = 'trials.png'
 # A page that shows the report (docs/reproduction.md) holds it between these two lines.
-PAGE_BEGIN, PAGE_END = '<!-- tuning-report:begin -->', '<!-- tuning-report:end -->'
+PAGE_BLOCK = 'tuning-report'
+PAGE_BEGIN, PAGE_END = pages.markers(PAGE_BLOCK)
 _IMAGE = re.compile(r'!\[(?P<alt>[^\]]*)\]\((?P<target>[^)]+)\)')
 _TEST_MEASURE = 'final_accuracy'
 
@@ -285,40 +286,26 @@ def page_block(report_text: str, workdir: str, page: str) -> str:
   ).strip('\n')
 
 
-def _block_span(page: str) -> tuple[str, int, int]:
-  """``(text of page, where its PAGE_BEGIN line starts, where the newline before its
-  PAGE_END line is)``; ``ValueError`` unless it holds each line once, in that order."""
+def _read(page: str) -> str:
   with open(page, encoding='utf-8') as f:
-    text = f.read()
-  begins, ends = (
-    [m.start() for m in re.finditer(rf'^{re.escape(marker)}[ \t]*$', text, re.M)]
-    for marker in (PAGE_BEGIN, PAGE_END)
-  )
-  if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
-    raise ValueError(
-      f'{page} has no one place for the tuning report: it needs one line {PAGE_BEGIN} and, '
-      f'below it, one line {PAGE_END} (it has {len(begins)} and {len(ends)})'
-    )
-  return text, begins[0], ends[0] - 1
+    return f.read()
 
 
 def shown_block(page: str) -> str:
   """What ``page`` holds between its ``PAGE_BEGIN`` and ``PAGE_END`` lines (``ValueError``
   unless it has one of each, in that order)."""
-  text, start, end = _block_span(page)
-  return text[start + len(PAGE_BEGIN) : end].strip()
+  return pages.block(_read(page), PAGE_BLOCK, page)
 
 
-def check_pages(pages: Sequence[str]) -> None:
-  """``ValueError`` for the first of ``pages`` that has no one place for the report."""
-  for page in pages:
-    _block_span(page)
+def check_pages(paths: Sequence[str]) -> None:
+  """``ValueError`` for the first of ``paths`` that has no one place for the report."""
+  for page in paths:
+    pages.check(_read(page), PAGE_BLOCK, page)
 
 
 def paste(page: str, workdir: str) -> None:
   """Replaces what ``page`` holds between ``PAGE_BEGIN`` and ``PAGE_END`` by the report
   of ``workdir`` (``page_block`` of its ``report.md``)."""
-  text, start, end = _block_span(page)
-  with open(os.path.join(workdir, REPORT_FILE), encoding='utf-8') as f:
-    block = page_block(f.read(), workdir, page)
-  runlog.write_atomically(page, f'{text[:start]}{PAGE_BEGIN}\n\n{block}\n{text[end:]}')
+  text = _read(page)
+  block = page_block(_read(os.path.join(workdir, REPORT_FILE)), workdir, page)
+  runlog.write_atomically(page, pages.replace(text, PAGE_BLOCK, block, page))
