@@ -117,7 +117,8 @@ def test_a_stopped_search_resumes_to_the_same_trials_and_winners(searched, tmp_p
   assert list(partial['optimizers']) == ['padam']
   assert partial['under_way'] == {'sgdm': [{'index': 0} | last['optimizers']['sgdm']['trials'][0]]}
   text = (copy / report.REPORT_FILE).read_text()
-  assert 'Trials not finished yet: sgdm (1 of 2).' in text and '| sgdm | 1 of 2 | ' in text
+  assert "5 of the study's 8 runs are finished" in text
+  assert '| padam | 2 of 2 | 2 of 2 |' in text and '| sgdm | 1 of 2 | 0 of 2 |' in text
 
   # Other draws in the workdir (here: another draw seed) are refused before any training.
   path = os.path.join(copy, run.TRIALS_DIR, 'padam', run.TRIALS_FILE)
@@ -165,9 +166,10 @@ def test_the_report(searched):
   text = (workdir / report.REPORT_FILE).read_text()
   assert '## Winners' in text and '| padam | ' in text and '| sgdm | ' in text
   assert len(report.rerun_accuracies(str(workdir), whole, 'padam')) == 2
+  reruns = text.split('## The winners on fresh seeds', 1)[1]
   cell = '| padam | 2 of 2 | '
-  assert cell in text and ' +- ' in text.split(cell, 1)[1].split('\n', 1)[0]
-  assert '| sgdm | 0 of 2 | not rerun yet |' in text
+  assert cell in reruns and ' +- ' in reruns.split(cell, 1)[1].split('\n', 1)[0]
+  assert '| sgdm | 0 of 2 | not rerun yet |' in reruns
   assert '| k=1 | k=2 |' in text
   # The claims rows: SGDM not rerun yet, so not run; one row per claim and measure.
   claims = text.split('## Claims', 1)[1]

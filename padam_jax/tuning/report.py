@@ -121,14 +121,7 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
     '',
   ]
   under_way = _under_way(tuning)
-  pending = [
-    space.optimizer
-    + (f' ({len(under_way[space.optimizer])} of {study.trials})' if under_way else '')
-    for space in study.spaces
-    if space.optimizer not in found
-  ]
-  if pending:
-    lines += [f'Trials not finished yet: {", ".join(pending)}.', '']
+  lines += _progress(study, tuning)
   lines += [
     '## Winners',
     '',
@@ -196,6 +189,33 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
   if figure:
     lines += ['', f'![validation accuracy of every trial]({os.path.basename(figure)})']
   return '\n'.join(lines) + '\n'
+
+
+def _progress(study: Study, tuning: Mapping[str, Any]) -> list[str]:
+  """How many of the study's runs are finished (a diverged one counts): overall, and each
+  optimizer's trials and reruns; nothing once all of them are."""
+  found, under_way = tuning['optimizers'], _under_way(tuning)
+  rows, done = [], 0
+  for space in study.spaces:
+    name = space.optimizer
+    trials = len(found[name]['trials']) if name in found else len(under_way.get(name, ()))
+    reruns = sum(r['complete'] for r in found[name]['reruns']) if name in found else 0
+    done += trials + reruns
+    rows.append(f'| {name} | {trials} of {study.trials} | {reruns} of {len(study.rerun_seeds)} |')
+  total = len(study.spaces) * (study.trials + len(study.rerun_seeds))
+  if done == total:
+    return []
+  return [
+    '## Progress',
+    '',
+    f'{done} of the study\'s {total} runs are finished; a claim is read once each of its two '
+    'optimizers has at least 2 reruns finished without diverging.',
+    '',
+    '| optimizer | trials finished | reruns finished |',
+    '|---|---:|---:|',
+    *rows,
+    '',
+  ]
 
 
 def _nan_if_none(value: float | None) -> float:
