@@ -11,9 +11,10 @@ matplotlib, ``WORKDIR/trials.png`` (docs/tuning.md). ``--optimizers`` restricts 
 search to some of the study's optimizers, ``--trials_only`` stops before the reruns.
 ``--report_only`` trains nothing: it writes ``tuning.json`` and the report from the runs
 already in WORKDIR (a search under way, or the committed runs of
-``results/tuning_wrn16_4_paper``). ``--paste_into docs/reproduction.md`` puts the report
-into that page too, between its ``<!-- tuning-report:begin -->`` and ``<!-- tuning-report:end
--->`` lines. Exit status as ``experiments.train``'s.
+``results/tuning_wrn16_4_paper``); with ``--copy_from SEARCH_WORKDIR`` it first copies the
+records of that search's finished runs into WORKDIR. ``--paste_into docs/reproduction.md``
+puts the report into that page too, between its ``<!-- tuning-report:begin -->`` and
+``<!-- tuning-report:end -->`` lines. Exit status as ``experiments.train``'s.
 """
 
 from absl import app, flags
@@ -38,6 +39,12 @@ _REPORT_ONLY = flags.DEFINE_bool(
   False,
   'Train nothing: write tuning.json and the report from the runs already in --workdir.',
 )
+_COPY_FROM = flags.DEFINE_string(
+  'copy_from',
+  None,
+  'With --report_only: first copy the records (config.json, metrics.jsonl; each search\'s '
+  'trials.json) of every finished run of this search workdir into --workdir.',
+)
 _PASTE_INTO = flags.DEFINE_list(
   'paste_into',
   [],
@@ -57,9 +64,17 @@ def main(argv):
   study = studies.STUDIES[_STUDY.value]
   if _REPORT_ONLY.value and (_OPTIMIZERS.value or _TRIALS_ONLY.value):
     raise app.UsageError('--report_only reports every optimizer: drop --optimizers, --trials_only')
+  if _COPY_FROM.value and not _REPORT_ONLY.value:
+    raise app.UsageError('--copy_from copies finished runs for a report: add --report_only')
   with launch.failing_on((*launch.SETUP_ERRORS, *launch.TRAINING_ERRORS, OSError)):
     if _REPORT_ONLY.value:
-      run.report_study(study, launch.workdir(), progress=launch.say, paste_into=_PASTE_INTO.value)
+      run.report_study(
+        study,
+        launch.workdir(),
+        progress=launch.say,
+        paste_into=_PASTE_INTO.value,
+        copy_from=_COPY_FROM.value,
+      )
       return
     run.run_study(
       study,

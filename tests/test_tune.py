@@ -128,6 +128,38 @@ def test_a_stopped_search_resumes_to_the_same_trials_and_winners(searched, tmp_p
     _study(copy)
 
 
+@pytest.mark.e2e
+def test_the_finished_runs_records_are_copied_and_report_as_the_search(searched, tmp_path):
+  workdir, (*_, whole), _ = searched
+  source = tmp_path / 'search'
+  shutil.copytree(workdir, source)
+  runlog.keep_epochs_up_to(run.trial_dir(str(source), 'sgdm', 1), 0)  # one run under way
+  committed = tmp_path / 'committed'
+  said = []
+  partial = run.report_study(STUDY, str(committed), said.append, copy_from=str(source))
+  assert list(partial['optimizers']) == ['padam'] and len(partial['under_way']['sgdm']) == 1
+  # The records alone: trials.json, and config.json and metrics.jsonl of the 5 finished runs.
+  held = {str(p.relative_to(committed)) for p in committed.rglob('*') if p.is_file()}
+  runs = {os.path.dirname(p) for p in held if p.endswith(runlog.METRICS_FILE)}
+  assert len(runs) == 5 and os.path.join('trials', 'sgdm', 'trial=1') not in runs
+  assert held == {os.path.join(r, f) for r in runs for f in run.RECORD_FILES} | {
+    os.path.join('trials', name, run.TRIALS_FILE) for name in ('padam', 'sgdm')
+  } | {run.TUNING_FILE, report.REPORT_FILE, report.FIGURE_FILE} & set(os.listdir(committed))
+  # The run finished later is copied on its own; the record is the whole search's.
+  shutil.rmtree(source)
+  shutil.copytree(workdir, source)
+  assert run.copy_records(STUDY, str(source), str(committed), said.append) == [
+    os.path.join('trials', 'sgdm', 'trial=1')
+  ]
+  assert run.report_study(STUDY, str(committed), copy_from=str(source)) == whole
+  # Other records of a run already copied are refused, and nothing is copied.
+  _rewrite(run.rerun_dir(str(source), 'padam', 4), lambda r: {**r, 'test_error': 0.5})
+  shutil.rmtree(committed / 'trials' / 'sgdm' / 'trial=0')
+  with pytest.raises(ValueError, match=r'seed=4 holds other records than .*nothing copied'):
+    run.copy_records(STUDY, str(source), str(committed))
+  assert not (committed / 'trials' / 'sgdm' / 'trial=0').exists()
+
+
 def _rewrite(run_dir, change):
   """Replaces the run's records by ``change(record)`` of each (with fresh checksums)."""
   records = runlog.read_metrics(run_dir)
@@ -257,6 +289,7 @@ def test_bad_commands_fail_before_any_work(tmp_path):
   for flags, message in (
     (['--study=nope'], 'wrn16_4_paper'),
     (['--study=wrn16_4_paper', '--optimizers=lion'], 'not lion'),
+    (['--study=wrn16_4_paper', f'--copy_from={tmp_path}'], 'add --report_only'),
   ):
     child = subprocess.run(
       [sys.executable, '-m', 'experiments.tune', f'--workdir={tmp_path / "run"}', *flags],

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -141,18 +142,23 @@ def check_workdir(workdir: str) -> None:
     )
 
 
+def _trials_content(study: Study, found: Search) -> dict[str, Any]:
+  """What ``trials.json`` of ``found`` holds."""
+  return {
+    'study': study.name,
+    'space': found.space.describe(),
+    'draw_seed': study.draw_seed,
+    'trials': found.settings,
+  }
+
+
 def record_trials(study: Study, found: Search, workdir: str, report: Callable[[str], None]) -> None:
   """Writes ``trials.json`` of ``found``, or checks that it holds the same draws.
 
   Other draws (another study, space or seed) raise ``runlog.ConfigMismatchError``; a
   damaged file is rewritten, said in one line to ``report``.
   """
-  content = {
-    'study': study.name,
-    'space': found.space.describe(),
-    'draw_seed': study.draw_seed,
-    'trials': found.settings,
-  }
+  content = _trials_content(study, found)
   path = os.path.join(workdir, TRIALS_DIR, found.optimizer, TRIALS_FILE)
   if os.path.exists(path):
     previous = runlog.read_json_object(path)
@@ -368,20 +374,89 @@ def run_study(
   return content
 
 
+# What a run's record is: what the report reads (checkpoints and summaries are left out).
+RECORD_FILES = (runlog.CONFIG_FILE, runlog.METRICS_FILE)
+
+
+def copy_records(
+  study: Study, source: str, workdir: str, progress: Callable[[str], None] = print
+) -> list[str]:
+  """Copies into ``workdir`` the records of the study's finished runs in ``source`` (the
+  ``--workdir`` of a search, under way or done): each search's ``trials.json`` and each
+  finished or diverged run's ``RECORD_FILES``; a run not finished yet is left behind.
+  Refuses, before copying anything, draws other than the study's
+  (``runlog.ConfigMismatchError``) and a run that ``workdir`` holds with other records
+  (``ValueError``); returns the run directories copied anew, relative to ``workdir``."""
+  if not os.path.isdir(os.path.join(source, TRIALS_DIR)):
+    raise ValueError(f'{source} holds no tuning study ({TRIALS_DIR}/) to copy from')
+  searches, runs = [], []
+  for found in plan(study).values():
+    expected = _trials_content(study, found)
+    draws = [
+      os.path.join(root, TRIALS_DIR, found.optimizer, TRIALS_FILE) for root in (source, workdir)
+    ]
+    if not os.path.exists(draws[0]):
+      continue
+    for path in draws:
+      if os.path.exists(path) and runlog.read_json_object(path) != expected:
+        raise runlog.ConfigMismatchError(
+          f'{path} holds other trials than study {study.name} draws: nothing copied'
+        )
+    searches.append(found)
+    # Every run of a study trains the same epochs: a trial's config tells when one is done.
+    dirs = [trial_dir(source, found.optimizer, i) for i in range(len(found.trials))]
+    dirs += [rerun_dir(source, found.optimizer, seed) for seed in study.rerun_seeds]
+    runs += [os.path.relpath(d, source) for d in dirs if sweep.is_complete(d, found.trials[0])]
+  new = []
+  for run in runs:
+    found_there, held_here = (
+      _read_bytes(os.path.join(root, run, runlog.METRICS_FILE)) for root in (source, workdir)
+    )
+    if held_here is None:
+      new.append(run)
+    elif held_here != found_there:
+      raise ValueError(
+        f'{os.path.join(workdir, run)} holds other records than {os.path.join(source, run)}; '
+        'left as it is: nothing copied'
+      )
+  for found in searches:
+    record_trials(study, found, workdir, progress)
+  for run in new:
+    os.makedirs(os.path.join(workdir, run), exist_ok=True)
+    for name in RECORD_FILES:
+      shutil.copyfile(os.path.join(source, run, name), os.path.join(workdir, run, name))
+  progress(f'copied {len(new)} finished runs from {source}: {", ".join(new) or "none new"}')
+  return new
+
+
+def _read_bytes(path: str) -> bytes | None:
+  if not os.path.exists(path):
+    return None
+  with open(path, 'rb') as f:
+    return f.read()
+
+
 def report_study(
   study: Study,
   workdir: str,
   progress: Callable[[str], None] = print,
   paste_into: Sequence[str] = (),
+  copy_from: str | None = None,
 ) -> dict[str, Any]:
   """Writes ``tuning.json`` (returned) and the report of the study in ``workdir`` from its
   runs' records alone, training nothing: for a copy of the runs without checkpoints (the
-  committed ones), or a search still under way. Each optimizer's ``trials.json`` present
-  must hold the study's draws (``runlog.ConfigMismatchError`` if not). Pastes the report
-  into each page of ``paste_into``."""
+  committed ones), or a search still under way. With ``copy_from`` (the workdir of a
+  search), copies its finished runs' records into ``workdir`` first (``copy_records``).
+  Each optimizer's ``trials.json`` present must hold the study's draws
+  (``runlog.ConfigMismatchError`` if not). Pastes the report into each page of
+  ``paste_into``."""
   if hosts.is_primary():  # the one that pastes
     report.check_pages(paste_into)
   check_workdir(workdir)
+  if copy_from is not None:
+    if hosts.is_primary():
+      copy_records(study, copy_from, workdir, progress)
+    hosts.barrier('tuning records copied')
   if not os.path.isdir(os.path.join(workdir, TRIALS_DIR)):
     raise ValueError(f'workdir {workdir} holds no tuning study ({TRIALS_DIR}/)')
   searches = plan(study)
