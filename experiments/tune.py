@@ -73,7 +73,7 @@ def main(argv):
         launch.workdir(),
         progress=launch.say,
         paste_into=_PASTE_INTO.value,
-        copy_from=_COPY_FROM.value,
+        copy_from=_COPY_FROM.value or None,
       )
       return
     run.run_study(

@@ -12,18 +12,18 @@ def markers(name: str) -> tuple[str, str]:
 
 
 def _span(text: str, name: str, where: str) -> tuple[int, int]:
-  """``(where the begin line ends, where the newline before the end line is)``;
+  """``(where the begin marker ends, where the newline before the end line is)``;
   ``ValueError`` unless ``text`` holds each line once, whole, begin first."""
   begin, end = markers(name)
   begins, ends = (
-    list(re.finditer(rf'^{re.escape(marker)}[ \t]*$', text, re.M)) for marker in (begin, end)
+    list(re.finditer(rf'^{re.escape(marker)}[ \t\r]*$', text, re.M)) for marker in (begin, end)
   )
   if len(begins) != 1 or len(ends) != 1 or ends[0].start() < begins[0].start():
     raise ValueError(
       f'{where} has no one place for its {name} block: it needs one line {begin} and, below '
       f'it, one line {end} (it has {len(begins)} and {len(ends)})'
     )
-  return begins[0].end(), max(ends[0].start() - 1, begins[0].end())
+  return begins[0].start() + len(begin), ends[0].start() - 1
 
 
 def check(text: str, name: str, where: str) -> None:
@@ -32,13 +32,14 @@ def check(text: str, name: str, where: str) -> None:
 
 
 def block(text: str, name: str, where: str) -> str:
-  """What ``text`` (the page ``where``) holds between the block's lines, stripped of blank
-  lines around it."""
+  """What ``text`` (the page ``where``) holds between the block's lines, without the
+  whitespace around it."""
   start, stop = _span(text, name, where)
-  return text[start:stop].strip('\n')
+  return text[start:stop].strip()
 
 
 def replace(text: str, name: str, new: str, where: str) -> str:
   """``text`` with the block ``name`` holding ``new``, a blank line either side."""
   start, stop = _span(text, name, where)
-  return f'{text[:start]}\n\n{new.strip(chr(10))}\n{text[stop:]}'
+  body = new.strip('\n')
+  return f'{text[:start]}\n\n{body}\n{text[stop:]}'

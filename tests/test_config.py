@@ -24,7 +24,7 @@ def test_docs_flag_table_is_generated_from_the_config():
   """docs/training.md holds ``python -m experiments.config_flags --markdown``."""
   page = (ROOT / 'docs' / 'training.md').read_text()
   block = pages.block(page, 'config-flags', 'docs/training.md')
-  assert block == config_flags.markdown_table().strip('\n'), (
+  assert block == config_flags.markdown_table().strip(), (
     'the flag table in docs/training.md is out of date: replace it with the output of '
     '`python -m experiments.config_flags --markdown`'
   )

@@ -136,27 +136,40 @@ def test_the_finished_runs_records_are_copied_and_report_as_the_search(searched,
   runlog.keep_epochs_up_to(run.trial_dir(str(source), 'sgdm', 1), 0)  # one run under way
   committed = tmp_path / 'committed'
   said = []
-  partial = run.report_study(STUDY, str(committed), said.append, copy_from=str(source))
+  partial = run.report_study(
+    STUDY, str(committed), said.append, copy_from=str(source), overrides=OVERRIDES
+  )
   assert list(partial['optimizers']) == ['padam'] and len(partial['under_way']['sgdm']) == 1
+  assert said[0].startswith(f'copied the records of 5 finished run(s) from {source}: trials')
   # The records alone: trials.json, and config.json and metrics.jsonl of the 5 finished runs.
   held = {str(p.relative_to(committed)) for p in committed.rglob('*') if p.is_file()}
   runs = {os.path.dirname(p) for p in held if p.endswith(runlog.METRICS_FILE)}
   assert len(runs) == 5 and os.path.join('trials', 'sgdm', 'trial=1') not in runs
-  assert held == {os.path.join(r, f) for r in runs for f in run.RECORD_FILES} | {
-    os.path.join('trials', name, run.TRIALS_FILE) for name in ('padam', 'sgdm')
-  } | {run.TUNING_FILE, report.REPORT_FILE, report.FIGURE_FILE} & set(os.listdir(committed))
+  written = {run.TUNING_FILE, report.REPORT_FILE} | ({report.FIGURE_FILE} & held)
+  drawn = {os.path.join('trials', name, run.TRIALS_FILE) for name in ('padam', 'sgdm')}
+  assert held == {os.path.join(r, f) for r in runs for f in run.RECORD_FILES} | drawn | written
   # The run finished later is copied on its own; the record is the whole search's.
   shutil.rmtree(source)
   shutil.copytree(workdir, source)
-  assert run.copy_records(STUDY, str(source), str(committed), said.append) == [
-    os.path.join('trials', 'sgdm', 'trial=1')
-  ]
-  assert run.report_study(STUDY, str(committed), copy_from=str(source)) == whole
-  # Other records of a run already copied are refused, and nothing is copied.
-  _rewrite(run.rerun_dir(str(source), 'padam', 4), lambda r: {**r, 'test_error': 0.5})
+  copied = run.copy_records(STUDY, str(source), str(committed), said.append, OVERRIDES)
+  assert copied == [os.path.join('trials', 'sgdm', 'trial=1')]
+  assert (
+    run.report_study(STUDY, str(committed), copy_from=str(source), overrides=OVERRIDES) == whole
+  )
+  # Refused before anything is copied: other records of a run already held, a run of other
+  # settings, other draws, a folder without a study.
   shutil.rmtree(committed / 'trials' / 'sgdm' / 'trial=0')
+  _rewrite(run.rerun_dir(str(source), 'padam', 4), lambda r: {**r, 'test_error': 0.5})
   with pytest.raises(ValueError, match=r'seed=4 holds other records than .*nothing copied'):
-    run.copy_records(STUDY, str(source), str(committed))
+    run.copy_records(STUDY, str(source), str(committed), overrides=OVERRIDES)
+  with pytest.raises(runlog.ConfigMismatchError, match='batch_size'):
+    run.copy_records(STUDY, str(source), str(committed))  # not the settings trained
+  path = os.path.join(source, run.TRIALS_DIR, 'sgdm', run.TRIALS_FILE)
+  runlog.write_json(path, {**runlog.read_json_object(path), 'draw_seed': 1})
+  with pytest.raises(runlog.ConfigMismatchError, match='other trials'):
+    run.copy_records(STUDY, str(source), str(committed), overrides=OVERRIDES)
+  with pytest.raises(ValueError, match='holds no tuning study'):
+    run.copy_records(STUDY, str(tmp_path / 'nothing'), str(committed))
   assert not (committed / 'trials' / 'sgdm' / 'trial=0').exists()
 
 

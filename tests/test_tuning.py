@@ -74,4 +74,4 @@ def test_expected_best_of_k_from_the_trials():
 def test_the_docs_show_the_study_as_fixed_in_code():
   page = (pathlib.Path(__file__).parent.parent / 'docs' / 'tuning.md').read_text()
   block = pages.block(page, 'study', 'docs/tuning.md')
-  assert block == studies.markdown_table(studies.STUDIES['wrn16_4_paper']).strip('\n')
+  assert block == studies.markdown_table(studies.STUDIES['wrn16_4_paper']).strip()

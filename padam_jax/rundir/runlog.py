@@ -46,11 +46,12 @@ def _line(record: dict[str, Any]) -> str:
   )
 
 
-def write_atomically(path: str, text: str) -> None:
-  """Replaces ``path`` by ``text``: written beside it, fsynced, then renamed over it."""
+def write_atomically(path: str, text: str | bytes) -> None:
+  """Replaces ``path`` by ``text`` (or bytes): written beside it, fsynced, then renamed over
+  it."""
   tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
+  with open(tmp, 'wb') as f:
+    f.write(text.encode('utf-8') if isinstance(text, str) else text)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
@@ -145,6 +146,39 @@ class ConfigMismatchError(ValueError):
   """A run directory holds a run with another configuration."""
 
 
+def check_config(
+  workdir: str,
+  config: dict[str, Any],
+  *,
+  may_differ: tuple[str, ...] = ('epochs', 'data_dir'),
+  hint: str = '',
+  upgrade: Callable[[dict[str, Any]], dict[str, Any]] = dict,
+  optional: tuple[str, ...] = (),
+) -> bool:
+  """Whether ``workdir`` holds an intact ``config.json`` (False: absent, or not a JSON
+  object with the fields of ``config``); one of other settings raises
+  ``ConfigMismatchError`` naming the fields that differ (but ``may_differ``).
+
+  ``upgrade`` first puts the saved fields in today's names (values renamed since);
+  ``optional`` fields may be absent from either (recorded only when set), and read as None.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  previous = read_json_object(path) if os.path.exists(path) else None
+  unset = dict.fromkeys(optional)
+  current = {**unset, **config}
+  if previous is None or set({**unset, **previous}) != set(current):
+    return False
+  previous = upgrade({**unset, **previous})
+  differing = sorted(k for k in current if k not in may_differ and previous[k] != current[k])
+  if differing:
+    changes = ', '.join(f'{k}: {previous[k]!r} -> {current[k]!r}' for k in differing)
+    raise ConfigMismatchError(
+      f'{path} holds a run with another configuration ({changes}'
+      f'{"; " + hint if hint else ""}); use a new --workdir or the same settings'
+    )
+  return True
+
+
 def write_or_check_config(
   workdir: str,
   config: dict[str, Any],
@@ -156,28 +190,18 @@ def write_or_check_config(
   upgrade: Callable[[dict[str, Any]], dict[str, Any]] = dict,
   optional: tuple[str, ...] = (),
 ) -> None:
-  """Saves ``config.json``; when ``resuming``, first checks it equals the saved one.
-
-  Raises ``ConfigMismatchError`` naming the fields that differ (but ``may_differ``);
-  ``upgrade`` first puts the saved fields in today's names (values renamed since);
-  ``optional`` fields may be absent from either (recorded only when set), and read as None.
-  A damaged file (not a JSON object with the fields of ``config``) is rewritten from
-  ``config``, said in one line to ``report``. The file is replaced atomically.
+  """Saves ``config.json``; when ``resuming``, first checks it against the saved one
+  (``check_config``: ``ConfigMismatchError`` for other settings). A damaged file is
+  rewritten from ``config``, said in one line to ``report``. The file is replaced
+  atomically.
   """
   path = os.path.join(workdir, CONFIG_FILE)
-  if resuming and os.path.exists(path):
-    previous = read_json_object(path)
-    unset = dict.fromkeys(optional)
-    current = {**unset, **config}
-    if previous is None or set({**unset, **previous}) != set(current):
-      report(f'{path} is damaged; rewrote it from the settings of this command')
-    else:
-      previous = upgrade({**unset, **previous})
-      differing = sorted(k for k in current if k not in may_differ and previous[k] != current[k])
-      if differing:
-        changes = ', '.join(f'{k}: {previous[k]!r} -> {current[k]!r}' for k in differing)
-        raise ConfigMismatchError(
-          f'{path} holds a run with another configuration ({changes}'
-          f'{"; " + hint if hint else ""}); use a new --workdir or the same settings'
-        )
+  if (
+    resuming
+    and os.path.exists(path)
+    and not check_config(
+      workdir, config, may_differ=may_differ, hint=hint, upgrade=upgrade, optional=optional
+    )
+  ):
+    report(f'{path} is damaged; rewrote it from the settings of this command')
   write_json(path, dict(sorted(config.items())))

@@ -28,6 +28,19 @@ from padam_jax.training import trainer as trainer_lib
 logger = logging.getLogger(__name__)
 
 
+def _config_rules(config: config_lib.ResolvedConfig) -> dict[str, Any]:
+  """How a saved ``config.json`` must match ``config`` (``runlog.check_config``): a longer
+  run may extend a constant one, not one whose schedules are laid out over the epochs."""
+  rules: dict[str, Any] = dict(
+    upgrade=config_lib.from_record, optional=config_lib.RECORDED_WHEN_SET
+  )
+  if config.schedules_depend_on_epochs():
+    rules.update(
+      may_differ=('data_dir',), hint='the learning-rate or p schedule is laid out over --epochs'
+    )
+  return rules
+
+
 def record_config(
   workdir: str,
   config: config_lib.ResolvedConfig,
@@ -40,26 +53,15 @@ def record_config(
   one recorded under former names (the preset ``seed``) is read in today's, and one
   recorded before a field of ``config_lib.RECORDED_WHEN_SET`` existed reads it as unset.
   """
-  if config.schedules_depend_on_epochs():
-    runlog.write_or_check_config(
-      workdir,
-      config.to_dict(),
-      resuming=resuming,
-      may_differ=('data_dir',),
-      hint='the learning-rate or p schedule is laid out over --epochs',
-      report=report,
-      upgrade=config_lib.from_record,
-      optional=config_lib.RECORDED_WHEN_SET,
-    )
-  else:
-    runlog.write_or_check_config(
-      workdir,
-      config.to_dict(),
-      resuming=resuming,
-      report=report,
-      upgrade=config_lib.from_record,
-      optional=config_lib.RECORDED_WHEN_SET,
-    )
+  runlog.write_or_check_config(
+    workdir, config.to_dict(), resuming=resuming, report=report, **_config_rules(config)
+  )
+
+
+def check_config(workdir: str, config: config_lib.ResolvedConfig) -> bool:
+  """Whether ``workdir`` holds an intact ``config.json`` (``ConfigMismatchError`` if one of
+  other settings), by ``record_config``'s rules; writes nothing."""
+  return runlog.check_config(workdir, config.to_dict(), **_config_rules(config))
 
 
 def recorded_epochs(run_dir: str, report: Callable[[str], None]) -> int:

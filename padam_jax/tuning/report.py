@@ -1,7 +1,8 @@
 """The report of a tuning study (``report.md``, ``trials.png``), from ``tuning.json`` and
 the reruns' ``metrics.jsonl``.
 
-The winners and their validation accuracy, the winners' test accuracy over the rerun seeds
+Until every run is finished, how many are (each optimizer's trials and reruns); the
+winners and their validation accuracy, the winners' test accuracy over the rerun seeds
 (the mean of the last sixth of the epochs, as the reproduction's ``final_accuracy``; mean
 +- standard deviation, ddof 1), the expected best of k trials per optimizer, the study's
 claims with Welch intervals over the rerun seeds, and a figure
@@ -63,6 +64,8 @@ def rerun_accuracies(
 # The study's claims (docs/tuning.md): tuned Padam at least as good as tuned SGDM (not more
 # than 1 point below), and above tuned Adam and AMSGrad; each by both test-accuracy measures.
 CLAIMS = (('sgdm', 1.0), ('adam', 0.0), ('amsgrad', 0.0))
+# A claim is read once each of its two optimizers has this many reruns that did not diverge.
+MIN_SEEDS = 2
 _CLAIM_MEASURES = ('final_accuracy', 'median_late_accuracy')
 
 
@@ -89,8 +92,8 @@ def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
         [v for v in rerun_accuracies(workdir, tuning, name, measure) if math.isfinite(v)]
         for name in ('padam', other)
       ]
-      if min(len(g) for g in groups) < 2:
-        lines.append(f'| {words} | {what} | fewer than 2 seeds | {stats.INCONCLUSIVE} |')
+      if min(len(g) for g in groups) < MIN_SEEDS:
+        lines.append(f'| {words} | {what} | fewer than {MIN_SEEDS} seeds | {stats.INCONCLUSIVE} |')
         continue
       interval = stats.contrast(groups, [1.0, -1.0])
       shifted = [[v + margin for v in groups[0]], groups[1]]
@@ -107,7 +110,8 @@ def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
 
 
 def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str | None) -> str:
-  """``report.md``: the winners, their reruns on the test set, the expected best of k."""
+  """``report.md``: the progress, the winners, their reruns on the test set, the expected
+  best of k, the claims."""
   epochs = tuning['epochs']
   found = tuning['optimizers']
   fields = _fields(study)
@@ -209,7 +213,7 @@ def _progress(study: Study, tuning: Mapping[str, Any]) -> list[str]:
     '## Progress',
     '',
     f'{done} of the study\'s {total} runs are finished; a claim is read once each of its two '
-    'optimizers has at least 2 reruns finished without diverging.',
+    f'optimizers has at least {MIN_SEEDS} reruns finished without diverging.',
     '',
     '| optimizer | trials finished | reruns finished |',
     '|---|---:|---:|',

@@ -20,10 +20,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import jax
 
 from padam_jax import data as data_lib
 from padam_jax.distributed import hosts
@@ -379,18 +380,24 @@ RECORD_FILES = (runlog.CONFIG_FILE, runlog.METRICS_FILE)
 
 
 def copy_records(
-  study: Study, source: str, workdir: str, progress: Callable[[str], None] = print
+  study: Study,
+  source: str,
+  workdir: str,
+  progress: Callable[[str], None] = print,
+  overrides: Mapping[str, Any] | None = None,
 ) -> list[str]:
   """Copies into ``workdir`` the records of the study's finished runs in ``source`` (the
   ``--workdir`` of a search, under way or done): each search's ``trials.json`` and each
-  finished or diverged run's ``RECORD_FILES``; a run not finished yet is left behind.
-  Refuses, before copying anything, draws other than the study's
-  (``runlog.ConfigMismatchError``) and a run that ``workdir`` holds with other records
-  (``ValueError``); returns the run directories copied anew, relative to ``workdir``."""
+  finished or diverged run's ``RECORD_FILES``, a file at a time, atomically; a run not
+  finished yet is left behind, and ``source`` is only read. Before copying anything,
+  refuses draws other than the study's and a run of other settings than the study's
+  (``runlog.ConfigMismatchError``), and a run without an intact ``config.json`` or that
+  ``workdir`` holds with other records (``ValueError``). Returns the run directories
+  copied anew, relative to ``workdir``."""
   if not os.path.isdir(os.path.join(source, TRIALS_DIR)):
     raise ValueError(f'{source} holds no tuning study ({TRIALS_DIR}/) to copy from')
   searches, runs = [], []
-  for found in plan(study).values():
+  for found in plan(study, overrides=overrides).values():
     expected = _trials_content(study, found)
     draws = [
       os.path.join(root, TRIALS_DIR, found.optimizer, TRIALS_FILE) for root in (source, workdir)
@@ -400,32 +407,41 @@ def copy_records(
     for path in draws:
       if os.path.exists(path) and runlog.read_json_object(path) != expected:
         raise runlog.ConfigMismatchError(
-          f'{path} holds other trials than study {study.name} draws: nothing copied'
+          f'{path} is damaged or holds other trials than study {study.name} draws: nothing copied'
         )
     searches.append(found)
-    # Every run of a study trains the same epochs: a trial's config tells when one is done.
-    dirs = [trial_dir(source, found.optimizer, i) for i in range(len(found.trials))]
-    dirs += [rerun_dir(source, found.optimizer, seed) for seed in study.rerun_seeds]
-    runs += [os.path.relpath(d, source) for d in dirs if sweep.is_complete(d, found.trials[0])]
+    configs = {trial_dir(source, found.optimizer, i): c for i, c in enumerate(found.trials)}
+    if all(sweep.is_complete(d, c) for d, c in configs.items()):  # the reruns' settings known
+      winner = select(study, found, source).winner
+      configs |= {
+        rerun_dir(source, found.optimizer, seed): found.rerun(winner, seed)
+        for seed in study.rerun_seeds
+      }
+    runs += [(d, c) for d, c in configs.items() if sweep.is_complete(d, c)]
   new = []
-  for run in runs:
-    found_there, held_here = (
-      _read_bytes(os.path.join(root, run, runlog.METRICS_FILE)) for root in (source, workdir)
-    )
-    if held_here is None:
-      new.append(run)
-    elif held_here != found_there:
-      raise ValueError(
-        f'{os.path.join(workdir, run)} holds other records than {os.path.join(source, run)}; '
-        'left as it is: nothing copied'
-      )
+  for run_dir, config in runs:
+    name = os.path.relpath(run_dir, source)
+    held = os.path.join(workdir, name)
+    if not loop.check_config(run_dir, config):
+      raise ValueError(f'{run_dir} has no intact {runlog.CONFIG_FILE}: nothing copied')
+    if not os.path.exists(os.path.join(held, runlog.METRICS_FILE)):
+      new.append(name)
+    elif not (
+      loop.check_config(held, config)
+      and _read_bytes(os.path.join(held, runlog.METRICS_FILE))
+      == _read_bytes(os.path.join(run_dir, runlog.METRICS_FILE))
+    ):
+      raise ValueError(f'{held} holds other records than {run_dir}; nothing copied')
   for found in searches:
     record_trials(study, found, workdir, progress)
-  for run in new:
-    os.makedirs(os.path.join(workdir, run), exist_ok=True)
-    for name in RECORD_FILES:
-      shutil.copyfile(os.path.join(source, run, name), os.path.join(workdir, run, name))
-  progress(f'copied {len(new)} finished runs from {source}: {", ".join(new) or "none new"}')
+  for name in new:
+    os.makedirs(os.path.join(workdir, name), exist_ok=True)
+    for file in RECORD_FILES:  # metrics.jsonl last: a run is held once it is
+      content = _read_bytes(os.path.join(source, name, file))
+      assert content is not None
+      runlog.write_atomically(os.path.join(workdir, name, file), content)
+  copied = ', '.join(new) or 'none new'
+  progress(f'copied the records of {len(new)} finished run(s) from {source}: {copied}')
   return new
 
 
@@ -442,21 +458,22 @@ def report_study(
   progress: Callable[[str], None] = print,
   paste_into: Sequence[str] = (),
   copy_from: str | None = None,
+  overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
   """Writes ``tuning.json`` (returned) and the report of the study in ``workdir`` from its
   runs' records alone, training nothing: for a copy of the runs without checkpoints (the
   committed ones), or a search still under way. With ``copy_from`` (the workdir of a
-  search), copies its finished runs' records into ``workdir`` first (``copy_records``).
-  Each optimizer's ``trials.json`` present must hold the study's draws
-  (``runlog.ConfigMismatchError`` if not). Pastes the report into each page of
-  ``paste_into``."""
+  search), copies its finished runs' records into ``workdir`` first (``copy_records``, in
+  one process alone; ``overrides`` as ``run_study``'s). Each optimizer's ``trials.json``
+  present must hold the study's draws (``runlog.ConfigMismatchError`` if not). Pastes the
+  report into each page of ``paste_into``."""
   if hosts.is_primary():  # the one that pastes
     report.check_pages(paste_into)
   check_workdir(workdir)
   if copy_from is not None:
-    if hosts.is_primary():
-      copy_records(study, copy_from, workdir, progress)
-    hosts.barrier('tuning records copied')
+    if jax.process_count() > 1:
+      raise ValueError('copying the records of a search runs in one process: drop --copy_from')
+    copy_records(study, copy_from, workdir, progress, overrides)
   if not os.path.isdir(os.path.join(workdir, TRIALS_DIR)):
     raise ValueError(f'workdir {workdir} holds no tuning study ({TRIALS_DIR}/)')
   searches = plan(study)
