@@ -70,11 +70,12 @@ _CLAIM_MEASURES = ('final_accuracy', 'median_late_accuracy')
 
 
 def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
-  """The claims rows: ``x = padam - other`` over the rerun seeds, Welch's 95% interval and
-  the verdict of ``x > -margin``."""
+  """The claims rows: ``x = padam - other`` over the rerun seeds, Welch's 95% interval, the
+  verdict of ``x > -margin`` and, for an inconclusive one, the seeds per optimizer that
+  would decide it if the means and spreads measured now stayed as they are."""
   lines = [
-    '| claim | x, measured | ours [95% interval] | verdict |',
-    '|---|---|---|---|',
+    '| claim | x, measured | seeds | ours [95% interval] | verdict | seeds for a verdict |',
+    '|---|---|---|---|---|---|',
   ]
   found = tuning['optimizers']
   for other, margin in CLAIMS:
@@ -86,18 +87,26 @@ def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
     for measure in _CLAIM_MEASURES:
       what = f'x = padam - {other}, {measures.describe_window(measure, tuning["epochs"])}'
       if 'padam' not in found or other not in found:
-        lines.append(f'| {words} | {what} | not run | {stats.INCONCLUSIVE} |')
+        lines.append(f'| {words} | {what} | - | not run | {stats.INCONCLUSIVE} | - |')
         continue
       groups = [
         [v for v in rerun_accuracies(workdir, tuning, name, measure) if math.isfinite(v)]
         for name in ('padam', other)
       ]
+      seeds = '/'.join(str(len(g)) for g in groups)
       if min(len(g) for g in groups) < MIN_SEEDS:
-        lines.append(f'| {words} | {what} | fewer than {MIN_SEEDS} seeds | {stats.INCONCLUSIVE} |')
+        lines.append(
+          f'| {words} | {what} | {seeds} | fewer than {MIN_SEEDS} seeds | '
+          f'{stats.INCONCLUSIVE} | - |'
+        )
         continue
       interval = stats.contrast(groups, [1.0, -1.0])
       shifted = [[v + margin for v in groups[0]], groups[1]]
       verdict = stats.verdict(stats.contrast(shifted, [1.0, -1.0]), 'greater')
+      needed = '-'
+      if verdict == stats.INCONCLUSIVE:
+        count = stats.seeds_to_decide(shifted, [1.0, -1.0], 'greater')
+        needed = str(count) if count else 'more than 1000'
       assert interval.low is not None and interval.high is not None
       value = ' '.join(
         [
@@ -105,7 +114,7 @@ def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
           f'[{claims_table.signed(interval.low, 2)}, {claims_table.signed(interval.high, 2)}]',
         ]
       )
-      lines.append(f'| {words} | {what} | {value} | {verdict} |')
+      lines.append(f'| {words} | {what} | {seeds} | {value} | {verdict} | {needed} |')
   return lines
 
 
