@@ -81,7 +81,12 @@ def seeds_for_verdict(judged: judging.Judged) -> str:
     return '-'
   if judged.interval.low is None:
     return 'a spread first (>= 2)'
-  return str(judged.seeds_needed) if judged.seeds_needed else 'more than 1000'
+  return seeds_needed_cell(judged.seeds_needed)
+
+
+def seeds_needed_cell(count: int | None) -> str:
+  """``stats.seeds_to_decide``'s answer in a table cell (None: no count up to 1000)."""
+  return str(count) if count else 'more than 1000'
 
 
 def seeds_cell(judged: judging.Judged) -> str:

@@ -105,8 +105,9 @@ def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
       verdict = stats.verdict(stats.contrast(shifted, [1.0, -1.0]), 'greater')
       needed = '-'
       if verdict == stats.INCONCLUSIVE:
-        count = stats.seeds_to_decide(shifted, [1.0, -1.0], 'greater')
-        needed = str(count) if count else 'more than 1000'
+        needed = claims_table.seeds_needed_cell(
+          stats.seeds_to_decide(shifted, [1.0, -1.0], 'greater')
+        )
       assert interval.low is not None and interval.high is not None
       value = ' '.join(
         [

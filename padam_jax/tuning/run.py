@@ -410,14 +410,16 @@ def copy_records(
           f'{path} is damaged or holds other trials than study {study.name} draws: nothing copied'
         )
     searches.append(found)
-    configs = {trial_dir(source, found.optimizer, i): c for i, c in enumerate(found.trials)}
-    if all(sweep.is_complete(d, c) for d, c in configs.items()):  # the reruns' settings known
+    trials = [(trial_dir(source, found.optimizer, i), c) for i, c in enumerate(found.trials)]
+    finished = [(d, c) for d, c in trials if sweep.is_complete(d, c)]
+    if len(finished) == len(trials):  # the reruns' settings known
       winner = select(study, found, source).winner
-      configs |= {
-        rerun_dir(source, found.optimizer, seed): found.rerun(winner, seed)
+      reruns = [
+        (rerun_dir(source, found.optimizer, seed), found.rerun(winner, seed))
         for seed in study.rerun_seeds
-      }
-    runs += [(d, c) for d, c in configs.items() if sweep.is_complete(d, c)]
+      ]
+      finished += [(d, c) for d, c in reruns if sweep.is_complete(d, c)]
+    runs += finished
   new = []
   for run_dir, config in runs:
     name = os.path.relpath(run_dir, source)
