@@ -210,7 +210,7 @@ def test_the_report(searched):
   workdir, (*_, whole), _ = searched
   text = (workdir / report.REPORT_FILE).read_text()
   assert '## Winners' in text and '| padam | ' in text and '| sgdm | ' in text
-  assert len(report.rerun_accuracies(str(workdir), whole, 'padam')) == 2
+  assert len(report.rerun_records(str(workdir), whole)['padam']) == 2
   reruns = text.split('## The winners on fresh seeds', 1)[1]
   cell = '| padam | 2 of 2 | '
   assert cell in reruns and ' +- ' in reruns.split(cell, 1)[1].split('\n', 1)[0]

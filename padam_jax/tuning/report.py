@@ -46,19 +46,24 @@ def _fields(study: Study) -> list[str]:
   return list(dict.fromkeys(d.field for space in study.spaces for d in space.dimensions))
 
 
-def rerun_accuracies(
-  workdir: str, tuning: Mapping[str, Any], optimizer: str, measure: str = _TEST_MEASURE
-) -> list[float]:
-  """The test accuracy (%) of each finished rerun of ``optimizer`` by ``measure`` (NaN:
-  diverged)."""
-  entry = tuning['optimizers'][optimizer]
-  return [
-    measures.run_value(
-      runlog.read_metrics(os.path.join(workdir, rerun['dir'])), tuning['epochs'], measure
-    )
-    for rerun in entry['reruns']
-    if rerun['complete']
-  ]
+Records = list[list[dict[str, Any]]]  # the metrics.jsonl records of each of some runs
+
+
+def rerun_records(workdir: str, tuning: Mapping[str, Any]) -> dict[str, Records]:
+  """Each optimizer's finished reruns' ``metrics.jsonl`` records, each file read once."""
+  return {
+    name: [
+      runlog.read_metrics(os.path.join(workdir, rerun['dir']))
+      for rerun in entry['reruns']
+      if rerun['complete']
+    ]
+    for name, entry in tuning['optimizers'].items()
+  }
+
+
+def accuracies(records: Records, epochs: int, measure: str = _TEST_MEASURE) -> list[float]:
+  """The test accuracy (%) of each run of ``records`` by ``measure`` (NaN: diverged)."""
+  return [measures.run_value(run, epochs, measure) for run in records]
 
 
 # The study's claims (docs/tuning.md): tuned Padam at least as good as tuned SGDM (not more
@@ -69,10 +74,11 @@ MIN_SEEDS = 2
 _CLAIM_MEASURES = ('final_accuracy', 'median_late_accuracy')
 
 
-def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
-  """The claims rows: ``x = padam - other`` over the rerun seeds, Welch's 95% interval, the
-  verdict of ``x > -margin`` and, for an inconclusive one, the seeds per optimizer that
-  would decide it if the means and spreads measured now stayed as they are."""
+def claims_markdown(tuning: Mapping[str, Any], reruns: Mapping[str, Records]) -> list[str]:
+  """The claims rows from the reruns' records (``rerun_records``): ``x = padam - other``
+  over the rerun seeds, Welch's 95% interval, the verdict of ``x > -margin`` and, for an
+  inconclusive one, the seeds per optimizer that would decide it if the means and spreads
+  measured now stayed as they are."""
   lines = [
     '| claim | x, measured | seeds | ours [95% interval] | verdict | seeds for a verdict |',
     '|---|---|---|---|---|---|',
@@ -90,7 +96,7 @@ def claims_markdown(workdir: str, tuning: Mapping[str, Any]) -> list[str]:
         lines.append(f'| {words} | {what} | - | not run | {stats.INCONCLUSIVE} | - |')
         continue
       groups = [
-        [v for v in rerun_accuracies(workdir, tuning, name, measure) if math.isfinite(v)]
+        [v for v in accuracies(reruns[name], tuning['epochs'], measure) if math.isfinite(v)]
         for name in ('padam', other)
       ]
       seeds = '/'.join(str(len(g)) for g in groups)
@@ -135,6 +141,7 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
     '',
   ]
   under_way = _under_way(tuning)
+  reruns = rerun_records(workdir, tuning)
   lines += _progress(study, tuning)
   lines += [
     '## Winners',
@@ -175,14 +182,14 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
     '|---|---|---:|',
   ]
   for name, entry in found.items():
-    accuracies = np.asarray(rerun_accuracies(workdir, tuning, name), dtype=float)
-    seeds = f'{len(accuracies)} of {len(entry["reruns"])}'
-    if not len(accuracies):
+    tests = np.asarray(accuracies(reruns[name], epochs), dtype=float)
+    seeds = f'{len(tests)} of {len(entry["reruns"])}'
+    if not len(tests):
       cell = 'not rerun yet'
     else:
-      mean, std = measures.over_seeds(accuracies)
+      mean, std = measures.over_seeds(tests)
       cell = _number(float(mean)) + ('' if math.isnan(std) else f' +- {std:.2f}')
-      diverged = int(np.sum(np.isnan(accuracies)))
+      diverged = int(np.sum(np.isnan(tests)))
       cell += f' ({diverged} diverged)' if diverged else ''
     lines.append(f'| {name} | {seeds} | {cell} |')
   lines += [
@@ -199,7 +206,7 @@ def markdown(study: Study, workdir: str, tuning: Mapping[str, Any], figure: str 
     scores = [_nan_if_none(t['validation_accuracy']) for t in entry['trials']]
     cells = [_number(selection.expected_best_of_k(scores, k)) for k in range(1, len(scores) + 1)]
     lines.append(f'| {name} | {" | ".join(cells)} |')
-  lines += ['', '## Claims', '', *claims_markdown(workdir, tuning)]
+  lines += ['', '## Claims', '', *claims_markdown(tuning, reruns)]
   if figure:
     lines += ['', f'![validation accuracy of every trial]({os.path.basename(figure)})']
   return '\n'.join(lines) + '\n'
