@@ -267,7 +267,7 @@ def test_summary_in_plain_words(reproduction, paper, tmp_path, monkeypatch):
   assert '| old |' not in pasted and table not in pasted  # the page held the short table only
   page.write_text('no table here\n')
   with pytest.raises(ValueError, match='page.md holds no verdict table to replace'):
-    summary.paste(str(page), [table])
+    summary.replace_tables(str(page), [table])
   alone = summary.markdown(summary.judge_all(summary.workdirs_by_protocol([reproduction])))
   paper_rows = [line for line in alone.splitlines() if line.startswith('| Chen & Gu')]
   assert len(paper_rows) == len({dataclasses.replace(c, measure='') for c in claims.PAPER_CLAIMS})

@@ -184,7 +184,7 @@ def _figures(
   return lines
 
 
-def paste(path: str, tables: Sequence[str]) -> list[str]:
+def replace_tables(path: str, tables: Sequence[str]) -> list[str]:
   """Replaces, in the Markdown page ``path``, each table that starts with the header line
   of one of ``tables`` by that table; returns the headers it replaced. ``ValueError`` if
   the page holds none of them."""
@@ -248,5 +248,5 @@ def write(workdirs: Sequence[str], output_dir: str, paste_into: Sequence[str] = 
   with open(os.path.join(output_dir, SUMMARY_FILE), 'w', encoding='utf-8') as f:
     f.write('\n'.join(lines).rstrip() + '\n')
   for page in paste_into:
-    paste(page, [compact, table])
+    replace_tables(page, [compact, table])
   return table
