@@ -104,6 +104,15 @@ def contrast(
   return _interval(estimate, *_welch(variances, coefficients, counts), confidence, counts)
 
 
+def shifted(
+  groups: Sequence[Sequence[float]], coefficients: Sequence[float], by: float
+) -> list[list[float]]:
+  """``groups`` whose contrast (``contrast``'s, by ``coefficients``) is the original one
+  minus ``by``: the claim ``x > threshold`` tested as ``x - threshold > 0``."""
+  first = [v - by / coefficients[0] for v in groups[0]]
+  return [first, *(list(g) for g in groups[1:])]
+
+
 def verdict(interval: Interval, kind: str, margin: float = 0.0) -> str:
   """The rule of this module's docstring."""
   if kind not in KINDS:

@@ -45,18 +45,12 @@ class Judged:
   by_epoch: tuple[int, int, int] | None = None
 
 
-def _shifted(groups: list[list[float]], coefficients: list[float], by: float) -> list[list[float]]:
-  """``groups`` whose contrast is the original one minus ``by``."""
-  first = [v - by / coefficients[0] for v in groups[0]]
-  return [first, *groups[1:]]
-
-
 def _verdict(
   claim: claims.Claim, groups: list[list[float]], coefficients: list[float], confidence: float
 ) -> str:
   """The rule's verdict on ``groups``; a one-sided claim with a margin is the claim
   ``x - threshold > 0`` (< 0)."""
-  tested = _shifted(groups, coefficients, claim.threshold)
+  tested = stats.shifted(groups, coefficients, claim.threshold)
   margin = claim.margin if claim.kind == 'within' else 0.0
   return stats.verdict(stats.contrast(tested, coefficients, confidence), claim.kind, margin)
 
@@ -147,7 +141,7 @@ def judge(
   verdict = _verdict(claim, groups, coefficients, claim.confidence)
   needed = (
     stats.seeds_to_decide(
-      _shifted(groups, coefficients, claim.threshold),
+      stats.shifted(groups, coefficients, claim.threshold),
       coefficients,
       claim.kind,
       claim.margin if claim.kind == 'within' else 0.0,

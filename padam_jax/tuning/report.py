@@ -107,7 +107,7 @@ def claims_markdown(tuning: Mapping[str, Any], reruns: Mapping[str, Records]) ->
         )
         continue
       interval = stats.contrast(groups, [1.0, -1.0])
-      shifted = [[v + margin for v in groups[0]], groups[1]]
+      shifted = stats.shifted(groups, [1.0, -1.0], -margin)  # x + margin > 0
       verdict = stats.verdict(stats.contrast(shifted, [1.0, -1.0]), 'greater')
       needed = '-'
       if verdict == stats.INCONCLUSIVE:
