@@ -38,6 +38,13 @@ def signed(value: float, digits: int) -> str:
   return f'{value:+.{digits}f}'
 
 
+def interval_text(interval: stats.Interval, digits: int) -> str:
+  """An interval with both bounds as 'estimate [low, high]', each ``signed``."""
+  assert interval.low is not None and interval.high is not None
+  bounds = f'[{signed(interval.low, digits)}, {signed(interval.high, digits)}]'
+  return f'{signed(interval.estimate, digits)} {bounds}'
+
+
 def claimed(claim: claims.Claim) -> str:
   """What is claimed of x, e.g. 'x > 0' or '-1 < x < 1'."""
   if claim.kind == 'within':
@@ -62,8 +69,7 @@ def value_cell(judged: judging.Judged) -> str:
       f'mean {signed(i.estimate, digits)}; {side} in {supported} of {sum(judged.by_epoch)} '
       f'epochs, the other way in {contradicted}, undecided in {neither}'
     )
-  assert i.high is not None
-  return f'{signed(i.estimate, digits)} [{signed(i.low, digits)}, {signed(i.high, digits)}]{level}'
+  return interval_text(i, digits) + level
 
 
 def measured(judged: judging.Judged) -> str:

@@ -114,13 +114,7 @@ def claims_markdown(tuning: Mapping[str, Any], reruns: Mapping[str, Records]) ->
         needed = claims_table.seeds_needed_cell(
           stats.seeds_to_decide(shifted, [1.0, -1.0], 'greater')
         )
-      assert interval.low is not None and interval.high is not None
-      value = ' '.join(
-        [
-          claims_table.signed(interval.estimate, 2),
-          f'[{claims_table.signed(interval.low, 2)}, {claims_table.signed(interval.high, 2)}]',
-        ]
-      )
+      value = claims_table.interval_text(interval, 2)
       lines.append(f'| {words} | {what} | {seeds} | {value} | {verdict} | {needed} |')
   return lines
 
